@@ -1,0 +1,189 @@
+"""``create_app(settings)``: every AppKey, cleanup context and route table.
+The CLI and the tests build the app here; nothing else imports this module."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+from aiohttp import web
+from loguru import logger
+
+from .auth.accounts import AccountLimits, AccountService
+from .auth.passwords import Passwords
+from .auth.sessions import SessionService
+from .auth.tokens import AccessTokens
+from .bus import Bus, RedisBus
+from .clock import Clock
+from .config import Settings
+from .handlers import accounts, ops, users, webapp
+from .keys import (
+    ACCOUNTS,
+    AUDIT,
+    BUS,
+    CLOCK,
+    DB,
+    LIMITER,
+    MAIL,
+    METRICS,
+    PROFILES,
+    REDIS,
+    ROUTE_SPECS,
+    SESSIONS,
+    SETTINGS,
+    USERS,
+)
+from .mail.service import MailService
+from .mail.transports import MailTransport, OutboxTransport, SmtpTransport
+from .metrics import Metrics
+from .middlewares import MIDDLEWARES
+from .profiles import ProfileService
+from .ratelimit import RateLimiter
+from .redis_client import connect_redis
+from .storage.audit import AuditStore
+from .storage.database import open_database
+from .storage.mail_queue import MailQueueStore
+from .storage.revocations import MemoryRevocationList, RedisRevocationList
+from .storage.sessions import SessionStore
+from .storage.user_tokens import UserTokenStore
+from .storage.users import UserStore
+
+PURGE_INTERVAL_S = 3600
+ROUTE_TABLES = [accounts.routes, users.routes, ops.routes, webapp.routes]
+
+
+def public_url(settings: Settings) -> str:
+    return settings.public_url or f"http://{settings.host}:{settings.port}"
+
+
+async def database_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    async with open_database(
+        mongo_url=settings.mongo_url, db_name=settings.mongo_db, data_dir=settings.data_dir
+    ) as db:
+        app[DB] = db
+        yield
+
+
+async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    if settings.redis_url is None:
+        app[REDIS] = None
+        app[BUS] = Bus()
+        yield
+        return
+    client = connect_redis(settings.redis_url)
+    app[REDIS] = client
+    bus = RedisBus(client)
+    app[BUS] = bus
+    await bus.start()
+    try:
+        yield
+    finally:
+        await bus.stop()
+        await client.aclose()
+
+
+def _mail_transport(settings: Settings) -> MailTransport:
+    if settings.smtp_url:
+        return SmtpTransport(settings.smtp_url)
+    return OutboxTransport(settings.data_dir / "outbox")
+
+
+async def services_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Stores and the account services over them; indexes are created here,
+    idempotently, on every start."""
+    settings, clock, db, metrics = app[SETTINGS], app[CLOCK], app[DB], app[METRICS]
+    users = UserStore(db)
+    sessions = SessionStore(db)
+    user_tokens = UserTokenStore(db)
+    mail_queue = MailQueueStore(db)
+    audit = AuditStore(db)
+    for store in (users, sessions, user_tokens, mail_queue, audit):
+        await store.create_indexes()
+
+    redis = app[REDIS]
+    revocations = RedisRevocationList(redis) if redis is not None else MemoryRevocationList(clock)
+    limiter = RateLimiter(
+        redis_url=settings.redis_url, enabled=settings.rate_limits_enabled, metrics=metrics
+    )
+    mail = MailService(
+        store=mail_queue, transport=_mail_transport(settings), sender=settings.mail_from,
+        clock=clock, metrics=metrics,
+    )
+    access_tokens = AccessTokens(
+        keys=settings.signing_keys(), issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience, ttl=settings.access_token_ttl, clock=clock,
+    )
+    session_service = SessionService(
+        users=users, sessions=sessions, audit=audit, access_tokens=access_tokens,
+        revocations=revocations, bus=app[BUS], clock=clock,
+        refresh_ttl=settings.refresh_token_ttl,
+    )
+    account_service = AccountService(
+        users=users, user_tokens=user_tokens, audit=audit,
+        passwords=Passwords(
+            min_length=settings.password_min_length, max_length=settings.password_max_length,
+            time_cost=settings.password_hash_time_cost,
+            memory_cost_kib=settings.password_hash_memory_kib,
+        ),
+        sessions=session_service, mail=mail, limiter=limiter,
+        limits=AccountLimits(
+            register=settings.register_limit, login_account=settings.login_account_limit,
+            login_ip=settings.login_ip_limit, forgot_password=settings.forgot_password_limit,
+            email_token_ttl=settings.email_token_ttl,
+            password_reset_ttl=settings.password_reset_ttl,
+        ),
+        public_url=public_url(settings), clock=clock,
+    )
+    app[USERS] = users
+    app[AUDIT] = audit
+    app[LIMITER] = limiter
+    app[MAIL] = mail
+    app[SESSIONS] = session_service
+    app[ACCOUNTS] = account_service
+    app[PROFILES] = ProfileService(users=users, sessions=sessions, clock=clock)
+    if not settings.rate_limits_enabled:
+        logger.warning("SKILLSHARE_RATE_LIMITS=off: every rate limit and login throttle is off")
+    mail.start()
+    purge = asyncio.create_task(_purge_deleted_users(app), name="purge-deleted-users")
+    try:
+        yield
+    finally:
+        purge.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await purge
+        await account_service.stop()
+        await mail.stop()
+
+
+async def _purge_deleted_users(app: web.Application) -> None:
+    grace = timedelta(days=app[SETTINGS].deleted_user_grace_days)
+    while True:
+        try:
+            purged = await app[USERS].purge_deleted(deleted_before=app[CLOCK].now() - grace)
+            if purged:
+                logger.info("purged personal data of {} deleted accounts", purged)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("purging deleted accounts failed")
+        await asyncio.sleep(PURGE_INTERVAL_S)
+
+
+def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Application:
+    app = web.Application(middlewares=MIDDLEWARES, client_max_size=settings.max_body_bytes)
+    app[SETTINGS] = settings
+    app[CLOCK] = clock or Clock()
+    app[METRICS] = Metrics()
+    app.cleanup_ctx.extend([database_ctx, redis_ctx, services_ctx])
+    specs = []
+    for table in ROUTE_TABLES:
+        table.add_to(app)
+        specs.extend(table.specs)
+    app[ROUTE_SPECS] = specs
+    ops.add_static(app)
+    webapp.add_static(app)
+    return app

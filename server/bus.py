@@ -1,0 +1,112 @@
+"""A tiny cross-node notification bus for control messages (session
+revocations, presence changes, bans). Chat fan-out does not use it; that goes
+through python-socketio's own Redis client manager.
+
+Payloads are msgpack maps, never pickle. Delivery is at-most-once: a node that
+is disconnected from Redis misses what was published meanwhile, so anything
+that must survive (revocations, messages) is also stored."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgpack
+import redis.asyncio as redis
+from loguru import logger
+
+Handler = Callable[[dict[str, Any]], Awaitable[None]]
+CHANNEL_PREFIX = "skillshare:bus:"
+RECONNECT_MAX_DELAY = 10.0
+
+
+class Bus:
+    """In-process bus: one node, handlers called directly."""
+
+    def __init__(self) -> None:
+        self._handlers: dict[str, list[Handler]] = defaultdict(list)
+
+    def subscribe(self, topic: str, handler: Handler) -> None:
+        self._handlers[topic].append(handler)
+
+    async def publish(self, topic: str, payload: dict[str, Any]) -> None:
+        await self._dispatch(topic, payload)
+
+    async def _dispatch(self, topic: str, payload: dict[str, Any]) -> None:
+        for handler in list(self._handlers.get(topic, ())):
+            try:
+                await handler(payload)
+            except Exception:
+                logger.exception("bus handler for {} failed", topic)
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+
+class RedisBus(Bus):
+    """Redis pub/sub bus shared by every node; reconnects with backoff."""
+
+    def __init__(self, client: redis.Redis, *, on_error: Callable[[], None] | None = None) -> None:
+        super().__init__()
+        self._redis = client
+        self._task: asyncio.Task[None] | None = None
+        self._on_error = on_error
+        self._subscribed = asyncio.Event()
+
+    async def publish(self, topic: str, payload: dict[str, Any]) -> None:
+        data = msgpack.packb(payload, use_bin_type=True)
+        try:
+            await self._redis.publish(CHANNEL_PREFIX + topic, data)
+        except Exception:
+            if self._on_error:
+                self._on_error()
+            logger.exception("bus publish to {} failed", topic)
+            raise
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._listen(), name="redis-bus-listener")
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._subscribed.wait(), timeout=5)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _listen(self) -> None:
+        delay = 0.5
+        while True:
+            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.psubscribe(CHANNEL_PREFIX + "*")
+                self._subscribed.set()
+                delay = 0.5
+                async for message in pubsub.listen():
+                    if message.get("type") != "pmessage":
+                        continue
+                    topic = message["channel"].decode()[len(CHANNEL_PREFIX):]
+                    try:
+                        payload = msgpack.unpackb(message["data"], raw=False)
+                    except Exception:
+                        logger.warning("bus: undecodable message on {}", topic)
+                        continue
+                    await self._dispatch(topic, payload)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if self._on_error:
+                    self._on_error()
+                logger.warning("bus: redis listener lost ({}); retrying in {:.1f}s", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RECONNECT_MAX_DELAY)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()

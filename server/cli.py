@@ -1,0 +1,77 @@
+"""``skillshare`` console script: ``serve`` runs a node; ``seed`` fills the
+database with demo data."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from aiohttp import web
+from loguru import logger
+
+from .config import ConfigError, Settings, load_settings
+from .logs import configure_logging
+
+
+def _init_sentry(settings: Settings) -> None:
+    if not settings.sentry_dsn:
+        return
+    import sentry_sdk
+
+    sentry_sdk.init(
+        dsn=settings.sentry_dsn, environment=settings.env, send_default_pii=False,
+        traces_sample_rate=0.0,
+    )
+
+
+def _install_uvloop() -> None:
+    try:
+        import uvloop
+    except ImportError:
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+def serve(settings: Settings) -> None:
+    from .app import create_app
+
+    _init_sentry(settings)
+    _install_uvloop()
+    app = create_app(settings)
+    logger.info("Skill Share node starting on http://{}:{} ({})", settings.host, settings.port,
+                settings.env)
+    web.run_app(
+        app, host=settings.host, port=settings.port, print=None,
+        shutdown_timeout=settings.shutdown_timeout, access_log=None,
+        handle_signals=True,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="skillshare", description="Skill Share server")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("serve", help="run one node")
+    seed = commands.add_parser("seed", help="fill the database with demo data")
+    seed.add_argument("--users", type=int, default=50)
+    seed.add_argument("--seed", type=int, default=42, help="random seed")
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level, json_lines=settings.production)
+    if args.command == "serve":
+        serve(settings)
+        return 0
+    if args.command == "seed":
+        from .seed import run_seed
+
+        asyncio.run(run_seed(settings, users=args.users, random_seed=args.seed))
+        return 0
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,209 @@
+"""Settings, read from ``SKILLSHARE_*`` environment variables and an optional
+TOML file named by ``SKILLSHARE_CONFIG``; validated once at start-up."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+from pydantic_settings.exceptions import SettingsError
+
+
+class ConfigError(Exception):
+    """A bad setting; the message is one line naming the variable."""
+
+
+StrList = Annotated[list[str], NoDecode]
+
+
+def _split_list(value: Any) -> Any:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+class _TomlSource(PydanticBaseSettingsSource):
+    """Values from the TOML file named by ``SKILLSHARE_CONFIG`` (lowest priority
+    after the environment)."""
+
+    def __init__(self, settings_cls: type[BaseSettings]) -> None:
+        super().__init__(settings_cls)
+        path = os.environ.get("SKILLSHARE_CONFIG")
+        self._data: dict[str, Any] = {}
+        if path:
+            try:
+                with open(path, "rb") as fh:
+                    self._data = tomllib.load(fh)
+            except (OSError, tomllib.TOMLDecodeError) as exc:
+                raise ConfigError(f"SKILLSHARE_CONFIG: cannot read {path}: {exc}") from exc
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self._data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return {k: v for k, v in self._data.items() if k in self.settings_cls.model_fields}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="SKILLSHARE_", extra="ignore", populate_by_name=True
+    )
+
+    env: Literal["development", "production", "test"] = "development"
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    public_url: str | None = None  # base URL used in mailed links
+    data_dir: Path = Path("./var")
+    mongo_url: str | None = None
+    mongo_db: str = "skillshare"
+    redis_url: str | None = None
+    secret_key: StrList | None = None  # newest first; older keys still verify
+    jwt_issuer: str = "skillshare"
+    jwt_audience: str = "skillshare-api"
+    access_token_ttl: int = Field(900, ge=10, le=86400)
+    refresh_token_ttl: int = Field(30 * 86400, ge=60)
+    email_token_ttl: int = Field(48 * 3600, ge=60)
+    password_reset_ttl: int = Field(30 * 60, ge=60)
+    password_min_length: int = Field(10, ge=6, le=128)
+    password_max_length: int = Field(256, ge=16, le=4096)
+    password_hash_time_cost: int = Field(3, ge=1, le=20)
+    password_hash_memory_kib: int = Field(64 * 1024, ge=8, le=4 * 1024 * 1024)
+    require_verified_email_for: StrList = Field(default_factory=list)
+    smtp_url: str | None = None
+    mail_from: str = "Skill Share <no-reply@skillshare.local>"
+    turn_urls: StrList = Field(default_factory=list)
+    turn_secret: str | None = None
+    turn_ttl: int = Field(3600, ge=60, le=86400)
+    stun_urls: StrList = Field(default_factory=list)
+    sentry_dsn: str | None = None
+    cors_origins: StrList = Field(default_factory=list)
+    log_level: str = "INFO"
+    rate_limits: Literal["on", "off"] = "on"
+    register_limit: str = "30/hour"
+    login_account_limit: str = "10/15minutes"
+    login_ip_limit: str = "100/15minutes"
+    forgot_password_limit: str = "5/hour"
+    api_limit: str = "600/minute"
+    max_body_bytes: int = Field(1024 * 1024, ge=1024)
+    deleted_user_grace_days: int = Field(30, ge=0)
+    trusted_proxies: int = Field(0, ge=0, le=5)  # X-Forwarded-For hops to trust
+    shutdown_timeout: float = Field(10.0, ge=0)
+    # real-time limits
+    socket_max_payload: int = Field(64 * 1024, ge=1024)
+    socket_event_rate: str = "20/second"
+    socket_event_burst: int = Field(60, ge=1)
+    max_relayed_calls: int = Field(20, ge=0)
+
+    @field_validator(
+        "secret_key", "cors_origins", "turn_urls", "stun_urls",
+        "require_verified_email_for", mode="before",
+    )
+    @classmethod
+    def _lists(cls, value: Any) -> Any:
+        return _split_list(value)
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        value = value.upper()
+        if value not in {"TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("redis://", "rediss://", "redis+sentinel://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or redis+sentinel://")
+        return value or None
+
+    @field_validator("mongo_url")
+    @classmethod
+    def _mongo_scheme(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("mongodb://", "mongodb+srv://")):
+            raise ValueError("must start with mongodb:// or mongodb+srv://")
+        return value or None
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _smtp_scheme(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("smtp://", "smtps://")):
+            raise ValueError("must start with smtp:// or smtps://")
+        return value or None
+
+    @field_validator("secret_key")
+    @classmethod
+    def _key_length(cls, value: list[str] | None) -> list[str] | None:
+        if value:
+            for key in value:
+                if len(key) < 32:
+                    raise ValueError("each key must be at least 32 characters")
+        return value or None
+
+    @model_validator(mode="after")
+    def _production(self) -> "Settings":
+        if self.env == "production" and not self.secret_key:
+            raise ValueError("SKILLSHARE_SECRET_KEY is required when SKILLSHARE_ENV=production")
+        if self.password_min_length > self.password_max_length:
+            raise ValueError("SKILLSHARE_PASSWORD_MIN_LENGTH exceeds SKILLSHARE_PASSWORD_MAX_LENGTH")
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _TomlSource(settings_cls))
+
+    @property
+    def production(self) -> bool:
+        return self.env == "production"
+
+    @property
+    def rate_limits_enabled(self) -> bool:
+        return self.rate_limits == "on"
+
+    def signing_keys(self) -> list[str]:
+        """The JWT/HMAC keys, newest first. In development with no key set, a
+        key is generated once and kept in the data dir."""
+        if self.secret_key:
+            return list(self.secret_key)
+        path = self.data_dir / "secret_key"
+        if path.exists():
+            return [path.read_text().strip()]
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(48)
+        path.write_text(key)
+        path.chmod(0o600)
+        return [key]
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build Settings from the environment; raise ConfigError with one line
+    naming the first bad variable."""
+    try:
+        return Settings(**overrides)
+    except SettingsError as exc:
+        raise ConfigError(str(exc).replace('field "', 'field SKILLSHARE_').upper()) from None
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = err.get("loc") or ()
+        name = f"SKILLSHARE_{str(loc[0]).upper()}" if loc else "configuration"
+        msg = err.get("msg", "invalid value").removeprefix("Value error, ")
+        if msg.startswith("SKILLSHARE_"):
+            raise ConfigError(msg) from None
+        raise ConfigError(f"{name}: {msg}") from None

@@ -1,0 +1,93 @@
+"""Operations: health, readiness, metrics, the OpenAPI document and the
+API docs page."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import swagger_ui_bundle
+from aiohttp import web
+from loguru import logger
+
+from ..http import Routes, json_response
+from ..keys import DB, METRICS, REDIS, ROUTE_SPECS, SETTINGS
+from ..openapi import build_openapi
+
+routes = Routes()
+READINESS_TIMEOUT_S = 2.0
+DOCS_STATIC = Path(swagger_ui_bundle.swagger_ui_path)
+DOCS_HTML = """<!doctype html>
+<html><head><meta charset="utf-8"><title>Skill Share API</title>
+<link rel="stylesheet" href="/docs/static/swagger-ui.css"></head>
+<body><div id="swagger-ui"></div>
+<script src="/docs/static/swagger-ui-bundle.js"></script>
+<script src="/docs/init.js"></script></body></html>"""
+DOCS_INIT_JS = (
+    "window.ui = SwaggerUIBundle({url: '/openapi.json', dom_id: '#swagger-ui', "
+    "deepLinking: true});"
+)
+_VERSION = "1.0.0"
+
+
+@routes.get("/healthz", summary="Liveness", tags=["ops"], auth=False)
+async def healthz(request: web.Request) -> web.Response:
+    return json_response({"status": "ok"})
+
+
+async def _check(name: str, probe: asyncio.Future | asyncio.Task | object) -> str | None:
+    try:
+        await asyncio.wait_for(probe, READINESS_TIMEOUT_S)  # type: ignore[arg-type]
+    except Exception as exc:
+        logger.warning("readiness: {} is not answering: {!r}", name, exc)
+        return name
+    return None
+
+
+@routes.get("/readyz", summary="Readiness", tags=["ops"], auth=False, errors=[503])
+async def readyz(request: web.Request) -> web.Response:
+    """200 when the database (and Redis, when configured) answer; else 503."""
+    probes = {"database": request.app[DB].command("ping")}
+    redis = request.app[REDIS]
+    if redis is not None:
+        probes["redis"] = redis.ping()
+    failed = [f for f in await asyncio.gather(*(_check(n, p) for n, p in probes.items())) if f]
+    if failed:
+        return json_response(
+            {"error": {"code": "unavailable", "message": f"Not ready: {', '.join(failed)}.",
+                       "details": {"failing": failed}, "request_id": None}},
+            status=503,
+        )
+    return json_response({"status": "ready", "checks": {name: "ok" for name in probes}})
+
+
+@routes.get("/metrics", summary="Prometheus metrics", tags=["ops"], auth=False)
+async def metrics(request: web.Request) -> web.Response:
+    return web.Response(
+        body=request.app[METRICS].render(),
+        headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},
+    )
+
+
+@routes.get("/openapi.json", summary="This API, as OpenAPI 3.1", tags=["ops"], auth=False)
+async def openapi(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS]
+    document = build_openapi(
+        request.app[ROUTE_SPECS], version=_VERSION, server_url=settings.public_url
+    )
+    return json_response(document)
+
+
+@routes.get("/docs", summary="Human-readable API documentation", tags=["ops"], auth=False)
+async def docs(request: web.Request) -> web.Response:
+    return web.Response(text=DOCS_HTML, content_type="text/html")
+
+
+async def docs_init(request: web.Request) -> web.Response:
+    return web.Response(text=DOCS_INIT_JS, content_type="application/javascript")
+
+
+def add_static(app: web.Application) -> None:
+    """Swagger UI from its PyPI package (no CDN)."""
+    app.router.add_get("/docs/init.js", docs_init)
+    app.router.add_static("/docs/static/", DOCS_STATIC)

@@ -1,0 +1,58 @@
+"""``/api/v1/users``: my profile, my data, public profiles."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ..http import Routes, authenticate, body, client_info, json_response, path_id
+from ..keys import ACCOUNTS, PROFILES
+from ..schemas.accounts import PrivateUser, ProfilePatch, PublicUser
+from .views import private_user, public_user
+
+routes = Routes()
+TAGS = ["users"]
+PREFIX = "/api/v1/users"
+
+
+@routes.get(f"{PREFIX}/me", summary="My profile", tags=TAGS, response=PrivateUser,
+            errors=[401])
+async def get_me(request: web.Request) -> web.Response:
+    claims = await authenticate(request)
+    return json_response(private_user(await request.app[PROFILES].me(claims.user_id)))
+
+
+@routes.patch(f"{PREFIX}/me", summary="Edit my profile", tags=TAGS, body=ProfilePatch,
+              response=PrivateUser, errors=[400, 401])
+async def patch_me(request: web.Request) -> web.Response:
+    claims = await authenticate(request)
+    patch = await body(request, ProfilePatch)
+    changes = patch.model_dump(exclude_unset=True, mode="json")
+    changes = {k: v for k, v in changes.items() if v is not None}
+    user = await request.app[PROFILES].update(claims.user_id, changes)
+    return json_response(private_user(user))
+
+
+@routes.delete(f"{PREFIX}/me", summary="Delete my account", tags=TAGS, status=204,
+               errors=[401])
+async def delete_me(request: web.Request) -> web.Response:
+    """Soft delete: the account stops working at once and disappears from
+    public reads; personal data is purged after the grace period."""
+    claims = await authenticate(request)
+    await request.app[ACCOUNTS].delete(claims.user_id, client_info(request))
+    return web.Response(status=204)
+
+
+@routes.get(f"{PREFIX}/me/export", summary="Export all my data", tags=TAGS, errors=[401])
+async def export_me(request: web.Request) -> web.Response:
+    claims = await authenticate(request)
+    data = await request.app[PROFILES].export(claims.user_id)
+    return json_response(
+        data, headers={"Content-Disposition": 'attachment; filename="skillshare-export.json"'}
+    )
+
+
+@routes.get(PREFIX + "/{id}", summary="A public profile", tags=TAGS, response=PublicUser,
+            auth=False, errors=[404])
+async def get_user(request: web.Request) -> web.Response:
+    """Never includes the email. Deleted and banned users are not found."""
+    return json_response(public_user(await request.app[PROFILES].public(path_id(request))))

@@ -1,0 +1,40 @@
+"""Typed aiohttp ``AppKey``s: the app's collaborators, set up by
+``server.app.create_app`` and read by the handlers."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from pymongo.asynchronous.database import AsyncDatabase
+    from redis.asyncio import Redis
+
+    from .auth.accounts import AccountService
+    from .auth.sessions import SessionService
+    from .bus import Bus
+    from .clock import Clock
+    from .config import Settings
+    from .http import RouteSpec
+    from .mail.service import MailService
+    from .metrics import Metrics
+    from .profiles import ProfileService
+    from .ratelimit import RateLimiter
+    from .storage.audit import AuditStore
+    from .storage.users import UserStore
+
+SETTINGS = web.AppKey("settings", "Settings")
+CLOCK = web.AppKey("clock", "Clock")
+METRICS = web.AppKey("metrics", "Metrics")
+ROUTE_SPECS = web.AppKey("route_specs", "list[RouteSpec]")
+DB = web.AppKey("db", "AsyncDatabase")
+REDIS = web.AppKey("redis", "Redis | None")
+BUS = web.AppKey("bus", "Bus")
+LIMITER = web.AppKey("limiter", "RateLimiter")
+MAIL = web.AppKey("mail", "MailService")
+USERS = web.AppKey("users", "UserStore")
+AUDIT = web.AppKey("audit", "AuditStore")
+SESSIONS = web.AppKey("sessions", "SessionService")
+ACCOUNTS = web.AppKey("accounts", "AccountService")
+PROFILES = web.AppKey("profiles", "ProfileService")

@@ -1,0 +1,136 @@
+"""Cross-cutting HTTP behaviour, outermost first: request id and metrics,
+security headers and CORS, and the one place where errors become the
+contract's envelope."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+
+import pymongo.errors
+import redis.exceptions
+import sentry_sdk
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from loguru import logger
+
+from .errors import (
+    ApiError,
+    BadRequest,
+    InternalError,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    Unavailable,
+    UnsupportedMediaType,
+)
+from .http import json_response
+from .keys import METRICS, SETTINGS
+from .logs import request_id_var
+
+REQUEST_ID_HEADER = "X-Request-ID"
+_SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data: blob:; media-src 'self' blob: mediastream:; "
+    "connect-src 'self' ws: wss:; frame-ancestors 'none'; base-uri 'none'; "
+    "form-action 'self'; object-src 'none'"
+)
+CORS_ALLOW_HEADERS = "Authorization, Content-Type, X-Request-ID, X-CSRF-Token"
+CORS_ALLOW_METHODS = "GET, POST, PATCH, PUT, DELETE, OPTIONS"
+CORS_MAX_AGE = "600"
+
+_HTTP_ERRORS: dict[int, type[ApiError]] = {
+    400: BadRequest, 404: NotFound, 405: MethodNotAllowed, 413: PayloadTooLarge,
+    415: UnsupportedMediaType,
+}
+
+
+def _route_label(request: web.Request) -> str:
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "unmatched"
+
+
+@web.middleware
+async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
+    incoming = request.headers.get(REQUEST_ID_HEADER, "")
+    request_id = incoming if _SANE_REQUEST_ID.match(incoming) else secrets.token_hex(12)
+    token = request_id_var.set(request_id)
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        response.headers[REQUEST_ID_HEADER] = request_id
+        return response
+    finally:
+        elapsed = time.perf_counter() - started
+        metrics = request.app[METRICS]
+        route = _route_label(request)
+        metrics.http_requests.labels(route, request.method, str(status)).inc()
+        metrics.http_latency.labels(route, request.method).observe(elapsed)
+        request_id_var.reset(token)
+
+
+@web.middleware
+async def security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
+    settings = request.app[SETTINGS]
+    origin = request.headers.get("Origin")
+    allowed = origin is not None and (origin in settings.cors_origins or "*" in settings.cors_origins)
+    if request.method == "OPTIONS" and allowed and "Access-Control-Request-Method" in request.headers:
+        response: web.StreamResponse = web.Response(status=204)
+        response.headers["Access-Control-Allow-Methods"] = CORS_ALLOW_METHODS
+        response.headers["Access-Control-Allow-Headers"] = CORS_ALLOW_HEADERS
+        response.headers["Access-Control-Max-Age"] = CORS_MAX_AGE
+    else:
+        response = await handler(request)
+    headers = response.headers
+    headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+    headers["X-Content-Type-Options"] = "nosniff"
+    headers["X-Frame-Options"] = "DENY"
+    headers["Referrer-Policy"] = "no-referrer"
+    headers.setdefault("Cache-Control", "no-store")
+    if settings.production:
+        headers["Strict-Transport-Security"] = "max-age=63072000; includeSubDomains"
+    if allowed:
+        assert origin is not None
+        headers["Access-Control-Allow-Origin"] = origin
+        headers["Access-Control-Allow-Credentials"] = "true"
+        headers["Access-Control-Expose-Headers"] = "X-Request-ID, Retry-After"
+        headers.add("Vary", "Origin")
+    return response
+
+
+def error_response(error: ApiError) -> web.Response:
+    body = {"error": error.to_dict(request_id_var.get())}
+    return json_response(body, status=error.status, headers=error.headers)
+
+
+@web.middleware
+async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return error_response(exc)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        error_class = _HTTP_ERRORS.get(exc.status)
+        if error_class is None:
+            error = ApiError(exc.reason, code="http_error")
+            error.status = exc.status
+        else:
+            error = error_class()
+        return error_response(error)
+    except (pymongo.errors.ConnectionFailure, pymongo.errors.ServerSelectionTimeoutError,
+            redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+        logger.error("dependency unavailable during {} {}: {}", request.method, request.path, exc)
+        return error_response(Unavailable())
+    except Exception as exc:
+        logger.opt(exception=exc).error("unhandled error in {} {}", request.method, request.path)
+        sentry_sdk.capture_exception(exc)
+        return error_response(InternalError())
+
+
+MIDDLEWARES = [request_context, security_headers, errors]

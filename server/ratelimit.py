@@ -1,0 +1,81 @@
+"""Rate limits with the ``limits`` library: in-memory on one node, Redis when
+``SKILLSHARE_REDIS_URL`` is set so a limit holds across every node."""
+
+from __future__ import annotations
+
+import math
+import time
+
+from limits import RateLimitItem, parse
+from limits.aio.strategies import MovingWindowRateLimiter
+from limits.storage import storage_from_string
+from loguru import logger
+
+from .errors import RateLimited
+from .metrics import Metrics
+
+
+class RateLimiter:
+    """Named limits (``"login:account"``) over a shared storage.
+
+    ``hit`` consumes one unit and raises ``RateLimited`` when the window is
+    full; ``check`` raises without consuming (used by login throttling, where
+    only failures count but a throttled account is refused even with the right
+    password). A storage failure is logged and the request allowed: Redis
+    trouble must not take logins down, and /readyz reports it."""
+
+    def __init__(self, *, redis_url: str | None, enabled: bool, metrics: Metrics) -> None:
+        if redis_url:
+            storage = storage_from_string(f"async+{redis_url}", implementation="redispy")
+        else:
+            storage = storage_from_string("async+memory://")
+        self._storage = storage
+        self._limiter = MovingWindowRateLimiter(storage)
+        self._enabled = enabled
+        self._metrics = metrics
+        self._parsed: dict[str, RateLimitItem] = {}
+
+    def _item(self, limit: str) -> RateLimitItem:
+        item = self._parsed.get(limit)
+        if item is None:
+            item = self._parsed[limit] = parse(limit)
+        return item
+
+    async def _retry_after(self, item: RateLimitItem, keys: tuple[str, ...]) -> int:
+        stats = await self._limiter.get_window_stats(item, *keys)
+        return max(1, math.ceil(stats.reset_time - time.time()))
+
+    async def hit(self, name: str, limit: str, *keys: str) -> None:
+        if not self._enabled:
+            return
+        item = self._item(limit)
+        try:
+            allowed = await self._limiter.hit(item, name, *keys)
+            if allowed:
+                return
+            retry_after = await self._retry_after(item, (name, *keys))
+        except Exception:
+            logger.exception("rate limit storage failed for {}; allowing", name)
+            return
+        self._metrics.rate_limited.labels(name).inc()
+        raise RateLimited(retry_after)
+
+    async def check(self, name: str, limit: str, *keys: str) -> None:
+        if not self._enabled:
+            return
+        item = self._item(limit)
+        try:
+            if await self._limiter.test(item, name, *keys):
+                return
+            retry_after = await self._retry_after(item, (name, *keys))
+        except Exception:
+            logger.exception("rate limit storage failed for {}; allowing", name)
+            return
+        self._metrics.rate_limited.labels(name).inc()
+        raise RateLimited(retry_after)
+
+    async def clear(self, name: str, limit: str, *keys: str) -> None:
+        try:
+            await self._limiter.clear(self._item(limit), name, *keys)
+        except Exception:
+            logger.exception("rate limit storage failed clearing {}", name)

@@ -1,0 +1,56 @@
+"""The append-only ``audit_log`` collection: security-relevant actions with
+actor, action, target, IP, request id and time. Nothing here updates or
+deletes an entry."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING
+from pymongo.asynchronous.database import AsyncDatabase
+
+from .ids import new_id
+
+
+class AuditStore:
+    def __init__(self, db: AsyncDatabase) -> None:
+        self._log = db["audit_log"]
+
+    async def create_indexes(self) -> None:
+        await self._log.create_index([("actor_id", ASCENDING), ("_id", DESCENDING)])
+        await self._log.create_index([("action", ASCENDING), ("_id", DESCENDING)])
+
+    async def record(
+        self,
+        *,
+        action: str,
+        actor_id: str | None,
+        target: str | None,
+        ip: str | None,
+        request_id: str | None,
+        at: datetime,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        await self._log.insert_one({
+            "_id": new_id(), "action": action, "actor_id": actor_id, "target": target,
+            "ip": ip, "request_id": request_id, "at": at, "details": details or {},
+        })
+
+    async def page(
+        self,
+        *,
+        limit: int,
+        before_id: str | None = None,
+        action: str | None = None,
+        actor_id: str | None = None,
+    ) -> list[dict[str, Any]]:
+        query: dict[str, Any] = {}
+        if before_id:
+            query["_id"] = {"$lt": before_id}
+        if action:
+            query["action"] = action
+        if actor_id:
+            query["actor_id"] = actor_id
+        cursor = self._log.find(query).sort("_id", DESCENDING).limit(limit)
+        return await cursor.to_list(length=limit)

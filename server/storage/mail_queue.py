@@ -1,0 +1,64 @@
+"""The ``mail_queue`` collection: mails waiting to be sent, so a failing SMTP
+server delays a mail instead of losing it. Any node's worker may claim a mail;
+a claim is a lease, so a crashed worker's mail is picked up again."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from pymongo import ASCENDING, ReturnDocument
+from pymongo.asynchronous.database import AsyncDatabase
+
+from .ids import new_id
+
+PENDING = "pending"
+SENT = "sent"
+FAILED = "failed"
+SENT_RETENTION = timedelta(days=7)
+
+
+class MailQueueStore:
+    def __init__(self, db: AsyncDatabase) -> None:
+        self._mails = db["mail_queue"]
+
+    async def create_indexes(self) -> None:
+        await self._mails.create_index([("status", ASCENDING), ("next_attempt_at", ASCENDING)])
+        await self._mails.create_index("purge_at", expireAfterSeconds=0)
+
+    async def enqueue(
+        self, *, to: str, subject: str, text: str, html: str, kind: str, now: datetime
+    ) -> str:
+        mail_id = new_id()
+        await self._mails.insert_one({
+            "_id": mail_id, "to": to, "subject": subject, "text": text, "html": html,
+            "kind": kind, "status": PENDING, "attempts": 0, "created_at": now,
+            "next_attempt_at": now, "last_error": None,
+        })
+        return mail_id
+
+    async def claim_due(self, *, now: datetime, lease: timedelta) -> dict[str, Any] | None:
+        return await self._mails.find_one_and_update(
+            {"status": PENDING, "next_attempt_at": {"$lte": now}},
+            {"$set": {"next_attempt_at": now + lease}, "$inc": {"attempts": 1}},
+            sort=[("next_attempt_at", ASCENDING)],
+            return_document=ReturnDocument.AFTER,
+        )
+
+    async def mark_sent(self, mail_id: str, *, now: datetime) -> None:
+        await self._mails.update_one(
+            {"_id": mail_id},
+            {"$set": {"status": SENT, "sent_at": now, "purge_at": now + SENT_RETENTION},
+             "$unset": {"text": "", "html": ""}},
+        )
+
+    async def schedule_retry(
+        self, mail_id: str, *, error: str, next_attempt_at: datetime, give_up: bool
+    ) -> None:
+        fields: dict[str, Any] = {"last_error": error[:500], "next_attempt_at": next_attempt_at}
+        if give_up:
+            fields["status"] = FAILED
+        await self._mails.update_one({"_id": mail_id}, {"$set": fields})
+
+    async def get(self, mail_id: str) -> dict[str, Any] | None:
+        return await self._mails.find_one({"_id": mail_id})

@@ -1,0 +1,107 @@
+"""The ``sessions`` collection: one document per login, holding the hash of
+the current refresh token and of the ones already used (reuse detection)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING, ReturnDocument
+from pymongo.asynchronous.database import AsyncDatabase
+
+from .ids import new_id
+
+USED_HASHES_KEPT = 50
+
+
+class SessionStore:
+    def __init__(self, db: AsyncDatabase) -> None:
+        self._sessions = db["sessions"]
+
+    async def create_indexes(self) -> None:
+        await self._sessions.create_index([("user_id", ASCENDING), ("revoked_at", ASCENDING)])
+        # Expired sessions disappear by themselves.
+        await self._sessions.create_index("expires_at", expireAfterSeconds=0)
+
+    async def create(
+        self,
+        *,
+        user_id: str,
+        refresh_hash: str,
+        now: datetime,
+        expires_at: datetime,
+        ip: str | None,
+        user_agent: str | None,
+    ) -> dict[str, Any]:
+        doc = {
+            "_id": new_id(),
+            "user_id": user_id,
+            "refresh_hash": refresh_hash,
+            "used_hashes": [],
+            "created_at": now,
+            "last_used_at": now,
+            "expires_at": expires_at,
+            "revoked_at": None,
+            "ip": ip,
+            "user_agent": (user_agent or "")[:256],
+        }
+        await self._sessions.insert_one(doc)
+        return doc
+
+    async def get(self, session_id: str) -> dict[str, Any] | None:
+        return await self._sessions.find_one({"_id": session_id})
+
+    async def rotate(
+        self,
+        session_id: str,
+        *,
+        old_hash: str,
+        new_hash: str,
+        now: datetime,
+        expires_at: datetime,
+        ip: str | None,
+    ) -> dict[str, Any] | None:
+        """Swap the refresh hash atomically; None when ``old_hash`` is not the
+        current one (used, or lost a race) or the session is gone."""
+        return await self._sessions.find_one_and_update(
+            {"_id": session_id, "refresh_hash": old_hash, "revoked_at": None,
+             "expires_at": {"$gt": now}},
+            {
+                "$set": {"refresh_hash": new_hash, "last_used_at": now,
+                         "expires_at": expires_at, "ip": ip},
+                "$push": {"used_hashes": {"$each": [old_hash], "$slice": -USED_HASHES_KEPT}},
+            },
+            return_document=ReturnDocument.AFTER,
+        )
+
+    async def revoke(self, session_id: str, *, now: datetime, user_id: str | None = None) -> bool:
+        query: dict[str, Any] = {"_id": session_id, "revoked_at": None}
+        if user_id is not None:
+            query["user_id"] = user_id
+        result = await self._sessions.update_one(query, {"$set": {"revoked_at": now}})
+        return result.modified_count == 1
+
+    async def revoke_all(self, user_id: str, *, now: datetime) -> list[str]:
+        """Revoke every live session of a user; returns their ids."""
+        ids = [
+            doc["_id"]
+            async for doc in self._sessions.find(
+                {"user_id": user_id, "revoked_at": None}, {"_id": 1}
+            )
+        ]
+        if ids:
+            await self._sessions.update_many(
+                {"_id": {"$in": ids}, "revoked_at": None}, {"$set": {"revoked_at": now}}
+            )
+        return ids
+
+    async def list_live(self, user_id: str, *, now: datetime) -> list[dict[str, Any]]:
+        cursor = self._sessions.find(
+            {"user_id": user_id, "revoked_at": None, "expires_at": {"$gt": now}},
+            {"refresh_hash": 0, "used_hashes": 0},
+        ).sort("_id", DESCENDING)
+        return await cursor.to_list(length=1000)
+
+    async def list_all(self, user_id: str) -> list[dict[str, Any]]:
+        cursor = self._sessions.find({"user_id": user_id}, {"refresh_hash": 0, "used_hashes": 0})
+        return await cursor.to_list(length=10000)

@@ -1,0 +1,135 @@
+"""The ``users`` collection."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pymongo import ASCENDING, ReturnDocument
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from ..errors import EmailTaken
+from .ids import new_id
+
+ACTIVE = "active"
+DELETED = "deleted"
+BANNED = "banned"
+
+PROFILE_FIELDS = (
+    "display_name", "bio", "timezone", "languages", "skills_offered", "skills_wanted",
+)
+
+
+class UserStore:
+    def __init__(self, db: AsyncDatabase) -> None:
+        self._users = db["users"]
+
+    async def create_indexes(self) -> None:
+        await self._users.create_index(
+            [("email", ASCENDING)],
+            unique=True,
+            name="email_unique",
+            partialFilterExpression={"email": {"$type": "string"}},
+        )
+        await self._users.create_index([("status", ASCENDING), ("deleted_at", ASCENDING)])
+
+    async def create(
+        self, *, email: str, password_hash: str, display_name: str, now: datetime
+    ) -> dict[str, Any]:
+        doc = {
+            "_id": new_id(),
+            "email": email,
+            "email_verified": False,
+            "password_hash": password_hash,
+            "display_name": display_name,
+            "bio": "",
+            "timezone": "UTC",
+            "languages": [],
+            "skills_offered": [],
+            "skills_wanted": [],
+            "role": "user",
+            "status": ACTIVE,
+            "created_at": now,
+            "updated_at": now,
+        }
+        try:
+            await self._users.insert_one(doc)
+        except DuplicateKeyError:
+            raise EmailTaken() from None
+        return doc
+
+    async def get(self, user_id: str) -> dict[str, Any] | None:
+        return await self._users.find_one({"_id": user_id})
+
+    async def get_active(self, user_id: str) -> dict[str, Any] | None:
+        return await self._users.find_one({"_id": user_id, "status": ACTIVE})
+
+    async def get_many_active(self, user_ids: list[str]) -> list[dict[str, Any]]:
+        cursor = self._users.find({"_id": {"$in": user_ids}, "status": ACTIVE})
+        return await cursor.to_list(length=len(user_ids))
+
+    async def find_by_email(self, email: str) -> dict[str, Any] | None:
+        return await self._users.find_one({"email": email})
+
+    async def update_profile(
+        self, user_id: str, changes: dict[str, Any], *, now: datetime
+    ) -> dict[str, Any] | None:
+        return await self._users.find_one_and_update(
+            {"_id": user_id, "status": ACTIVE},
+            {"$set": {**changes, "updated_at": now}},
+            return_document=ReturnDocument.AFTER,
+        )
+
+    async def set_password_hash(self, user_id: str, password_hash: str, *, now: datetime) -> None:
+        await self._users.update_one(
+            {"_id": user_id}, {"$set": {"password_hash": password_hash, "updated_at": now}}
+        )
+
+    async def mark_email_verified(self, user_id: str, *, now: datetime) -> bool:
+        result = await self._users.update_one(
+            {"_id": user_id, "status": ACTIVE},
+            {"$set": {"email_verified": True, "updated_at": now}},
+        )
+        return result.matched_count == 1
+
+    async def set_role(self, user_id: str, role: str, *, now: datetime) -> bool:
+        result = await self._users.update_one(
+            {"_id": user_id}, {"$set": {"role": role, "updated_at": now}}
+        )
+        return result.matched_count == 1
+
+    async def set_status(self, user_id: str, status: str, *, now: datetime) -> bool:
+        """Ban or unban (``BANNED``/``ACTIVE``); deleted accounts stay deleted."""
+        result = await self._users.update_one(
+            {"_id": user_id, "status": {"$ne": DELETED}},
+            {"$set": {"status": status, "updated_at": now}},
+        )
+        return result.matched_count == 1
+
+    async def soft_delete(self, user_id: str, *, now: datetime) -> bool:
+        """Mark deleted and free the email address for a new account; the
+        address is kept aside until the purge."""
+        result = await self._users.update_one(
+            {"_id": user_id, "status": {"$ne": DELETED}},
+            {
+                "$set": {"status": DELETED, "deleted_at": now, "updated_at": now},
+                "$rename": {"email": "deleted_email"},
+            },
+        )
+        return result.matched_count == 1
+
+    async def purge_deleted(self, *, deleted_before: datetime) -> int:
+        """Erase personal data of accounts deleted before the grace cut-off;
+        the id stays so foreign references still resolve to "deleted user"."""
+        result = await self._users.update_many(
+            {"status": DELETED, "deleted_at": {"$lt": deleted_before}, "purged": {"$ne": True}},
+            {
+                "$set": {
+                    "display_name": "Deleted user", "bio": "", "languages": [],
+                    "skills_offered": [], "skills_wanted": [], "purged": True,
+                },
+                "$unset": {"deleted_email": "", "password_hash": ""},
+            },
+        )
+        return result.modified_count
