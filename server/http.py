@@ -26,6 +26,7 @@ from .logs import request_id_var
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 M = TypeVar("M", bound=BaseModel)
+CLAIMS = web.RequestKey("claims", AccessClaims)
 
 
 @dataclass(slots=True)
@@ -141,7 +142,7 @@ def query(request: web.Request, model: type[M]) -> M:
 
 
 async def authenticate(request: web.Request) -> AccessClaims:
-    claims = request.get("claims")
+    claims = request.get(CLAIMS)
     if claims is not None:
         return claims
     header = request.headers.get("Authorization", "")
@@ -149,7 +150,7 @@ async def authenticate(request: web.Request) -> AccessClaims:
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("Send an access token: Authorization: Bearer <token>.")
     claims = await request.app[SESSIONS].authenticate(token.strip())
-    request["claims"] = claims
+    request[CLAIMS] = claims
     return claims
 
 
