@@ -268,7 +268,8 @@ class MediaRelay:
         return participant, pc.localDescription.sdp
 
     async def _connection_lost(self, call_id: str, participant_id: str, state: str) -> None:
-        logger.warning("relay: peer connection of {} in call {} is {}", participant_id, call_id, state)
+        level = "WARNING" if state == "failed" else "INFO"
+        logger.log(level, "relay: peer connection of {} in call {} is {}", participant_id, call_id, state)
         if self._metrics:
             self._metrics.connection_losses.inc()
         await self._remove_participant(call_id, participant_id)
