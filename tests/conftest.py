@@ -106,3 +106,15 @@ async def client(make_client: Callable[..., Any]) -> AsyncIterator[TestClient]:
     yield await make_client()
 
 
+
+
+@pytest.fixture
+def smtp_server() -> Iterator["SmtpServer"]:
+    from tests.support.smtp import SmtpServer
+
+    server = SmtpServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -1,0 +1,162 @@
+"""Verification and password-reset mails through a real SMTP server, and
+the tests following the mailed links."""
+
+from __future__ import annotations
+
+import asyncio
+from urllib.parse import parse_qs, urlsplit
+
+from server.clock import FrozenClock
+from server.keys import DB, MAIL
+from server.storage.mail_queue import PENDING, SENT
+from tests.support.api import DEFAULT_PASSWORD, bearer, error_of, register, unique_email
+from tests.support.smtp import link_in
+
+NEW_PASSWORD = "a brand new password 42"
+
+
+async def _open_link(client, link: str) -> str:
+    """GET the page the link opens, check it is the right one, return the token."""
+    parts = urlsplit(link)
+    page = await client.get(f"{parts.path}?{parts.query}")
+    assert page.status == 200
+    assert "text/html" in page.headers["Content-Type"]
+    assert "<form" in await page.text()
+    return parse_qs(parts.query)["token"][0]
+
+
+async def test_verification_mail_link_verifies_email(make_client, smtp_server):
+    client = await make_client(smtp_url=smtp_server.url)
+    account = await register(client, display_name="Linus")
+    message = await smtp_server.wait_for(account["email"], "Confirm")
+    assert message.get_body(preferencelist=("html",)) is not None
+    link = link_in(message)
+    assert link.startswith("http://testserver.local/verify-email?token=")
+    token = await _open_link(client, link)
+
+    resp = await client.post("/api/v1/auth/verify-email", json={"token": token})
+    assert resp.status == 200
+    assert (await resp.json())["email_verified"] is True
+    me = await (await client.get("/api/v1/users/me", headers=bearer(account["access_token"]))).json()
+    assert me["email_verified"] is True
+    again = await client.post("/api/v1/auth/verify-email", json={"token": token})
+    assert again.status == 400
+    assert (await error_of(again))["code"] == "invalid_token"
+
+
+async def test_resend_verification(make_client, smtp_server):
+    client = await make_client(smtp_url=smtp_server.url)
+    account = await register(client)
+    await smtp_server.wait_for(account["email"], "Confirm")
+    resp = await client.post("/api/v1/auth/verify-email/resend",
+                             headers=bearer(account["access_token"]))
+    assert resp.status == 202
+    for _ in range(100):
+        if sum(m["To"] == account["email"] for m in smtp_server.messages) == 2:
+            break
+        await asyncio.sleep(0.05)
+    assert sum(m["To"] == account["email"] for m in smtp_server.messages) == 2
+
+
+async def test_forgot_and_reset_password_revokes_sessions(make_client, smtp_server):
+    client = await make_client(smtp_url=smtp_server.url)
+    account = await register(client)
+    unknown = await client.post("/api/v1/auth/password/forgot", json={"email": unique_email()})
+    known = await client.post("/api/v1/auth/password/forgot", json={"email": account["email"]})
+    assert unknown.status == known.status == 202
+    assert (await unknown.json()) == (await known.json())
+
+    message = await smtp_server.wait_for(account["email"], "Reset")
+    token = await _open_link(client, link_in(message))
+    resp = await client.post("/api/v1/auth/password/reset",
+                             json={"token": token, "new_password": NEW_PASSWORD})
+    assert resp.status == 204
+    # Every session revoked.
+    me = await client.get("/api/v1/users/me", headers=bearer(account["access_token"]))
+    assert (await error_of(me))["code"] == "token_revoked"
+    # Works once.
+    again = await client.post("/api/v1/auth/password/reset",
+                              json={"token": token, "new_password": "another password 99"})
+    assert again.status == 400
+    old = await client.post("/api/v1/auth/login",
+                            json={"email": account["email"], "password": DEFAULT_PASSWORD})
+    assert old.status == 401
+    new = await client.post("/api/v1/auth/login",
+                            json={"email": account["email"], "password": NEW_PASSWORD})
+    assert new.status == 200
+
+
+async def test_reset_token_expires(make_client, smtp_server):
+    clock = FrozenClock()
+    client = await make_client(clock=clock, smtp_url=smtp_server.url, password_reset_ttl=600)
+    account = await register(client)
+    await client.post("/api/v1/auth/password/forgot", json={"email": account["email"]})
+    message = await smtp_server.wait_for(account["email"], "Reset")
+    token = parse_qs(urlsplit(link_in(message)).query)["token"][0]
+    clock.advance(601)
+    resp = await client.post("/api/v1/auth/password/reset",
+                             json={"token": token, "new_password": NEW_PASSWORD})
+    assert resp.status == 400
+    assert (await error_of(resp))["code"] == "invalid_token"
+
+
+async def test_reset_validates_new_password(client):
+    resp = await client.post("/api/v1/auth/password/reset",
+                             json={"token": "whatever", "new_password": "short"})
+    assert resp.status == 400
+    assert (await error_of(resp))["details"][0]["field"] == "new_password"
+
+
+async def test_change_password(client):
+    account = await register(client)
+    headers = bearer(account["access_token"])
+    wrong = await client.post("/api/v1/auth/password/change", headers=headers, json={
+        "current_password": "not my password", "new_password": NEW_PASSWORD})
+    assert wrong.status == 400
+    assert (await error_of(wrong))["details"][0]["field"] == "current_password"
+    ok = await client.post("/api/v1/auth/password/change", headers=headers, json={
+        "current_password": DEFAULT_PASSWORD, "new_password": NEW_PASSWORD})
+    assert ok.status == 204
+    login = await client.post("/api/v1/auth/login",
+                              json={"email": account["email"], "password": NEW_PASSWORD})
+    assert login.status == 200
+
+
+async def test_smtp_down_keeps_account_and_retries_mail(make_client, smtp_server):
+    """The SMTP server is down at registration: no 500, the account exists,
+    the mail waits in the queue and goes out once SMTP is back."""
+    smtp_server.stop()
+    client = await make_client(smtp_url=smtp_server.url)
+    account = await register(client)
+    mail_service = client.app[MAIL]
+    queue = client.app[DB]["mail_queue"]
+    for _ in range(100):
+        pending = await queue.find_one({"to": account["email"]})
+        if pending and pending["attempts"] >= 1 and pending["last_error"]:
+            break
+        await asyncio.sleep(0.05)
+    assert pending["status"] == PENDING and pending["last_error"]
+    login = await client.post("/api/v1/auth/login",
+                              json={"email": account["email"], "password": DEFAULT_PASSWORD})
+    assert login.status == 200
+
+    smtp_server.start()
+    await queue.update_one({"_id": pending["_id"]},
+                                  {"$set": {"next_attempt_at": pending["created_at"]}})
+    assert await mail_service.deliver_one()
+    message = await smtp_server.wait_for(account["email"], "Confirm")
+    assert "verify-email?token=" in link_in(message)
+    assert (await queue.find_one({"_id": pending["_id"]}))["status"] == SENT
+
+
+async def test_outbox_when_no_smtp(client, tmp_path):
+    account = await register(client)
+    outbox = tmp_path / "data" / "outbox"
+    for _ in range(100):
+        files = list(outbox.glob("*.eml")) if outbox.exists() else []
+        if files:
+            break
+        await asyncio.sleep(0.05)
+    assert len(files) == 1
+    content = files[0].read_text()
+    assert account["email"] in content and "verify-email?token=" in content

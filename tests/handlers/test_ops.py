@@ -1,0 +1,160 @@
+"""Operations endpoints and the cross-cutting HTTP behaviour every response
+shares: request ids, error envelope, security headers, CORS, size limits."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from server.app import create_app
+from tests.support.api import error_of, register
+
+
+async def test_healthz_readyz_metrics(client):
+    assert (await client.get("/healthz")).status == 200
+    ready = await client.get("/readyz")
+    assert ready.status == 200
+    assert (await ready.json())["checks"] == {"database": "ok"}
+    await client.get("/api/v1/users/000000000000000000000000")
+    metrics = await client.get("/metrics")
+    text = await metrics.text()
+    assert metrics.headers["Content-Type"].startswith("text/plain")
+    assert 'skillshare_http_requests_total{method="GET",route="/api/v1/users/{id}",status="404"}' in text
+    assert "skillshare_http_request_duration_seconds_bucket" in text
+
+
+async def test_readyz_503_when_redis_is_down(make_client, redis_process, redis_url):
+    client = await make_client(redis_url=redis_url)
+    assert (await client.get("/readyz")).status == 200
+    redis_process.stop()
+    try:
+        resp = await client.get("/readyz")
+        assert resp.status == 503
+        error = await error_of(resp)
+        assert error["code"] == "unavailable"
+        assert error["details"]["failing"] == ["redis"]
+        assert (await client.get("/healthz")).status == 200
+    finally:
+        redis_process.start()
+    assert (await client.get("/readyz")).status == 200
+
+
+async def test_request_id_echoed_or_generated(client):
+    resp = await client.get("/healthz", headers={"X-Request-ID": "abc-123"})
+    assert resp.headers["X-Request-ID"] == "abc-123"
+    resp = await client.get("/healthz", headers={"X-Request-ID": "bad id\twith <stuff>"})
+    assert resp.headers["X-Request-ID"] != "bad id\twith <stuff>"
+    assert len(resp.headers["X-Request-ID"]) == 24
+    resp = await client.get("/nope", headers={"X-Request-ID": "trace-me"})
+    assert (await error_of(resp))["request_id"] == "trace-me"
+
+
+async def test_security_headers_on_every_response(client):
+    for resp in (await client.get("/healthz"), await client.get("/nope"), await client.get("/")):
+        assert "default-src" in resp.headers["Content-Security-Policy"]
+        assert resp.headers["X-Content-Type-Options"] == "nosniff"
+        assert resp.headers["X-Frame-Options"] == "DENY"
+        assert resp.headers["Referrer-Policy"]
+        assert "Strict-Transport-Security" not in resp.headers
+
+
+async def test_hsts_in_production(make_client):
+    client = await make_client(env="production")
+    resp = await client.get("/healthz")
+    assert resp.headers["Strict-Transport-Security"].startswith("max-age=")
+
+
+async def test_aiohttp_errors_use_envelope(make_client):
+    client = await make_client(max_body_bytes=2048)
+    not_found = await client.get("/api/v1/nothing-here")
+    assert not_found.status == 404 and (await error_of(not_found))["code"] == "not_found"
+    method = await client.put("/api/v1/auth/login", json={})
+    assert method.status == 405 and (await error_of(method))["code"] == "method_not_allowed"
+    big = await client.post("/api/v1/auth/login", data=b"{" + b" " * 5000 + b"}",
+                            headers={"Content-Type": "application/json"})
+    assert big.status == 413 and (await error_of(big))["code"] == "payload_too_large"
+
+
+async def test_unexpected_exception_is_500_without_trace(make_settings, aiohttp_client):
+    app = create_app(make_settings())
+
+    async def boom(request: web.Request) -> web.Response:
+        raise RuntimeError("secret internals")
+
+    app.router.add_get("/boom", boom)
+    client = await aiohttp_client(app)
+    resp = await client.get("/boom")
+    assert resp.status == 500
+    error = await error_of(resp)
+    assert error["code"] == "internal_error"
+    text = await resp.text()
+    assert "secret internals" not in text and "Traceback" not in text
+    assert (await client.get("/healthz")).status == 200
+
+
+async def test_cors_allowed_and_refused_origins(make_client):
+    client = await make_client(cors_origins=["https://app.example.com"])
+    preflight = await client.options("/api/v1/auth/login", headers={
+        "Origin": "https://app.example.com", "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "Content-Type"})
+    assert preflight.status == 204
+    assert preflight.headers["Access-Control-Allow-Origin"] == "https://app.example.com"
+    assert "POST" in preflight.headers["Access-Control-Allow-Methods"]
+    resp = await client.get("/healthz", headers={"Origin": "https://app.example.com"})
+    assert resp.headers["Access-Control-Allow-Origin"] == "https://app.example.com"
+    evil = await client.get("/healthz", headers={"Origin": "https://evil.example"})
+    assert "Access-Control-Allow-Origin" not in evil.headers
+
+
+async def test_openapi_document_covers_the_api(client):
+    resp = await client.get("/openapi.json")
+    doc = await resp.json()
+    assert doc["openapi"].startswith("3.1")
+    paths = doc["paths"]
+    for path, method in [
+        ("/api/v1/auth/register", "post"), ("/api/v1/auth/login", "post"),
+        ("/api/v1/auth/refresh", "post"), ("/api/v1/auth/logout", "post"),
+        ("/api/v1/auth/logout-all", "post"), ("/api/v1/auth/sessions", "get"),
+        ("/api/v1/auth/sessions/{id}", "delete"), ("/api/v1/auth/verify-email", "post"),
+        ("/api/v1/auth/verify-email/resend", "post"), ("/api/v1/auth/password/forgot", "post"),
+        ("/api/v1/auth/password/reset", "post"), ("/api/v1/auth/password/change", "post"),
+        ("/api/v1/users/me", "get"), ("/api/v1/users/me", "patch"),
+        ("/api/v1/users/me", "delete"), ("/api/v1/users/me/export", "get"),
+        ("/api/v1/users/{id}", "get"), ("/healthz", "get"), ("/readyz", "get"),
+    ]:
+        assert method in paths[path], (path, method)
+    register_op = paths["/api/v1/auth/register"]["post"]
+    schema_ref = register_op["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    schema = doc["components"]["schemas"][schema_ref.rsplit("/", 1)[-1]]
+    assert set(schema["required"]) == {"email", "password", "display_name"}
+    assert "409" in register_op["responses"] and "201" in register_op["responses"]
+
+
+async def test_docs_page_served_without_cdn(client):
+    page = await client.get("/docs")
+    html = await page.text()
+    assert page.status == 200 and "/docs/static/swagger-ui-bundle.js" in html
+    assert "http" not in html.replace("http-equiv", "")
+    bundle = await client.get("/docs/static/swagger-ui-bundle.js")
+    assert bundle.status == 200 and len(await bundle.read()) > 100_000
+    assert (await client.get("/docs/init.js")).status == 200
+
+
+async def test_secrets_never_logged(client, capfd):
+    from loguru import logger
+
+    sink_lines: list[str] = []
+    handler = logger.add(lambda m: sink_lines.append(str(m)), level="DEBUG",
+                         format="{message} {extra}")
+    try:
+        account = await register(client, email="secret.person@example.com",
+                                 password="my very secret pw 1")
+        await client.post("/api/v1/auth/login",
+                          json={"email": account["email"], "password": "wrong secret pw 2"})
+        await client.post("/api/v1/auth/refresh", json={"refresh_token": account["refresh_token"]})
+    finally:
+        logger.remove(handler)
+    logged = "\n".join(sink_lines)
+    assert sink_lines, "expected some log lines"
+    for secret in ("my very secret pw 1", "wrong secret pw 2", account["access_token"],
+                   account["refresh_token"], "secret.person@example.com"):
+        assert secret not in logged

@@ -1,0 +1,38 @@
+"""Two app instances on one real redis-server share rate limits and
+revocations, as two nodes would."""
+
+from __future__ import annotations
+
+from tests.support.api import DEFAULT_PASSWORD, bearer, error_of, register
+
+
+async def test_logout_on_one_node_is_refused_on_the_other(make_client, redis_url):
+    node_a = await make_client(redis_url=redis_url)
+    node_b = await make_client(redis_url=redis_url)
+    account = await register(node_a)
+    headers = bearer(account["access_token"])
+    assert (await node_b.get("/api/v1/users/me", headers=headers)).status == 200
+    assert (await node_a.post("/api/v1/auth/logout", headers=headers)).status == 204
+    resp = await node_b.get("/api/v1/users/me", headers=headers)
+    assert resp.status == 401
+    assert (await error_of(resp))["code"] == "token_revoked"
+
+
+async def test_login_throttle_holds_across_nodes(make_client, redis_url):
+    node_a = await make_client(redis_url=redis_url, login_account_limit="4/15minutes")
+    node_b = await make_client(redis_url=redis_url, login_account_limit="4/15minutes")
+    account = await register(node_a)
+    for node in (node_a, node_b, node_a, node_b):
+        resp = await node.post("/api/v1/auth/login",
+                               json={"email": account["email"], "password": "wrong password 1"})
+        assert resp.status == 401
+    for node in (node_a, node_b):
+        resp = await node.post("/api/v1/auth/login",
+                               json={"email": account["email"], "password": DEFAULT_PASSWORD})
+        assert resp.status == 429
+
+
+async def test_readyz_reports_redis(make_client, redis_url):
+    client = await make_client(redis_url=redis_url)
+    body = await (await client.get("/readyz")).json()
+    assert body["checks"] == {"database": "ok", "redis": "ok"}
