@@ -1,0 +1,417 @@
+/**
+ * One-to-one calls: a {@link Call} wraps an RTCPeerConnection, signals over
+ * `call:signal`, falls back to the server's media relay (`call:relay`) when
+ * peer-to-peer does not connect, and reports `call:stats`. Browser only
+ * (needs RTCPeerConnection).
+ * @module call
+ */
+import { ApiError } from './errors.js';
+import { Emitter } from './emitter.js';
+
+/** Call states. */
+export const CallState = Object.freeze({
+  Ringing: 'ringing', // outgoing, waiting for the callee
+  Incoming: 'incoming', // incoming, waiting for accept()/reject()
+  Connecting: 'connecting',
+  Connected: 'connected',
+  Ended: 'ended',
+});
+
+/** How long the relay offer waits for ICE gathering (aiortc does not trickle). */
+const RELAY_GATHER_TIMEOUT_MS = 3_000;
+/** Buffered events for a call id we do not know yet are kept this long. */
+const EARLY_EVENT_TTL_MS = 10_000;
+
+/**
+ * @typedef {object} CallEvents
+ * @property {{state: string, previous: string}} state
+ * @property {MediaStream} remotestream  the remote media (again after a relay fallback)
+ * @property {{path: 'p2p'|'turn'|'relay', setup_ms: number}} connected
+ * @property {{reason: string, by: string|null}} ended
+ */
+
+/** @extends {Emitter<CallEvents>} */
+export class Call extends Emitter {
+  /**
+   * @param {{manager: Calls, id: string, peerId: string, direction: 'outgoing'|'incoming',
+   *   media: {audio: boolean, video: boolean}, iceServers?: RTCIceServer[]}} init
+   */
+  constructor({ manager, id, peerId, direction, media, iceServers }) {
+    super();
+    this._m = manager;
+    /** @type {string} */ this.id = id;
+    /** @type {string} the other participant */ this.peerId = peerId;
+    /** @type {'outgoing'|'incoming'} */ this.direction = direction;
+    this.media = media;
+    /** @type {RTCIceServer[]|null} */ this.iceServers = iceServers || null;
+    /** @type {string} */ this.state = direction === 'outgoing' ? CallState.Ringing : CallState.Incoming;
+    /** @type {'p2p'|'turn'|'relay'|null} */ this.path = null;
+    /** @type {MediaStream|null} */ this.localStream = null;
+    /** @type {MediaStream|null} */ this.remoteStream = null;
+    /** @type {RTCPeerConnection|null} */ this.peerConnection = null;
+    /** @type {RTCIceCandidateInit[]} */ this._pendingCandidates = [];
+    this._forceRelay = false;
+    this._startedAt = 0;
+    /** @type {ReturnType<typeof setTimeout>|null} */ this._p2pTimer = null;
+    this._statsReported = false;
+    /** @type {Promise<void>} */ this._signalChain = Promise.resolve();
+  }
+
+  /** @param {string} state */
+  _setState(state) {
+    if (state === this.state) return;
+    const previous = this.state;
+    this.state = state;
+    this.emit('state', { state, previous });
+  }
+
+  /** Sets the local media for an outgoing call before it is accepted. @param {MediaStream|null} stream */
+  setLocalStream(stream) {
+    this.localStream = stream;
+  }
+
+  /**
+   * Accepts an incoming call.
+   * @param {{localStream?: MediaStream|null, forceRelay?: boolean}} [opts]
+   */
+  async accept(opts = {}) {
+    if (this.state !== CallState.Incoming) throw new ApiError('conflict', `Cannot accept a call in state ${this.state}.`);
+    this.localStream = opts.localStream ?? null;
+    this._forceRelay = Boolean(opts.forceRelay);
+    if (!this.iceServers) {
+      try {
+        this.iceServers = (await this._m.api.iceServers()).ice_servers;
+      } catch {
+        this.iceServers = [];
+      }
+    }
+    // The peer connection exists before the caller can learn of the accept,
+    // so its offer never finds us unprepared.
+    await this._startMedia();
+    try {
+      await this._m.rt.request('call:accept', { call_id: this.id });
+    } catch (err) {
+      this._cleanup('accept_failed', null);
+      throw err;
+    }
+  }
+
+  /** Rejects an incoming call. @param {string} [reason] */
+  async reject(reason = 'declined') {
+    await this._m.rt.request('call:reject', { call_id: this.id, reason });
+    this._cleanup('rejected', null);
+  }
+
+  /** Hangs up (or cancels an outgoing call still ringing). @param {string} [reason] */
+  async end(reason = 'hangup') {
+    if (this.state === CallState.Ended) return;
+    try {
+      await this._m.rt.request('call:end', { call_id: this.id, reason });
+    } finally {
+      this._cleanup(reason, null);
+    }
+  }
+
+  /** RTCStatsReport of the current peer connection. */
+  async getStats() {
+    return this.peerConnection ? this.peerConnection.getStats() : new Map();
+  }
+
+  // --- server events (dispatched by Calls) ---------------------------------
+
+  /** @param {{by: string}} ev */
+  async _onAccepted(ev) {
+    if (this.direction !== 'outgoing' || this.state !== CallState.Ringing) return;
+    void ev;
+    await this._startMedia();
+  }
+
+  /** Signals are applied one at a time, in arrival order. @param {{data: any}} ev */
+  _onSignal(ev) {
+    const run = this._signalChain.then(() => this._applySignal(ev));
+    this._signalChain = run.catch(() => {});
+    return run;
+  }
+
+  /** @param {{data: any}} ev */
+  async _applySignal(ev) {
+    const data = ev.data || {};
+    const pc = this.peerConnection;
+    if (!pc || this.path === 'relay') return;
+    if (data.type === 'offer') {
+      await pc.setRemoteDescription({ type: 'offer', sdp: data.sdp });
+      await this._flushCandidates();
+      const answer = await pc.createAnswer();
+      await pc.setLocalDescription(answer);
+      await this._signal({ type: 'answer', sdp: answer.sdp });
+    } else if (data.type === 'answer') {
+      await pc.setRemoteDescription({ type: 'answer', sdp: data.sdp });
+      await this._flushCandidates();
+    } else if (data.type === 'candidate' && data.candidate) {
+      if (pc.remoteDescription) await pc.addIceCandidate(data.candidate).catch(() => {});
+      else this._pendingCandidates.push(data.candidate);
+    }
+  }
+
+  /** @param {{by?: string, reason?: string}} ev @param {string} fallback */
+  _onEnded(ev, fallback) {
+    this._cleanup(ev.reason || fallback, ev.by ?? null);
+  }
+
+  // --- media ---------------------------------------------------------------
+
+  async _startMedia() {
+    this._setState(CallState.Connecting);
+    this._startedAt = performance.now();
+    if (this._forceRelay) {
+      await this._useRelay();
+      return;
+    }
+    const pc = this._newPeerConnection();
+    pc.onicecandidate = (e) => {
+      if (e.candidate) this._signal({ type: 'candidate', candidate: e.candidate.toJSON() }).catch(() => {});
+    };
+    pc.onconnectionstatechange = () => {
+      if (pc !== this.peerConnection) return;
+      if (pc.connectionState === 'connected') this._onConnected();
+      else if (pc.connectionState === 'failed') this._fallBack();
+    };
+    if (this._m.options.p2pTimeoutMs > 0) {
+      this._p2pTimer = setTimeout(() => {
+        if (this.state === CallState.Connecting && pc === this.peerConnection) this._fallBack();
+      }, this._m.options.p2pTimeoutMs);
+    }
+    if (this.direction === 'outgoing') {
+      const offer = await pc.createOffer();
+      await pc.setLocalDescription(offer);
+      await this._signal({ type: 'offer', sdp: offer.sdp });
+    }
+  }
+
+  /** A peer connection with local tracks (or receive-only transceivers) and remote-track wiring. */
+  _newPeerConnection() {
+    const PC = this._m.RTCPeerConnection;
+    if (!PC) throw new ApiError('call_failed', 'RTCPeerConnection is not available here.');
+    const pc = new PC({ iceServers: this.iceServers || [] });
+    this.peerConnection = pc;
+    this.remoteStream = new MediaStream();
+    const stream = this.remoteStream;
+    pc.ontrack = (e) => {
+      if (pc !== this.peerConnection) return;
+      stream.addTrack(e.track);
+      this.emit('remotestream', stream);
+    };
+    const tracks = this.localStream ? this.localStream.getTracks() : [];
+    for (const kind of /** @type {const} */ (['audio', 'video'])) {
+      const track = tracks.find((t) => t.kind === kind);
+      if (track) pc.addTransceiver(track, { direction: 'sendrecv', streams: [/** @type {MediaStream} */ (this.localStream)] });
+      else if (this.media[kind]) pc.addTransceiver(kind, { direction: 'recvonly' });
+    }
+    return pc;
+  }
+
+  _fallBack() {
+    if (this.state !== CallState.Connecting || this.path === 'relay') return;
+    if (!this._m.options.relayFallback) {
+      this._reportStats('p2p', false);
+      this.end('connection_failed').catch(() => {});
+      return;
+    }
+    this._useRelay().catch((err) => {
+      this._reportStats('relay', false);
+      this._m.rt.emit('error', err instanceof ApiError ? err : new ApiError('call_failed', String(err)));
+      this.end('connection_failed').catch(() => {});
+    });
+  }
+
+  /** Sends our media to the server's relay and receives the peer's from it. */
+  async _useRelay() {
+    if (this._p2pTimer) clearTimeout(this._p2pTimer);
+    this.peerConnection?.close();
+    this.path = 'relay';
+    const pc = this._newPeerConnection();
+    for (const t of pc.getTransceivers()) {
+      if (t.receiver.track.kind === 'video' && typeof t.setCodecPreferences === 'function'
+          && typeof RTCRtpReceiver !== 'undefined' && RTCRtpReceiver.getCapabilities) {
+        const caps = RTCRtpReceiver.getCapabilities('video');
+        const vp8 = caps ? caps.codecs.filter((c) => /vp8|rtx/i.test(c.mimeType)) : [];
+        if (vp8.length) t.setCodecPreferences(vp8);
+      }
+    }
+    pc.onconnectionstatechange = () => {
+      if (pc !== this.peerConnection) return;
+      if (pc.connectionState === 'connected') this._onConnected();
+      else if (pc.connectionState === 'failed') {
+        this._reportStats('relay', false);
+        this.end('connection_failed').catch(() => {});
+      }
+    };
+    await pc.setLocalDescription(await pc.createOffer());
+    await waitForGathering(pc, RELAY_GATHER_TIMEOUT_MS);
+    const ack = await this._m.rt.request('call:relay', {
+      call_id: this.id, sdp: /** @type {RTCSessionDescription} */ (pc.localDescription).sdp,
+    });
+    await pc.setRemoteDescription({ type: 'answer', sdp: ack.sdp });
+  }
+
+  async _onConnected() {
+    if (this.state !== CallState.Connecting) return;
+    if (this._p2pTimer) clearTimeout(this._p2pTimer);
+    const setupMs = Math.round(performance.now() - this._startedAt);
+    if (this.path !== 'relay') this.path = await selectedPath(/** @type {RTCPeerConnection} */ (this.peerConnection));
+    this._setState(CallState.Connected);
+    this.emit('connected', { path: /** @type {any} */ (this.path), setup_ms: setupMs });
+    this._reportStats(/** @type {any} */ (this.path), true, setupMs);
+  }
+
+  /** @param {'p2p'|'turn'|'relay'} path @param {boolean} connected @param {number} [setupMs] */
+  _reportStats(path, connected, setupMs) {
+    if (this._statsReported && !connected) return;
+    this._statsReported = true;
+    const setup_ms = setupMs ?? Math.round(performance.now() - this._startedAt);
+    this._m.rt.request('call:stats', { call_id: this.id, path, connected, setup_ms }).catch(() => {});
+  }
+
+  async _flushCandidates() {
+    const pc = /** @type {RTCPeerConnection} */ (this.peerConnection);
+    const pending = this._pendingCandidates.splice(0);
+    for (const c of pending) await pc.addIceCandidate(c).catch(() => {});
+  }
+
+  /** @param {any} data */
+  _signal(data) {
+    return this._m.rt.request('call:signal', { call_id: this.id, to: this.peerId, data });
+  }
+
+  /** @param {string} reason @param {string|null} by */
+  _cleanup(reason, by) {
+    if (this.state === CallState.Ended) return;
+    if (this._p2pTimer) clearTimeout(this._p2pTimer);
+    this.peerConnection?.close();
+    this._setState(CallState.Ended);
+    this._m._forget(this.id);
+    this.emit('ended', { reason, by });
+  }
+}
+
+/** @param {RTCPeerConnection} pc @param {number} timeoutMs */
+function waitForGathering(pc, timeoutMs) {
+  if (pc.iceGatheringState === 'complete') return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, timeoutMs);
+    function done() {
+      clearTimeout(timer);
+      pc.removeEventListener('icegatheringstatechange', check);
+      resolve(undefined);
+    }
+    function check() { if (pc.iceGatheringState === 'complete') done(); }
+    pc.addEventListener('icegatheringstatechange', check);
+  });
+}
+
+/** "turn" when the selected candidate pair uses a TURN relay, else "p2p". @param {RTCPeerConnection} pc */
+async function selectedPath(pc) {
+  try {
+    const stats = await pc.getStats();
+    let pair = null;
+    stats.forEach((s) => {
+      if (s.type === 'transport' && s.selectedCandidatePairId) pair = stats.get(s.selectedCandidatePairId);
+    });
+    if (!pair) stats.forEach((s) => { if (s.type === 'candidate-pair' && s.nominated && s.state === 'succeeded') pair = s; });
+    if (!pair) return 'p2p';
+    const local = stats.get(/** @type {any} */ (pair).localCandidateId);
+    const remote = stats.get(/** @type {any} */ (pair).remoteCandidateId);
+    return local?.candidateType === 'relay' || remote?.candidateType === 'relay' ? 'turn' : 'p2p';
+  } catch {
+    return 'p2p';
+  }
+}
+
+/**
+ * @typedef {object} CallsEvents
+ * @property {Call} incoming a call:incoming, as a Call to accept() or reject()
+ */
+
+/** Owns the active calls and routes the `call:*` events to them. @extends {Emitter<CallsEvents>} */
+export class Calls extends Emitter {
+  /**
+   * @param {{options: import('./options.js').ClientOptions, realtime: import('./realtime.js').Realtime, api: import('./api.js').CallsApi}} deps
+   */
+  constructor({ options, realtime, api }) {
+    super();
+    this.options = options;
+    this.rt = realtime;
+    this.api = api;
+    /** @type {typeof RTCPeerConnection|undefined} */
+    this.RTCPeerConnection = globalThis.RTCPeerConnection;
+    /** @type {Map<string, Call>} */
+    this.active = new Map();
+    /** @type {Map<string, Array<(call: Call) => any>>} events that arrived before their Call */
+    this._early = new Map();
+    realtime.handle('call:incoming', (ev) => {
+      const call = new Call({ manager: this, id: ev.call_id, peerId: ev.from, direction: 'incoming', media: ev.media || { audio: true, video: true } });
+      this._add(call);
+      this.emit('incoming', call);
+    });
+    for (const [event, method] of /** @type {const} */ ([
+      ['call:accepted', '_onAccepted'], ['call:signal', '_onSignal'],
+    ])) {
+      realtime.handle(event, (ev) => this._route(event, ev, (call) => call[method](ev)));
+    }
+    realtime.handle('call:rejected', (ev) => this._route('call:rejected', ev, (c) => c._onEnded(ev, 'rejected')));
+    realtime.handle('call:ended', (ev) => this._route('call:ended', ev, (c) => c._onEnded(ev, 'ended')));
+  }
+
+  /**
+   * Calls a user. Resolves a Call in state "ringing" once the server has
+   * accepted the invite; media starts when the callee accepts.
+   * @param {string} userId
+   * @param {{localStream?: MediaStream|null, media?: {audio: boolean, video: boolean}, forceRelay?: boolean}} [opts]
+   * @returns {Promise<Call>}
+   */
+  async invite(userId, opts = {}) {
+    const stream = opts.localStream ?? null;
+    const media = opts.media || {
+      audio: stream ? stream.getAudioTracks().length > 0 : true,
+      video: stream ? stream.getVideoTracks().length > 0 : true,
+    };
+    const ack = await this.rt.request('call:invite', { user_id: userId, media });
+    const call = new Call({ manager: this, id: ack.call_id, peerId: userId, direction: 'outgoing', media, iceServers: ack.ice_servers });
+    call.localStream = stream;
+    call._forceRelay = Boolean(opts.forceRelay);
+    this._add(call);
+    return call;
+  }
+
+  /** @param {Call} call */
+  _add(call) {
+    this.active.set(call.id, call);
+    const early = this._early.get(call.id);
+    this._early.delete(call.id);
+    if (early) queueMicrotask(() => { for (const fn of early) this._run(call, fn); });
+  }
+
+  /** @param {string} id */
+  _forget(id) {
+    this.active.delete(id);
+  }
+
+  /** @param {string} event @param {any} ev @param {(call: Call) => any} fn */
+  _route(event, ev, fn) {
+    const call = this.active.get(ev?.call_id);
+    if (!call) {
+      void event;
+      const list = this._early.get(ev?.call_id) || [];
+      list.push(fn);
+      this._early.set(ev?.call_id, list);
+      setTimeout(() => this._early.delete(ev?.call_id), EARLY_EVENT_TTL_MS);
+      return;
+    }
+    this._run(call, fn);
+  }
+
+  /** @param {Call} call @param {(call: Call) => any} fn */
+  _run(call, fn) {
+    Promise.resolve().then(() => fn(call)).catch((err) => this.rt.emit('error', err instanceof ApiError ? err : new ApiError('call_failed', String(err))));
+  }
+}
