@@ -19,6 +19,7 @@ from .bus import Bus, RedisBus
 from .clock import Clock
 from .config import Settings
 from .handlers import accounts, ops, users, webapp
+from .handlers import admin, matches, requests, skills
 from .keys import (
     ACCOUNTS,
     AUDIT,
@@ -26,17 +27,23 @@ from .keys import (
     CLOCK,
     DB,
     LIMITER,
+    LISTINGS,
     MAIL,
+    MATCHES,
     METRICS,
+    MODERATION,
     PROFILES,
     REDIS,
+    REVIEWS,
     ROUTE_SPECS,
     SESSIONS,
     SETTINGS,
+    SKILL_REQUESTS,
     USERS,
 )
 from .mail.service import MailService
 from .mail.transports import MailTransport, OutboxTransport, SmtpTransport
+from .marketplace.setup import build_marketplace
 from .metrics import Metrics
 from .middlewares import MIDDLEWARES
 from .profiles import ProfileService
@@ -52,6 +59,7 @@ from .storage.users import UserStore
 
 PURGE_INTERVAL_S = 3600
 ROUTE_TABLES = [accounts.routes, users.routes, ops.routes, webapp.routes]
+ROUTE_TABLES += [skills.routes, requests.routes, matches.routes, admin.routes]
 
 
 def public_url(settings: Settings) -> str:
@@ -159,6 +167,21 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
         await mail.stop()
 
 
+async def marketplace_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Listings, skill requests, reviews, matches and moderation."""
+    services = await build_marketplace(
+        db=app[DB], users=app[USERS], audit=app[AUDIT], sessions=app[SESSIONS], mail=app[MAIL],
+        profiles=app[PROFILES], bus=app[BUS], rooms=None, notifier=None,
+        public_url=public_url(app[SETTINGS]), clock=app[CLOCK],
+    )
+    app[LISTINGS] = services.listings
+    app[SKILL_REQUESTS] = services.requests
+    app[REVIEWS] = services.reviews
+    app[MATCHES] = services.matches
+    app[MODERATION] = services.moderation
+    yield
+
+
 async def _purge_deleted_users(app: web.Application) -> None:
     grace = timedelta(days=app[SETTINGS].deleted_user_grace_days)
     while True:
@@ -179,6 +202,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     app[CLOCK] = clock or Clock()
     app[METRICS] = Metrics()
     app.cleanup_ctx.extend([database_ctx, redis_ctx, services_ctx])
+    app.cleanup_ctx.append(marketplace_ctx)
     specs = []
     for table in ROUTE_TABLES:
         table.add_to(app)

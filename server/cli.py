@@ -55,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     seed = commands.add_parser("seed", help="fill the database with demo data")
     seed.add_argument("--users", type=int, default=50)
     seed.add_argument("--seed", type=int, default=42, help="random seed")
+    admin = commands.add_parser("admin", help="grant or revoke the admin role")
+    admin.add_argument("action", choices=["grant", "revoke"])
+    admin.add_argument("email")
     args = parser.parse_args(argv)
     try:
         settings = load_settings()
@@ -70,6 +73,11 @@ def main(argv: list[str] | None = None) -> int:
 
         asyncio.run(run_seed(settings, users=args.users, random_seed=args.seed))
         return 0
+    if args.command == "admin":
+        from .admin import run_admin
+
+        ok = asyncio.run(run_admin(settings, action=args.action, email=args.email))
+        return 0 if ok else 1
     return 1
 
 

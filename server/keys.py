@@ -18,6 +18,11 @@ if TYPE_CHECKING:
     from .config import Settings
     from .http import RouteSpec
     from .mail.service import MailService
+    from .marketplace.listings import ListingService
+    from .marketplace.matches import MatchService
+    from .marketplace.moderation import ModerationService
+    from .marketplace.requests import RequestService
+    from .marketplace.reviews import ReviewService
     from .metrics import Metrics
     from .profiles import ProfileService
     from .ratelimit import RateLimiter
@@ -38,3 +43,9 @@ AUDIT = web.AppKey("audit", "AuditStore")
 SESSIONS = web.AppKey("sessions", "SessionService")
 ACCOUNTS = web.AppKey("accounts", "AccountService")
 PROFILES = web.AppKey("profiles", "ProfileService")
+# marketplace
+LISTINGS = web.AppKey("listings", "ListingService")
+SKILL_REQUESTS = web.AppKey("skill_requests", "RequestService")
+REVIEWS = web.AppKey("reviews", "ReviewService")
+MATCHES = web.AppKey("matches", "MatchService")
+MODERATION = web.AppKey("moderation", "ModerationService")

@@ -13,6 +13,8 @@ from .storage.users import UserStore
 
 # (user_id) -> JSON-able data; registered by each area under a name.
 Exporter = Callable[[str], Awaitable[Any]]
+# (updated user document) -> None; e.g. the marketplace re-indexes skills.
+UpdateListener = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 class ProfileService:
@@ -21,9 +23,13 @@ class ProfileService:
         self._sessions = sessions
         self._clock = clock
         self._exporters: dict[str, Exporter] = {}
+        self._update_listeners: list[UpdateListener] = []
 
     def add_exporter(self, name: str, exporter: Exporter) -> None:
         self._exporters[name] = exporter
+
+    def add_update_listener(self, listener: UpdateListener) -> None:
+        self._update_listeners.append(listener)
 
     async def me(self, user_id: str) -> dict[str, Any]:
         user = await self._users.get_active(user_id)
@@ -37,6 +43,8 @@ class ProfileService:
         user = await self._users.update_profile(user_id, changes, now=self._clock.now())
         if user is None:
             raise Unauthorized("This account is no longer active.")
+        for listener in self._update_listeners:
+            await listener(user)
         return user
 
     async def public(self, user_id: str) -> dict[str, Any]:

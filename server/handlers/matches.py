@@ -1,0 +1,27 @@
+"""``/api/v1/matches``: people to swap skills with."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ..http import Routes, authenticate, json_response, query
+from ..keys import MATCHES
+from ..schemas.common import PageQuery
+from ..schemas.marketplace import MatchPage
+
+routes = Routes()
+
+
+@routes.get("/api/v1/matches", summary="People who match my skills", tags=["matches"],
+            query=PageQuery, response=MatchPage, errors=[400])
+async def list_matches(request: web.Request) -> web.Response:
+    """People who offer what I want (`they_teach`) and/or want what I offer
+    (`you_teach`), best first: a mutual swap scores highest. Offered skills
+    are the profile's `skills_offered` plus the tags of one's listings;
+    names compare case-, space- and punctuation-insensitively, ignoring a
+    trailing version number ("Python 3" = "python")."""
+    claims = await authenticate(request)
+    params = query(request, PageQuery)
+    page = await request.app[MATCHES].matches(claims.user_id, limit=params.limit,
+                                              cursor=params.cursor)
+    return json_response(page)

@@ -1,0 +1,122 @@
+"""``/api/v1/skills``: listings, their search, their reviews, and asking
+for one (a skill request)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ..auth.tokens import AccessClaims
+from ..http import Routes, authenticate, body, client_info, json_response, path_id, query
+from ..keys import LISTINGS, REVIEWS, SKILL_REQUESTS
+from ..marketplace.listings import ListingFilters
+from ..marketplace.text import CATEGORIES
+from ..schemas.common import PageQuery
+from ..schemas.marketplace import (
+    CategoryList,
+    ListingIn,
+    ListingOut,
+    ListingPage,
+    ListingPatch,
+    ListingQuery,
+    RequestIn,
+    RequestOut,
+    ReviewPage,
+)
+
+routes = Routes()
+TAGS = ["skills"]
+PREFIX = "/api/v1/skills"
+
+
+async def optional_claims(request: web.Request) -> AccessClaims | None:
+    if "Authorization" not in request.headers:
+        return None
+    return await authenticate(request)
+
+
+@routes.get(f"{PREFIX}/categories", summary="Listing categories", tags=TAGS,
+            response=CategoryList, auth=False)
+async def list_categories(request: web.Request) -> web.Response:
+    """The fixed list of categories a listing can be in."""
+    return json_response({"items": [{"id": k, "name": v} for k, v in CATEGORIES.items()]})
+
+
+@routes.post(PREFIX, summary="Create a listing", tags=TAGS, body=ListingIn, response=ListingOut,
+             status=201, errors=[400, 415])
+async def create_listing(request: web.Request) -> web.Response:
+    """Offer to teach a skill. Tags are normalised (lower case, spaces to
+    hyphens, duplicates dropped; at most 10)."""
+    claims = await authenticate(request)
+    data = await body(request, ListingIn)
+    listing = await request.app[LISTINGS].create(claims.user_id, data.model_dump())
+    return json_response(listing, status=201)
+
+
+@routes.get(PREFIX, summary="Search and browse listings", tags=TAGS, query=ListingQuery,
+            response=ListingPage, auth=False, errors=[400])
+async def search_listings(request: web.Request) -> web.Response:
+    """Words in `q` match titles, tags and descriptions (title matches weigh
+    most). Sorted by relevance when `q` is given, else newest first; filters
+    combine. Cursor pagination never repeats or skips a listing that existed
+    when paging began. Hidden and deleted listings, and those of banned or
+    deleted users, never appear."""
+    params = query(request, ListingQuery)
+    filters = ListingFilters(q=params.q, category=params.category, tag=params.tag,
+                             owner=params.owner, level=params.level, mode=params.mode,
+                             sort=params.sort)
+    page = await request.app[LISTINGS].search(filters, limit=params.limit, cursor=params.cursor)
+    return json_response(page)
+
+
+@routes.get(PREFIX + "/{id}", summary="A listing", tags=TAGS, response=ListingOut, auth=False,
+            errors=[404])
+async def get_listing(request: web.Request) -> web.Response:
+    """Hidden listings are visible to their owner and admins only."""
+    claims = await optional_claims(request)
+    listing = await request.app[LISTINGS].get(
+        path_id(request), viewer_id=claims.user_id if claims else None,
+        role=claims.role if claims else None,
+    )
+    return json_response(listing)
+
+
+@routes.patch(PREFIX + "/{id}", summary="Edit my listing", tags=TAGS, body=ListingPatch,
+              response=ListingOut, errors=[400, 403, 404, 415])
+async def patch_listing(request: web.Request) -> web.Response:
+    claims = await authenticate(request)
+    patch = await body(request, ListingPatch)
+    changes = {k: v for k, v in patch.model_dump(exclude_unset=True).items() if v is not None}
+    listing = await request.app[LISTINGS].update(path_id(request), claims.user_id, changes)
+    return json_response(listing)
+
+
+@routes.delete(PREFIX + "/{id}", summary="Delete a listing", tags=TAGS, status=204,
+               errors=[403, 404])
+async def delete_listing(request: web.Request) -> web.Response:
+    """Soft delete, by the owner or an admin (admin deletions are audited)."""
+    claims = await authenticate(request)
+    await request.app[LISTINGS].delete(path_id(request), claims.user_id, claims.role,
+                                       client_info(request))
+    return web.Response(status=204)
+
+
+@routes.get(PREFIX + "/{id}/reviews", summary="Reviews of a listing", tags=TAGS,
+            query=PageQuery, response=ReviewPage, auth=False, errors=[400, 404])
+async def listing_reviews(request: web.Request) -> web.Response:
+    params = query(request, PageQuery)
+    page = await request.app[REVIEWS].page(path_id(request), limit=params.limit,
+                                           cursor=params.cursor)
+    return json_response(page)
+
+
+@routes.post(PREFIX + "/{id}/requests", summary="Ask to learn from a listing", tags=TAGS,
+             body=RequestIn, response=RequestOut, status=201, errors=[400, 403, 404, 409, 415])
+async def create_request(request: web.Request) -> web.Response:
+    """The caller (learner) asks the listing's owner (teacher); status
+    `pending`. One open (pending or accepted) request per learner and
+    listing (409 `request_exists`); your own listing is 403."""
+    claims = await authenticate(request)
+    data = await body(request, RequestIn, allow_empty=True)
+    created = await request.app[SKILL_REQUESTS].create(path_id(request), claims.user_id,
+                                                       data.message)
+    return json_response(created, status=201)

@@ -1,0 +1,1 @@
+"""The skills marketplace: listings, requests, reviews, matches, moderation."""

@@ -1,0 +1,239 @@
+"""Listings: create, read, edit, soft-delete, and search with filters and
+stable cursor pagination (newest first, or by relevance)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from ..auth.sessions import ClientInfo
+from ..clock import Clock
+from ..errors import Forbidden, NotFound, ValidationFailed
+from ..storage.audit import AuditStore
+from ..storage.ids import decode_cursor, encode_cursor, is_id
+from ..storage.listings import ACTIVE, DELETED, HIDDEN, ListingStore
+from ..storage.users import UserStore
+from .text import (
+    MAX_QUERY_TOKENS,
+    MAX_TAGS,
+    normalise_tag,
+    normalise_tags,
+    search_tokens,
+    tag_tokens,
+)
+from .people import active_users
+from .views import export_doc, listing_view
+
+TITLE_WEIGHT = 3
+TAG_WEIGHT = 2
+TEXT_WEIGHT = 1
+
+
+class SkillIndexer(Protocol):
+    async def refresh(self, user_id: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ListingFilters:
+    q: str | None = None
+    category: str | None = None
+    tag: str | None = None
+    owner: str | None = None
+    level: str | None = None
+    mode: str | None = None
+    sort: str | None = None
+
+
+def searchable(fields: dict[str, Any]) -> dict[str, Any]:
+    """The derived fields search reads, from title, description and tags."""
+    title = search_tokens(fields["title"])
+    tags = tag_tokens(fields["tags"])
+    tokens = dict.fromkeys(title + tags + search_tokens(fields["description"]))
+    return {"title_tokens": title, "tag_tokens": tags, "tokens": list(tokens)}
+
+
+def relevance(doc: dict[str, Any], query: list[str]) -> int:
+    title, tags, text = set(doc["title_tokens"]), set(doc["tag_tokens"]), set(doc["tokens"])
+    score = 0
+    for token in query:
+        if token in title:
+            score += TITLE_WEIGHT
+        elif token in tags:
+            score += TAG_WEIGHT
+        elif token in text:
+            score += TEXT_WEIGHT
+    return score
+
+
+def clean_tags(tags: list[str]) -> list[str]:
+    cleaned = normalise_tags(tags)
+    if len(cleaned) > MAX_TAGS:
+        raise ValidationFailed.field("tags", f"At most {MAX_TAGS} distinct tags.")
+    return cleaned
+
+
+class ListingService:
+    def __init__(
+        self, *, listings: ListingStore, users: UserStore, audit: AuditStore,
+        skills: SkillIndexer, clock: Clock,
+    ) -> None:
+        self._listings = listings
+        self._users = users
+        self._audit = audit
+        self._skills = skills
+        self._clock = clock
+
+    async def create(self, owner_id: str, data: dict[str, Any]) -> dict[str, Any]:
+        owner = await self._users.get_active(owner_id)
+        if owner is None:
+            raise Forbidden("This account is not active.")
+        fields = {**data, "tags": clean_tags(data.get("tags", []))}
+        doc = await self._listings.create(
+            {"owner_id": owner_id, **fields, **searchable(fields)}, now=self._clock.now()
+        )
+        await self._skills.refresh(owner_id)
+        return listing_view(doc, {owner_id: owner})
+
+    async def _readable(self, listing_id: str, viewer_id: str | None, role: str | None
+                        ) -> dict[str, Any]:
+        doc = await self._listings.get(listing_id) if is_id(listing_id) else None
+        if doc is None:
+            raise NotFound("No such listing.")
+        privileged = viewer_id == doc["owner_id"] or role == "admin"
+        if not doc["visible"] and not privileged:
+            raise NotFound("No such listing.")
+        return doc
+
+    async def get(self, listing_id: str, *, viewer_id: str | None = None,
+                  role: str | None = None) -> dict[str, Any]:
+        doc = await self._readable(listing_id, viewer_id, role)
+        owners = await self._owners([doc])
+        if doc["owner_id"] not in owners and role != "admin":
+            raise NotFound("No such listing.")
+        return listing_view(doc, owners)
+
+    async def get_visible(self, listing_id: str) -> dict[str, Any]:
+        """The stored document of a publicly visible listing, or 404."""
+        doc = await self._readable(listing_id, None, None)
+        if not await self._owners([doc]):
+            raise NotFound("No such listing.")
+        return doc
+
+    async def update(self, listing_id: str, user_id: str, changes: dict[str, Any]
+                     ) -> dict[str, Any]:
+        doc = await self._readable(listing_id, user_id, None)
+        if doc["owner_id"] != user_id:
+            raise Forbidden("Only the owner can edit this listing.")
+        if "tags" in changes:
+            changes["tags"] = clean_tags(changes["tags"])
+        if changes:
+            merged = {**doc, **changes}
+            changes.update(searchable(merged))
+            updated = await self._listings.update(listing_id, changes, now=self._clock.now())
+            if updated is None:
+                raise NotFound("No such listing.")
+            doc = updated
+            await self._skills.refresh(user_id)
+        return listing_view(doc, await self._owners([doc]))
+
+    async def delete(self, listing_id: str, user_id: str, role: str, client: ClientInfo) -> None:
+        doc = await self._readable(listing_id, user_id, role)
+        if doc["owner_id"] != user_id and role != "admin":
+            raise Forbidden("Only the owner can delete this listing.")
+        now = self._clock.now()
+        if await self._listings.set_status(listing_id, DELETED, now=now) is None:
+            raise NotFound("No such listing.")
+        if doc["owner_id"] != user_id:
+            await self._audit.record(
+                action="listing.delete", actor_id=user_id, target=listing_id, ip=client.ip,
+                request_id=client.request_id, at=now, details={"owner_id": doc["owner_id"]},
+            )
+        await self._skills.refresh(doc["owner_id"])
+
+    async def set_hidden(self, listing_id: str, hidden: bool, *, reason: str
+                         ) -> dict[str, Any]:
+        doc = await self._listings.set_status(
+            listing_id, HIDDEN if hidden else ACTIVE, now=self._clock.now(), reason=reason
+        ) if is_id(listing_id) else None
+        if doc is None:
+            raise NotFound("No such listing.")
+        await self._skills.refresh(doc["owner_id"])
+        return doc
+
+    async def _owners(self, docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """Active owners of these listings. An owner found inactive (deleted
+        or banned) gets their listings' ``owner_active`` flag fixed."""
+        ids = list({d["owner_id"] for d in docs})
+        owners = await active_users(self._users, ids)
+        for owner_id in ids:
+            if owner_id not in owners:
+                await self._listings.set_owner_active(owner_id, False, now=self._clock.now())
+        return owners
+
+    def _store_filters(self, f: ListingFilters) -> dict[str, Any]:
+        query: dict[str, Any] = {}
+        if f.category:
+            query["category"] = f.category
+        if f.tag is not None:
+            query["tags"] = normalise_tag(f.tag)
+        if f.owner:
+            query["owner_id"] = f.owner
+        if f.level and f.level != "all":
+            query["level"] = {"$in": [f.level, "all"]}
+        if f.mode:
+            query["mode"] = {"$in": [f.mode, "hybrid"]} if f.mode != "hybrid" else "hybrid"
+        return query
+
+    async def search(self, f: ListingFilters, *, limit: int, cursor: str | None
+                     ) -> dict[str, Any]:
+        tokens = search_tokens(f.q or "")[:MAX_QUERY_TOKENS]
+        sort = f.sort or ("relevance" if tokens else "newest")
+        position = decode_cursor(cursor)
+        filters = self._store_filters(f)
+        if sort == "relevance" and tokens:
+            return await self._by_relevance(tokens, filters, limit, position)
+        if position is not None and (position.get("k") != "n" or not is_id(position.get("id"))):
+            raise ValidationFailed.field("cursor", "Invalid cursor for this sort.")
+        if tokens:
+            filters["tokens"] = {"$in": tokens}
+        before = position["id"] if position else None
+        docs = await self._listings.newest(filters, limit=limit + 1, before_id=before)
+        more = len(docs) > limit
+        docs = docs[:limit]
+        owners = await self._owners(docs)
+        items = [listing_view(d, owners) for d in docs if d["owner_id"] in owners]
+        next_cursor = encode_cursor({"k": "n", "id": docs[-1]["_id"]}) if more else None
+        return {"items": items, "next_cursor": next_cursor}
+
+    async def _by_relevance(
+        self, tokens: list[str], filters: dict[str, Any], limit: int,
+        position: dict[str, Any] | None,
+    ) -> dict[str, Any]:
+        if position is not None and (
+            position.get("k") != "r" or not isinstance(position.get("s"), int)
+            or not is_id(position.get("id"))
+        ):
+            raise ValidationFailed.field("cursor", "Invalid cursor for this sort.")
+        candidates = await self._listings.search_candidates(tokens, filters)
+        ranked = sorted(
+            ((relevance(d, tokens), d["_id"]) for d in candidates), reverse=True
+        )
+        if position is not None:
+            after = (position["s"], position["id"])
+            ranked = [r for r in ranked if r < after]
+        page = ranked[:limit]
+        docs = await self._listings.by_ids([listing_id for _, listing_id in page])
+        owners = await self._owners(docs)
+        scores = dict((listing_id, score) for score, listing_id in page)
+        items = [
+            listing_view(d, owners, scores[d["_id"]])
+            for d in docs if d["owner_id"] in owners and d["visible"]
+        ]
+        next_cursor = None
+        if len(ranked) > limit:
+            score, listing_id = page[-1]
+            next_cursor = encode_cursor({"k": "r", "s": score, "id": listing_id})
+        return {"items": items, "next_cursor": next_cursor}
+
+    async def export(self, user_id: str) -> list[dict[str, Any]]:
+        return [export_doc(d) for d in await self._listings.by_owner(user_id)]

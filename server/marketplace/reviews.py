@@ -1,0 +1,71 @@
+"""Reviews: the learner of a completed request rates it once (1-5). The
+listing's rating sum and count move with ``$inc``, never by rescanning."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..clock import Clock
+from ..errors import Conflict, Forbidden, NotFound, ValidationFailed
+from ..storage.ids import decode_cursor, encode_cursor, is_id
+from ..storage.listings import ListingStore
+from ..storage.reviews import ReviewStore
+from ..storage.skill_requests import COMPLETED, SkillRequestStore
+from ..storage.users import UserStore
+from .listings import ListingService
+from .people import active_users
+from .views import export_doc, review_view
+
+
+class ReviewService:
+    def __init__(
+        self, *, reviews: ReviewStore, requests: SkillRequestStore, listings: ListingService,
+        listing_store: ListingStore, users: UserStore, clock: Clock,
+    ) -> None:
+        self._reviews = reviews
+        self._requests = requests
+        self._listings = listings
+        self._listing_store = listing_store
+        self._users = users
+        self._clock = clock
+
+    async def create(self, request_id: str, user_id: str, *, rating: int, comment: str
+                     ) -> dict[str, Any]:
+        request = await self._requests.get(request_id) if is_id(request_id) else None
+        if request is None or user_id not in (request["learner_id"], request["teacher_id"]):
+            raise NotFound("No such request.")
+        if user_id != request["learner_id"]:
+            raise Forbidden("Only the learner can review this request.")
+        if request["status"] != COMPLETED:
+            raise Conflict(
+                f"This request is {request['status']}; you can review it once it is completed.",
+                code="invalid_transition", details={"status": request["status"]},
+            )
+        now = self._clock.now()
+        if await self._requests.mark_reviewed(request_id, now=now) is None:
+            raise Conflict("You have already reviewed this request.", code="already_reviewed")
+        review = await self._reviews.create(request=request, rating=rating, comment=comment,
+                                            now=now)
+        await self._listing_store.add_rating(request["listing_id"], rating)
+        users = await active_users(self._users, [user_id])
+        return review_view(review, users)
+
+    async def page(self, listing_id: str, *, limit: int, cursor: str | None) -> dict[str, Any]:
+        await self._listings.get_visible(listing_id)
+        position = decode_cursor(cursor)
+        if position is not None and not is_id(position.get("id")):
+            raise ValidationFailed.field("cursor", "Invalid cursor.")
+        docs = await self._reviews.page(
+            listing_id, limit=limit + 1, before_id=position["id"] if position else None
+        )
+        more = len(docs) > limit
+        docs = docs[:limit]
+        users = await active_users(self._users, (d["reviewer_id"] for d in docs))
+        return {
+            "items": [review_view(d, users) for d in docs],
+            "next_cursor": encode_cursor({"id": docs[-1]["_id"]}) if more else None,
+        }
+
+    async def export(self, user_id: str) -> dict[str, list[dict[str, Any]]]:
+        mine = await self._reviews.of_user(user_id)
+        return {k: [export_doc(d) for d in v] for k, v in mine.items()}

@@ -1,0 +1,67 @@
+"""Wiring of the marketplace: its stores (indexes created idempotently)
+and services over them, hooked into profiles, export and the bus."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pymongo.asynchronous.database import AsyncDatabase
+
+from ..auth.sessions import SESSIONS_REVOKED_TOPIC, SessionService
+from ..bus import Bus
+from ..clock import Clock
+from ..mail.service import MailService
+from ..profiles import ProfileService
+from ..storage.audit import AuditStore
+from ..storage.listings import ListingStore
+from ..storage.reviews import ReviewStore
+from ..storage.skill_index import SkillIndexStore
+from ..storage.skill_requests import SkillRequestStore
+from ..storage.users import UserStore
+from .listings import ListingService
+from .matches import MatchService
+from .moderation import ModerationService
+from .requests import DirectRooms, Notifier, RequestService
+from .reviews import ReviewService
+
+
+@dataclass(frozen=True, slots=True)
+class Marketplace:
+    listings: ListingService
+    requests: RequestService
+    reviews: ReviewService
+    matches: MatchService
+    moderation: ModerationService
+
+
+async def build_marketplace(
+    *, db: AsyncDatabase, users: UserStore, audit: AuditStore, sessions: SessionService,
+    mail: MailService, profiles: ProfileService, bus: Bus, rooms: DirectRooms | None,
+    notifier: Notifier | None, public_url: str, clock: Clock,
+) -> Marketplace:
+    listing_store = ListingStore(db)
+    request_store = SkillRequestStore(db)
+    review_store = ReviewStore(db)
+    skill_index = SkillIndexStore(db)
+    for store in (listing_store, request_store, review_store, skill_index):
+        await store.create_indexes()
+    matches = MatchService(users=users, listings=listing_store, index=skill_index, clock=clock)
+    listings = ListingService(listings=listing_store, users=users, audit=audit, skills=matches,
+                              clock=clock)
+    requests = RequestService(
+        requests=request_store, listings=listings, users=users, rooms=rooms,
+        notifier=notifier, mail=mail, public_url=public_url, clock=clock,
+    )
+    reviews = ReviewService(reviews=review_store, requests=request_store, listings=listings,
+                            listing_store=listing_store, users=users, clock=clock)
+    moderation = ModerationService(
+        users=users, listings=listings, listing_store=listing_store, matches=matches,
+        sessions=sessions, audit=audit, clock=clock,
+    )
+    profiles.add_update_listener(matches.refresh_user)
+    profiles.add_exporter("listings", listings.export)
+    profiles.add_exporter("skill_requests", requests.export)
+    profiles.add_exporter("reviews", reviews.export)
+    bus.subscribe(SESSIONS_REVOKED_TOPIC, moderation.sync_owner)
+    return Marketplace(listings=listings, requests=requests, reviews=reviews, matches=matches,
+                       moderation=moderation)

@@ -1,0 +1,184 @@
+"""The ``listings`` collection.
+
+A listing is readable by the public only while ``visible`` is true: not
+deleted, not hidden by a moderator, and its owner active (``owner_active``
+is kept in step on ban, unban and account deletion). Search uses the
+``tokens`` array (multikey index), never ``$text``.
+
+SecantusDB sorts in memory, so "newest first" pages walk backwards through
+``_id`` in time windows (a bounded range on the leading ``_id`` index),
+widening the window until the page is full."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from bson import ObjectId
+from pymongo import ASCENDING, DESCENDING, ReturnDocument
+from pymongo.asynchronous.database import AsyncDatabase
+
+from .ids import new_id
+
+ACTIVE = "active"
+HIDDEN = "hidden"
+DELETED = "deleted"
+
+FIRST_WINDOW = timedelta(minutes=10)
+CLOCK_SKEW = timedelta(minutes=1)
+MAX_WINDOWS = 40
+MAX_SEARCH_CANDIDATES = 2000
+SEARCH_FIELDS = {"_id": 1, "title_tokens": 1, "tag_tokens": 1, "tokens": 1}
+
+
+def _id_at(moment: datetime) -> str:
+    return str(ObjectId.from_datetime(moment))
+
+
+def _time_of(listing_id: str) -> datetime:
+    return ObjectId(listing_id).generation_time
+
+
+class ListingStore:
+    def __init__(self, db: AsyncDatabase) -> None:
+        self._listings = db["listings"]
+        self._oldest: str | None = None
+
+    async def create_indexes(self) -> None:
+        self._oldest = None
+        await self._listings.create_index([("tokens", ASCENDING)])
+        await self._listings.create_index([("owner_id", ASCENDING), ("_id", DESCENDING)])
+        await self._listings.create_index([("category", ASCENDING), ("_id", DESCENDING)])
+        await self._listings.create_index([("tags", ASCENDING)])
+
+    async def create(self, doc: dict[str, Any], *, now: datetime) -> dict[str, Any]:
+        full = {
+            "_id": new_id(), **doc, "status": ACTIVE, "owner_active": True, "visible": True,
+            "rating_sum": 0, "rating_count": 0, "created_at": now, "updated_at": now,
+        }
+        await self._listings.insert_one(full)
+        return full
+
+    async def insert_many(self, docs: list[dict[str, Any]]) -> None:
+        """Seeding: complete documents, as ``create`` would build them."""
+        if docs:
+            await self._listings.insert_many(docs)
+
+    async def get(self, listing_id: str) -> dict[str, Any] | None:
+        return await self._listings.find_one({"_id": listing_id, "status": {"$ne": DELETED}})
+
+    async def update(
+        self, listing_id: str, changes: dict[str, Any], *, now: datetime
+    ) -> dict[str, Any] | None:
+        return await self._listings.find_one_and_update(
+            {"_id": listing_id, "status": {"$ne": DELETED}},
+            {"$set": {**changes, "updated_at": now}},
+            return_document=ReturnDocument.AFTER,
+        )
+
+    async def set_status(
+        self, listing_id: str, status: str, *, now: datetime, reason: str | None = None
+    ) -> dict[str, Any] | None:
+        """active/hidden/deleted; ``visible`` follows (deleted is final)."""
+        current = await self.get(listing_id)
+        if current is None:
+            return None
+        changes: dict[str, Any] = {
+            "status": status, "updated_at": now,
+            "visible": status == ACTIVE and bool(current.get("owner_active", True)),
+        }
+        if status == HIDDEN:
+            changes["hidden_reason"] = reason or ""
+        if status == DELETED:
+            changes["deleted_at"] = now
+        return await self._listings.find_one_and_update(
+            {"_id": listing_id, "status": {"$ne": DELETED}}, {"$set": changes},
+            return_document=ReturnDocument.AFTER,
+        )
+
+    async def set_owner_active(self, owner_id: str, active: bool, *, now: datetime) -> int:
+        result = await self._listings.update_many(
+            {"owner_id": owner_id, "owner_active": {"$ne": active}},
+            {"$set": {"owner_active": active, "updated_at": now}},
+        )
+        # visible = active status and active owner
+        await self._listings.update_many(
+            {"owner_id": owner_id, "status": ACTIVE}, {"$set": {"visible": active}}
+        )
+        return result.modified_count
+
+    async def add_rating(self, listing_id: str, rating: int) -> None:
+        await self._listings.update_one(
+            {"_id": listing_id}, {"$inc": {"rating_sum": rating, "rating_count": 1}}
+        )
+
+    async def by_ids(self, ids: list[str]) -> list[dict[str, Any]]:
+        if not ids:
+            return []
+        docs = await self._listings.find({"_id": {"$in": ids}}).to_list(length=len(ids))
+        order = {i: n for n, i in enumerate(ids)}
+        return sorted(docs, key=lambda d: order[d["_id"]])
+
+    async def by_owner(self, owner_id: str) -> list[dict[str, Any]]:
+        return await self._listings.find({"owner_id": owner_id}).to_list(length=None)
+
+    async def tags_by_owner(self, owner_ids: list[str]) -> dict[str, list[str]]:
+        """Tags of the owners' visible listings, per owner."""
+        cursor = self._listings.find(
+            {"owner_id": {"$in": owner_ids}, "visible": True}, {"tags": 1, "owner_id": 1}
+        )
+        out: dict[str, list[str]] = {}
+        for doc in await cursor.to_list(length=None):
+            out.setdefault(doc["owner_id"], []).extend(doc.get("tags", []))
+        return out
+
+    async def _oldest_id(self) -> str | None:
+        if self._oldest is None:
+            docs = await self._listings.find({}, {"_id": 1}).sort("_id", ASCENDING).limit(1) \
+                .to_list(length=1)
+            self._oldest = docs[0]["_id"] if docs else None
+        return self._oldest
+
+    async def newest(
+        self, filters: dict[str, Any], *, limit: int, before_id: str | None
+    ) -> list[dict[str, Any]]:
+        """Visible listings matching ``filters``, newest first, older than
+        ``before_id``: bounded ``_id`` ranges, doubling the window."""
+        oldest = await self._oldest_id()
+        if oldest is None:
+            return []
+        query = {**filters, "visible": True}
+        upper = before_id or _id_at(datetime.now(timezone.utc) + CLOCK_SKEW)
+        window = FIRST_WINDOW
+        found: list[dict[str, Any]] = []
+        for _ in range(MAX_WINDOWS):
+            if upper <= oldest:
+                break
+            lower_time = _time_of(upper) - window
+            lower = _id_at(lower_time) if lower_time > _time_of(oldest) else oldest
+            need = limit - len(found)
+            id_range = {"$lt": upper, "$gte": lower}
+            cursor = self._listings.find({**query, "_id": id_range}).sort("_id", DESCENDING)
+            found.extend(await cursor.limit(need).to_list(length=need))
+            if len(found) >= limit or lower == oldest:
+                break
+            upper = lower
+            window *= 4
+        else:
+            need = limit - len(found)
+            cursor = self._listings.find({**query, "_id": {"$lt": upper}}).sort("_id", DESCENDING)
+            found.extend(await cursor.limit(need).to_list(length=need))
+        return found
+
+    async def search_candidates(
+        self, tokens: list[str], filters: dict[str, Any]
+    ) -> list[dict[str, Any]]:
+        """Visible listings sharing at least one token, only the fields
+        ranking needs; the newest ``MAX_SEARCH_CANDIDATES`` at most."""
+        query = {**filters, "visible": True, "tokens": {"$in": tokens}}
+        cursor = self._listings.find(query, SEARCH_FIELDS)
+        docs = await cursor.to_list(length=None)
+        if len(docs) > MAX_SEARCH_CANDIDATES:
+            docs.sort(key=lambda d: d["_id"], reverse=True)
+            docs = docs[:MAX_SEARCH_CANDIDATES]
+        return docs

@@ -1,0 +1,64 @@
+"""The ``reviews`` collection: one per completed request (unique index on
+``request_id``). Listing averages live on the listing as a sum and a count
+updated with ``$inc``; nothing here recomputes them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from ..errors import Conflict
+from .ids import new_id
+
+
+class ReviewStore:
+    def __init__(self, db: AsyncDatabase) -> None:
+        self._reviews = db["reviews"]
+
+    async def create_indexes(self) -> None:
+        await self._reviews.create_index([("request_id", ASCENDING)], unique=True)
+        await self._reviews.create_index([("listing_id", ASCENDING), ("_id", DESCENDING)])
+        await self._reviews.create_index([("reviewer_id", ASCENDING)])
+        await self._reviews.create_index([("teacher_id", ASCENDING)])
+
+    async def create(
+        self, *, request: dict[str, Any], rating: int, comment: str, now: datetime
+    ) -> dict[str, Any]:
+        doc = {
+            "_id": new_id(),
+            "request_id": request["_id"],
+            "listing_id": request["listing_id"],
+            "reviewer_id": request["learner_id"],
+            "teacher_id": request["teacher_id"],
+            "rating": rating,
+            "comment": comment,
+            "created_at": now,
+        }
+        try:
+            await self._reviews.insert_one(doc)
+        except DuplicateKeyError:
+            raise Conflict("This request has already been reviewed.",
+                           code="already_reviewed") from None
+        return doc
+
+    async def insert_many(self, docs: list[dict[str, Any]]) -> None:
+        if docs:
+            await self._reviews.insert_many(docs)
+
+    async def page(
+        self, listing_id: str, *, limit: int, before_id: str | None
+    ) -> list[dict[str, Any]]:
+        query: dict[str, Any] = {"listing_id": listing_id}
+        if before_id:
+            query["_id"] = {"$lt": before_id}
+        cursor = self._reviews.find(query).sort("_id", DESCENDING).limit(limit)
+        return await cursor.to_list(length=limit)
+
+    async def of_user(self, user_id: str) -> dict[str, list[dict[str, Any]]]:
+        written = await self._reviews.find({"reviewer_id": user_id}).to_list(length=None)
+        received = await self._reviews.find({"teacher_id": user_id}).to_list(length=None)
+        return {"written": written, "received": received}

@@ -1,0 +1,124 @@
+"""The ``skill_requests`` collection: a learner asks a listing's owner.
+
+While a request is open (pending or accepted) it carries ``open_key`` =
+``<learner>:<listing>``, under a unique partial index: one open request per
+learner and listing, enforced by the database. Every transition is one
+conditional update on the current status, so concurrent transitions cannot
+both win."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING, ReturnDocument
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from ..errors import Conflict
+from .ids import new_id
+
+PENDING = "pending"
+ACCEPTED = "accepted"
+DECLINED = "declined"
+CANCELLED = "cancelled"
+COMPLETED = "completed"
+OPEN_STATES = (PENDING, ACCEPTED)
+
+
+def open_key(learner_id: str, listing_id: str) -> str:
+    return f"{learner_id}:{listing_id}"
+
+
+class SkillRequestStore:
+    def __init__(self, db: AsyncDatabase) -> None:
+        self._requests = db["skill_requests"]
+
+    async def create_indexes(self) -> None:
+        await self._requests.create_index(
+            [("open_key", ASCENDING)], unique=True, name="one_open_request",
+            partialFilterExpression={"open_key": {"$type": "string"}},
+        )
+        await self._requests.create_index([("teacher_id", ASCENDING), ("_id", DESCENDING)])
+        await self._requests.create_index([("learner_id", ASCENDING), ("_id", DESCENDING)])
+
+    async def create(
+        self, *, listing: dict[str, Any], learner_id: str, message: str, now: datetime
+    ) -> dict[str, Any]:
+        doc = {
+            "_id": new_id(),
+            "listing_id": listing["_id"],
+            "listing_title": listing["title"],
+            "learner_id": learner_id,
+            "teacher_id": listing["owner_id"],
+            "message": message,
+            "status": PENDING,
+            "open_key": open_key(learner_id, listing["_id"]),
+            "room_id": None,
+            "reviewed": False,
+            "created_at": now,
+            "updated_at": now,
+        }
+        try:
+            await self._requests.insert_one(doc)
+        except DuplicateKeyError:
+            raise Conflict(
+                "You already have an open request for this listing.", code="request_exists"
+            ) from None
+        return doc
+
+    async def insert_many(self, docs: list[dict[str, Any]]) -> None:
+        if docs:
+            await self._requests.insert_many(docs)
+
+    async def get(self, request_id: str) -> dict[str, Any] | None:
+        return await self._requests.find_one({"_id": request_id})
+
+    async def transition(
+        self, request_id: str, *, from_status: str, to_status: str, now: datetime,
+        extra: dict[str, Any] | None = None,
+    ) -> dict[str, Any] | None:
+        """Move ``from_status`` -> ``to_status``; None if it was not in
+        ``from_status`` any more."""
+        update: dict[str, Any] = {
+            "$set": {"status": to_status, "updated_at": now, f"{to_status}_at": now,
+                     **(extra or {})},
+        }
+        if to_status not in OPEN_STATES:
+            update["$unset"] = {"open_key": ""}
+        return await self._requests.find_one_and_update(
+            {"_id": request_id, "status": from_status}, update,
+            return_document=ReturnDocument.AFTER,
+        )
+
+    async def mark_reviewed(self, request_id: str, *, now: datetime) -> dict[str, Any] | None:
+        """Claim the one review of a completed request; None if already taken."""
+        return await self._requests.find_one_and_update(
+            {"_id": request_id, "status": COMPLETED, "reviewed": False},
+            {"$set": {"reviewed": True, "reviewed_at": now}},
+            return_document=ReturnDocument.AFTER,
+        )
+
+    async def unmark_reviewed(self, request_id: str) -> None:
+        await self._requests.update_one({"_id": request_id}, {"$set": {"reviewed": False}})
+
+    async def page(
+        self, user_id: str, *, role: str | None, status: str | None, limit: int,
+        before_id: str | None,
+    ) -> list[dict[str, Any]]:
+        if role == "incoming":
+            query: dict[str, Any] = {"teacher_id": user_id}
+        elif role == "outgoing":
+            query = {"learner_id": user_id}
+        else:
+            query = {"$or": [{"teacher_id": user_id}, {"learner_id": user_id}]}
+        if status:
+            query["status"] = status
+        if before_id:
+            query["_id"] = {"$lt": before_id}
+        cursor = self._requests.find(query).sort("_id", DESCENDING).limit(limit)
+        return await cursor.to_list(length=limit)
+
+    async def of_user(self, user_id: str) -> list[dict[str, Any]]:
+        cursor = self._requests.find({"$or": [{"teacher_id": user_id}, {"learner_id": user_id}]})
+        return await cursor.to_list(length=None)
