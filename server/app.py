@@ -20,6 +20,7 @@ from .clock import Clock
 from .config import Settings
 from .handlers import accounts, ops, users, webapp
 from .handlers import admin, matches, requests, skills
+from .handlers import rooms as rooms_handlers
 from .keys import (
     ACCOUNTS,
     AUDIT,
@@ -48,6 +49,7 @@ from .metrics import Metrics
 from .middlewares import MIDDLEWARES
 from .profiles import ProfileService
 from .ratelimit import RateLimiter
+from .realtime.setup import attach_realtime
 from .redis_client import connect_redis
 from .storage.audit import AuditStore
 from .storage.database import open_database
@@ -60,6 +62,7 @@ from .storage.users import UserStore
 PURGE_INTERVAL_S = 3600
 ROUTE_TABLES = [accounts.routes, users.routes, ops.routes, webapp.routes]
 ROUTE_TABLES += [skills.routes, requests.routes, matches.routes, admin.routes]
+ROUTE_TABLES += [rooms_handlers.routes]
 
 
 def public_url(settings: Settings) -> str:
@@ -145,6 +148,7 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
             password_reset_ttl=settings.password_reset_ttl,
         ),
         public_url=public_url(settings), clock=clock,
+        verified_actions=frozenset(settings.require_verified_email_for),
     )
     app[USERS] = users
     app[AUDIT] = audit
@@ -202,6 +206,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     app[CLOCK] = clock or Clock()
     app[METRICS] = Metrics()
     app.cleanup_ctx.extend([database_ctx, redis_ctx, services_ctx])
+    attach_realtime(app)  # Socket.IO server + realtime_ctx (rooms, chat, presence)
     app.cleanup_ctx.append(marketplace_ctx)
     specs = []
     for table in ROUTE_TABLES:

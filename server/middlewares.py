@@ -25,11 +25,12 @@ from .errors import (
     Unavailable,
     UnsupportedMediaType,
 )
-from .http import json_response
-from .keys import METRICS, SETTINGS
+from .http import client_ip, json_response
+from .keys import LIMITER, METRICS, SETTINGS
 from .logs import request_id_var
 
 REQUEST_ID_HEADER = "X-Request-ID"
+API_PREFIX = "/api/"
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
@@ -133,4 +134,13 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return error_response(InternalError())
 
 
-MIDDLEWARES = [request_context, security_headers, errors]
+@web.middleware
+async def api_rate_limit(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A coarse per-IP ceiling on the REST API; finer limits live with the
+    actions they protect."""
+    if request.path.startswith(API_PREFIX):
+        await request.app[LIMITER].hit("api", request.app[SETTINGS].api_limit, client_ip(request) or "-")
+    return await handler(request)
+
+
+MIDDLEWARES = [request_context, security_headers, errors, api_rate_limit]

@@ -14,6 +14,7 @@ from loguru import logger
 from ..clock import Clock
 from ..errors import (
     BadRequest,
+    EmailNotVerified,
     InvalidCredentials,
     NotFound,
     RateLimited,
@@ -60,6 +61,7 @@ class AccountService:
         limits: AccountLimits,
         public_url: str,
         clock: Clock,
+        verified_actions: frozenset[str] = frozenset(),
     ) -> None:
         self._users = users
         self._tokens = user_tokens
@@ -71,6 +73,7 @@ class AccountService:
         self._limits = limits
         self._public_url = public_url.rstrip("/")
         self._clock = clock
+        self._verified_actions = verified_actions
         self._background: set[asyncio.Task[None]] = set()
 
     async def _record(self, action: str, *, actor_id: str | None, target: str | None,
@@ -238,6 +241,17 @@ class AccountService:
             raise NotFound("No such account.")
         await self._sessions.revoke_all(user_id, client=client, reason="account_deleted")
         await self._record("account.delete", actor_id=user_id, target=user_id, client=client)
+
+    async def require_verified(self, user_id: str, action: str) -> None:
+        """``email_not_verified`` for the actions the operator listed in
+        SKILLSHARE_REQUIRE_VERIFIED_EMAIL_FOR (none by default)."""
+        if action not in self._verified_actions:
+            return
+        user = await self._users.get_active(user_id)
+        if user is None:
+            raise Unauthorized("This account is no longer active.")
+        if not user.get("email_verified"):
+            raise EmailNotVerified()
 
     async def stop(self) -> None:
         for task in list(self._background):

@@ -158,3 +158,13 @@ async def test_secrets_never_logged(client, capfd):
     for secret in ("my very secret pw 1", "wrong secret pw 2", account["access_token"],
                    account["refresh_token"], "secret.person@example.com"):
         assert secret not in logged
+
+
+async def test_api_rate_limit_per_ip(make_client):
+    client = await make_client(api_limit="5/minute")
+    for _ in range(5):
+        assert (await client.get("/api/v1/users/000000000000000000000000")).status == 404
+    resp = await client.get("/api/v1/users/000000000000000000000000")
+    assert resp.status == 429
+    assert (await error_of(resp))["code"] == "rate_limited"
+    assert (await client.get("/healthz")).status == 200  # operations are not limited
