@@ -102,6 +102,16 @@ class Settings(BaseSettings):
     socket_max_payload: int = Field(64 * 1024, ge=1024)
     socket_event_rate: str = "20/second"
     socket_event_burst: int = Field(60, ge=1)
+    socket_flood_limit: int = Field(100, ge=1)  # refused events in 10 s before disconnect
+    socket_max_rooms: int = Field(500, ge=1)  # rooms one socket may join
+    socket_max_presence_subscriptions: int = Field(2000, ge=1)
+    socket_expiry_warning: float = Field(60.0, ge=1)  # session:expiring this long before
+    socket_ping_interval: float = Field(25.0, gt=0)
+    socket_ping_timeout: float = Field(20.0, gt=0)
+    typing_interval: float = Field(2.0, ge=0)  # typing:true relayed at most this often
+    presence_heartbeat_interval: float = Field(5.0, gt=0)
+    presence_sweep_interval: float = Field(5.0, gt=0)
+    presence_node_ttl: float = Field(15.0, gt=0)  # dead node's users offline after ttl+sweep
     max_relayed_calls: int = Field(20, ge=0)
 
     @field_validator(

@@ -25,6 +25,12 @@ if TYPE_CHECKING:
     from .marketplace.reviews import ReviewService
     from .metrics import Metrics
     from .profiles import ProfileService
+    from .realtime.chat import ChatService
+    from .realtime.connections import ConnectionManager
+    from .realtime.notifier import Notifier
+    from .realtime.presence import PresenceService
+    from .realtime.rooms import RoomService
+    from .realtime.sockets import EventDispatcher
     from .ratelimit import RateLimiter
     from .storage.audit import AuditStore
     from .storage.users import UserStore
@@ -49,3 +55,11 @@ SKILL_REQUESTS = web.AppKey("skill_requests", "RequestService")
 REVIEWS = web.AppKey("reviews", "ReviewService")
 MATCHES = web.AppKey("matches", "MatchService")
 MODERATION = web.AppKey("moderation", "ModerationService")
+# real-time core (server/realtime/)
+SIO = web.AppKey("sio", "socketio.AsyncServer")
+SOCKETS = web.AppKey("sockets", "EventDispatcher")  # .add(SocketEvents table)
+ROOMS = web.AppKey("rooms", "RoomService")
+CHAT = web.AppKey("chat", "ChatService")
+NOTIFIER = web.AppKey("notifier", "Notifier")  # notify_users(user_ids, event, payload)
+PRESENCE = web.AppKey("presence", "PresenceService")
+CONNECTIONS = web.AppKey("connections", "ConnectionManager")

@@ -1,0 +1,51 @@
+"""Socket.IO presence and session events."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import ValidationFailed
+from ..keys import CONNECTIONS, PRESENCE, SETTINGS
+from ..realtime.notifier import presence_room
+from ..realtime.sockets import SocketContext, SocketEvents
+from ..schemas.rooms import AuthRefresh, PresenceSet, PresenceSubscribe
+
+events = SocketEvents()
+
+
+@events.on("presence:subscribe", PresenceSubscribe)
+async def subscribe(ctx: SocketContext, p: PresenceSubscribe) -> dict[str, Any]:
+    """Up to 500 ids per event and ``socket_max_presence_subscriptions`` per
+    socket. Returns the current presence of each."""
+    ids = list(dict.fromkeys(p.user_ids))
+    new = [u for u in ids if u not in ctx.state.presence]
+    cap = ctx.app[SETTINGS].socket_max_presence_subscriptions
+    if len(ctx.state.presence) + len(new) > cap:
+        raise ValidationFailed.field("user_ids", f"A socket may watch at most {cap} users.")
+    for uid in new:
+        ctx.state.presence.add(uid)
+        await ctx.sio.enter_room(ctx.sid, presence_room(uid))
+    return {"presence": await ctx.app[PRESENCE].snapshot(ids)}
+
+
+@events.on("presence:unsubscribe", PresenceSubscribe)
+async def unsubscribe(ctx: SocketContext, p: PresenceSubscribe) -> dict[str, Any]:
+    for uid in p.user_ids:
+        if uid in ctx.state.presence:
+            ctx.state.presence.discard(uid)
+            await ctx.sio.leave_room(ctx.sid, presence_room(uid))
+    return {}
+
+
+@events.on("presence:set", PresenceSet)
+async def set_status(ctx: SocketContext, p: PresenceSet) -> dict[str, Any]:
+    await ctx.app[PRESENCE].set_status(ctx.user_id, p.status)
+    return {}
+
+
+@events.on("auth:refresh", AuthRefresh)
+async def refresh(ctx: SocketContext, p: AuthRefresh) -> dict[str, Any]:
+    """A fresh access token for the same user keeps the socket open past
+    the old token's expiry."""
+    await ctx.app[CONNECTIONS].refresh(ctx.state, p.token)
+    return {"expires_at": ctx.state.expires_at}

@@ -1,0 +1,63 @@
+"""``/api/v1/rooms``: the caller's rooms, creating rooms, history."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ..http import Routes, authenticate, body, json_response, path_id, query
+from ..keys import CHAT, ROOMS
+from ..schemas.common import PageQuery
+from ..schemas.rooms import CreateRoom, HistoryPage, HistoryQuery, RoomOut, RoomPage
+from ..storage.ids import decode_cursor, encode_cursor
+
+routes = Routes()
+TAGS = ["rooms"]
+PREFIX = "/api/v1/rooms"
+
+
+@routes.get(PREFIX, summary="My rooms", tags=TAGS, query=PageQuery, response=RoomPage,
+            errors=[400, 401])
+async def list_rooms(request: web.Request) -> web.Response:
+    """Newest rooms first (by creation), each with its last message, last
+    seq, my read marker and my unread count."""
+    claims = await authenticate(request)
+    page = query(request, PageQuery)
+    cursor = decode_cursor(page.cursor)
+    before = str(cursor.get("before")) if cursor else None
+    items, last_id = await request.app[ROOMS].list_for_user(
+        claims.user_id, before_id=before, limit=page.limit
+    )
+    next_cursor = encode_cursor({"before": last_id}) if last_id else None
+    return json_response({"items": items, "next_cursor": next_cursor})
+
+
+@routes.post(PREFIX, summary="Open a direct room or create a group room", tags=TAGS,
+             body=CreateRoom, response=RoomOut, status=201, errors=[400, 401, 404])
+async def create_room(request: web.Request) -> web.Response:
+    """A second direct room between the same two users returns the
+    existing one with 200."""
+    claims = await authenticate(request)
+    spec = await body(request, CreateRoom)
+    rooms = request.app[ROOMS]
+    if spec.type == "direct":
+        assert spec.user_id is not None
+        room, created = await rooms.open_direct(claims.user_id, spec.user_id)
+        return json_response(room, status=201 if created else 200)
+    assert spec.name is not None
+    room = await rooms.create_group(claims.user_id, name=spec.name, member_ids=spec.member_ids or [])
+    return json_response(room, status=201)
+
+
+@routes.get(PREFIX + "/{id}/messages", summary="Message history", tags=TAGS, query=HistoryQuery,
+            response=HistoryPage, errors=[400, 401, 403, 404])
+async def history(request: web.Request) -> web.Response:
+    """Members only. ``after_seq``: the messages after it, oldest first;
+    ``before_seq``: the ``limit`` messages before it; neither: the latest
+    ``limit``. Items are always in seq order."""
+    claims = await authenticate(request)
+    q = query(request, HistoryQuery)
+    items, has_more, last_seq = await request.app[CHAT].history(
+        claims.user_id, path_id(request), before_seq=q.before_seq, after_seq=q.after_seq,
+        limit=q.limit,
+    )
+    return json_response({"items": items, "has_more": has_more, "last_seq": last_seq})

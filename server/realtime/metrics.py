@@ -1,0 +1,39 @@
+"""Real-time metrics, added to the app's registry (``app[METRICS].registry``)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from ..metrics import LATENCY_BUCKETS
+
+
+class RealtimeMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.connected = Gauge(
+            "skillshare_socket_connected", "Sockets connected to this node.", registry=registry,
+        )
+        self.events = Counter(
+            "skillshare_socket_events_total",
+            "Socket.IO events by name and outcome (ok or the error code).",
+            ["event", "outcome"], registry=registry,
+        )
+        self.ack_latency = Histogram(
+            "skillshare_socket_ack_seconds", "Time from event received to ack, by event.",
+            ["event"], buckets=LATENCY_BUCKETS, registry=registry,
+        )
+        self.messages_persisted = Counter(
+            "skillshare_messages_persisted_total", "Chat messages stored.", registry=registry,
+        )
+        self.deliveries = Counter(
+            "skillshare_socket_deliveries_total",
+            "Server-to-client events delivered to local sockets, by event.",
+            ["event"], registry=registry,
+        )
+        self.bus_errors = Counter(
+            "skillshare_redis_bus_errors_total",
+            "Redis failures in fan-out, presence and the control bus.", registry=registry,
+        )
+        self.refused = Counter(
+            "skillshare_socket_refused_total", "Refused connections by code.", ["code"],
+            registry=registry,
+        )

@@ -1,0 +1,79 @@
+"""The python-socketio ``AsyncServer``: in-process client manager on one
+node, ``AsyncRedisManager`` when ``SKILLSHARE_REDIS_URL`` is set. Both count
+the events they hand to local sockets (the fan-out metric)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import socketio
+
+from ..config import Settings
+from .metrics import RealtimeMetrics
+
+# engine.io closes a connection whose frame exceeds this multiple of the
+# event payload limit; below it, the dispatcher answers ``payload_too_large``.
+HARD_FRAME_FACTOR = 2
+
+
+class _CountingMixin:
+    """Counts deliveries to local sockets (skip_sid excluded)."""
+
+    delivery_metrics: RealtimeMetrics | None = None
+
+    def _count(self, event: str, namespace: str | None, room: Any, skip_sid: Any) -> None:
+        if self.delivery_metrics is None or room is None:
+            return
+        skip = set(skip_sid if isinstance(skip_sid, list) else [skip_sid])
+        try:
+            n = sum(1 for sid, _ in self.get_participants(namespace or "/", room)  # type: ignore[attr-defined]
+                    if sid not in skip)
+        except KeyError:
+            return
+        if n:
+            self.delivery_metrics.deliveries.labels(event).inc(n)
+
+
+class CountingManager(_CountingMixin, socketio.AsyncManager):
+    async def emit(self, event, data, namespace, room=None, skip_sid=None,  # type: ignore[override]
+                   callback=None, to=None, **kwargs):
+        self._count(event, namespace, to or room, skip_sid)
+        return await super().emit(event, data, namespace, room=room, skip_sid=skip_sid,
+                                  callback=callback, to=to, **kwargs)
+
+
+class CountingRedisManager(_CountingMixin, socketio.AsyncRedisManager):
+    async def _handle_emit(self, message):  # type: ignore[override]
+        self._count(message.get("event"), message.get("namespace"), message.get("room"),
+                    message.get("skip_sid"))
+        return await super()._handle_emit(message)
+
+
+def cors_origins(settings: Settings) -> list[str] | str | None:
+    """``None`` makes engine.io accept same-origin browsers only (and
+    clients that send no Origin); ``*`` in the list allows every origin."""
+    if not settings.cors_origins:
+        return None
+    if "*" in settings.cors_origins:
+        return "*"
+    return list(settings.cors_origins)
+
+
+def build_server(settings: Settings, metrics: RealtimeMetrics) -> socketio.AsyncServer:
+    manager: socketio.AsyncManager
+    if settings.redis_url:
+        manager = CountingRedisManager(settings.redis_url, channel="skillshare:socketio")
+    else:
+        manager = CountingManager()
+    manager.delivery_metrics = metrics  # type: ignore[attr-defined]
+    return socketio.AsyncServer(
+        async_mode="aiohttp",
+        client_manager=manager,
+        cors_allowed_origins=cors_origins(settings),
+        max_http_buffer_size=settings.socket_max_payload * HARD_FRAME_FACTOR,
+        logger=False,
+        engineio_logger=False,
+        ping_interval=settings.socket_ping_interval,
+        ping_timeout=settings.socket_ping_timeout,
+        transports=["websocket", "polling"],
+    )

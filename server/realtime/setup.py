@@ -1,0 +1,146 @@
+"""Wiring of the real-time core into the app: ``attach_realtime(app)`` from
+``create_app`` creates the Socket.IO server and registers the cleanup
+context that builds the stores and services."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+from loguru import logger
+
+from ..handlers import chat as chat_events
+from ..handlers import presence as presence_events
+from ..keys import (
+    BUS,
+    CHAT,
+    CLOCK,
+    CONNECTIONS,
+    DB,
+    METRICS,
+    NOTIFIER,
+    PRESENCE,
+    REDIS,
+    ROOMS,
+    SESSIONS,
+    SETTINGS,
+    SIO,
+    SOCKETS,
+    USERS,
+)
+from ..storage.messages import MessageStore
+from ..storage.presence import MemoryPresenceStore, RedisPresenceStore
+from ..storage.read_markers import ReadMarkerStore
+from ..storage.rooms import RoomStore
+from .chat import ChatService
+from .connections import ConnectionManager
+from .metrics import RealtimeMetrics
+from .notifier import Notifier
+from .presence import PresenceService
+from .rooms import RoomService
+from .sequences import SequenceCache
+from .server import build_server
+from .sockets import EventDispatcher, SocketEvents, SocketRegistry
+
+SOCKET_EVENT_TABLES: list[SocketEvents] = [chat_events.events, presence_events.events]
+REALTIME_METRICS = web.AppKey("realtime_metrics", RealtimeMetrics)
+
+
+def _event_rate(spec: str) -> float:
+    from limits import parse
+
+    item = parse(spec)
+    return item.amount / item.get_expiry()
+
+
+def attach_realtime(app: web.Application) -> None:
+    """Create the Socket.IO server on ``app`` (routes under /socket.io/) and
+    the dispatcher other areas add their event tables to."""
+    settings = app[SETTINGS]
+    metrics = RealtimeMetrics(app[METRICS].registry)
+    sio = build_server(settings, metrics)
+    sio.attach(app)
+    registry = SocketRegistry()
+
+    async def on_flood(state):  # noqa: ANN001
+        await app[CONNECTIONS].close(state, "flooding")
+
+    dispatcher = EventDispatcher(
+        app=app, sio=sio, registry=registry, metrics=metrics,
+        max_payload=settings.socket_max_payload, flood_limit=settings.socket_flood_limit,
+        on_flood=on_flood,
+    )
+    for table in SOCKET_EVENT_TABLES:
+        dispatcher.add(table)
+    app[SIO] = sio
+    app[SOCKETS] = dispatcher
+    app[REALTIME_METRICS] = metrics
+    app[_REGISTRY] = registry
+    sio.on("*", dispatcher.dispatch)
+
+    async def connect(sid, environ, auth=None):  # noqa: ANN001
+        await app[CONNECTIONS].on_connect(sid, environ, auth)
+
+    async def disconnect(sid, reason=None):  # noqa: ANN001
+        with contextlib.suppress(KeyError):
+            await app[CONNECTIONS].on_disconnect(sid, reason)
+
+    sio.on("connect", connect)
+    sio.on("disconnect", disconnect)
+    app.cleanup_ctx.append(realtime_ctx)
+
+
+_REGISTRY = web.AppKey("socket_registry", SocketRegistry)
+
+
+async def realtime_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings, clock, db, metrics = app[SETTINGS], app[CLOCK], app[DB], app[REALTIME_METRICS]
+    sio = app[SIO]
+    rooms_store, messages, markers = RoomStore(db), MessageStore(db), ReadMarkerStore(db)
+    for store in (rooms_store, messages, markers):
+        await store.create_indexes()
+    sequences = SequenceCache(messages)
+    notifier = Notifier(sio, on_error=metrics.bus_errors.inc)
+    rooms = RoomService(rooms=rooms_store, messages=messages, markers=markers, users=app[USERS],
+                        sequences=sequences, clock=clock)
+    chat = ChatService(rooms=rooms, messages=messages, markers=markers, sequences=sequences,
+                       notifier=notifier, clock=clock, typing_interval=settings.typing_interval,
+                       on_persisted=metrics.messages_persisted.inc)
+    redis = app[REDIS]
+    node_id = uuid.uuid4().hex[:12]
+    store = (RedisPresenceStore(redis, node_id=node_id, node_ttl=settings.presence_node_ttl)
+             if redis is not None else MemoryPresenceStore())
+    presence = PresenceService(
+        store=store, notifier=notifier, clock=clock,
+        heartbeat_interval=settings.presence_heartbeat_interval,
+        sweep_interval=settings.presence_sweep_interval, on_error=metrics.bus_errors.inc,
+    )
+    connections = ConnectionManager(
+        sio=sio, sessions=app[SESSIONS], presence=presence, registry=app[_REGISTRY],
+        bus=app[BUS], metrics=metrics, clock=clock,
+        expiry_warning=settings.socket_expiry_warning,
+        event_rate=_event_rate(settings.socket_event_rate) if settings.rate_limits_enabled else None,
+        event_burst=settings.socket_event_burst,
+    )
+    app[ROOMS], app[CHAT], app[NOTIFIER] = rooms, chat, notifier
+    app[PRESENCE], app[CONNECTIONS] = presence, connections
+    await presence.start()
+    logger.info("real-time core ready (node {}, {})", node_id,
+                "redis fan-out" if redis is not None else "single node")
+    try:
+        yield
+    finally:
+        await connections.close_all()
+        await presence.stop()
+        manager_task = getattr(sio.manager, "thread", None)
+        if isinstance(manager_task, asyncio.Task):
+            manager_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await manager_task
+        redis_client = getattr(sio.manager, "redis", None)
+        if redis_client is not None:
+            with contextlib.suppress(Exception):
+                await redis_client.aclose()

@@ -1,0 +1,264 @@
+"""The Socket.IO event edge: a table of event handlers (``SocketEvents``,
+like ``http.Routes``), per-socket state, and the one dispatcher that rate
+limits, parses, calls the handler and turns every outcome into an ack.
+
+A handler is ``async def handler(ctx: SocketContext, payload: Model) -> dict``;
+the dict is merged into ``{"ok": true, ...}``. Raise ``ApiError`` for
+refusals; anything else becomes ``internal_error`` (logged once)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from loguru import logger
+from pydantic import BaseModel
+
+from ..errors import (
+    ApiError,
+    InternalError,
+    NotFound,
+    PayloadTooLarge,
+    RateLimited,
+    ValidationFailed,
+)
+from ..http import parse_model
+from .metrics import RealtimeMetrics
+
+if TYPE_CHECKING:
+    from aiohttp import web
+    from socketio import AsyncServer
+
+EventHandler = Callable[["SocketContext", Any], Awaitable[dict[str, Any] | None]]
+FLOOD_WINDOW_S = 10.0
+UNKNOWN_EVENT_LABEL = "unknown"
+
+
+@dataclass(slots=True)
+class EventSpec:
+    event: str
+    handler: EventHandler
+    model: type[BaseModel] | None
+    description: str | None = None
+
+
+class SocketEvents:
+    """A handler module's client-to-server events; register the table in
+    ``SOCKET_EVENT_TABLES`` (``server/realtime/setup.py``) or at run time
+    with ``app[SOCKETS].add(table)``."""
+
+    def __init__(self) -> None:
+        self.specs: list[EventSpec] = []
+
+    def on(self, event: str, model: type[BaseModel] | None = None) -> Callable[[EventHandler], EventHandler]:
+        def register(handler: EventHandler) -> EventHandler:
+            self.specs.append(EventSpec(event, handler, model, (handler.__doc__ or "").strip() or None))
+            return handler
+        return register
+
+
+class TokenBucket:
+    """``rate`` tokens per second, at most ``burst`` saved up."""
+
+    def __init__(self, rate: float, burst: int, *, now: Callable[[], float] = time.monotonic) -> None:
+        self.rate = rate
+        self.burst = float(burst)
+        self._tokens = float(burst)
+        self._now = now
+        self._at = now()
+
+    def take(self) -> bool:
+        now = self._now()
+        self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
+        self._at = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return True
+        return False
+
+    def retry_after(self) -> float:
+        return max(0.0, (1.0 - self._tokens) / self.rate)
+
+
+@dataclass(slots=True)
+class SocketState:
+    """What this node knows about one connected socket."""
+
+    sid: str
+    user_id: str
+    session_id: str
+    expires_at: int
+    bucket: TokenBucket | None
+    rooms: set[str] = field(default_factory=set)
+    presence: set[str] = field(default_factory=set)
+    refused: int = 0
+    refused_since: float = 0.0
+    expiry_task: asyncio.Task[None] | None = None
+    closing: bool = False
+
+
+class SocketRegistry:
+    """Local sockets, by sid, by session and by user."""
+
+    def __init__(self) -> None:
+        self._by_sid: dict[str, SocketState] = {}
+        self._by_session: dict[str, set[str]] = {}
+
+    def __len__(self) -> int:
+        return len(self._by_sid)
+
+    def add(self, state: SocketState) -> None:
+        self._by_sid[state.sid] = state
+        self._by_session.setdefault(state.session_id, set()).add(state.sid)
+
+    def get(self, sid: str) -> SocketState | None:
+        return self._by_sid.get(sid)
+
+    def pop(self, sid: str) -> SocketState | None:
+        state = self._by_sid.pop(sid, None)
+        if state is not None:
+            self._unindex(state)
+        return state
+
+    def rebind(self, state: SocketState, session_id: str) -> None:
+        self._unindex(state)
+        state.session_id = session_id
+        self._by_session.setdefault(session_id, set()).add(state.sid)
+
+    def _unindex(self, state: SocketState) -> None:
+        sids = self._by_session.get(state.session_id)
+        if sids is not None:
+            sids.discard(state.sid)
+            if not sids:
+                del self._by_session[state.session_id]
+
+    def by_sessions(self, session_ids: list[str]) -> list[SocketState]:
+        out = []
+        for sid_ in session_ids:
+            out.extend(self._by_sid[s] for s in self._by_session.get(sid_, ()) if s in self._by_sid)
+        return out
+
+    def all(self) -> list[SocketState]:
+        return list(self._by_sid.values())
+
+
+@dataclass(slots=True)
+class SocketContext:
+    """What a handler gets: the app (for services), the server and the socket."""
+
+    app: "web.Application"
+    sio: "AsyncServer"
+    state: SocketState
+
+    @property
+    def sid(self) -> str:
+        return self.state.sid
+
+    @property
+    def user_id(self) -> str:
+        return self.state.user_id
+
+    @property
+    def session_id(self) -> str:
+        return self.state.session_id
+
+
+def payload_size(payload: Any) -> int:
+    if isinstance(payload, (bytes, bytearray)):
+        return len(payload)
+    try:
+        return len(orjson.dumps(payload))
+    except (orjson.JSONEncodeError, TypeError):
+        raise ValidationFailed.field("payload", "The payload is not plain JSON.") from None
+
+
+def error_ack(exc: ApiError) -> dict[str, Any]:
+    error: dict[str, Any] = {"code": exc.code, "message": exc.message}
+    if exc.details is not None:
+        error["details"] = exc.details
+    return {"ok": False, "error": error}
+
+
+class EventDispatcher:
+    """Every client-to-server event goes through ``dispatch``."""
+
+    def __init__(
+        self, *, app: "web.Application", sio: "AsyncServer", registry: SocketRegistry,
+        metrics: RealtimeMetrics, max_payload: int, flood_limit: int,
+        on_flood: Callable[[SocketState], Awaitable[None]],
+    ) -> None:
+        self._app = app
+        self._sio = sio
+        self._registry = registry
+        self._metrics = metrics
+        self._max_payload = max_payload
+        self._flood_limit = flood_limit
+        self._on_flood = on_flood
+        self._specs: dict[str, EventSpec] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def add(self, table: SocketEvents) -> None:
+        for spec in table.specs:
+            if spec.event in self._specs:
+                raise ValueError(f"socket event {spec.event!r} registered twice")
+            self._specs[spec.event] = spec
+
+    @property
+    def events(self) -> list[EventSpec]:
+        return list(self._specs.values())
+
+    async def dispatch(self, event: str, sid: str, *args: Any) -> dict[str, Any]:
+        started = time.perf_counter()
+        spec = self._specs.get(event) if isinstance(event, str) else None
+        label = spec.event if spec is not None else UNKNOWN_EVENT_LABEL
+        try:
+            ack = await self._handle(spec, event, sid, args)
+            outcome = "ok"
+        except ApiError as exc:
+            ack, outcome = error_ack(exc), exc.code
+            if not isinstance(exc, RateLimited):
+                logger.info("socket {} event {!r} refused: {} {}", sid, str(event)[:64], exc.code,
+                            exc.details if exc.details is not None else exc.message)
+        except Exception:
+            logger.exception("socket {} event {!r} failed", sid, str(event)[:64])
+            ack, outcome = error_ack(InternalError()), InternalError.code
+        self._metrics.events.labels(label, outcome).inc()
+        self._metrics.ack_latency.labels(label).observe(time.perf_counter() - started)
+        return ack
+
+    async def _handle(self, spec: EventSpec | None, event: str, sid: str,
+                      args: tuple[Any, ...]) -> dict[str, Any]:
+        state = self._registry.get(sid)
+        if state is None or state.closing:
+            raise RateLimited(1, "This connection is closing.")
+        if state.bucket is not None and not state.bucket.take():
+            await self._refuse(state)
+            raise RateLimited(int(state.bucket.retry_after()) + 1)
+        if spec is None:
+            raise NotFound("Unknown event.", code="unknown_event")
+        if len(args) != 1:
+            raise ValidationFailed.field("payload", "Send exactly one payload object.")
+        payload = args[0]
+        if payload_size(payload) > self._max_payload:
+            raise PayloadTooLarge(f"An event payload is at most {self._max_payload} bytes.")
+        parsed = parse_model(spec.model, payload) if spec.model is not None else payload
+        result = await spec.handler(SocketContext(self._app, self._sio, state), parsed)
+        return {"ok": True, **(result or {})}
+
+    async def _refuse(self, state: SocketState) -> None:
+        now = time.monotonic()
+        if now - state.refused_since > FLOOD_WINDOW_S:
+            state.refused_since, state.refused = now, 0
+            logger.info("socket {} of user {} is over its event rate", state.sid, state.user_id)
+        state.refused += 1
+        if state.refused > self._flood_limit and not state.closing:
+            state.closing = True
+            logger.warning("socket {} of user {} keeps flooding; disconnecting",
+                           state.sid, state.user_id)
+            task = asyncio.get_running_loop().create_task(self._on_flood(state))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)

@@ -1,0 +1,83 @@
+"""The ``rooms`` collection: direct rooms (one per pair of users, found by
+``direct_key``) and group rooms. Membership is the ``member_ids`` array."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from .ids import new_id
+
+DIRECT = "direct"
+GROUP = "group"
+
+
+def direct_key(user_a: str, user_b: str) -> str:
+    """The same key whichever of the two users asks."""
+    return ":".join(sorted((user_a, user_b)))
+
+
+class RoomStore:
+    def __init__(self, db: AsyncDatabase) -> None:
+        self._rooms = db["rooms"]
+
+    async def create_indexes(self) -> None:
+        await self._rooms.create_index(
+            [("direct_key", ASCENDING)], unique=True, name="direct_key_unique",
+            partialFilterExpression={"direct_key": {"$type": "string"}},
+        )
+        await self._rooms.create_index([("member_ids", ASCENDING), ("_id", DESCENDING)])
+
+    async def get(self, room_id: str) -> dict[str, Any] | None:
+        return await self._rooms.find_one({"_id": room_id})
+
+    async def get_direct(self, user_a: str, user_b: str) -> dict[str, Any] | None:
+        return await self._rooms.find_one({"direct_key": direct_key(user_a, user_b)})
+
+    async def create_direct(
+        self, user_a: str, user_b: str, *, now: datetime
+    ) -> tuple[dict[str, Any], bool]:
+        """The pair's direct room, created when missing; ``created`` tells
+        which. Concurrent callers get the same room (unique ``direct_key``)."""
+        doc = {
+            "_id": new_id(), "type": DIRECT, "name": None,
+            "member_ids": sorted({user_a, user_b}), "direct_key": direct_key(user_a, user_b),
+            "created_by": user_a, "created_at": now,
+        }
+        try:
+            await self._rooms.insert_one(doc)
+            return doc, True
+        except DuplicateKeyError:
+            existing = await self.get_direct(user_a, user_b)
+            if existing is None:  # deleted between the two calls; try once more
+                await self._rooms.insert_one(doc)
+                return doc, True
+            return existing, False
+
+    async def create_group(
+        self, *, name: str, member_ids: list[str], created_by: str, now: datetime
+    ) -> dict[str, Any]:
+        doc = {
+            "_id": new_id(), "type": GROUP, "name": name,
+            "member_ids": sorted(set(member_ids)), "created_by": created_by,
+            "created_at": now,
+        }
+        await self._rooms.insert_one(doc)
+        return doc
+
+    async def list_for_member(
+        self, user_id: str, *, before_id: str | None, limit: int
+    ) -> list[dict[str, Any]]:
+        """Newest rooms first, ``_id`` below ``before_id``."""
+        query: dict[str, Any] = {"member_ids": user_id}
+        if before_id is not None:
+            query["_id"] = {"$lt": before_id}
+        cursor = self._rooms.find(query).sort("_id", DESCENDING).limit(limit)
+        return await cursor.to_list(length=limit)
+
+    async def list_all_for_member(self, user_id: str) -> list[dict[str, Any]]:
+        return await self._rooms.find({"member_ids": user_id}).to_list(length=None)

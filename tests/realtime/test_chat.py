@@ -1,0 +1,109 @@
+"""One node, in process: chat, rooms, read markers, typing and the REST
+history, with real python-socketio clients."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tests.support.realtime import (
+    SocketUser,
+    http_json,
+    new_client_id,
+    open_direct,
+    register_user,
+)
+
+
+@pytest.fixture
+async def node(make_client):
+    client = await make_client(typing_interval=0.2)
+    base = str(client.make_url("")).rstrip("/")
+    return base
+
+
+async def test_direct_chat_is_ordered_durable_and_idempotent(node):
+    alice, bob = await register_user(node, "alice"), await register_user(node, "bob")
+    room = await open_direct(node, alice["access_token"], bob["id"])
+    again = await open_direct(node, bob["access_token"], alice["id"])
+    assert again["id"] == room["id"]
+
+    a = await SocketUser(node, alice["access_token"], name="alice").connect()
+    a2 = await SocketUser(node, alice["access_token"], name="alice-2").connect()
+    b = await SocketUser(node, bob["access_token"], name="bob").connect()
+    try:
+        joined = await b.call("room:join", {"room_id": room["id"]})
+        assert joined["ok"] and joined["last_seq"] == 0 and joined["room"]["id"] == room["id"]
+
+        cid = new_client_id()
+        ack = await a.call("message:send", {"room_id": room["id"], "client_id": cid,
+                                            "body": "  hello bob \r\n"})
+        assert ack["ok"], ack
+        msg = ack["message"]
+        assert (msg["seq"], msg["body"], msg["sender_id"]) == (1, "hello bob", alice["id"])
+        await b.wait_for("message", lambda m: m["id"] == msg["id"])
+        await a2.wait_for("message", lambda m: m["id"] == msg["id"])  # sender's other socket
+
+        retry = await a.call("message:send", {"room_id": room["id"], "client_id": cid,
+                                              "body": "hello bob"})
+        assert retry["ok"] and retry["message"]["id"] == msg["id"] and retry["message"]["seq"] == 1
+        second = await b.call("message:send", {"room_id": room["id"], "client_id": new_client_id(),
+                                               "body": "hi alice"})
+        assert second["message"]["seq"] == 2
+        await a.wait_for("message", lambda m: m["seq"] == 2)
+        assert len(b.received("message", lambda m: m["id"] == msg["id"])) == 1  # not re-broadcast
+
+        synced = await b.call("room:sync", {"room_id": room["id"], "after_seq": 0})
+        assert [m["seq"] for m in synced["messages"]] == [1, 2] and not synced["has_more"]
+        paged = await b.call("room:sync", {"room_id": room["id"], "after_seq": 0, "limit": 1})
+        assert [m["seq"] for m in paged["messages"]] == [1] and paged["has_more"]
+
+        status, page = await http_json("GET", f"{node}/api/v1/rooms/{room['id']}/messages",
+                                        token=bob["access_token"])
+        assert status == 200 and [m["seq"] for m in page["items"]] == [1, 2]
+        status, older = await http_json(
+            "GET", f"{node}/api/v1/rooms/{room['id']}/messages?before_seq=2&limit=5",
+            token=bob["access_token"])
+        assert [m["seq"] for m in older["items"]] == [1] and not older["has_more"]
+
+        status, rooms = await http_json("GET", f"{node}/api/v1/rooms", token=bob["access_token"])
+        mine = rooms["items"][0]
+        assert mine["unread_count"] == 1 and mine["last_message"]["seq"] == 2
+
+        read = await b.call("message:read", {"room_id": room["id"], "seq": 2})
+        assert read["ok"]
+        await a.wait_for("read", lambda r: r["user_id"] == bob["id"] and r["seq"] == 2)
+        status, rooms = await http_json("GET", f"{node}/api/v1/rooms", token=bob["access_token"])
+        assert rooms["items"][0]["unread_count"] == 0
+
+        assert (await b.call("typing", {"room_id": room["id"], "typing": True}))["ok"]
+        await a.wait_for("typing", lambda t: t["user_id"] == bob["id"] and t["typing"])
+        assert not b.received("typing")
+    finally:
+        for s in (a, a2, b):
+            await s.close()
+
+
+async def test_non_members_are_refused(node):
+    alice, bob = await register_user(node, "alice"), await register_user(node, "bob")
+    eve = await register_user(node, "eve")
+    room = await open_direct(node, alice["access_token"], bob["id"])
+    e = await SocketUser(node, eve["access_token"]).connect()
+    try:
+        for event, payload in [
+            ("room:join", {"room_id": room["id"]}),
+            ("room:sync", {"room_id": room["id"], "after_seq": 0}),
+            ("message:send", {"room_id": room["id"], "client_id": new_client_id(), "body": "x"}),
+            ("message:read", {"room_id": room["id"], "seq": 1}),
+            ("typing", {"room_id": room["id"], "typing": True}),
+        ]:
+            ack = await e.call(event, payload)
+            assert ack == {"ok": False, "error": {"code": "forbidden", "message": ack["error"]["message"]}}, ack
+        missing = await e.call("room:join", {"room_id": "0" * 24})
+        assert missing["error"]["code"] == "not_found"
+    finally:
+        await e.close()
+    status, _ = await http_json("GET", f"{node}/api/v1/rooms/{room['id']}/messages",
+                                token=eve["access_token"])
+    assert status == 403
