@@ -124,6 +124,8 @@ export class SkillsApi {
   list(query = {}) { return this._http.get('/skills', { query }); }
   /** @param {{title: string, description?: string, category?: string, tags?: string[], level?: string, mode?: string}} data */
   create(data) { return this._http.post('/skills', data); }
+  /** Listing categories `{items: [{id, name}]}` (server extra beyond the contract). */
+  categories() { return this._http.get('/skills/categories', { auth: false }); }
   /** @param {string} id */ get(id) { return this._http.get(`/skills/${enc(id)}`); }
   /** @param {string} id @param {object} patch */ update(id, patch) { return this._http.patch(`/skills/${enc(id)}`, patch); }
   /** @param {string} id */ remove(id) { return this._http.delete(`/skills/${enc(id)}`); }

@@ -98,7 +98,11 @@ export class Session {
 
   /** Whether a refresh is possible at all (a token in memory, or cookie mode). */
   get canRefresh() {
-    return this._options.refreshMode === 'cookie' || this.refreshToken !== null;
+    if (this._options.refreshMode === 'cookie') {
+      // The readable CSRF cookie travels with the httpOnly refresh cookie.
+      return typeof document === 'undefined' || readCookie('ss_csrf') !== '';
+    }
+    return this.refreshToken !== null;
   }
 
   /**

@@ -1,0 +1,807 @@
+// Skill Share web app: plain JS over the SDK bundle (window.SkillShare).
+// No inline scripts (CSP script-src 'self'); user text only ever goes
+// through textContent.
+(function () {
+  'use strict';
+
+  const { SkillShareClient, ApiError } = window.SkillShare;
+  const client = new SkillShareClient({ refreshMode: 'cookie' });
+
+  const TYPING_IDLE_MS = 4000;
+  const TYPING_SHOWN_MS = 6000;
+  const HISTORY_PAGE = 50;
+  const FALLBACK_CATEGORIES = ['programming', 'data', 'design', 'music', 'languages', 'business',
+    'writing', 'cooking', 'fitness', 'crafts', 'science', 'other'];
+
+  const state = {
+    me: null,
+    rooms: new Map(), // id -> room (with unread count)
+    messages: new Map(), // room id -> Map(seq -> message)
+    pending: new Map(), // room id -> Map(client_id -> {body})
+    names: new Map(), // user id -> display name
+    currentRoom: null,
+    joined: new Set(),
+    typingTimers: new Map(),
+    listingsCursor: null,
+    call: null,
+    localStream: null,
+    skills: { offered: [], wanted: [] },
+  };
+  window.skillshareApp = { client, state };
+
+  // ---- small helpers ------------------------------------------------------
+
+  const $ = (id) => document.getElementById(id);
+
+  /** Creates an element: h('li', {class: 'x', onclick: fn}, 'text', child) */
+  function h(tag, props, ...children) {
+    const el = document.createElement(tag);
+    for (const [k, v] of Object.entries(props || {})) {
+      if (v === undefined || v === null || v === false) continue;
+      if (k.startsWith('on')) el.addEventListener(k.slice(2), v);
+      else if (k === 'class') el.className = v;
+      else if (k === 'dataset') Object.assign(el.dataset, v);
+      else el.setAttribute(k, v === true ? '' : String(v));
+    }
+    for (const c of children.flat()) {
+      if (c === null || c === undefined || c === false) continue;
+      el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+    }
+    return el;
+  }
+
+  /** A human message for an error; "not there yet" for endpoints the server lacks. */
+  function describe(err) {
+    if (err instanceof ApiError) {
+      if (err.status === 404 && err.code === 'not_found' && /Not found\.?$/.test(err.message)) {
+        return 'This feature is not available on the server yet.';
+      }
+      if (err.code === 'validation_error' && Array.isArray(err.details) && err.details.length) {
+        return err.details.map((d) => `${d.field ? `${d.field}: ` : ''}${d.message}`).join('; ');
+      }
+      if (err.code === 'rate_limited') return `Too many attempts; try again in ${err.retryAfter || 'a few'} seconds.`;
+      if (err.code === 'network_error') return 'Cannot reach the server. Check your connection.';
+      return err.message || err.code;
+    }
+    return (err && err.message) || String(err);
+  }
+
+  function banner(text, kind = 'error') {
+    $('banner-text').textContent = text;
+    $('banner').className = `banner ${kind === 'info' ? 'info' : ''}`;
+    $('banner').hidden = false;
+  }
+  $('banner-close').addEventListener('click', () => { $('banner').hidden = true; });
+
+  function showError(el, err) {
+    el.textContent = typeof err === 'string' ? err : describe(err);
+    el.hidden = false;
+  }
+
+  function clearError(el) {
+    el.textContent = '';
+    el.hidden = true;
+  }
+
+  function formData(form) {
+    return Object.fromEntries(new FormData(form).entries());
+  }
+
+  async function submitting(form, fn) {
+    const button = form.querySelector('button[type=submit]');
+    const out = form.querySelector('.form-error');
+    if (out) out.textContent = '';
+    button.disabled = true;
+    try {
+      await fn();
+    } catch (err) {
+      if (out) out.textContent = describe(err);
+      else banner(describe(err));
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  function timeOf(iso) {
+    const d = new Date(iso);
+    return Number.isNaN(d.getTime()) ? '' : d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+  }
+
+  async function nameOf(userId) {
+    if (!userId) return 'Someone';
+    if (state.names.has(userId)) return state.names.get(userId);
+    try {
+      const user = await client.users.get(userId);
+      state.names.set(userId, user.display_name);
+      return user.display_name;
+    } catch {
+      return 'Someone';
+    }
+  }
+
+  function remember(user) {
+    if (user && user.id && user.display_name) state.names.set(user.id, user.display_name);
+  }
+
+  // ---- routing ------------------------------------------------------------
+
+  const VIEWS = ['auth', 'browse', 'requests', 'matches', 'chat', 'profile'];
+  const LOADERS = {
+    browse: () => loadBrowse(true),
+    requests: loadRequests,
+    matches: loadMatches,
+    chat: (arg) => loadChat(arg),
+    profile: loadProfile,
+  };
+
+  function show(view) {
+    $('loading').hidden = true;
+    for (const v of VIEWS) $(`view-${v}`).hidden = v !== view;
+    for (const a of document.querySelectorAll('#nav a')) a.classList.toggle('active', a.dataset.view === view);
+  }
+
+  function route() {
+    if (!state.me) {
+      show('auth');
+      return;
+    }
+    const [, view = 'browse', arg] = location.hash.replace(/^#/, '').split('/');
+    const name = LOADERS[view] ? view : 'browse';
+    show(name);
+    Promise.resolve(LOADERS[name](arg && decodeURIComponent(arg))).catch((err) => banner(describe(err)));
+  }
+  window.addEventListener('hashchange', route);
+
+  // ---- auth ---------------------------------------------------------------
+
+  $('signin-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    const form = e.currentTarget;
+    submitting(form, async () => {
+      const data = formData(form);
+      await client.auth.login({ email: data.email, password: data.password });
+      await signedIn();
+    });
+  });
+
+  $('signup-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    const form = e.currentTarget;
+    submitting(form, async () => {
+      const data = formData(form);
+      await client.auth.register({ email: data.email, password: data.password, display_name: data.display_name });
+      await signedIn();
+      location.hash = '#/profile';
+    });
+  });
+
+  $('signout').addEventListener('click', async () => {
+    try {
+      await client.auth.logout();
+    } catch (err) {
+      banner(describe(err));
+    }
+  });
+
+  client.on('signedout', ({ reason }) => {
+    state.me = null;
+    state.rooms.clear();
+    state.messages.clear();
+    state.joined.clear();
+    state.currentRoom = null;
+    $('nav').hidden = true;
+    $('whoami').hidden = true;
+    if (reason !== 'logout') banner('Your session has ended. Please sign in again.', 'info');
+    endCallView();
+    route();
+  });
+
+  async function signedIn() {
+    state.me = client.user;
+    remember(state.me);
+    $('me-name').textContent = state.me.display_name;
+    $('nav').hidden = false;
+    $('whoami').hidden = false;
+    $('banner').hidden = true;
+    route();
+    try {
+      await client.connect();
+      refreshRoomsQuietly();
+    } catch (err) {
+      banner(`Live updates are unavailable: ${describe(err)}`, 'info');
+    }
+  }
+
+  // ---- realtime status ----------------------------------------------------
+
+  client.on('state', ({ state: s }) => {
+    const el = $('conn-state');
+    el.className = `conn ${s}`;
+    el.textContent = s === 'connected' ? 'live' : s === 'connecting' ? 'reconnecting…' : 'offline';
+    if (s === 'connected') state.joined.clear();
+  });
+  client.on('connected', ({ resumed }) => {
+    if (resumed && state.currentRoom) joinRoom(state.currentRoom).catch(() => {});
+  });
+  client.on('error', (err) => {
+    if (err && err.code !== 'token_revoked') console.warn('skillshare:', err);
+  });
+
+  // ---- browse and listings ------------------------------------------------
+
+  async function loadCategories() {
+    let categories = FALLBACK_CATEGORIES.map((id) => ({ id, name: id }));
+    try {
+      const res = await client.skills.categories();
+      if (res && Array.isArray(res.items) && res.items.length) categories = res.items;
+    } catch { /* keep the fallback list */ }
+    for (const select of document.querySelectorAll('.category-select')) {
+      const keep = select.querySelector('option[value=""]');
+      select.replaceChildren(...(keep ? [keep] : []), ...categories.map((c) => h('option', { value: c.id }, c.name)));
+    }
+  }
+
+  $('new-listing-toggle').addEventListener('click', () => {
+    $('listing-form').hidden = !$('listing-form').hidden;
+  });
+
+  $('listing-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    const form = e.currentTarget;
+    submitting(form, async () => {
+      const d = formData(form);
+      const tags = (d.tags || '').split(',').map((t) => t.trim()).filter(Boolean);
+      await client.skills.create({
+        title: d.title, description: d.description || '', category: d.category, tags, level: d.level, mode: d.mode,
+      });
+      form.reset();
+      form.hidden = true;
+      banner('Your listing is published.', 'info');
+      await loadBrowse(true);
+    });
+  });
+
+  $('search-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    loadBrowse(true);
+  });
+  $('listings-more').addEventListener('click', () => loadBrowse(false));
+
+  async function loadBrowse(reset) {
+    const list = $('listings');
+    clearError($('browse-error'));
+    if (reset) {
+      state.listingsCursor = null;
+      list.replaceChildren();
+    }
+    const q = formData($('search-form'));
+    try {
+      const page = await client.skills.list({ q: q.q, category: q.category, limit: 20, cursor: state.listingsCursor });
+      for (const listing of page.items) list.append(renderListing(listing));
+      state.listingsCursor = page.next_cursor;
+      $('listings-more').hidden = !page.next_cursor;
+      if (reset && page.items.length === 0) list.append(h('li', { class: 'muted' }, 'No listings yet. Be the first to offer a skill!'));
+    } catch (err) {
+      showError($('browse-error'), `Could not load listings. ${describe(err)}`);
+    }
+  }
+
+  function renderListing(listing) {
+    const owner = listing.owner || {};
+    remember(owner);
+    const mine = state.me && owner.id === state.me.id;
+    const rating = listing.rating && listing.rating.count
+      ? `★ ${Number(listing.rating.average).toFixed(1)} (${listing.rating.count})` : 'No reviews yet';
+    const box = h('div', { class: 'request-box', hidden: true },
+      h('input', { placeholder: 'Say hello and what you want to learn', 'aria-label': 'Message to the teacher', maxlength: 1000 }),
+      h('button', { type: 'button', onclick: (e) => sendRequest(listing, e.currentTarget) }, 'Send'));
+    return h('li', { dataset: { listingId: listing.id } },
+      h('h3', {}, listing.title),
+      h('div', { class: 'meta' }, `by ${owner.display_name || 'someone'} · ${listing.category || ''} · ${listing.level || ''} · ${listing.mode || ''} · ${rating}`),
+      listing.description ? h('p', { class: 'desc' }, listing.description) : null,
+      h('div', {}, (listing.tags || []).map((t) => h('span', { class: 'tag' }, t))),
+      h('div', { class: 'actions' },
+        mine
+          ? h('span', { class: 'muted' }, 'Your listing')
+          : h('button', { type: 'button', class: 'secondary', onclick: () => { box.hidden = !box.hidden; } }, 'Request to learn')),
+      box);
+  }
+
+  async function sendRequest(listing, button) {
+    const input = button.previousElementSibling;
+    button.disabled = true;
+    try {
+      await client.skills.request(listing.id, input.value.trim());
+      button.parentElement.replaceWith(h('p', { class: 'muted' }, 'Request sent. You will find it under Requests.'));
+    } catch (err) {
+      banner(`Could not send the request: ${describe(err)}`);
+      button.disabled = false;
+    }
+  }
+
+  // ---- requests -------------------------------------------------------------
+
+  async function loadRequests() {
+    clearError($('requests-error'));
+    for (const role of ['incoming', 'outgoing']) {
+      const ul = $(`requests-${role}`);
+      try {
+        const page = await client.requests.list({ role, limit: 50 });
+        ul.replaceChildren(...page.items.map((r) => renderRequest(r, role)));
+        if (!page.items.length) ul.append(h('li', { class: 'muted' }, role === 'incoming' ? 'Nobody has asked yet.' : 'You have not asked anyone yet.'));
+      } catch (err) {
+        ul.replaceChildren();
+        showError($('requests-error'), `Could not load requests. ${describe(err)}`);
+      }
+    }
+  }
+
+  function renderRequest(r, role) {
+    const other = role === 'incoming' ? r.learner : r.teacher;
+    remember(other);
+    const act = (label, fn, cls) => h('button', {
+      type: 'button', class: cls,
+      onclick: async (e) => {
+        e.currentTarget.disabled = true;
+        try {
+          const res = await fn();
+          if (res && res.room_id && label === 'Accept') location.hash = `#/chat/${encodeURIComponent(res.room_id)}`;
+          else await loadRequests();
+        } catch (err) {
+          banner(describe(err));
+          e.currentTarget.disabled = false;
+        }
+      },
+    }, label);
+    const actions = [];
+    if (r.status === 'pending' && role === 'incoming') {
+      actions.push(act('Accept', () => client.requests.accept(r.id)), act('Decline', () => client.requests.decline(r.id), 'secondary'));
+    }
+    if (r.status === 'pending' && role === 'outgoing') actions.push(act('Cancel', () => client.requests.cancel(r.id), 'secondary'));
+    if (r.status === 'accepted') {
+      if (r.room_id) actions.push(h('a', { href: `#/chat/${encodeURIComponent(r.room_id)}` }, 'Open chat'));
+      actions.push(act('Mark completed', () => client.requests.complete(r.id), 'secondary'));
+    }
+    if (r.status === 'completed' && role === 'outgoing' && !r.reviewed) {
+      actions.push(act('Rate 5★', () => client.requests.review(r.id, { rating: 5, comment: '' }), 'secondary'));
+    }
+    return h('li', { dataset: { requestId: r.id } },
+      h('div', { class: 'row between' },
+        h('strong', {}, (r.listing && r.listing.title) || 'Listing'),
+        h('span', { class: `status ${r.status}` }, r.status)),
+      h('div', { class: 'meta' }, `${role === 'incoming' ? 'from' : 'to'} ${(other && other.display_name) || 'someone'} · ${new Date(r.created_at).toLocaleDateString()}`),
+      r.message ? h('p', {}, r.message) : null,
+      h('div', { class: 'actions' }, actions));
+  }
+
+  // ---- matches --------------------------------------------------------------
+
+  async function loadMatches() {
+    clearError($('matches-error'));
+    const ul = $('matches');
+    try {
+      const page = await client.matches.list({ limit: 50 });
+      ul.replaceChildren(...page.items.map((m) => {
+        remember(m.user);
+        return h('li', {},
+          h('div', { class: 'row between' }, h('strong', {}, m.user.display_name), h('span', { class: 'status' }, `score ${m.score}`)),
+          h('p', {}, m.reason || ''),
+          h('div', { class: 'actions' }, h('button', { type: 'button', class: 'secondary', onclick: () => messageUser(m.user.id) }, 'Message')));
+      }));
+      if (!page.items.length) ul.append(h('li', { class: 'muted' }, 'No matches yet. Add skills you offer and want to your profile.'));
+    } catch (err) {
+      ul.replaceChildren();
+      showError($('matches-error'), `Could not load matches. ${describe(err)}`);
+    }
+  }
+
+  async function messageUser(userId) {
+    try {
+      const room = await client.rooms.direct(userId);
+      location.hash = `#/chat/${encodeURIComponent(room.id)}`;
+    } catch (err) {
+      banner(`Could not open a conversation: ${describe(err)}`);
+    }
+  }
+
+  // ---- chat -----------------------------------------------------------------
+
+  function memberIds(room) {
+    const raw = room.members || room.member_ids || [];
+    return raw.map((m) => (typeof m === 'string' ? m : m.id || m.user_id)).filter(Boolean);
+  }
+
+  function otherMember(room) {
+    return memberIds(room).find((id) => state.me && id !== state.me.id) || null;
+  }
+
+  function roomTitle(room) {
+    if (room.name) return room.name;
+    const other = otherMember(room);
+    for (const m of room.members || []) if (m && typeof m === 'object') remember({ id: m.id || m.user_id, display_name: m.display_name });
+    return (other && state.names.get(other)) || 'Conversation';
+  }
+
+  function unreadOf(room) {
+    return Number(room.unread_count ?? room.unread ?? 0) || 0;
+  }
+
+  async function fetchRooms() {
+    const page = await client.rooms.list({ limit: 100 });
+    for (const room of page.items) state.rooms.set(room.id, room);
+    await Promise.all(page.items.map((r) => { const o = otherMember(r); return o && !r.name ? nameOf(o) : null; }));
+    const others = page.items.map(otherMember).filter(Boolean);
+    if (others.length && client.state === 'connected') client.presence.subscribe(others).then(renderRooms, () => {});
+    return page.items;
+  }
+
+  function refreshRoomsQuietly() {
+    fetchRooms().then(renderRooms, () => {});
+  }
+
+  function renderRooms() {
+    const ul = $('rooms');
+    const rooms = [...state.rooms.values()].sort((a, b) => String(lastAt(b)).localeCompare(String(lastAt(a))));
+    ul.replaceChildren(...rooms.map((room) => {
+      const other = otherMember(room);
+      const unread = room.id === state.currentRoom ? 0 : unreadOf(room);
+      const last = room.last_message;
+      return h('li', {
+        class: room.id === state.currentRoom ? 'active' : '', dataset: { roomId: room.id },
+        onclick: () => { location.hash = `#/chat/${encodeURIComponent(room.id)}`; },
+      },
+      h('span', { class: `dot ${other ? client.presence.statusOf(other) : ''}` }),
+      h('span', { class: 'name' }, roomTitle(room), h('span', { class: 'last' }, last ? last.body : 'No messages yet')),
+      unread ? h('span', { class: 'badge unread' }, unread) : null);
+    }));
+    const total = rooms.reduce((n, r) => n + (r.id === state.currentRoom ? 0 : unreadOf(r)), 0);
+    $('nav-unread').textContent = String(total);
+    $('nav-unread').hidden = total === 0;
+  }
+
+  function lastAt(room) {
+    return (room.last_message && room.last_message.created_at) || room.updated_at || room.created_at || '';
+  }
+
+  async function loadChat(roomId) {
+    clearError($('rooms-error'));
+    try {
+      await fetchRooms();
+    } catch (err) {
+      showError($('rooms-error'), `Could not load conversations. ${describe(err)}`);
+    }
+    if (roomId && !state.rooms.has(roomId)) state.rooms.set(roomId, { id: roomId, members: [] });
+    state.currentRoom = roomId || null;
+    renderRooms();
+    $('chat-empty').hidden = Boolean(roomId);
+    $('chat-room').hidden = !roomId;
+    if (!roomId) return;
+    const room = state.rooms.get(roomId);
+    $('chat-title').textContent = roomTitle(room);
+    renderPresence();
+    $('typing').textContent = '';
+    renderMessages();
+    try {
+      await joinRoom(roomId);
+    } catch (err) {
+      banner(`Live chat is unavailable: ${describe(err)}`, 'info');
+    }
+    try {
+      const page = await client.rooms.messages(roomId, { limit: HISTORY_PAGE });
+      for (const m of page.items) addMessage(m);
+      renderMessages();
+    } catch (err) {
+      banner(`Could not load the message history: ${describe(err)}`);
+    }
+  }
+
+  async function joinRoom(roomId) {
+    if (client.state !== 'connected' || state.joined.has(roomId)) return;
+    await client.chat.join(roomId);
+    state.joined.add(roomId);
+  }
+
+  function roomMessages(roomId) {
+    if (!state.messages.has(roomId)) state.messages.set(roomId, new Map());
+    return state.messages.get(roomId);
+  }
+
+  function addMessage(m) {
+    roomMessages(m.room_id).set(m.seq, m);
+    const pending = state.pending.get(m.room_id);
+    if (pending) pending.delete(m.client_id);
+  }
+
+  function renderMessages() {
+    const roomId = state.currentRoom;
+    if (!roomId) return;
+    const ol = $('messages');
+    const atBottom = ol.scrollHeight - ol.scrollTop - ol.clientHeight < 40;
+    const msgs = [...roomMessages(roomId).values()].sort((a, b) => a.seq - b.seq);
+    const items = msgs.map((m) => h('li', { class: m.sender_id === state.me.id ? 'mine' : '', dataset: { seq: m.seq } },
+      m.body, h('span', { class: 'time' }, timeOf(m.created_at))));
+    for (const [clientId, p] of state.pending.get(roomId) || []) {
+      items.push(h('li', { class: 'mine pending', dataset: { clientId } }, p.body, h('span', { class: 'time' }, 'sending…')));
+    }
+    ol.replaceChildren(...items);
+    if (atBottom || items.length) ol.scrollTop = ol.scrollHeight;
+    markRead(roomId, msgs);
+  }
+
+  let readTimer = null;
+  function markRead(roomId, msgs) {
+    const last = msgs.at(-1);
+    const room = state.rooms.get(roomId);
+    if (room && unreadOf(room)) {
+      room.unread_count = 0;
+      room.unread = 0;
+      renderRooms();
+    }
+    if (!last || document.hidden || client.state !== 'connected') return;
+    clearTimeout(readTimer);
+    readTimer = setTimeout(() => client.chat.read(roomId, last.seq).catch(() => {}), 300);
+  }
+
+  client.on('message', (m) => {
+    addMessage(m);
+    const room = state.rooms.get(m.room_id);
+    if (room) {
+      room.last_message = m;
+      if (m.room_id !== state.currentRoom && m.sender_id !== (state.me && state.me.id)) {
+        room.unread_count = unreadOf(room) + 1;
+        room.unread = room.unread_count;
+      }
+    } else {
+      refreshRoomsQuietly();
+    }
+    if (m.room_id === state.currentRoom) {
+      showTyping(m.sender_id, false);
+      renderMessages();
+    }
+    renderRooms();
+  });
+
+  $('composer').addEventListener('submit', (e) => {
+    e.preventDefault();
+    const input = e.currentTarget.elements.body;
+    const body = input.value.trim();
+    const roomId = state.currentRoom;
+    if (!body || !roomId) return;
+    input.value = '';
+    sendTyping(false);
+    const clientId = crypto.randomUUID();
+    if (!state.pending.has(roomId)) state.pending.set(roomId, new Map());
+    state.pending.get(roomId).set(clientId, { body });
+    renderMessages();
+    client.chat.send(roomId, body, { clientId }).then(
+      (m) => { addMessage(m); if (roomId === state.currentRoom) renderMessages(); },
+      (err) => {
+        state.pending.get(roomId).delete(clientId);
+        renderMessages();
+        banner(`Message not sent: ${describe(err)}`);
+        if (!input.value) input.value = body;
+      },
+    );
+  });
+
+  // typing: tell others while the user types, stop after a pause
+  let typingSent = false;
+  let typingIdle = null;
+  $('composer').elements.body.addEventListener('input', () => {
+    if (!typingSent) sendTyping(true);
+    clearTimeout(typingIdle);
+    typingIdle = setTimeout(() => sendTyping(false), TYPING_IDLE_MS);
+  });
+
+  function sendTyping(on) {
+    if (!state.currentRoom || client.state !== 'connected' || typingSent === on) return;
+    typingSent = on;
+    client.chat.typing(state.currentRoom, on).catch(() => {});
+  }
+
+  client.on('typing', (t) => {
+    if (t.room_id === state.currentRoom && t.user_id !== state.me.id) showTyping(t.user_id, t.typing);
+  });
+
+  function showTyping(userId, on) {
+    clearTimeout(state.typingTimers.get(userId));
+    if (on) {
+      nameOf(userId).then((name) => { $('typing').textContent = `${name} is typing…`; });
+      state.typingTimers.set(userId, setTimeout(() => showTyping(userId, false), TYPING_SHOWN_MS));
+    } else {
+      $('typing').textContent = '';
+    }
+  }
+
+  client.on('presence', () => {
+    renderRooms();
+    renderPresence();
+  });
+
+  function renderPresence() {
+    const room = state.currentRoom && state.rooms.get(state.currentRoom);
+    const other = room && otherMember(room);
+    $('chat-presence').textContent = other ? client.presence.statusOf(other) : '';
+    $('call-start').disabled = !other;
+  }
+
+  // ---- calls ------------------------------------------------------------------
+
+  async function getMedia() {
+    try {
+      return await navigator.mediaDevices.getUserMedia({ video: true, audio: true });
+    } catch {
+      try {
+        return await navigator.mediaDevices.getUserMedia({ video: true });
+      } catch (err) {
+        banner(`No camera available (${describe(err)}); joining without video.`, 'info');
+        return null;
+      }
+    }
+  }
+
+  function showCallView(status) {
+    $('call-view').hidden = false;
+    $('call-status').textContent = status;
+    $('local-video').srcObject = state.localStream;
+  }
+
+  function endCallView(message) {
+    $('call-view').hidden = true;
+    $('incoming-call').hidden = true;
+    $('remote-video').srcObject = null;
+    $('local-video').srcObject = null;
+    if (state.localStream) for (const t of state.localStream.getTracks()) t.stop();
+    state.localStream = null;
+    state.call = null;
+    if (message) banner(message, 'info');
+  }
+
+  function wireCall(call) {
+    state.call = call;
+    window.skillshareApp.call = call;
+    call.on('remotestream', (stream) => {
+      const video = $('remote-video');
+      if (video.srcObject !== stream) video.srcObject = stream;
+      video.play().catch(() => {});
+    });
+    call.on('state', ({ state: s }) => {
+      const text = { ringing: 'Calling…', connecting: 'Connecting…', connected: 'Connected', ended: 'Call ended' }[s];
+      if (text) $('call-status').textContent = text;
+    });
+    call.on('connected', ({ path }) => {
+      $('call-status').textContent = path === 'relay' ? 'Connected (via server relay)' : 'Connected';
+    });
+    call.on('ended', ({ reason }) => {
+      endCallView(reason === 'rejected' || reason === 'declined' ? 'The call was declined.' : 'The call has ended.');
+    });
+  }
+
+  $('call-start').addEventListener('click', async () => {
+    const room = state.rooms.get(state.currentRoom);
+    const other = room && otherMember(room);
+    if (!other || state.call) return;
+    state.localStream = await getMedia();
+    showCallView('Calling…');
+    try {
+      const call = await client.calls.invite(other, { localStream: state.localStream, media: { audio: true, video: true } });
+      wireCall(call);
+    } catch (err) {
+      endCallView();
+      banner(`Could not start the call: ${describe(err)}`);
+    }
+  });
+
+  $('call-hangup').addEventListener('click', () => {
+    if (state.call) state.call.end().catch(() => {});
+    endCallView();
+  });
+
+  client.on('call', async (call) => {
+    if (state.call) {
+      call.reject('busy').catch(() => {});
+      return;
+    }
+    state.call = call;
+    $('incoming-text').textContent = `${await nameOf(call.peerId)} is calling you`;
+    $('incoming-call').hidden = false;
+    call.on('ended', () => { if (state.call === call && $('call-view').hidden) endCallView('Missed call.'); });
+  });
+
+  $('incoming-accept').addEventListener('click', async () => {
+    const call = state.call;
+    if (!call) return;
+    $('incoming-call').hidden = true;
+    state.localStream = await getMedia();
+    showCallView('Connecting…');
+    wireCall(call);
+    try {
+      await call.accept({ localStream: state.localStream });
+    } catch (err) {
+      endCallView();
+      banner(`Could not join the call: ${describe(err)}`);
+    }
+  });
+
+  $('incoming-reject').addEventListener('click', () => {
+    const call = state.call;
+    $('incoming-call').hidden = true;
+    state.call = null;
+    if (call) call.reject('declined').catch(() => {});
+  });
+
+  // ---- profile ----------------------------------------------------------------
+
+  async function loadProfile() {
+    const form = $('profile-form');
+    try {
+      const me = await client.users.me();
+      state.me = { ...state.me, ...me };
+      form.elements.display_name.value = me.display_name || '';
+      form.elements.timezone.value = me.timezone || '';
+      form.elements.bio.value = me.bio || '';
+      form.elements.languages.value = (me.languages || []).join(', ');
+      state.skills.offered = (me.skills_offered || []).slice();
+      state.skills.wanted = (me.skills_wanted || []).slice();
+      renderSkills();
+    } catch (err) {
+      form.querySelector('.form-error').textContent = `Could not load your profile. ${describe(err)}`;
+    }
+  }
+
+  function renderSkills() {
+    for (const kind of ['offered', 'wanted']) {
+      $(`skills-${kind}`).replaceChildren(...state.skills[kind].map((s, i) => h('li', {},
+        `${s.name} · ${s.level} `,
+        h('button', { type: 'button', class: 'link', 'aria-label': `Remove ${s.name}`, onclick: () => { state.skills[kind].splice(i, 1); renderSkills(); } }, '×'))));
+    }
+  }
+
+  for (const kind of ['offered', 'wanted']) {
+    $(`${kind}-add`).addEventListener('click', () => {
+      const name = $(`${kind}-name`).value.trim();
+      if (!name) return;
+      state.skills[kind].push({ name, level: $(`${kind}-level`).value });
+      $(`${kind}-name`).value = '';
+      renderSkills();
+    });
+  }
+
+  $('profile-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    const form = e.currentTarget;
+    submitting(form, async () => {
+      const d = formData(form);
+      const me = await client.users.updateMe({
+        display_name: d.display_name,
+        bio: d.bio,
+        timezone: d.timezone || 'UTC',
+        languages: (d.languages || '').split(',').map((s) => s.trim()).filter(Boolean),
+        skills_offered: state.skills.offered,
+        skills_wanted: state.skills.wanted,
+      });
+      state.me = { ...state.me, ...me };
+      remember(me);
+      $('me-name').textContent = me.display_name;
+      banner('Profile saved.', 'info');
+    });
+  });
+
+  // ---- start ------------------------------------------------------------------
+
+  async function start() {
+    loadCategories();
+    try {
+      const user = await client.auth.resume();
+      if (user) {
+        await signedIn();
+        return;
+      }
+    } catch (err) {
+      banner(`Could not restore your session: ${describe(err)}`);
+    }
+    route();
+  }
+
+  start();
+}());
