@@ -1,0 +1,156 @@
+"""One node: connection auth, token expiry and refresh, logout, presence,
+limits and malformed events."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import socketio
+
+from tests.support.realtime import SocketUser, http_json, new_client_id, open_direct, register_user
+
+
+async def _node(make_client, **overrides) -> str:
+    client = await make_client(**overrides)
+    return str(client.make_url("")).rstrip("/")
+
+
+async def _refusal(url: str, auth) -> dict:
+    sio = socketio.AsyncClient(reconnection=False)
+    got: dict = {}
+    sio.on("connect_error", lambda data: got.setdefault("data", data))
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        await sio.connect(url, auth=auth, transports=["websocket"], wait_timeout=5)
+    await sio.disconnect()
+    error = got.get("data") or {}
+    assert error.get("message") == error.get("data", {}).get("code"), error
+    return error.get("data") or {}
+
+
+async def test_connect_refusals_carry_a_code(make_client):
+    node = await _node(make_client)
+    user = await register_user(node)
+    assert (await _refusal(node, None))["code"] == "unauthorized"
+    assert (await _refusal(node, {"token": "nonsense"}))["code"] == "unauthorized"
+    await http_json("POST", f"{node}/api/v1/auth/logout", token=user["access_token"])
+    assert (await _refusal(node, {"token": user["access_token"]}))["code"] == "token_revoked"
+
+
+async def test_expiry_warns_then_disconnects_unless_refreshed(make_client):
+    node = await _node(make_client, access_token_ttl=10, socket_expiry_warning=3)
+    user = await register_user(node)
+    keeps = await SocketUser(node, user["access_token"], name="refreshes").connect()
+    drops = await SocketUser(node, user["access_token"], name="does not").connect()
+    try:
+        warning = await keeps.wait_for("session:expiring", timeout=12)
+        assert 0 < warning["expires_in"] <= 10
+        status, fresh = await http_json("POST", f"{node}/api/v1/auth/refresh",
+                                        json={"refresh_token": user["refresh_token"]})
+        assert status == 200
+        ack = await keeps.call("auth:refresh", {"token": fresh["access_token"]})
+        assert ack["ok"], ack
+        await drops.wait_disconnected(timeout=12)
+        assert drops.received("session:ended")[0]["reason"] == "token_expired"
+        assert keeps.sio.connected
+        assert (await keeps.call("presence:set", {"status": "away"}))["ok"]
+    finally:
+        await keeps.close()
+        await drops.close()
+
+
+async def test_logout_disconnects_that_sessions_sockets(make_client):
+    node = await _node(make_client)
+    user = await register_user(node)
+    status, other = await http_json("POST", f"{node}/api/v1/auth/login",
+                                    json={"email": user["email"], "password": user["password"]})
+    s1 = await SocketUser(node, user["access_token"]).connect()
+    s2 = await SocketUser(node, other["access_token"]).connect()
+    try:
+        await http_json("POST", f"{node}/api/v1/auth/logout", token=user["access_token"])
+        await s1.wait_disconnected(timeout=2)
+        await asyncio.sleep(0.2)
+        assert s2.sio.connected
+        await http_json("POST", f"{node}/api/v1/auth/logout-all", token=other["access_token"])
+        await s2.wait_disconnected(timeout=2)
+    finally:
+        await s1.close()
+        await s2.close()
+
+
+async def test_presence_online_away_offline(make_client):
+    node = await _node(make_client)
+    alice, bob = await register_user(node, "alice"), await register_user(node, "bob")
+    a = await SocketUser(node, alice["access_token"], name="alice").connect()
+    try:
+        ack = await a.call("presence:subscribe", {"user_ids": [bob["id"]]})
+        assert ack["ok"] and ack["presence"][bob["id"]]["status"] == "offline"
+        b = await SocketUser(node, bob["access_token"], name="bob").connect()
+        await a.wait_for("presence", lambda p: p["user_id"] == bob["id"] and p["status"] == "online", timeout=2)
+        assert (await b.call("presence:set", {"status": "dnd"}))["ok"]
+        await a.wait_for("presence", lambda p: p["status"] == "dnd", timeout=2)
+        ack = await a.call("presence:subscribe", {"user_ids": [bob["id"]]})
+        assert ack["presence"][bob["id"]]["status"] == "dnd"
+        await b.close()
+        offline = await a.wait_for("presence", lambda p: p["status"] == "offline", timeout=2)
+        assert offline["last_seen"]
+        too_many = await a.call("presence:subscribe", {"user_ids": [f"u{i}" for i in range(501)]})
+        assert too_many["error"]["code"] == "validation_error"
+    finally:
+        await a.close()
+
+
+async def test_malformed_events_get_error_acks_and_harm_no_one(make_client):
+    node = await _node(make_client)
+    alice, bob = await register_user(node, "alice"), await register_user(node, "bob")
+    room = await open_direct(node, alice["access_token"], bob["id"])
+    a = await SocketUser(node, alice["access_token"]).connect()
+    try:
+        cases = [
+            ("message:send", {"room_id": room["id"]}, "validation_error"),
+            ("message:send", {"room_id": room["id"], "client_id": "not-a-uuid", "body": "x"}, "validation_error"),
+            ("message:send", {"room_id": room["id"], "client_id": new_client_id(), "body": "   "}, "validation_error"),
+            ("message:send", {"room_id": room["id"], "client_id": new_client_id(), "body": "a\x00b"}, "validation_error"),
+            ("message:send", {"room_id": room["id"], "client_id": new_client_id(), "body": "x" * 4001}, "validation_error"),
+            ("message:send", {"room_id": 5, "client_id": new_client_id(), "body": "x"}, "validation_error"),
+            ("message:send", "just a string", "validation_error"),
+            ("message:send", None, "validation_error"),
+            ("typing", {"room_id": room["id"], "typing": "yes"}, "validation_error"),
+            ("room:sync", {"room_id": room["id"], "after_seq": -1}, "validation_error"),
+            ("no:such:event", {}, "unknown_event"),
+            ("message:send", {"room_id": room["id"], "client_id": new_client_id(), "body": "y" * 3000, "pad": "z" * 70_000}, "payload_too_large"),
+        ]
+        for event, payload, code in cases:
+            ack = await a.call(event, payload)
+            assert ack["ok"] is False and ack["error"]["code"] == code, (event, payload, ack)
+        exactly = await a.call("message:send", {"room_id": room["id"], "client_id": new_client_id(),
+                                                "body": "\tok\n" + "x" * 3990 + "\n"})
+        assert exactly["ok"] and exactly["message"]["body"].startswith("ok\n")
+        assert a.sio.connected
+    finally:
+        await a.close()
+
+
+async def test_flooding_is_refused_then_disconnected_without_slowing_others(make_client):
+    node = await _node(make_client, socket_event_rate="5/second", socket_event_burst=5,
+                       socket_flood_limit=20)
+    alice, bob = await register_user(node, "alice"), await register_user(node, "bob")
+    flood = await SocketUser(node, alice["access_token"], name="flooder").connect()
+    calm = await SocketUser(node, bob["access_token"], name="calm").connect()
+    try:
+        acks = await asyncio.gather(*(
+            flood.call("presence:set", {"status": "online"}) for _ in range(15)
+        ))
+        codes = [a["error"]["code"] if not a["ok"] else "ok" for a in acks]
+        assert codes.count("ok") <= 6 and "rate_limited" in codes
+        assert (await calm.call("presence:set", {"status": "away"}))["ok"]
+        for _ in range(40):
+            if not flood.sio.connected:
+                break
+            await flood.sio.emit("presence:set", {"status": "online"})
+        await flood.wait_disconnected(timeout=5)
+        assert flood.received("session:ended")[0]["reason"] == "flooding"
+        assert (await calm.call("presence:set", {"status": "online"}))["ok"]
+    finally:
+        await flood.close()
+        await calm.close()
