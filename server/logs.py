@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import sys
+import traceback
 from typing import Any
 
 import orjson
@@ -37,9 +38,7 @@ def _json_sink(message: Any) -> None:
         **{k: v for k, v in record["extra"].items()},
     }
     if record["exception"] is not None:
-        payload["exception"] = "".join(
-            __import__("traceback").format_exception(*record["exception"])
-        )
+        payload["exception"] = "".join(traceback.format_exception(*record["exception"]))
     sys.stderr.write(orjson.dumps(payload, default=str).decode() + "\n")
 
 
