@@ -33,9 +33,11 @@ from .keys import (
     MATCHES,
     METRICS,
     MODERATION,
+    NOTIFIER,
     PROFILES,
     REDIS,
     REVIEWS,
+    ROOMS,
     ROUTE_SPECS,
     SESSIONS,
     SETTINGS,
@@ -175,7 +177,7 @@ async def marketplace_ctx(app: web.Application) -> AsyncIterator[None]:
     """Listings, skill requests, reviews, matches and moderation."""
     services = await build_marketplace(
         db=app[DB], users=app[USERS], audit=app[AUDIT], sessions=app[SESSIONS], mail=app[MAIL],
-        profiles=app[PROFILES], bus=app[BUS], rooms=None, notifier=None,
+        profiles=app[PROFILES], bus=app[BUS], rooms=app[ROOMS], notifier=app[NOTIFIER],
         public_url=public_url(app[SETTINGS]), clock=app[CLOCK],
     )
     app[LISTINGS] = services.listings
