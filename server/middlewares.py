@@ -130,7 +130,10 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return error_response(Unavailable())
     except Exception as exc:
         logger.opt(exception=exc).error("unhandled error in {} {}", request.method, request.path)
-        sentry_sdk.capture_exception(exc)
+        with sentry_sdk.new_scope() as scope:
+            scope.set_tag("request_id", request_id_var.get())
+            scope.set_tag("route", _route_label(request))
+            scope.capture_exception(exc)
         return error_response(InternalError())
 
 

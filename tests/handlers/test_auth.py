@@ -293,3 +293,21 @@ async def test_concurrent_refresh_only_one_wins(client):
     statuses = sorted(r.status for r in results)
     assert statuses.count(200) == 1
     assert statuses.count(401) == 3
+
+
+async def test_password_rehashed_at_login_when_parameters_change(make_client):
+    from server.keys import USERS
+
+    weak = await make_client(password_hash_time_cost=1, password_hash_memory_kib=1024)
+    account = await register(weak)
+    before = (await weak.app[USERS].get(account["user"]["id"]))["password_hash"]
+    assert "t=1" in before and "m=1024" in before
+    stronger = await make_client(password_hash_time_cost=2, password_hash_memory_kib=2048)
+    resp = await stronger.post("/api/v1/auth/login",
+                               json={"email": account["email"], "password": DEFAULT_PASSWORD})
+    assert resp.status == 200
+    after = (await stronger.app[USERS].get(account["user"]["id"]))["password_hash"]
+    assert after.startswith("$argon2id$") and "t=2" in after and "m=2048" in after
+    again = await stronger.post("/api/v1/auth/login",
+                                json={"email": account["email"], "password": DEFAULT_PASSWORD})
+    assert again.status == 200

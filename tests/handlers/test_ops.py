@@ -168,3 +168,35 @@ async def test_api_rate_limit_per_ip(make_client):
     assert resp.status == 429
     assert (await error_of(resp))["code"] == "rate_limited"
     assert (await client.get("/healthz")).status == 200  # operations are not limited
+
+
+async def test_unexpected_exception_reaches_sentry(make_settings, aiohttp_client):
+    """Sentry is the edge of the world: its transport is replaced by a list."""
+    import sentry_sdk
+
+    events: list[dict] = []
+
+    class ListTransport(sentry_sdk.transport.Transport):
+        def capture_envelope(self, envelope):
+            for item in envelope.items:
+                if item.type == "event":
+                    events.append(item.payload.json)
+
+    sentry_sdk.init(dsn="https://key@sentry.invalid/1", transport=ListTransport(),
+                    default_integrations=False)
+    try:
+        app = create_app(make_settings())
+
+        async def boom(request: web.Request) -> web.Response:
+            raise ValueError("kaboom")
+
+        app.router.add_get("/boom", boom)
+        client = await aiohttp_client(app)
+        resp = await client.get("/boom", headers={"X-Request-ID": "sentry-req"})
+        assert resp.status == 500
+        sentry_sdk.flush()
+    finally:
+        sentry_sdk.init(dsn=None)
+    captured = [e for e in events if "exception" in e]
+    assert captured and captured[0]["exception"]["values"][-1]["value"] == "kaboom"
+    assert captured[0]["tags"]["request_id"] == "sentry-req"
