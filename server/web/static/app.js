@@ -10,6 +10,7 @@
   const TYPING_IDLE_MS = 4000;
   const TYPING_SHOWN_MS = 6000;
   const HISTORY_PAGE = 50;
+  const INFO_BANNER_MS = 5000;
   const FALLBACK_CATEGORIES = ['programming', 'data', 'design', 'music', 'languages', 'business',
     'writing', 'cooking', 'fitness', 'crafts', 'science', 'other'];
 
@@ -66,10 +67,13 @@
     return (err && err.message) || String(err);
   }
 
+  let bannerTimer = null;
   function banner(text, kind = 'error') {
     $('banner-text').textContent = text;
     $('banner').className = `banner ${kind === 'info' ? 'info' : ''}`;
     $('banner').hidden = false;
+    clearTimeout(bannerTimer);
+    if (kind === 'info') bannerTimer = setTimeout(() => { $('banner').hidden = true; }, INFO_BANNER_MS);
   }
   $('banner-close').addEventListener('click', () => { $('banner').hidden = true; });
 
