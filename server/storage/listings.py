@@ -7,7 +7,8 @@ is kept in step on ban, unban and account deletion). Search uses the
 
 SecantusDB sorts in memory, so "newest first" pages walk backwards through
 ``_id`` in time windows (a bounded range on the leading ``_id`` index),
-widening the window until the page is full."""
+widening the window until the page is full. Updates are ``update_one``
+plus a read: the embedded database runs ``find_one_and_update`` as a scan."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from bson import ObjectId
-from pymongo import ASCENDING, DESCENDING, ReturnDocument
+from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 
 from .ids import new_id
@@ -70,11 +71,11 @@ class ListingStore:
     async def update(
         self, listing_id: str, changes: dict[str, Any], *, now: datetime
     ) -> dict[str, Any] | None:
-        return await self._listings.find_one_and_update(
+        result = await self._listings.update_one(
             {"_id": listing_id, "status": {"$ne": DELETED}},
             {"$set": {**changes, "updated_at": now}},
-            return_document=ReturnDocument.AFTER,
         )
+        return await self.get(listing_id) if result.matched_count else None
 
     async def set_status(
         self, listing_id: str, status: str, *, now: datetime, reason: str | None = None
@@ -91,10 +92,12 @@ class ListingStore:
             changes["hidden_reason"] = reason or ""
         if status == DELETED:
             changes["deleted_at"] = now
-        return await self._listings.find_one_and_update(
-            {"_id": listing_id, "status": {"$ne": DELETED}}, {"$set": changes},
-            return_document=ReturnDocument.AFTER,
+        result = await self._listings.update_one(
+            {"_id": listing_id, "status": {"$ne": DELETED}}, {"$set": changes}
         )
+        if not result.matched_count:
+            return None
+        return await self._listings.find_one({"_id": listing_id})
 
     async def set_owner_active(self, owner_id: str, active: bool, *, now: datetime) -> int:
         result = await self._listings.update_many(

@@ -4,14 +4,15 @@ While a request is open (pending or accepted) it carries ``open_key`` =
 ``<learner>:<listing>``, under a unique partial index: one open request per
 learner and listing, enforced by the database. Every transition is one
 conditional update on the current status, so concurrent transitions cannot
-both win."""
+both win. (``update_one`` then a read, not ``find_one_and_update``: the
+embedded database runs the latter as a collection scan.)"""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING, ReturnDocument
+from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
@@ -86,18 +87,17 @@ class SkillRequestStore:
         }
         if to_status not in OPEN_STATES:
             update["$unset"] = {"open_key": ""}
-        return await self._requests.find_one_and_update(
-            {"_id": request_id, "status": from_status}, update,
-            return_document=ReturnDocument.AFTER,
-        )
+        result = await self._requests.update_one({"_id": request_id, "status": from_status},
+                                                 update)
+        return await self.get(request_id) if result.matched_count else None
 
     async def mark_reviewed(self, request_id: str, *, now: datetime) -> dict[str, Any] | None:
         """Claim the one review of a completed request; None if already taken."""
-        return await self._requests.find_one_and_update(
+        result = await self._requests.update_one(
             {"_id": request_id, "status": COMPLETED, "reviewed": False},
             {"$set": {"reviewed": True, "reviewed_at": now}},
-            return_document=ReturnDocument.AFTER,
         )
+        return await self.get(request_id) if result.matched_count else None
 
     async def unmark_reviewed(self, request_id: str) -> None:
         await self._requests.update_one({"_id": request_id}, {"$set": {"reviewed": False}})
