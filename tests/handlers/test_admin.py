@@ -152,3 +152,20 @@ async def test_security_actions_are_audited_and_paged(client):
     rest = await page_all(client, "/api/v1/admin/audit", admin["headers"], limit="3",
                           cursor=page["next_cursor"])
     assert [e["id"] for e in page["items"] + rest] == ids
+
+
+async def test_ban_drops_the_users_sockets(client):
+    import asyncio
+
+    from tests.support.realtime import SocketUser
+
+    admin = await new_admin(client)
+    ada = await new_user(client, "Ada")
+    sock = await SocketUser(str(client.make_url("")).rstrip("/"), ada["token"]).connect()
+    try:
+        resp = await client.post(f"/api/v1/admin/users/{ada['id']}/ban", json={},
+                                 headers=admin["headers"])
+        assert resp.status == 200
+        await asyncio.wait_for(sock.disconnected.wait(), 5)
+    finally:
+        await sock.close()

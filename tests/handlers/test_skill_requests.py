@@ -216,3 +216,21 @@ async def test_both_parties_get_a_request_event_on_accept(client):
     finally:
         for sock in sockets:
             await sock.close()
+
+
+async def test_export_contains_marketplace_data(client):
+    ada, bob, listing = await _setup(client)
+    req = await _request(client, bob, listing)
+    await _act(client, ada, req["id"], "accept")
+    await _act(client, ada, req["id"], "complete")
+    await client.post(f"/api/v1/requests/{req['id']}/review", json={"rating": 4},
+                      headers=bob["headers"])
+    ada_export = await (await client.get("/api/v1/users/me/export",
+                                         headers=ada["headers"])).json()
+    bob_export = await (await client.get("/api/v1/users/me/export",
+                                         headers=bob["headers"])).json()
+    assert [l["id"] for l in ada_export["listings"]] == [listing["id"]]
+    assert [r["id"] for r in ada_export["skill_requests"]] == [req["id"]]
+    assert [r["rating"] for r in ada_export["reviews"]["received"]] == [4]
+    assert bob_export["listings"] == []
+    assert [r["rating"] for r in bob_export["reviews"]["written"]] == [4]
