@@ -1,0 +1,20 @@
+"""The bundled web app in two headless Chromium profiles (playwright-core
+driving /usr/bin/chromium) against a real server: sign-up, listings,
+requests, chat, and a video call whose remote video decodes frames.
+Screenshots land in test-results/browser/."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ._node import explain, run_node_tests
+
+CHROMIUM = Path(os.environ.get("SKILLSHARE_CHROMIUM", "/usr/bin/chromium"))
+
+
+def test_web_app_in_two_browsers() -> None:
+    assert CHROMIUM.exists(), f"{CHROMIUM} is missing: apt-get install -y chromium"
+    run = run_node_tests(["test/browser/app.browser.test.mjs"])
+    assert run.returncode == 0 and run.failed == 0, explain(run)
+    assert run.passed >= 6, explain(run)
