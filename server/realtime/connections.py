@@ -39,7 +39,6 @@ class ConnectionManager:
         self._expiry_warning = expiry_warning
         self._event_rate = event_rate
         self._event_burst = event_burst
-        self._tasks: set[asyncio.Task[None]] = set()
         bus.subscribe(SESSIONS_REVOKED_TOPIC, self.on_sessions_revoked)
 
     async def _authenticate(self, token: Any) -> AccessClaims:

@@ -43,6 +43,12 @@ class CountingManager(_CountingMixin, socketio.AsyncManager):
 
 
 class CountingRedisManager(_CountingMixin, socketio.AsyncRedisManager):
+    async def _publish(self, data):  # type: ignore[override]
+        sent = await super()._publish(data)
+        if sent is None and self.delivery_metrics is not None:  # it gave up after a retry
+            self.delivery_metrics.bus_errors.inc()
+        return sent
+
     async def _handle_emit(self, message):  # type: ignore[override]
         self._count(message.get("event"), message.get("namespace"), message.get("room"),
                     message.get("skip_sid"))

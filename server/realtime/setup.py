@@ -23,6 +23,7 @@ from ..keys import (
     METRICS,
     NOTIFIER,
     PRESENCE,
+    PROFILES,
     REDIS,
     ROOMS,
     SESSIONS,
@@ -40,7 +41,7 @@ from .connections import ConnectionManager
 from .metrics import RealtimeMetrics
 from .notifier import Notifier
 from .presence import PresenceService
-from .rooms import RoomService
+from .rooms import RoomService, public_message, public_room
 from .sequences import SequenceCache
 from .server import build_server
 from .sockets import EventDispatcher, SocketEvents, SocketRegistry
@@ -125,6 +126,13 @@ async def realtime_ctx(app: web.Application) -> AsyncIterator[None]:
         event_rate=_event_rate(settings.socket_event_rate) if settings.rate_limits_enabled else None,
         event_burst=settings.socket_event_burst,
     )
+    async def export_chat(user_id: str) -> dict:
+        return {
+            "rooms": [public_room(r) for r in await rooms_store.list_all_for_member(user_id)],
+            "messages_sent": [public_message(m) for m in await messages.export_sent(user_id)],
+        }
+
+    app[PROFILES].add_exporter("chat", export_chat)
     app[ROOMS], app[CHAT], app[NOTIFIER] = rooms, chat, notifier
     app[PRESENCE], app[CONNECTIONS] = presence, connections
     await presence.start()

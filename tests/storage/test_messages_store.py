@@ -1,0 +1,51 @@
+"""MessageStore against the real database: seq allocation by ``_id``,
+idempotency by ``(sender_id, client_id)``, ranges and finding a room's end."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+from pymongo import AsyncMongoClient
+
+from server.storage.messages import ClientIdUsed, MessageStore, SeqTaken, message_id
+
+ROOM = "r" * 24
+
+
+def _doc(seq: int, *, sender: str = "s", client: str | None = None) -> dict:
+    return {"_id": message_id(ROOM, seq), "room_id": ROOM, "seq": seq, "sender_id": sender,
+            "client_id": client or f"c{seq}", "body": "b", "created_at": datetime.now(timezone.utc)}
+
+
+@pytest.fixture
+async def store(mongo_url, db_name):
+    client = AsyncMongoClient(mongo_url)
+    s = MessageStore(client[db_name])
+    await s.create_indexes()
+    yield s
+    await client.close()
+
+
+async def test_insert_outcomes(store):
+    assert await store.insert(_doc(1)) is None
+    assert isinstance(await store.insert(_doc(1, client="other")), SeqTaken)
+    assert isinstance(await store.insert(_doc(2, client="c1")), ClientIdUsed)
+    assert (await store.by_client_id("s", "c1"))["seq"] == 1
+
+
+@pytest.mark.parametrize("count", [0, 1, 2, 3, 63, 64, 65, 1000, 4097])
+async def test_last_seq_finds_the_end_from_any_known_point(store, count):
+    if count:
+        await store.insert_many_unchecked([_doc(i) for i in range(1, count + 1)])
+    assert await store.last_seq(ROOM) == count
+    for known in {0, count // 2, max(0, count - 1), count}:
+        assert await store.last_seq(ROOM, known=known) == count
+
+
+async def test_ranges_are_in_seq_order(store):
+    await store.insert_many_unchecked([_doc(i) for i in range(1, 301)])
+    got = await store.range(ROOM, after_seq=100, upto_seq=150)
+    assert [d["seq"] for d in got] == list(range(101, 151))
+    assert await store.count_from_others(ROOM, "me", after_seq=290, upto_seq=300) == 10
+    assert await store.count_from_others(ROOM, "s", after_seq=290, upto_seq=300) == 0
