@@ -290,6 +290,7 @@ class Result:
     latency_p50_ms: float | None
     latency_p95_ms: float | None
     video_kbps_per_stream: float
+    udp_rcvbuf_errors: int | None
 
 
 async def run_case(mode: str, size: tuple[int, int], calls: int, duration: float, loops: dict) -> Result:
@@ -334,9 +335,11 @@ async def run_case(mode: str, size: tuple[int, int], calls: int, duration: float
 
         for p in peers:
             p.measuring = True
+        drops0 = udp_rcvbuf_errors()
         cpu0, client0, wall0, count0 = await relay_cpu(), time.process_time(), time.perf_counter(), counters()
         await asyncio.sleep(duration)
         cpu1, client1, wall1, count1 = await relay_cpu(), time.process_time(), time.perf_counter(), counters()
+        drops1 = udp_rcvbuf_errors()
         for p in peers:
             p.measuring = False
     finally:
@@ -369,19 +372,30 @@ async def run_case(mode: str, size: tuple[int, int], calls: int, duration: float
         latency_p50_ms=round(1000 * statistics.median(latencies), 1) if latencies else None,
         latency_p95_ms=round(1000 * latencies[int(0.95 * (len(latencies) - 1))], 1) if latencies else None,
         video_kbps_per_stream=round(mean_frame * 8 * FPS / 1000),
+        udp_rcvbuf_errors=drops1 - drops0 if drops0 is not None and drops1 is not None else None,
     )
+
+
+def udp_rcvbuf_errors() -> int | None:
+    """Host-wide count of UDP datagrams the kernel dropped because a socket's
+    receive buffer was full (Linux only)."""
+    try:
+        lines = [line.split() for line in Path("/proc/net/snmp").read_text().splitlines() if line.startswith("Udp:")]
+        return int(lines[1][lines[0].index("RcvbufErrors")])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def markdown(results: list[Result]) -> str:
     head = (
         "| mode | size | calls | relay CPU (% of 1 core) | per call | client CPU | video loss | audio loss "
-        "| latency p50 / p95 (ms) | video kbit/s |\n|---|---|---|---|---|---|---|---|---|---|"
+        "| latency p50 / p95 (ms) | video kbit/s | UDP rcvbuf drops |\n|---|---|---|---|---|---|---|---|---|---|---|"
     )
     rows = [
         f"| {r.mode} | {r.size} | {r.calls} | {r.relay_cpu_pct if r.relay_cpu_pct is not None else '-'} "
         f"| {r.relay_cpu_pct_per_call if r.relay_cpu_pct_per_call is not None else '-'} | {r.client_cpu_pct} "
         f"| {r.video_loss_pct}% | {r.audio_loss_pct}% | {r.latency_p50_ms} / {r.latency_p95_ms} "
-        f"| {r.video_kbps_per_stream} |"
+        f"| {r.video_kbps_per_stream} | {r.udp_rcvbuf_errors} |"
         for r in results
     ]
     return "\n".join([head, *rows])

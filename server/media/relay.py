@@ -123,6 +123,7 @@ class MediaRelay:
         self._tasks: set[asyncio.Task[None]] = set()
         self._join_order = itertools.count()
         self._closing = False
+        self._warned_fallback = False
 
     @property
     def active_calls(self) -> int:
@@ -148,7 +149,11 @@ class MediaRelay:
         participant replaces its previous peer connection."""
         if self._closing:
             raise Unavailable("media relay is shutting down")
-        offer = _parse_offer(offer_sdp)
+        try:
+            offer = _parse_offer(offer_sdp)
+        except BadRequest:
+            self._count_offer("invalid")
+            raise
         call = self._calls.get(call_id)
         if call is None:
             if len(self._calls) >= self._max_calls:
@@ -233,6 +238,9 @@ class MediaRelay:
                 )
                 if published.passthrough:
                     forward_keyframe_requests(transceiver.sender, track)
+                elif self._passthrough and not self._warned_fallback:
+                    self._warned_fallback = True
+                    logger.warning("relay: aiortc internals not recognised, re-encoding instead of forwarding")
                 slots.append((transceiver, track, published, _primary_ssrc(media)))
 
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
