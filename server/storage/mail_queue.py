@@ -7,15 +7,17 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from pymongo import ASCENDING, ReturnDocument
+from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 
+from .atomic import update_and_get
 from .ids import new_id
 
 PENDING = "pending"
 SENT = "sent"
 FAILED = "failed"
 SENT_RETENTION = timedelta(days=7)
+CLAIM_ATTEMPTS = 5
 
 
 class MailQueueStore:
@@ -38,12 +40,24 @@ class MailQueueStore:
         return mail_id
 
     async def claim_due(self, *, now: datetime, lease: timedelta) -> dict[str, Any] | None:
-        return await self._mails.find_one_and_update(
-            {"status": PENDING, "next_attempt_at": {"$lte": now}},
-            {"$set": {"next_attempt_at": now + lease}, "$inc": {"attempts": 1}},
-            sort=[("next_attempt_at", ASCENDING)],
-            return_document=ReturnDocument.AFTER,
-        )
+        """Lease the oldest due mail to this worker; another worker racing
+        for the same one loses the conditional update and tries the next."""
+        for _ in range(CLAIM_ATTEMPTS):
+            candidate = await self._mails.find_one(
+                {"status": PENDING, "next_attempt_at": {"$lte": now}},
+                sort=[("next_attempt_at", ASCENDING)],
+            )
+            if candidate is None:
+                return None
+            claimed = await update_and_get(
+                self._mails,
+                {"_id": candidate["_id"], "status": PENDING,
+                 "next_attempt_at": candidate["next_attempt_at"]},
+                {"$set": {"next_attempt_at": now + lease}, "$inc": {"attempts": 1}},
+            )
+            if claimed is not None:
+                return claimed
+        return None
 
     async def mark_sent(self, mail_id: str, *, now: datetime) -> None:
         await self._mails.update_one(

@@ -6,9 +6,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING, ReturnDocument
+from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 
+from .atomic import update_and_get
 from .ids import new_id
 
 USED_HASHES_KEPT = 50
@@ -63,7 +64,8 @@ class SessionStore:
     ) -> dict[str, Any] | None:
         """Swap the refresh hash atomically; None when ``old_hash`` is not the
         current one (used, or lost a race) or the session is gone."""
-        return await self._sessions.find_one_and_update(
+        return await update_and_get(
+            self._sessions,
             {"_id": session_id, "refresh_hash": old_hash, "revoked_at": None,
              "expires_at": {"$gt": now}},
             {
@@ -71,7 +73,6 @@ class SessionStore:
                          "expires_at": expires_at, "ip": ip},
                 "$push": {"used_hashes": {"$each": [old_hash], "$slice": -USED_HASHES_KEPT}},
             },
-            return_document=ReturnDocument.AFTER,
         )
 
     async def revoke(self, session_id: str, *, now: datetime, user_id: str | None = None) -> bool:

@@ -6,8 +6,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pymongo import ASCENDING, ReturnDocument
+from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
+
+from .atomic import update_and_get
 
 VERIFY_EMAIL = "verify_email"
 RESET_PASSWORD = "reset_password"
@@ -33,10 +35,10 @@ class UserTokenStore:
         self, token_hash: str, *, purpose: str, now: datetime
     ) -> dict[str, Any] | None:
         """Mark used and return it, atomically; None if unknown, used or expired."""
-        return await self._tokens.find_one_and_update(
+        return await update_and_get(
+            self._tokens,
             {"_id": token_hash, "purpose": purpose, "used_at": None, "expires_at": {"$gt": now}},
             {"$set": {"used_at": now}},
-            return_document=ReturnDocument.AFTER,
         )
 
     async def invalidate_all(self, user_id: str, *, purpose: str, now: datetime) -> None:

@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pymongo import ASCENDING, ReturnDocument
+from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from ..errors import EmailTaken
+from .atomic import update_and_get
 from .ids import new_id
 
 ACTIVE = "active"
@@ -75,10 +76,9 @@ class UserStore:
     async def update_profile(
         self, user_id: str, changes: dict[str, Any], *, now: datetime
     ) -> dict[str, Any] | None:
-        return await self._users.find_one_and_update(
-            {"_id": user_id, "status": ACTIVE},
+        return await update_and_get(
+            self._users, {"_id": user_id, "status": ACTIVE},
             {"$set": {**changes, "updated_at": now}},
-            return_document=ReturnDocument.AFTER,
         )
 
     async def set_password_hash(self, user_id: str, password_hash: str, *, now: datetime) -> None:
