@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 
 from loguru import logger
@@ -19,6 +19,9 @@ from loguru import logger
 from ..clock import Clock, isoformat
 from ..storage.presence import OFFLINE, MemoryPresenceStore, Presence, RedisPresenceStore
 from .notifier import Notifier, presence_room
+
+PresenceListener = Callable[[str, str], Awaitable[None]]
+
 
 def presence_event(user_id: str, p: Presence) -> dict:
     seen = datetime.fromtimestamp(p.last_seen, tz=timezone.utc) if p.last_seen else None
@@ -40,6 +43,13 @@ class PresenceService:
         self._status: dict[str, str] = {}
         self._dirty = True  # Redis may not match our sockets: reassert at next beat
         self._task: asyncio.Task[None] | None = None
+        self._listeners: list[PresenceListener] = []
+
+    def add_listener(self, listener: PresenceListener) -> None:
+        """``await listener(user_id, status)`` after each change this node
+        publishes, ``offline`` included (last socket gone, a dead node swept,
+        shutdown); exactly one node reports each change. Used by calls."""
+        self._listeners.append(listener)
 
     @property
     def local_users(self) -> dict[str, int]:
@@ -86,6 +96,11 @@ class PresenceService:
 
     async def _publish(self, user_id: str, p: Presence) -> None:
         await self._notifier.to_room(presence_room(user_id), "presence", presence_event(user_id, p))
+        for listener in self._listeners:
+            try:
+                await listener(user_id, p.status)
+            except Exception:
+                logger.exception("presence listener failed for {}", user_id)
 
     def _failed(self, what: str, exc: Exception) -> None:
         self._dirty = True
