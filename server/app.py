@@ -15,11 +15,13 @@ from .auth.accounts import AccountLimits, AccountService
 from .auth.passwords import Passwords
 from .auth.sessions import SessionService
 from .auth.tokens import AccessTokens
+from .calls.setup import attach_calls
 from .bus import Bus, RedisBus
 from .clock import Clock
 from .config import Settings
 from .handlers import accounts, ops, users, webapp
 from .handlers import admin, matches, requests, skills
+from .handlers import calls as calls_handlers
 from .handlers import rooms as rooms_handlers
 from .keys import (
     ACCOUNTS,
@@ -65,6 +67,7 @@ PURGE_INTERVAL_S = 3600
 ROUTE_TABLES = [accounts.routes, users.routes, ops.routes, webapp.routes]
 ROUTE_TABLES += [skills.routes, requests.routes, matches.routes, admin.routes]
 ROUTE_TABLES += [rooms_handlers.routes]
+ROUTE_TABLES += [calls_handlers.routes]
 
 
 def public_url(settings: Settings) -> str:
@@ -209,6 +212,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     app[METRICS] = Metrics()
     app.cleanup_ctx.extend([database_ctx, redis_ctx, services_ctx])
     attach_realtime(app)  # Socket.IO server + realtime_ctx (rooms, chat, presence)
+    attach_calls(app)  # call:* events + calls_ctx (call state, media relay)
     app.cleanup_ctx.append(marketplace_ctx)
     specs = []
     for table in ROUTE_TABLES:

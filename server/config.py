@@ -112,7 +112,10 @@ class Settings(BaseSettings):
     presence_heartbeat_interval: float = Field(5.0, gt=0)
     presence_sweep_interval: float = Field(5.0, gt=0)
     presence_node_ttl: float = Field(15.0, gt=0)  # dead node's users offline after ttl+sweep
-    max_relayed_calls: int = Field(20, ge=0)
+    max_relayed_calls: int = Field(20, ge=0)  # per node; 0 turns the media relay off
+    call_ring_timeout: float = Field(30.0, gt=0, le=600)  # ringing this long -> missed
+    call_max_duration: float = Field(12 * 3600, ge=60)  # call state is kept at most this long
+    call_relay_timeout: float = Field(10.0, gt=0)  # wait for a relay answer from another node
 
     @field_validator(
         "secret_key", "cors_origins", "turn_urls", "stun_urls",

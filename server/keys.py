@@ -14,11 +14,13 @@ if TYPE_CHECKING:
     from .auth.accounts import AccountService
     from .auth.sessions import SessionService
     from .bus import Bus
+    from .calls.service import CallService
     from .clock import Clock
     from .config import Settings
     from .http import RouteSpec
     from .mail.service import MailService
     from .marketplace.listings import ListingService
+    from .media.relay import MediaRelay
     from .marketplace.matches import MatchService
     from .marketplace.moderation import ModerationService
     from .marketplace.requests import RequestService
@@ -63,3 +65,7 @@ CHAT = web.AppKey("chat", "ChatService")
 NOTIFIER = web.AppKey("notifier", "Notifier")  # notify_users(user_ids, event, payload)
 PRESENCE = web.AppKey("presence", "PresenceService")
 CONNECTIONS = web.AppKey("connections", "ConnectionManager")
+# calls (server/calls/)
+CALLS = web.AppKey("calls", "CallService")
+MEDIA_RELAY = web.AppKey("media_relay", "MediaRelay")  # this node's relay, when enabled
+ICE_SERVERS = web.AppKey("ice_servers", "Callable[[str], dict]")  # user id -> {ice_servers, ttl}

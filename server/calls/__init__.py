@@ -1,0 +1,3 @@
+"""One-to-one calls: the state machine (:mod:`server.calls.service`),
+signal checks (:mod:`server.calls.signals`), relay placement across nodes
+(:mod:`server.calls.relay_link`) and the app wiring (:mod:`server.calls.setup`)."""

@@ -1,0 +1,88 @@
+"""Prometheus metrics of calls (``call:stats`` and the state machine), plus
+a sampler of the process CPU spent while this node relays media."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+PATHS = ("p2p", "turn", "relay")
+SETUP_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 3, 5, 8, 13, 20, 30, 60)
+CPU_SAMPLE_INTERVAL_S = 1.0
+
+
+class CallMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.started = Counter(
+            "skillshare_calls_started_total", "Calls invited (ringing).", registry=registry)
+        self.ended = Counter(
+            "skillshare_calls_ended_total",
+            "Calls that ended, by reason (hangup, cancelled, rejected, missed, disconnected, ...).",
+            ["reason"], registry=registry)
+        self.connected = Counter(
+            "skillshare_calls_connected_total",
+            "Calls whose media connected, by path, as reported by call:stats.",
+            ["path"], registry=registry)
+        self.failed = Counter(
+            "skillshare_calls_failed_total",
+            "Calls whose media did not connect, by the path last tried (call:stats).",
+            ["path"], registry=registry)
+        self.setup = Histogram(
+            "skillshare_call_setup_seconds",
+            "From media start to connected, as reported by call:stats.",
+            ["path"], buckets=SETUP_BUCKETS, registry=registry)
+        self.relay_forwards = Counter(
+            "skillshare_call_relay_forwards_total",
+            "Relay offers sent to the node owning the call's relay, by outcome.",
+            ["outcome"], registry=registry)
+        self.relay_cpu = Counter(
+            "skillshare_relay_cpu_seconds_total",
+            "Process CPU seconds (user+system) spent while this node's relay had at least "
+            "one call; an upper bound of the relay's own cost.",
+            registry=registry)
+        for path in PATHS:
+            self.connected.labels(path)
+            self.failed.labels(path)
+
+
+class RelayCpuSampler:
+    """Adds the process CPU time of each sampling interval during which the
+    relay had calls to ``skillshare_relay_cpu_seconds_total``. aiortc runs
+    in this process's threads, so per-call attribution is not available;
+    divide by the active relayed calls gauge for a per-call estimate."""
+
+    def __init__(self, counter: Counter, active_calls: Callable[[], int], *,
+                 interval: float = CPU_SAMPLE_INTERVAL_S,
+                 cpu: Callable[[], float] = time.process_time) -> None:
+        self._counter = counter
+        self._active_calls = active_calls
+        self._interval = interval
+        self._cpu = cpu
+        self._task: asyncio.Task[None] | None = None
+
+    def sample(self, last_cpu: float, was_active: bool) -> tuple[float, bool]:
+        now_cpu, active = self._cpu(), self._active_calls() > 0
+        if was_active or active:
+            self._counter.inc(max(0.0, now_cpu - last_cpu))
+        return now_cpu, active
+
+    async def _run(self) -> None:
+        last, active = self._cpu(), self._active_calls() > 0
+        while True:
+            await asyncio.sleep(self._interval)
+            last, active = self.sample(last, active)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="relay-cpu-sampler")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None

@@ -1,0 +1,135 @@
+"""Relay placement across nodes.
+
+A relayed call's media must meet on one server: its relay legs all live in
+the :class:`~server.media.relay.MediaRelay` of the node that received the
+call's first ``call:relay`` (its id is stored with the call). An offer that
+arrives on another node is forwarded to the owner over the bus and answered
+there (request/response, matched by request id, with a deadline); the
+answer comes back the same way. When a call ends, every node is told to
+close the call's relay legs (only the owner has any).
+
+On one node the in-process bus delivers the same messages directly."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from loguru import logger
+
+from ..bus import Bus
+from ..errors import ApiError, BadRequest, Conflict, Unavailable
+
+if TYPE_CHECKING:
+    from ..media.relay import MediaRelay
+    from .metrics import CallMetrics
+
+OFFER_TOPIC = "calls_relay_offer"
+ANSWER_TOPIC = "calls_relay_answer"
+ENDED_TOPIC = "calls_ended"
+
+_ERRORS: dict[str, type[ApiError]] = {
+    BadRequest.code: BadRequest, Conflict.code: Conflict, Unavailable.code: Unavailable,
+}
+
+
+def _error_from(payload: dict[str, Any]) -> ApiError:
+    error = payload.get("error") or {}
+    cls = _ERRORS.get(str(error.get("code")), Unavailable)
+    return cls(str(error.get("message") or "The media relay did not answer."))
+
+
+class RelayLink:
+    """This node's view of the relays: answers offers for calls it owns and
+    forwards the others to their owner."""
+
+    def __init__(self, *, relay: "MediaRelay", bus: Bus, node_id: str, timeout: float,
+                 metrics: "CallMetrics") -> None:
+        self.relay = relay
+        self.node_id = node_id
+        self._bus = bus
+        self._timeout = timeout
+        self._metrics = metrics
+        self._waiting: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        bus.subscribe(OFFER_TOPIC, self._on_offer)
+        bus.subscribe(ANSWER_TOPIC, self._on_answer)
+        bus.subscribe(ENDED_TOPIC, self._on_ended)
+
+    async def answer(self, *, owner: str, call_id: str, participant_id: str, sdp: str) -> str:
+        if owner == self.node_id:
+            return await self.relay.answer(call_id, participant_id, sdp)
+        request_id = uuid.uuid4().hex
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._waiting[request_id] = future
+        try:
+            await self._bus.publish(OFFER_TOPIC, {
+                "request_id": request_id, "to": owner, "reply_to": self.node_id,
+                "call_id": call_id, "participant_id": participant_id, "sdp": sdp,
+            })
+            reply = await asyncio.wait_for(future, self._timeout)
+        except asyncio.TimeoutError:
+            self._metrics.relay_forwards.labels("timeout").inc()
+            raise Unavailable("The node holding this call's media relay did not answer.") from None
+        except ApiError:
+            raise
+        except Exception as exc:
+            self._metrics.relay_forwards.labels("error").inc()
+            raise Unavailable("Could not reach the node holding this call's media relay.") from exc
+        finally:
+            self._waiting.pop(request_id, None)
+        if "sdp" in reply:
+            self._metrics.relay_forwards.labels("answered").inc()
+            return str(reply["sdp"])
+        self._metrics.relay_forwards.labels("refused").inc()
+        raise _error_from(reply)
+
+    async def call_ended(self, call_id: str) -> None:
+        """Close the call's relay legs here and tell every other node to."""
+        await self.relay.close_call(call_id)
+        try:
+            await self._bus.publish(ENDED_TOPIC, {"call_id": call_id, "from": self.node_id})
+        except Exception:
+            logger.warning("calls: could not announce the end of call {} to other nodes", call_id)
+
+    async def _on_ended(self, payload: dict[str, Any]) -> None:
+        if payload.get("from") != self.node_id and isinstance(payload.get("call_id"), str):
+            await self.relay.close_call(payload["call_id"])
+
+    async def _on_offer(self, payload: dict[str, Any]) -> None:
+        if payload.get("to") != self.node_id:
+            return
+        # The bus awaits handlers in turn; answering takes a while (ICE
+        # gathering), so do it in a task of our own.
+        task = asyncio.get_running_loop().create_task(self._answer_forwarded(payload))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _answer_forwarded(self, payload: dict[str, Any]) -> None:
+        reply: dict[str, Any] = {"request_id": payload.get("request_id"), "to": payload.get("reply_to")}
+        try:
+            reply["sdp"] = await self.relay.answer(
+                str(payload["call_id"]), str(payload["participant_id"]), str(payload["sdp"]))
+        except ApiError as exc:
+            reply["error"] = {"code": exc.code, "message": exc.message}
+        except Exception:
+            logger.exception("calls: forwarded relay offer for call {} failed", payload.get("call_id"))
+            reply["error"] = {"code": Unavailable.code, "message": "The media relay failed."}
+        try:
+            await self._bus.publish(ANSWER_TOPIC, reply)
+        except Exception:
+            logger.warning("calls: could not return a relay answer for call {}", payload.get("call_id"))
+
+    async def _on_answer(self, payload: dict[str, Any]) -> None:
+        if payload.get("to") != self.node_id:
+            return
+        future = self._waiting.get(str(payload.get("request_id")))
+        if future is not None and not future.done():
+            future.set_result(payload)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.relay.close_all()

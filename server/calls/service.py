@@ -1,0 +1,282 @@
+"""One-to-one calls: the state machine behind the ``call:*`` events.
+
+    ringing --accept--> active --end / participant gone--> ended
+    ringing --reject--> rejected
+    ringing --ring timeout--> missed
+    ringing --end (caller cancels) / participant gone--> ended
+
+A user has at most one ringing or active call; inviting someone who has one
+is refused with ``busy`` (and with ``conflict`` when it is the caller who is
+already in a call). A call ends (reason ``disconnected``) when one of its
+participants has no socket left on any node: presence reports them offline,
+on a clean disconnect at once, for a killed node when its heartbeat expires
+and a sweeper takes its users offline.
+
+State lives in a call store (Redis when configured), and every transition
+is atomic there, so exactly one node wins a race (two hang-ups, an accept
+against the ring timeout) and only the winner notifies. Events reach every
+socket of both participants on every node through the notifier."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from loguru import logger
+
+from ..clock import Clock
+from ..errors import ApiError, Conflict, Forbidden, NotFound, Unavailable, ValidationFailed
+from ..realtime.notifier import Notifier
+from ..storage.calls import (
+    ACTIVE,
+    CALLEE_BUSY,
+    CALLER_BUSY,
+    ENDED,
+    LIVE_STATES,
+    MISSED,
+    REJECTED,
+    RINGING,
+    CallRecord,
+    MemoryCallStore,
+    RedisCallStore,
+)
+from .metrics import CallMetrics
+from .signals import check_sdp, check_signal
+
+if TYPE_CHECKING:
+    from ..realtime.presence import PresenceService
+    from ..storage.users import UserStore
+    from .relay_link import RelayLink
+
+IceServers = Callable[[str], dict[str, Any]]  # user id -> {"ice_servers": [...], "ttl": s}
+
+RING_MARGIN_S = 60.0
+FINAL_GRACE_S = 60.0  # an ended call is remembered this long (late events get "ended")
+MAX_RING_POLL_S = 0.5
+
+REASON_HANGUP = "hangup"
+REASON_CANCELLED = "cancelled"
+REASON_DECLINED = "declined"
+REASON_MISSED = "missed"
+REASON_DISCONNECTED = "disconnected"
+METRIC_REASONS = frozenset({
+    REASON_HANGUP, REASON_CANCELLED, REASON_DECLINED, REASON_MISSED, REASON_DISCONNECTED,
+    "rejected", "connection_failed", "busy",
+})
+
+
+class Busy(Conflict):
+    code, message = "busy", "That user is already in a call."
+
+
+class Offline(Conflict):
+    code, message = "offline", "That user is not online."
+
+
+class CallService:
+    def __init__(
+        self, *, store: MemoryCallStore | RedisCallStore, users: "UserStore",
+        presence: "PresenceService", notifier: Notifier, relay: "RelayLink | None",
+        ice_servers: IceServers, metrics: CallMetrics, clock: Clock,
+        ring_timeout: float, max_duration: float,
+    ) -> None:
+        self._store = store
+        self._users = users
+        self._presence = presence
+        self._notifier = notifier
+        self._relay = relay
+        self._ice_servers = ice_servers
+        self._metrics = metrics
+        self._clock = clock
+        self.ring_timeout = ring_timeout
+        self._max_duration = max_duration
+        self._task: asyncio.Task[None] | None = None
+
+    # --- events ----------------------------------------------------------
+
+    async def invite(self, caller_id: str, callee_id: str, *, audio: bool, video: bool) -> dict[str, Any]:
+        if callee_id == caller_id:
+            raise ValidationFailed.field("user_id", "You cannot call yourself.")
+        caller = await self._users.get_active(caller_id)
+        callee = await self._users.get_active(callee_id)
+        if caller is None:
+            raise Forbidden("Your account cannot place calls.")
+        if callee is None:
+            raise NotFound("No such user.")
+        presence = await self._presence.snapshot([callee_id])
+        if presence.get(callee_id, {}).get("status", "offline") == "offline":
+            raise Offline()
+        now = self._clock.time()
+        call = CallRecord(id=uuid.uuid4().hex, caller=caller_id, callee=callee_id, state=RINGING,
+                          audio=audio, video=video, created_at=now)
+        refused = await self._store.create(call, ring_deadline=now + self.ring_timeout,
+                                           ttl=self.ring_timeout + RING_MARGIN_S)
+        if refused == CALLER_BUSY:
+            raise Conflict("You are already in a call; end it first.")
+        if refused == CALLEE_BUSY:
+            raise Busy()
+        self._metrics.started.inc()
+        logger.info("call {}: {} invites {}", call.id, caller_id, callee_id)
+        callee_ice = self._ice_servers(callee_id)
+        await self._notifier.notify_users([callee_id], "call:incoming", {
+            "call_id": call.id, "from": caller_id, "from_name": caller.get("display_name"),
+            "media": {"audio": audio, "video": video}, "ring_timeout": self.ring_timeout,
+            "ice_servers": callee_ice["ice_servers"],
+        })
+        ice = self._ice_servers(caller_id)
+        return {"call_id": call.id, "ice_servers": ice["ice_servers"], "ice_ttl": ice["ttl"],
+                "ring_timeout": self.ring_timeout}
+
+    async def accept(self, user_id: str, call_id: str) -> dict[str, Any]:
+        call = await self._participant_call(user_id, call_id)
+        if user_id != call.callee:
+            raise Forbidden("Only the callee can accept a call.")
+        changed, call = await self._store.transition(
+            call_id, expect=(RINGING,), to=ACTIVE, ttl=self._max_duration,
+            accepted_at=self._clock.time())
+        if not changed:
+            raise Conflict(f"The call is no longer ringing ({call.state if call else 'gone'}).")
+        logger.info("call {}: accepted by {}", call_id, user_id)
+        await self._notifier.notify_users([call.caller, call.callee], "call:accepted",
+                                          {"call_id": call_id, "by": user_id})
+        ice = self._ice_servers(user_id)
+        return {"ice_servers": ice["ice_servers"], "ice_ttl": ice["ttl"]}
+
+    async def reject(self, user_id: str, call_id: str, reason: str | None) -> None:
+        call = await self._participant_call(user_id, call_id)
+        if user_id != call.callee:
+            raise Forbidden("Only the callee can reject a call; the caller ends it with call:end.")
+        if not await self._finish(call_id, expect=(RINGING,), to=REJECTED,
+                                  reason=reason or REASON_DECLINED, by=user_id):
+            raise Conflict("The call is no longer ringing.")
+
+    async def end(self, user_id: str, call_id: str, reason: str | None) -> bool:
+        """Hang up an active call or cancel a ringing one. Ending a call that
+        already ended is not an error (returns False)."""
+        call = await self._participant_call(user_id, call_id)
+        default = REASON_CANCELLED if call.state == RINGING else REASON_HANGUP
+        return await self._finish(call_id, expect=LIVE_STATES, to=ENDED,
+                                  reason=reason or default, by=user_id)
+
+    async def signal(self, user_id: str, call_id: str, to: str, data: Any) -> None:
+        clean = check_signal(data)
+        call = await self._participant_call(user_id, call_id)
+        if to != call.other(user_id):
+            raise Forbidden("Signals go to the other participant of the call only.")
+        if call.state != ACTIVE:
+            raise Conflict(f"Signals are relayed only in an active call (this one is {call.state}).")
+        await self._notifier.notify_users([to], "call:signal",
+                                          {"call_id": call_id, "from": user_id, "data": clean})
+
+    async def relay_offer(self, user_id: str, call_id: str, sdp: str) -> str:
+        check_sdp(sdp)
+        if self._relay is None:
+            raise Unavailable("The media relay is disabled on this node.")
+        call = await self._participant_call(user_id, call_id)
+        if call.state not in LIVE_STATES:
+            raise Conflict(f"The call has ended ({call.state}).")
+        me = self._relay.node_id
+        owner = await self._store.claim_relay(call_id, me)
+        if owner is None:
+            raise NotFound("No such call.")
+        try:
+            answer = await self._relay.answer(owner=owner, call_id=call_id, participant_id=user_id, sdp=sdp)
+        except ApiError:
+            if owner == me and not self._relay.relay.participants(call_id):
+                await self._store.release_relay(call_id, me)  # let another node try
+            raise
+        current = await self._store.get(call_id)
+        if current is None or current.state not in LIVE_STATES:  # ended while we negotiated
+            await self._relay.call_ended(call_id)
+            raise Conflict("The call has ended.")
+        return answer
+
+    async def stats(self, user_id: str, call_id: str, *, path: str, connected: bool,
+                    setup_ms: int | None) -> bool:
+        """Count the participant's report once per call; False for repeats."""
+        await self._participant_call(user_id, call_id)
+        if not await self._store.mark_stats(call_id, user_id):
+            return False
+        if connected:
+            self._metrics.connected.labels(path).inc()
+            if setup_ms is not None:
+                self._metrics.setup.labels(path).observe(setup_ms / 1000)
+        else:
+            self._metrics.failed.labels(path).inc()
+        return True
+
+    # --- participants going away ------------------------------------------
+
+    async def user_offline(self, user_id: str) -> None:
+        """Presence says ``user_id`` has no socket on any node: end their call."""
+        call_id = await self._store.current(user_id)
+        if call_id is not None:
+            await self._finish(call_id, expect=LIVE_STATES, to=ENDED,
+                               reason=REASON_DISCONNECTED, by=user_id)
+
+    async def on_presence(self, user_id: str, status: str) -> None:
+        if status == "offline":
+            try:
+                await self.user_offline(user_id)
+            except Exception:
+                logger.exception("calls: could not end the call of {} (went offline)", user_id)
+
+    async def expire_ringing(self) -> int:
+        """Turn calls that rang past the timeout into ``missed``."""
+        missed = 0
+        for call_id in await self._store.due_ringing(self._clock.time()):
+            if await self._finish(call_id, expect=(RINGING,), to=MISSED, reason=REASON_MISSED, by=None):
+                missed += 1
+        return missed
+
+    # --- internals -------------------------------------------------------
+
+    async def _participant_call(self, user_id: str, call_id: str) -> CallRecord:
+        call = await self._store.get(call_id)
+        if call is None:
+            raise NotFound("No such call.")
+        if user_id not in call.participants:
+            raise Forbidden("You are not a participant of this call.")
+        return call
+
+    async def _finish(self, call_id: str, *, expect: tuple[str, ...], to: str, reason: str,
+                      by: str | None) -> bool:
+        changed, call = await self._store.transition(
+            call_id, expect=expect, to=to, ttl=FINAL_GRACE_S, ended_at=self._clock.time(),
+            reason=reason, ended_by=by)
+        if not changed or call is None:
+            return False
+        label = "rejected" if to == REJECTED else reason if reason in METRIC_REASONS else "other"
+        self._metrics.ended.labels(label).inc()
+        logger.info("call {}: {} ({}, by {})", call_id, to, reason, by)
+        event = "call:rejected" if to == REJECTED else "call:ended"
+        await self._notifier.notify_users(call.participants, event,
+                                          {"call_id": call_id, "by": by, "reason": reason})
+        if self._relay is not None:
+            await self._relay.call_ended(call_id)
+        return True
+
+    async def _ring_loop(self) -> None:
+        interval = min(MAX_RING_POLL_S, self.ring_timeout / 4)
+        while True:
+            try:
+                await self.expire_ringing()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("calls: ring timeout sweep failed")
+            await asyncio.sleep(interval)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._ring_loop(), name="call-ring-timeouts")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None

@@ -1,0 +1,80 @@
+"""Calls: ``GET /api/v1/calls/ice-servers`` and the ``call:*`` Socket.IO
+events (state machine in :mod:`server.calls.service`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from ..http import Routes, authenticate, json_response
+from ..keys import CALLS, ICE_SERVERS
+from ..realtime.sockets import SocketContext, SocketEvents
+from ..schemas.calls import CallInvite, CallRef, CallRelay, CallSignal, CallStats, IceServers
+
+routes = Routes()
+events = SocketEvents()
+TAGS = ["calls"]
+
+
+@routes.get("/api/v1/calls/ice-servers", summary="ICE servers for a call", tags=TAGS,
+            response=IceServers, errors=[401])
+async def ice_servers(request: web.Request) -> web.Response:
+    """STUN servers, and TURN servers with coturn ``use-auth-secret``
+    credentials: username ``<expiry>:<user id>``, credential
+    base64(HMAC-SHA1(secret, username)), valid for ``ttl`` seconds. TURN is
+    listed only when both ``SKILLSHARE_TURN_URLS`` and
+    ``SKILLSHARE_TURN_SECRET`` are set."""
+    claims = await authenticate(request)
+    return json_response(request.app[ICE_SERVERS](claims.user_id))
+
+
+@events.on("call:invite", CallInvite)
+async def invite(ctx: SocketContext, p: CallInvite) -> dict[str, Any]:
+    """Ring ``user_id`` (``call:incoming`` to all their sockets). Refused:
+    yourself (validation_error), unknown/deleted/banned users (not_found),
+    offline users (``offline``), a callee in a call (``busy``), a caller
+    already in a call (``conflict``)."""
+    return await ctx.app[CALLS].invite(ctx.user_id, p.user_id, audio=p.media.audio,
+                                       video=p.media.video)
+
+
+@events.on("call:accept", CallRef)
+async def accept(ctx: SocketContext, p: CallRef) -> dict[str, Any]:
+    """Callee only, while ringing; ``call:accepted`` goes to both users."""
+    return await ctx.app[CALLS].accept(ctx.user_id, p.call_id)
+
+
+@events.on("call:reject", CallRef)
+async def reject(ctx: SocketContext, p: CallRef) -> dict[str, Any]:
+    """Callee only, while ringing; ``call:rejected`` goes to both users."""
+    await ctx.app[CALLS].reject(ctx.user_id, p.call_id, p.reason)
+    return {}
+
+
+@events.on("call:end", CallRef)
+async def end(ctx: SocketContext, p: CallRef) -> dict[str, Any]:
+    """Hang up (or cancel while ringing); ``call:ended`` goes to both users.
+    Ending an ended call is acknowledged with ``ended: false``."""
+    return {"ended": await ctx.app[CALLS].end(ctx.user_id, p.call_id, p.reason)}
+
+
+@events.on("call:signal", CallSignal)
+async def signal(ctx: SocketContext, p: CallSignal) -> dict[str, Any]:
+    """Offer/answer/candidate to the other participant of an active call."""
+    await ctx.app[CALLS].signal(ctx.user_id, p.call_id, p.to, p.data)
+    return {}
+
+
+@events.on("call:relay", CallRelay)
+async def relay(ctx: SocketContext, p: CallRelay) -> dict[str, Any]:
+    """An SDP offer to the server's media relay; the ack carries its answer."""
+    return {"sdp": await ctx.app[CALLS].relay_offer(ctx.user_id, p.call_id, p.sdp)}
+
+
+@events.on("call:stats", CallStats)
+async def stats(ctx: SocketContext, p: CallStats) -> dict[str, Any]:
+    """Counted once per participant and call (``counted: false`` after)."""
+    counted = await ctx.app[CALLS].stats(ctx.user_id, p.call_id, path=p.path,
+                                         connected=p.connected, setup_ms=p.setup_ms)
+    return {"counted": counted}
