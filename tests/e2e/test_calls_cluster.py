@@ -1,0 +1,135 @@
+"""Calls across node processes sharing one redis-server and one database:
+a relayed call whose participants are on different nodes (the second
+offer is forwarded to the node that owns the call's relay), busy across
+nodes, and a participant's node killed with SIGKILL."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.conftest import TEST_SECRET
+from tests.support.calls import CallSocket, MediaPeer
+from tests.support.realtime import register_user
+from tests.support.services import NodeProcess, RedisProcess
+
+NODE_TTL = 2.0  # presence heartbeat TTL here (the contract's bound is 30 s)
+SWEEP = 0.5
+FRAMES = 10
+ALICE_SIZE, BOB_SIZE = (160, 120), (176, 144)
+
+
+def _env(mongo_url: str, db: str, redis_url: str, data_dir: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SKILLSHARE_")}
+    env.update({
+        "SKILLSHARE_ENV": "test", "SKILLSHARE_MONGO_URL": mongo_url, "SKILLSHARE_MONGO_DB": db,
+        "SKILLSHARE_REDIS_URL": redis_url, "SKILLSHARE_SECRET_KEY": TEST_SECRET,
+        "SKILLSHARE_DATA_DIR": str(data_dir), "SKILLSHARE_PASSWORD_HASH_TIME_COST": "1",
+        "SKILLSHARE_PASSWORD_HASH_MEMORY_KIB": "1024", "SKILLSHARE_REGISTER_LIMIT": "10000/hour",
+        "SKILLSHARE_LOG_LEVEL": "INFO", "SKILLSHARE_PRESENCE_HEARTBEAT_INTERVAL": "0.5",
+        "SKILLSHARE_PRESENCE_SWEEP_INTERVAL": str(SWEEP), "SKILLSHARE_PRESENCE_NODE_TTL": str(NODE_TTL),
+    })
+    return env
+
+
+@pytest.fixture(scope="module")
+def nodes(mongo_url: str, redis_process: RedisProcess,
+          tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[NodeProcess]]:
+    if redis_process.proc is None or redis_process.proc.poll() is not None:
+        redis_process.start()
+    redis_process.flushall()
+    workdir = tmp_path_factory.mktemp("calls-cluster")
+    env = _env(mongo_url, f"calls_{uuid.uuid4().hex[:10]}", redis_process.url, workdir / "data")
+    started: list[NodeProcess] = []
+    try:
+        for index in range(3):
+            node = NodeProcess(env, log_path=workdir / f"node{index}.log")
+            node.start()
+            started.append(node)
+        yield started
+    finally:
+        for node in started:
+            node.terminate()
+
+
+async def _metric(url: str, name: str) -> float:
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{url}/metrics") as resp:
+            text = await resp.text()
+    for line in text.splitlines():
+        if line.split(" ")[0] == name:
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+async def _accepted_call(a: CallSocket, b: CallSocket, callee_id: str) -> str:
+    call_id = (await a.ok("call:invite", {"user_id": callee_id}))["call_id"]
+    await b.wait_for("call:incoming", lambda e: e["call_id"] == call_id)
+    await b.ok("call:accept", {"call_id": call_id})
+    await a.wait_for("call:accepted", lambda e: e["call_id"] == call_id)
+    return call_id
+
+
+async def test_relayed_call_across_nodes_and_busy(nodes):
+    n0, n1, n2 = (n.url for n in nodes)
+    alice, bob, carol = (await register_user(n0, "alice"), await register_user(n1, "bob"),
+                         await register_user(n2, "carol"))
+    a = await CallSocket(n0, alice["access_token"], name="alice@0").connect()
+    b = await CallSocket(n1, bob["access_token"], name="bob@1").connect()
+    c = await CallSocket(n2, carol["access_token"], name="carol@2").connect()
+    pa, pb = MediaPeer(ALICE_SIZE), MediaPeer(BOB_SIZE)
+    try:
+        call_id = await _accepted_call(a, b, bob["id"])
+        assert (await c.refused("call:invite", {"user_id": alice["id"]}))["code"] == "busy"
+
+        # Alice's offer reaches node 0 first: the relay lives there. Bob's
+        # offer arrives on node 1 and is answered by node 0's relay.
+        ack = await a.ok("call:relay", {"call_id": call_id, "sdp": await pa.offer()})
+        await pa.accept_answer(ack["sdp"])
+        ack = await b.ok("call:relay", {"call_id": call_id, "sdp": await pb.offer()})
+        await pb.accept_answer(ack["sdp"])
+        await pa.wait_media(video_size=BOB_SIZE, frames=FRAMES, timeout=30)
+        await pb.wait_media(video_size=ALICE_SIZE, frames=FRAMES, timeout=30)
+        assert await _metric(n0, "skillshare_relay_peer_connections") == 2
+        assert await _metric(n1, "skillshare_relay_peer_connections") == 0
+        assert await _metric(n1, 'skillshare_call_relay_forwards_total{outcome="answered"}') == 1
+
+        await b.ok("call:end", {"call_id": call_id})  # ended on node 1, relay closed on node 0
+        await a.wait_for("call:ended", lambda e: e["reason"] == "hangup")
+        for url in (n0, n1):
+            peers = 1.0
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline and peers:
+                peers = await _metric(url, "skillshare_relay_peer_connections")
+            assert peers == 0 and await _metric(url, "skillshare_relay_active_calls") == 0
+        await _accepted_call(c, a, alice["id"])  # Alice is free again
+    finally:
+        for peer in (pa, pb):
+            await peer.close()
+        for s in (a, b, c):
+            await s.close()
+
+
+async def test_participant_node_killed_ends_the_call(nodes):
+    n0, _, n2 = nodes
+    alice, bob = await register_user(n0.url, "alice"), await register_user(n2.url, "bob")
+    a = await CallSocket(n0.url, alice["access_token"], name="alice@0").connect()
+    b = await CallSocket(n2.url, bob["access_token"], name="bob@2").connect()
+    try:
+        call_id = await _accepted_call(a, b, bob["id"])
+        n2.kill()
+        killed = time.monotonic()
+        # bob's presence goes offline once node 2's heartbeat expires and a
+        # sweeper sees it (NODE_TTL + sweep); the contract allows 30 s.
+        ended = await a.wait_for("call:ended", timeout=NODE_TTL + 8)
+        assert ended == {"call_id": call_id, "by": bob["id"], "reason": "disconnected"}
+        assert time.monotonic() - killed < 30
+    finally:
+        await a.close()
+        await b.close()
