@@ -116,6 +116,7 @@ class Settings(BaseSettings):
     call_ring_timeout: float = Field(30.0, gt=0, le=600)  # ringing this long -> missed
     call_max_duration: float = Field(12 * 3600, ge=60)  # call state is kept at most this long
     call_relay_timeout: float = Field(10.0, gt=0)  # wait for a relay answer from another node
+    call_invite_limit: str = "30/minute"  # call:invite per caller
 
     @field_validator(
         "secret_key", "cors_origins", "turn_urls", "stun_urls",
@@ -124,6 +125,17 @@ class Settings(BaseSettings):
     @classmethod
     def _lists(cls, value: Any) -> Any:
         return _split_list(value)
+
+    @field_validator("call_invite_limit")
+    @classmethod
+    def _rate_limit_spec(cls, value: str) -> str:
+        from limits import parse
+
+        try:
+            parse(value)
+        except ValueError:
+            raise ValueError("must be a rate like 30/minute") from None
+        return value
 
     @field_validator("log_level")
     @classmethod

@@ -46,6 +46,7 @@ from .metrics import CallMetrics
 from .signals import check_sdp, check_signal
 
 if TYPE_CHECKING:
+    from ..ratelimit import RateLimiter
     from ..realtime.presence import PresenceService
     from ..storage.users import UserStore
     from .relay_link import RelayLink
@@ -80,7 +81,8 @@ class CallService:
         self, *, store: MemoryCallStore | RedisCallStore, users: "UserStore",
         presence: "PresenceService", notifier: Notifier, relay: "RelayLink | None",
         ice_servers: IceServers, metrics: CallMetrics, clock: Clock,
-        ring_timeout: float, max_duration: float,
+        ring_timeout: float, max_duration: float, limiter: "RateLimiter | None" = None,
+        invite_limit: str = "30/minute",
     ) -> None:
         self._store = store
         self._users = users
@@ -92,6 +94,8 @@ class CallService:
         self._clock = clock
         self.ring_timeout = ring_timeout
         self._max_duration = max_duration
+        self._limiter = limiter
+        self._invite_limit = invite_limit
         self._task: asyncio.Task[None] | None = None
 
     # --- events ----------------------------------------------------------
@@ -99,6 +103,8 @@ class CallService:
     async def invite(self, caller_id: str, callee_id: str, *, audio: bool, video: bool) -> dict[str, Any]:
         if callee_id == caller_id:
             raise ValidationFailed.field("user_id", "You cannot call yourself.")
+        if self._limiter is not None:
+            await self._limiter.hit("call:invite", self._invite_limit, caller_id)
         caller = await self._users.get_active(caller_id)
         callee = await self._users.get_active(callee_id)
         if caller is None:

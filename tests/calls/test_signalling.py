@@ -231,3 +231,21 @@ async def test_third_user_and_bad_signals_are_refused(node, people):
     assert got["data"]["candidate"]["candidate"] == ""  # end of candidates
     assert len(b.received("call:signal")) == 1  # nothing refused was delivered
     assert not c.received("call:signal") and not a.received("call:signal")
+
+
+async def test_invites_are_rate_limited_per_caller(make_client):
+    client = await make_client(call_invite_limit="2/minute")
+    url = str(client.make_url("")).rstrip("/")
+    alice, bob = await register_user(url, "alice"), await register_user(url, "bob")
+    a = await CallSocket(url, alice["access_token"], name="alice").connect()
+    b = await CallSocket(url, bob["access_token"], name="bob").connect()
+    try:
+        for _ in range(2):
+            call_id = (await a.ok("call:invite", {"user_id": bob["id"]}))["call_id"]
+            await a.ok("call:end", {"call_id": call_id})
+        limited = await a.refused("call:invite", {"user_id": bob["id"]})
+        assert limited["code"] == "rate_limited" and limited["details"]["retry_after"] >= 1
+        assert len(b.received("call:incoming")) == 2
+    finally:
+        await a.close()
+        await b.close()
