@@ -7,9 +7,12 @@ per-node sequence cache (see ``sequences.py``)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 import unicodedata
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,11 +79,35 @@ class ChatService:
         self._typing_interval = typing_interval
         self._typing_last: dict[tuple[str, str], tuple[float, bool]] = {}
         self._on_persisted = on_persisted
+        self._send_locks: dict[str, list[Any]] = {}  # room -> [Lock, holders + waiters]
 
     async def send(self, user_id: str, room_id: str, client_id: str, body: str) -> SendResult:
         text = normalize_body(body)
         client_id = normalize_client_id(client_id)
         room = await self._rooms.require_member(room_id, user_id)
+        async with self._room_lock(room_id):
+            return await self._send_locked(room, user_id, client_id, text)
+
+    @contextlib.asynccontextmanager
+    async def _room_lock(self, room_id: str) -> AsyncIterator[None]:
+        """Sends to one room from this node go one at a time, so they do not
+        race each other for the same seq (only other nodes can clash)."""
+        entry = self._send_locks.get(room_id)
+        if entry is None:
+            entry = self._send_locks[room_id] = [asyncio.Lock(), 0]
+        entry[1] += 1
+        try:
+            async with entry[0]:
+                yield
+        finally:
+            entry[1] -= 1
+            if entry[1] == 0:
+                self._send_locks.pop(room_id, None)
+
+    async def _send_locked(
+        self, room: dict[str, Any], user_id: str, client_id: str, text: str
+    ) -> SendResult:
+        room_id = room["_id"]
         known = self._seqs.known(room_id)
         seq = (known if known is not None else await self._seqs.current(room_id)) + 1
         clashes = 0
