@@ -13,8 +13,21 @@ from ._node import explain, run_node_tests
 CHROMIUM = Path(os.environ.get("SKILLSHARE_CHROMIUM", "/usr/bin/chromium"))
 
 
-def test_web_app_in_two_browsers() -> None:
+def _require_chromium() -> None:
     assert CHROMIUM.exists(), f"{CHROMIUM} is missing: apt-get install -y chromium"
+
+
+def test_sdk_call_connects_and_decodes_video_in_chromium() -> None:
+    """The SDK's Call (offer/answer/candidates, stats) between two peers in
+    one page, with an in-page stand-in for the server's call signalling."""
+    _require_chromium()
+    run = run_node_tests(["test/browser/call-loopback.browser.test.mjs"])
+    assert run.returncode == 0 and run.failed == 0, explain(run)
+    assert run.passed >= 1, explain(run)
+
+
+def test_web_app_in_two_browsers() -> None:
+    _require_chromium()
     run = run_node_tests(["test/browser/app.browser.test.mjs"])
     assert run.returncode == 0 and run.failed == 0, explain(run)
     assert run.passed >= 6, explain(run)

@@ -167,7 +167,7 @@ export class Call extends Emitter {
       await this._useRelay();
       return;
     }
-    const pc = this._newPeerConnection();
+    const pc = this._newPeerConnection(this.direction === 'incoming');
     pc.onicecandidate = (e) => {
       if (e.candidate) this._signal({ type: 'candidate', candidate: e.candidate.toJSON() }).catch(() => {});
     };
@@ -188,8 +188,11 @@ export class Call extends Emitter {
     }
   }
 
-  /** A peer connection with local tracks (or receive-only transceivers) and remote-track wiring. */
-  _newPeerConnection() {
+  /**
+   * A peer connection with local tracks (or receive-only transceivers) and remote-track wiring.
+   * @param {boolean} [answering] true for the callee's peer-to-peer connection (it answers an offer)
+   */
+  _newPeerConnection(answering = false) {
     const PC = this._m.RTCPeerConnection;
     if (!PC) throw new ApiError('call_failed', 'RTCPeerConnection is not available here.');
     const pc = new PC({ iceServers: this.iceServers || [] });
@@ -202,6 +205,12 @@ export class Call extends Emitter {
       this.emit('remotestream', stream);
     };
     const tracks = this.localStream ? this.localStream.getTracks() : [];
+    if (answering) {
+      // addTrack (not addTransceiver): the offer's m-lines then reuse these
+      // senders instead of leaving them unnegotiated.
+      for (const track of tracks) pc.addTrack(track, /** @type {MediaStream} */ (this.localStream));
+      return pc;
+    }
     for (const kind of /** @type {const} */ (['audio', 'video'])) {
       const track = tracks.find((t) => t.kind === kind);
       if (track) pc.addTransceiver(track, { direction: 'sendrecv', streams: [/** @type {MediaStream} */ (this.localStream)] });
