@@ -41,6 +41,7 @@ export class Call extends Emitter {
     this._m = manager;
     /** @type {string} */ this.id = id;
     /** @type {string} the other participant */ this.peerId = peerId;
+    /** @type {string|null} the caller's display name (incoming calls) */ this.fromName = null;
     /** @type {'outgoing'|'incoming'} */ this.direction = direction;
     this.media = media;
     /** @type {RTCIceServer[]|null} */ this.iceServers = iceServers || null;
@@ -358,7 +359,11 @@ export class Calls extends Emitter {
     /** @type {Map<string, Array<(call: Call) => any>>} events that arrived before their Call */
     this._early = new Map();
     realtime.handle('call:incoming', (ev) => {
-      const call = new Call({ manager: this, id: ev.call_id, peerId: ev.from, direction: 'incoming', media: ev.media || { audio: true, video: true } });
+      const call = new Call({
+        manager: this, id: ev.call_id, peerId: ev.from, direction: 'incoming',
+        media: ev.media || { audio: true, video: true }, iceServers: ev.ice_servers,
+      });
+      call.fromName = ev.from_name ?? null;
       this._add(call);
       this.emit('incoming', call);
     });

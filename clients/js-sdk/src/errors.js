@@ -24,6 +24,8 @@ export const ErrorCodes = Object.freeze({
   method_not_allowed: 405,
   conflict: 409,
   email_taken: 409,
+  busy: 409, // call:invite: the callee is in another call
+  offline: 409, // call:invite: the callee has no connected socket
   payload_too_large: 413,
   unsupported_media_type: 415,
   rate_limited: 429,
