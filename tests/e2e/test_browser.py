@@ -31,3 +31,11 @@ def test_web_app_in_two_browsers() -> None:
     run = run_node_tests(["test/browser/app.browser.test.mjs"])
     assert run.returncode == 0 and run.failed == 0, explain(run)
     assert run.passed >= 6, explain(run)
+
+
+def test_relayed_call_carries_video_both_ways() -> None:
+    """Two SDK clients force the server's media relay (`call:relay`)."""
+    _require_chromium()
+    run = run_node_tests(["test/browser/call-relay.browser.test.mjs"])
+    assert run.returncode == 0 and run.failed == 0, explain(run)
+    assert run.passed >= 1, explain(run)
