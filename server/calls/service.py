@@ -159,10 +159,14 @@ class CallService:
             raise Conflict("The call is no longer ringing.")
 
     async def end(self, user_id: str, call_id: str, reason: str | None) -> bool:
-        """Hang up an active call or cancel a ringing one. Ending a call that
-        already ended is not an error (returns False)."""
+        """Hang up an active call, or cancel (caller) / decline (callee) a
+        ringing one. Ending a call that already ended is not an error
+        (returns False)."""
         call = await self._participant_call(user_id, call_id)
-        default = REASON_CANCELLED if call.state == RINGING else REASON_HANGUP
+        if call.state == RINGING:
+            default = REASON_CANCELLED if user_id == call.caller else REASON_DECLINED
+        else:
+            default = REASON_HANGUP
         return await self._finish(call_id, expect=LIVE_STATES, to=ENDED,
                                   reason=reason or default, by=user_id)
 
@@ -173,6 +177,7 @@ class CallService:
             raise Forbidden("Signals go to the other participant of the call only.")
         if call.state != ACTIVE:
             raise Conflict(f"Signals are relayed only in an active call (this one is {call.state}).")
+        logger.debug("call {}: {} from {}", call_id, clean["type"], user_id)
         await self._notifier.notify_users([to], "call:signal",
                                           {"call_id": call_id, "from": user_id, "data": clean})
 

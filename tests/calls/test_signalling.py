@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from server.keys import METRICS
 from tests.support.calls import CallSocket
 from tests.support.realtime import http_json, register_user
 
@@ -136,6 +137,11 @@ async def test_reject_and_cancel(node, people):
     bad = await b.refused("call:reject", {"call_id": call_id, "reason": "Not Snake Case!"})
     assert bad["code"] == "validation_error"
 
+    call_id = await _ring(a, b, bob["id"])
+    await b.ok("call:end", {"call_id": call_id})  # the callee hangs up while it rings
+    ended = await a.wait_for("call:ended", lambda e: e["call_id"] == call_id)
+    assert ended["reason"] == "declined" and ended["by"] == bob["id"]
+
 
 async def test_unanswered_call_is_missed(node, people):
     (alice, bob, _), (a, b, _) = people
@@ -249,3 +255,37 @@ async def test_invites_are_rate_limited_per_caller(make_client):
     finally:
         await a.close()
         await b.close()
+
+
+async def test_stats_are_counted_once_per_participant(node, people):
+    url, app = node
+    (alice, bob, _), (a, b, c) = people
+    call_id = await _active(a, b, bob["id"])
+    stats = {"call_id": call_id, "path": "turn", "connected": False, "setup_ms": 5000}
+    assert (await c.refused("call:stats", stats))["code"] == "forbidden"
+    assert (await a.refused("call:stats", {**stats, "path": "carrier-pigeon"}))["code"] == "validation_error"
+    assert (await a.ok("call:stats", stats))["counted"] is True
+    assert (await a.ok("call:stats", stats))["counted"] is False
+    assert (await b.ok("call:stats", {**stats, "connected": True}))["counted"] is True
+    registry = app[METRICS].registry
+    assert registry.get_sample_value("skillshare_calls_failed_total", {"path": "turn"}) == 1
+    assert registry.get_sample_value("skillshare_calls_connected_total", {"path": "turn"}) == 1
+    assert registry.get_sample_value("skillshare_call_setup_seconds_sum", {"path": "turn"}) == 5.0
+
+
+def test_relay_cpu_is_counted_only_while_relaying():
+    from prometheus_client import CollectorRegistry, Counter
+
+    from server.calls.metrics import RelayCpuSampler
+
+    counter = Counter("cpu_test_seconds", "test", registry=CollectorRegistry())
+    cpu, calls = [10.0], [0]
+    sampler = RelayCpuSampler(counter, lambda: calls[0], cpu=lambda: cpu[0])
+    last, active = sampler.sample(10.0, False)  # idle: nothing counted
+    cpu[0], calls[0] = 12.0, 1
+    last, active = sampler.sample(last, active)  # became active during the interval
+    cpu[0], calls[0] = 13.5, 0
+    last, active = sampler.sample(last, active)  # was active at the start
+    cpu[0] = 20.0
+    sampler.sample(last, active)  # idle again
+    assert counter._value.get() == 3.5
