@@ -3,7 +3,6 @@ history, with real python-socketio clients."""
 
 from __future__ import annotations
 
-
 import pytest
 
 from tests.support.realtime import (

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
+import aiohttp
 import pytest
 import socketio
 
@@ -154,3 +155,43 @@ async def test_flooding_is_refused_then_disconnected_without_slowing_others(make
     finally:
         await flood.close()
         await calm.close()
+
+
+async def test_browser_origins_outside_the_allowed_list_are_refused(make_client):
+    node = await _node(make_client, cors_origins=["https://app.example"])
+    user = await register_user(node)
+    evil = socketio.AsyncClient(reconnection=False)
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        await evil.connect(node, auth={"token": user["access_token"]}, transports=["websocket"],
+                           headers={"Origin": "https://evil.example"}, wait_timeout=5)
+    await evil.disconnect()
+    good = SocketUser(node, user["access_token"])
+    await good.sio.connect(node, auth={"token": user["access_token"]}, transports=["websocket"],
+                           headers={"Origin": "https://app.example"}, wait_timeout=5)
+    assert good.sio.connected
+    await good.close()
+
+
+async def test_metrics_count_sockets_events_messages_and_deliveries(make_client):
+    node = await _node(make_client)
+    alice, bob = await register_user(node, "alice"), await register_user(node, "bob")
+    room = await open_direct(node, alice["access_token"], bob["id"])
+    a = await SocketUser(node, alice["access_token"]).connect()
+    b = await SocketUser(node, bob["access_token"]).connect()
+    try:
+        ack = await a.call("message:send", {"room_id": room["id"], "client_id": new_client_id(), "body": "m"})
+        await b.wait_for("message")
+        await a.call("no:such:event", {})
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{node}/metrics") as resp:
+                text = await resp.text()
+        assert ack["ok"]
+        assert "skillshare_socket_connected 2.0" in text
+        assert 'skillshare_socket_events_total{event="message:send",outcome="ok"} 1.0' in text
+        assert 'skillshare_socket_events_total{event="unknown",outcome="unknown_event"} 1.0' in text
+        assert "skillshare_messages_persisted_total 1.0" in text
+        assert 'skillshare_socket_deliveries_total{event="message"} 2.0' in text
+        assert 'skillshare_socket_ack_seconds_count{event="message:send"} 1.0' in text
+    finally:
+        await a.close()
+        await b.close()
