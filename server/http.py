@@ -21,7 +21,7 @@ from .errors import (
     UnsupportedMediaType,
     ValidationFailed,
 )
-from .keys import SESSIONS, SETTINGS
+from .keys import ACCOUNTS, SESSIONS, SETTINGS
 from .logs import request_id_var
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -141,10 +141,20 @@ def query(request: web.Request, model: type[M]) -> M:
     return parse_model(model, dict(request.query))
 
 
-async def authenticate(request: web.Request) -> AccessClaims:
+async def authenticate(
+    request: web.Request, *, verified_email_for: str | None = None
+) -> AccessClaims:
+    """The caller's claims. ``verified_email_for`` names an action the
+    operator may require a verified email for (403 ``email_not_verified``)."""
     claims = request.get(CLAIMS)
-    if claims is not None:
-        return claims
+    if claims is None:
+        claims = await _authenticate(request)
+    if verified_email_for is not None:
+        await request.app[ACCOUNTS].require_verified(claims.user_id, verified_email_for)
+    return claims
+
+
+async def _authenticate(request: web.Request) -> AccessClaims:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():

@@ -42,11 +42,11 @@ async def list_categories(request: web.Request) -> web.Response:
 
 
 @routes.post(PREFIX, summary="Create a listing", tags=TAGS, body=ListingIn, response=ListingOut,
-             status=201, errors=[400, 415])
+             status=201, errors=[400, 403, 415])
 async def create_listing(request: web.Request) -> web.Response:
     """Offer to teach a skill. Tags are normalised (lower case, spaces to
     hyphens, duplicates dropped; at most 10)."""
-    claims = await authenticate(request)
+    claims = await authenticate(request, verified_email_for="skills.create")
     data = await body(request, ListingIn)
     listing = await request.app[LISTINGS].create(claims.user_id, data.model_dump())
     return json_response(listing, status=201)
@@ -115,7 +115,7 @@ async def create_request(request: web.Request) -> web.Response:
     """The caller (learner) asks the listing's owner (teacher); status
     `pending`. One open (pending or accepted) request per learner and
     listing (409 `request_exists`); your own listing is 403."""
-    claims = await authenticate(request)
+    claims = await authenticate(request, verified_email_for="requests.create")
     data = await body(request, RequestIn, allow_empty=True)
     created = await request.app[SKILL_REQUESTS].create(path_id(request), claims.user_id,
                                                        data.message)

@@ -311,3 +311,27 @@ async def test_password_rehashed_at_login_when_parameters_change(make_client):
     again = await stronger.post("/api/v1/auth/login",
                                 json={"email": account["email"], "password": DEFAULT_PASSWORD})
     assert again.status == 200
+
+
+async def test_operator_can_require_verified_email_for_actions(make_client, smtp_server):
+    from tests.support.smtp import link_in
+    from urllib.parse import parse_qs, urlsplit
+
+    client = await make_client(smtp_url=smtp_server.url,
+                               require_verified_email_for=["skills.create"])
+    account = await register(client)
+    listing = {"title": "Guitar for beginners", "description": "Chords and strumming.",
+               "category": "music", "tags": ["guitar"], "level": "beginner", "mode": "online"}
+    resp = await client.post("/api/v1/skills", json=listing,
+                             headers=bearer(account["access_token"]))
+    assert resp.status == 403
+    assert (await error_of(resp))["code"] == "email_not_verified"
+    # Everything else works unverified.
+    assert (await client.get("/api/v1/users/me",
+                             headers=bearer(account["access_token"]))).status == 200
+    message = await smtp_server.wait_for(account["email"], "Confirm")
+    token = parse_qs(urlsplit(link_in(message)).query)["token"][0]
+    assert (await client.post("/api/v1/auth/verify-email", json={"token": token})).status == 200
+    resp = await client.post("/api/v1/skills", json=listing,
+                             headers=bearer(account["access_token"]))
+    assert resp.status == 201, await resp.text()
