@@ -76,6 +76,8 @@ async def test_ice_servers_endpoint_and_invite_carry_turn_credentials(node, peop
     _check_turn(turn, alice["id"], ttl=600)
     status, _ = await http_json("GET", f"{url}/api/v1/calls/ice-servers")
     assert status == 401
+    status, spec = await http_json("GET", f"{url}/openapi.json")
+    assert "/api/v1/calls/ice-servers" in spec["paths"]
 
     ack = await a.ok("call:invite", {"user_id": bob["id"], "media": {"audio": True, "video": False}})
     _check_turn(ack["ice_servers"][1], alice["id"], ttl=600)
