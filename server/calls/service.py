@@ -271,13 +271,17 @@ class CallService:
 
     async def _ring_loop(self) -> None:
         interval = min(MAX_RING_POLL_S, self.ring_timeout / 4)
+        failing = False
         while True:
             try:
                 await self.expire_ringing()
+                failing = False
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                logger.exception("calls: ring timeout sweep failed")
+            except Exception as exc:
+                if not failing:  # once per outage, not every interval
+                    logger.warning("calls: ring timeout sweep failed ({!r}); retrying", exc)
+                failing = True
             await asyncio.sleep(interval)
 
     def start(self) -> None:
