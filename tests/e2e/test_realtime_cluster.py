@@ -208,6 +208,30 @@ async def test_logout_disconnects_sockets_on_every_node_within_2s(cluster):
             await s.close()
 
 
+async def test_a_flooding_client_is_cut_off_while_others_chat_on(cluster):
+    flooder, alice, bob = await _users(cluster, "flooder", "alice", "bob")
+    room = await open_direct(cluster.urls[1], alice["access_token"], bob["id"])
+    f = await SocketUser(cluster.urls[0], flooder["access_token"], name="flooder@0").connect()
+    a = await SocketUser(cluster.urls[0], alice["access_token"], name="alice@0").connect()
+    b = await SocketUser(cluster.urls[1], bob["access_token"], name="bob@1").connect()
+    try:
+        acks = await asyncio.gather(*(f.call("presence:set", {"status": "online"}) for _ in range(80)),
+                                    return_exceptions=True)
+        assert any(isinstance(x, dict) and x.get("error", {}).get("code") == "rate_limited" for x in acks)
+        for _ in range(200):  # keeps on without waiting for acks
+            if not f.sio.connected:
+                break
+            await f.sio.emit("typing", {"room_id": room["id"], "typing": True})
+        await f.wait_disconnected(timeout=5)
+        sent = await a.call("message:send", {"room_id": room["id"], "client_id": new_client_id(),
+                                             "body": "still here"})
+        assert sent["ok"]
+        await b.wait_for("message", lambda m: m["id"] == sent["message"]["id"], timeout=2)
+    finally:
+        for s in (f, a, b):
+            await s.close()
+
+
 async def test_killed_node_users_go_offline_and_acked_messages_survive(cluster):
     victim = cluster.add_node()
     try:
