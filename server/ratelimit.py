@@ -46,26 +46,20 @@ class RateLimiter:
         return max(1, math.ceil(stats.reset_time - time.time()))
 
     async def hit(self, name: str, limit: str, *keys: str) -> None:
-        if not self._enabled:
-            return
-        item = self._item(limit)
-        try:
-            allowed = await self._limiter.hit(item, name, *keys)
-            if allowed:
-                return
-            retry_after = await self._retry_after(item, (name, *keys))
-        except Exception:
-            logger.exception("rate limit storage failed for {}; allowing", name)
-            return
-        self._metrics.rate_limited.labels(name).inc()
-        raise RateLimited(retry_after)
+        """Consume one unit; ``RateLimited`` when the window is already full."""
+        await self._enforce(name, limit, keys, consume=True)
 
     async def check(self, name: str, limit: str, *keys: str) -> None:
+        """``RateLimited`` when the window is full, without consuming."""
+        await self._enforce(name, limit, keys, consume=False)
+
+    async def _enforce(self, name: str, limit: str, keys: tuple[str, ...], *, consume: bool) -> None:
         if not self._enabled:
             return
         item = self._item(limit)
         try:
-            if await self._limiter.test(item, name, *keys):
+            probe = self._limiter.hit if consume else self._limiter.test
+            if await probe(item, name, *keys):
                 return
             retry_after = await self._retry_after(item, (name, *keys))
         except Exception:
