@@ -36,3 +36,23 @@ async def test_readyz_reports_redis(make_client, redis_url):
     client = await make_client(redis_url=redis_url)
     body = await (await client.get("/readyz")).json()
     assert body["checks"] == {"database": "ok", "redis": "ok"}
+
+
+async def test_redis_down_logins_still_work_and_token_checks_fail_closed(
+        make_client, redis_process, redis_url):
+    client = await make_client(redis_url=redis_url)
+    account = await register(client)
+    redis_process.stop()
+    try:
+        # Rate limits fail open (logged): signing in does not depend on Redis.
+        resp = await client.post("/api/v1/auth/login",
+                                 json={"email": account["email"], "password": DEFAULT_PASSWORD})
+        assert resp.status == 200
+        # Revocations cannot be checked: refuse with 503, never let a revoked token in.
+        resp = await client.get("/api/v1/users/me", headers=bearer(account["access_token"]))
+        assert resp.status == 503
+        assert (await error_of(resp))["code"] == "unavailable"
+    finally:
+        redis_process.start()
+    resp = await client.get("/api/v1/users/me", headers=bearer(account["access_token"]))
+    assert resp.status == 200
