@@ -4,6 +4,7 @@ the events they hand to local sockets (the fan-out metric)."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import socketio
@@ -65,6 +66,14 @@ def cors_origins(settings: Settings) -> list[str] | str | None:
     return list(settings.cors_origins)
 
 
+def _library_logger(name: str) -> logging.Logger:
+    """python-socketio/engine.io log through the app's logging (no handler
+    of their own, so nothing is printed twice); warnings and up only."""
+    log = logging.getLogger(name)
+    log.setLevel(logging.WARNING)
+    return log
+
+
 def build_server(settings: Settings, metrics: RealtimeMetrics) -> socketio.AsyncServer:
     manager: socketio.AsyncManager
     if settings.redis_url:
@@ -77,8 +86,8 @@ def build_server(settings: Settings, metrics: RealtimeMetrics) -> socketio.Async
         client_manager=manager,
         cors_allowed_origins=cors_origins(settings),
         max_http_buffer_size=settings.socket_max_payload * HARD_FRAME_FACTOR,
-        logger=False,
-        engineio_logger=False,
+        logger=_library_logger("skillshare.socketio"),
+        engineio_logger=_library_logger("skillshare.engineio"),
         ping_interval=settings.socket_ping_interval,
         ping_timeout=settings.socket_ping_timeout,
         transports=["websocket", "polling"],

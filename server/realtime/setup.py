@@ -10,6 +10,7 @@ import uuid
 from collections.abc import AsyncIterator
 
 from aiohttp import web
+from limits import parse as parse_limit
 from loguru import logger
 
 from ..handlers import chat as chat_events
@@ -48,12 +49,12 @@ from .sockets import EventDispatcher, SocketEvents, SocketRegistry
 
 SOCKET_EVENT_TABLES: list[SocketEvents] = [chat_events.events, presence_events.events]
 REALTIME_METRICS = web.AppKey("realtime_metrics", RealtimeMetrics)
+_REGISTRY = web.AppKey("socket_registry", SocketRegistry)
 
 
 def _event_rate(spec: str) -> float:
-    from limits import parse
-
-    item = parse(spec)
+    """Events per second from a ``limits`` string such as ``20/second``."""
+    item = parse_limit(spec)
     return item.amount / item.get_expiry()
 
 
@@ -92,9 +93,6 @@ def attach_realtime(app: web.Application) -> None:
     sio.on("connect", connect)
     sio.on("disconnect", disconnect)
     app.cleanup_ctx.append(realtime_ctx)
-
-
-_REGISTRY = web.AppKey("socket_registry", SocketRegistry)
 
 
 async def realtime_ctx(app: web.Application) -> AsyncIterator[None]:
