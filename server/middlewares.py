@@ -8,13 +8,12 @@ import re
 import secrets
 import time
 
-import pymongo.errors
-import redis.exceptions
 import sentry_sdk
 from aiohttp import web
 from aiohttp.typedefs import Handler
 from loguru import logger
 
+from .dependency_errors import DEPENDENCY_ERRORS
 from .errors import (
     ApiError,
     BadRequest,
@@ -124,8 +123,7 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         else:
             error = error_class()
         return error_response(error)
-    except (pymongo.errors.ConnectionFailure, pymongo.errors.ServerSelectionTimeoutError,
-            redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+    except DEPENDENCY_ERRORS as exc:
         logger.error("dependency unavailable during {} {}: {}", request.method, request.path, exc)
         return error_response(Unavailable())
     except Exception as exc:

@@ -18,12 +18,14 @@ import orjson
 from loguru import logger
 from pydantic import BaseModel
 
+from ..dependency_errors import DEPENDENCY_ERRORS
 from ..errors import (
     ApiError,
     InternalError,
     NotFound,
     PayloadTooLarge,
     RateLimited,
+    Unavailable,
     ValidationFailed,
 )
 from ..http import parse_model
@@ -223,6 +225,10 @@ class EventDispatcher:
             if not isinstance(exc, RateLimited):
                 logger.info("socket {} event {!r} refused: {} {}", sid, str(event)[:64], exc.code,
                             exc.details if exc.details is not None else exc.message)
+        except DEPENDENCY_ERRORS as exc:
+            logger.error("socket {} event {!r}: dependency unavailable: {!r}", sid,
+                         str(event)[:64], exc)
+            ack, outcome = error_ack(Unavailable()), Unavailable.code
         except Exception:
             logger.exception("socket {} event {!r} failed", sid, str(event)[:64])
             ack, outcome = error_ack(InternalError()), InternalError.code

@@ -195,3 +195,20 @@ async def test_metrics_count_sockets_events_messages_and_deliveries(make_client)
     finally:
         await a.close()
         await b.close()
+
+
+async def test_dependency_outage_gives_unavailable_acks_not_internal_errors(
+        make_client, redis_process, redis_url):
+    node = await _node(make_client, redis_url=redis_url)
+    alice = await register_user(node)
+    bob = await register_user(node)
+    socket = await SocketUser(node, alice["access_token"], name="alice").connect()
+    try:
+        redis_process.stop()
+        ack = await socket.call("call:invite", {"user_id": bob["user"]["id"],
+                                                "media": {"audio": True, "video": True}})
+        assert ack["ok"] is False
+        assert ack["error"]["code"] == "unavailable", ack
+    finally:
+        redis_process.start()
+        await socket.close()
