@@ -35,6 +35,7 @@ async def invite(ctx: SocketContext, p: CallInvite) -> dict[str, Any]:
     yourself (validation_error), unknown/deleted/banned users (not_found),
     offline users (``offline``), a callee in a call (``busy``), a caller
     already in a call (``conflict``)."""
+    await ctx.require_verified_email("call.invite")
     return await ctx.app[CALLS].invite(ctx.user_id, p.user_id, audio=p.media.audio,
                                        video=p.media.video)
 

@@ -47,6 +47,7 @@ async def sync(ctx: SocketContext, p: RoomSync) -> dict[str, Any]:
 async def send(ctx: SocketContext, p: MessageSend) -> dict[str, Any]:
     """Acked once stored; a retry with the same client_id returns the first
     message (``duplicate: true``) and is not broadcast again."""
+    await ctx.require_verified_email("message.send")
     result = await ctx.app[CHAT].send(ctx.user_id, p.room_id, p.client_id, p.body)
     return {"message": result.message, "duplicate": not result.created}
 

@@ -32,11 +32,11 @@ async def list_rooms(request: web.Request) -> web.Response:
 
 
 @routes.post(PREFIX, summary="Open a direct room or create a group room", tags=TAGS,
-             body=CreateRoom, response=RoomOut, status=201, errors=[400, 401, 404])
+             body=CreateRoom, response=RoomOut, status=201, errors=[400, 401, 403, 404])
 async def create_room(request: web.Request) -> web.Response:
     """A second direct room between the same two users returns the
     existing one with 200."""
-    claims = await authenticate(request)
+    claims = await authenticate(request, verified_email_for="rooms.create")
     spec = await body(request, CreateRoom)
     rooms = request.app[ROOMS]
     if spec.type == "direct":

@@ -29,6 +29,7 @@ from ..errors import (
     ValidationFailed,
 )
 from ..http import parse_model
+from ..keys import ACCOUNTS
 from .metrics import RealtimeMetrics
 
 if TYPE_CHECKING:
@@ -167,6 +168,10 @@ class SocketContext:
     @property
     def session_id(self) -> str:
         return self.state.session_id
+
+    async def require_verified_email(self, action: str) -> None:
+        """``email_not_verified`` if the operator requires it for ``action``."""
+        await self.app[ACCOUNTS].require_verified(self.user_id, action)
 
 
 def payload_size(payload: Any) -> int:

@@ -205,10 +205,30 @@ async def test_dependency_outage_gives_unavailable_acks_not_internal_errors(
     socket = await SocketUser(node, alice["access_token"], name="alice").connect()
     try:
         redis_process.stop()
-        ack = await socket.call("call:invite", {"user_id": bob["user"]["id"],
+        ack = await socket.call("call:invite", {"user_id": bob["id"],
                                                 "media": {"audio": True, "video": True}})
         assert ack["ok"] is False
         assert ack["error"]["code"] == "unavailable", ack
     finally:
         redis_process.start()
+        await socket.close()
+
+
+async def test_operator_can_require_a_verified_email_to_chat(make_client):
+    node = await _node(make_client, require_verified_email_for=["message.send", "call.invite"])
+    alice = await register_user(node)
+    bob = await register_user(node)
+    room = await open_direct(node, alice["access_token"], bob["id"])
+    socket = await SocketUser(node, alice["access_token"], name="alice").connect()
+    try:
+        assert (await socket.call("room:join", {"room_id": room["id"]}))["ok"]
+        ack = await socket.call("message:send", {"room_id": room["id"],
+                                                 "client_id": new_client_id(), "body": "hi"})
+        assert ack["ok"] is False and ack["error"]["code"] == "email_not_verified"
+        ack = await socket.call("call:invite", {"user_id": bob["id"],
+                                                "media": {"audio": True, "video": False}})
+        assert ack["ok"] is False and ack["error"]["code"] == "email_not_verified"
+        # Reading and presence still work unverified.
+        assert (await socket.call("presence:set", {"status": "away"}))["ok"]
+    finally:
         await socket.close()
