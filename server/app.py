@@ -92,7 +92,7 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
         return
     client = connect_redis(settings.redis_url)
     app[REDIS] = client
-    bus = RedisBus(client)
+    bus = RedisBus(client, on_error=app[METRICS].redis_bus_errors.inc)
     app[BUS] = bus
     await bus.start()
     try:

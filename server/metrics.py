@@ -31,6 +31,11 @@ class Metrics:
             ["outcome"],
             registry=self.registry,
         )
+        self.redis_bus_errors = Counter(
+            "skillshare_redis_bus_errors_total",
+            "Redis failures in fan-out, presence and the control bus.",
+            registry=self.registry,
+        )
         self.rate_limited = Counter(
             "skillshare_rate_limited_total",
             "Requests refused by a rate limit, by limit name.",

@@ -3,6 +3,8 @@ revocations, as two nodes would."""
 
 from __future__ import annotations
 
+import asyncio
+
 from tests.support.api import DEFAULT_PASSWORD, bearer, error_of, register
 
 
@@ -52,6 +54,14 @@ async def test_redis_down_logins_still_work_and_token_checks_fail_closed(
         resp = await client.get("/api/v1/users/me", headers=bearer(account["access_token"]))
         assert resp.status == 503
         assert (await error_of(resp))["code"] == "unavailable"
+        # The control bus's listener noticed and is counted for operators.
+        for _ in range(50):
+            metrics = await (await client.get("/metrics")).text()
+            if "skillshare_redis_bus_errors_total 0.0" not in metrics:
+                break
+            await asyncio.sleep(0.1)
+        assert "skillshare_redis_bus_errors_total 0.0" not in metrics
+        assert "skillshare_redis_bus_errors_total" in metrics
     finally:
         redis_process.start()
     resp = await client.get("/api/v1/users/me", headers=bearer(account["access_token"]))

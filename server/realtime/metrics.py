@@ -8,7 +8,7 @@ from ..metrics import LATENCY_BUCKETS
 
 
 class RealtimeMetrics:
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(self, registry: CollectorRegistry, *, bus_errors: Counter) -> None:
         self.connected = Gauge(
             "skillshare_socket_connected", "Sockets connected to this node.", registry=registry,
         )
@@ -29,10 +29,7 @@ class RealtimeMetrics:
             "Server-to-client events delivered to local sockets, by event.",
             ["event"], registry=registry,
         )
-        self.bus_errors = Counter(
-            "skillshare_redis_bus_errors_total",
-            "Redis failures in fan-out, presence and the control bus.", registry=registry,
-        )
+        self.bus_errors = bus_errors
         self.refused = Counter(
             "skillshare_socket_refused_total", "Refused connections by code.", ["code"],
             registry=registry,

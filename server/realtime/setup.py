@@ -62,7 +62,7 @@ def attach_realtime(app: web.Application) -> None:
     """Create the Socket.IO server on ``app`` (routes under /socket.io/) and
     the dispatcher other areas add their event tables to."""
     settings = app[SETTINGS]
-    metrics = RealtimeMetrics(app[METRICS].registry)
+    metrics = RealtimeMetrics(app[METRICS].registry, bus_errors=app[METRICS].redis_bus_errors)
     sio = build_server(settings, metrics)
     sio.attach(app)
     registry = SocketRegistry()
