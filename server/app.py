@@ -15,14 +15,22 @@ from .auth.accounts import AccountLimits, AccountService
 from .auth.passwords import Passwords
 from .auth.sessions import SessionService
 from .auth.tokens import AccessTokens
-from .calls.setup import attach_calls
 from .bus import Bus, RedisBus
+from .calls.setup import attach_calls
 from .clock import Clock
 from .config import Settings
-from .handlers import accounts, ops, users, webapp
-from .handlers import admin, matches, requests, skills
-from .handlers import calls as calls_handlers
-from .handlers import rooms as rooms_handlers
+from .handlers import (
+    accounts,
+    admin,
+    calls,
+    matches,
+    ops,
+    requests,
+    rooms,
+    skills,
+    users,
+    webapp,
+)
 from .keys import (
     ACCOUNTS,
     AUDIT,
@@ -64,10 +72,10 @@ from .storage.user_tokens import UserTokenStore
 from .storage.users import UserStore
 
 PURGE_INTERVAL_S = 3600
-ROUTE_TABLES = [accounts.routes, users.routes, ops.routes, webapp.routes]
-ROUTE_TABLES += [skills.routes, requests.routes, matches.routes, admin.routes]
-ROUTE_TABLES += [rooms_handlers.routes]
-ROUTE_TABLES += [calls_handlers.routes]
+ROUTE_TABLES = [
+    accounts.routes, users.routes, skills.routes, requests.routes, matches.routes,
+    admin.routes, rooms.routes, calls.routes, ops.routes, webapp.routes,
+]
 
 
 def public_url(settings: Settings) -> str:
