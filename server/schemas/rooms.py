@@ -10,6 +10,9 @@ from .common import MAX_PAGE, StrictModel
 
 ID = Field(min_length=1, max_length=64)
 MAX_SUBSCRIBE_IDS = 500
+# Message ids hold seq in 10 digits (storage/messages.py), so no seq is higher;
+# bigger client values would overflow the database's 64-bit integers.
+MAX_SEQ = 10**10 - 1
 
 
 class CreateRoom(StrictModel):
@@ -86,7 +89,7 @@ class RoomRef(SocketPayload):
 
 
 class RoomSync(RoomRef):
-    after_seq: StrictInt = Field(ge=0)
+    after_seq: StrictInt = Field(ge=0, le=MAX_SEQ)
     limit: StrictInt = Field(100, ge=1, le=500)
 
 

@@ -105,3 +105,21 @@ async def test_non_members_are_refused(node):
     status, _ = await http_json("GET", f"{node}/api/v1/rooms/{room['id']}/messages",
                                 token=eve["access_token"])
     assert status == 403
+
+
+async def test_sync_from_a_huge_seq_is_a_validation_error_not_internal(node):
+    alice, bob = await register_user(node, "alice"), await register_user(node, "bob")
+    room = await open_direct(node, alice["access_token"], bob["id"])
+    a = await SocketUser(node, alice["access_token"]).connect()
+    try:
+        sent = await a.call("message:send", {"room_id": room["id"], "client_id": new_client_id(),
+                                             "body": "hi"})
+        assert sent["ok"], sent
+        for after_seq in (2**63 - 1, 2**63, 2**64):
+            ack = await a.call("room:sync", {"room_id": room["id"], "after_seq": after_seq})
+            assert ack["ok"] is False and ack["error"]["code"] == "validation_error", (after_seq, ack)
+        synced = await a.call("room:sync", {"room_id": room["id"], "after_seq": 9_999_999_999})
+        assert synced == {"ok": True, "messages": [], "has_more": False}
+        assert a.sio.connected
+    finally:
+        await a.close()
