@@ -31,6 +31,7 @@ FINAL_STATES = (ENDED, REJECTED, MISSED)
 
 CALLER_BUSY = "caller_busy"
 CALLEE_BUSY = "callee_busy"
+MEMORY_PURGE_INTERVAL_S = 1.0  # how often MemoryCallStore drops expired calls
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,13 +87,29 @@ def _fields(call: CallRecord) -> dict[str, str]:
 
 class MemoryCallStore:
     """One node: plain dicts; every method runs without awaiting, so each is
-    atomic on the event loop. Expiry is checked lazily against ``now``."""
+    atomic on the event loop. Expiry is checked lazily against ``now``, and
+    expired calls nobody asks about again are dropped as new calls come in
+    (at most once per ``MEMORY_PURGE_INTERVAL_S``), so the maps only hold
+    live calls and recently ended ones."""
 
     def __init__(self, now: Any) -> None:
         self._now = now  # () -> epoch seconds
         self._calls: dict[str, tuple[CallRecord, float]] = {}
         self._users: dict[str, str] = {}
         self._ringing: dict[str, float] = {}
+        self._next_purge = 0.0
+
+    def __len__(self) -> int:
+        return len(self._calls)
+
+    def _purge_expired(self) -> None:
+        now = self._now()
+        if now < self._next_purge:
+            return
+        self._next_purge = now + MEMORY_PURGE_INTERVAL_S
+        for call, expires in list(self._calls.values()):
+            if expires <= now:
+                self._drop(call)
 
     def _live(self, call_id: str) -> CallRecord | None:
         entry = self._calls.get(call_id)
@@ -117,6 +134,7 @@ class MemoryCallStore:
         return call is not None and call.state in LIVE_STATES
 
     async def create(self, call: CallRecord, *, ring_deadline: float, ttl: float) -> str | None:
+        self._purge_expired()
         if self._busy(call.caller):
             return CALLER_BUSY
         if self._busy(call.callee):
