@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from ..errors import ValidationFailed
 from ..http import Routes, authenticate, body, json_response, path_id, query
 from ..keys import CHAT, ROOMS
 from ..schemas.common import PageQuery
-from ..schemas.rooms import CreateRoom, HistoryPage, HistoryQuery, RoomOut, RoomPage
+from ..schemas.rooms import MAX_SEQ, CreateRoom, HistoryPage, HistoryQuery, RoomOut, RoomPage
 from ..storage.ids import decode_cursor, encode_cursor
 
 routes = Routes()
@@ -53,11 +54,35 @@ async def create_room(request: web.Request) -> web.Response:
 async def history(request: web.Request) -> web.Response:
     """Members only. ``after_seq``: the messages after it, oldest first;
     ``before_seq``: the ``limit`` messages before it; neither: the latest
-    ``limit``. Items are always in seq order."""
+    ``limit``. Items are always in seq order. ``next_cursor`` continues in
+    the same direction (older pages, or newer ones with ``after_seq``)."""
     claims = await authenticate(request)
     q = query(request, HistoryQuery)
+    before_seq, after_seq = _history_position(q)
     items, has_more, last_seq = await request.app[CHAT].history(
-        claims.user_id, path_id(request), before_seq=q.before_seq, after_seq=q.after_seq,
+        claims.user_id, path_id(request), before_seq=before_seq, after_seq=after_seq,
         limit=q.limit,
     )
-    return json_response({"items": items, "has_more": has_more, "last_seq": last_seq})
+    next_cursor = None
+    if has_more and items:
+        if after_seq is not None:
+            position = {"a": items[-1]["seq"], "b": before_seq}
+        else:
+            position = {"b": items[0]["seq"]}
+        next_cursor = encode_cursor(position)
+    return json_response({"items": items, "has_more": has_more, "next_cursor": next_cursor,
+                          "last_seq": last_seq})
+
+
+def _history_position(q: HistoryQuery) -> tuple[int | None, int | None]:
+    """``(before_seq, after_seq)`` from the query, or from its cursor."""
+    position = decode_cursor(q.cursor)
+    if position is None:
+        return q.before_seq, q.after_seq
+    before, after = position.get("b"), position.get("a")
+    for value, low in ((before, 1), (after, 0)):
+        if value is not None and (type(value) is not int or not low <= value <= MAX_SEQ):
+            raise ValidationFailed.field("cursor", "Invalid cursor.")
+    if before is None and after is None:
+        raise ValidationFailed.field("cursor", "Invalid cursor.")
+    return before, after

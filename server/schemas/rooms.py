@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, model_validator
 
-from .common import MAX_PAGE, StrictModel
+from .common import DEFAULT_PAGE, MAX_PAGE, StrictModel
 
 ID = Field(min_length=1, max_length=64)
 MAX_SUBSCRIBE_IDS = 500
@@ -65,12 +65,16 @@ class HistoryQuery(BaseModel):
     model_config = ConfigDict(extra="ignore")
     before_seq: int | None = Field(None, ge=1)
     after_seq: int | None = Field(None, ge=0)
-    limit: int = Field(50, ge=1, le=MAX_PAGE)
+    limit: int = Field(DEFAULT_PAGE, ge=1, le=MAX_PAGE)
+    cursor: str | None = Field(None, max_length=512, description=(
+        "A previous page's next_cursor: the next page in the same direction "
+        "(replaces before_seq/after_seq)."))
 
 
 class HistoryPage(BaseModel):
     items: list[MessageOut] = Field(description="In seq order, oldest first.")
     has_more: bool = Field(description="More in the direction asked (older, or newer with after_seq).")
+    next_cursor: str | None = Field(description="The next page in the same direction; null when has_more is false.")
     last_seq: int
 
 

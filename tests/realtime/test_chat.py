@@ -123,3 +123,38 @@ async def test_sync_from_a_huge_seq_is_a_validation_error_not_internal(node):
         assert a.sio.connected
     finally:
         await a.close()
+
+
+async def test_history_pages_like_every_list_default_20_and_next_cursor(node):
+    alice, bob = await register_user(node, "alice"), await register_user(node, "bob")
+    room = await open_direct(node, alice["access_token"], bob["id"])
+    a = await SocketUser(node, alice["access_token"]).connect()
+    try:
+        for i in range(45):
+            ack = await a.call("message:send", {"room_id": room["id"],
+                                                "client_id": new_client_id(), "body": f"m{i}"})
+            assert ack["ok"], ack
+    finally:
+        await a.close()
+    url = f"{node}/api/v1/rooms/{room['id']}/messages"
+
+    async def walk(first_query: str) -> list[list[int]]:
+        pages, query = [], first_query
+        while True:
+            status, page = await http_json("GET", f"{url}?{query}", token=bob["access_token"])
+            assert status == 200, page
+            pages.append([m["seq"] for m in page["items"]])
+            assert page["has_more"] == (page["next_cursor"] is not None)
+            if page["next_cursor"] is None:
+                return pages
+            query = f"cursor={page['next_cursor']}"
+
+    older = await walk("")
+    assert [len(p) for p in older] == [20, 20, 5]
+    assert sorted(s for p in older for s in p) == list(range(1, 46))
+    newer = await walk("after_seq=3&limit=15")
+    assert [s for p in newer for s in p] == list(range(4, 46))
+    between = await walk("after_seq=10&before_seq=30&limit=8")
+    assert [s for p in between for s in p] == list(range(11, 30))
+    status, bad = await http_json("GET", f"{url}?cursor=eyJ4IjoxfQ", token=bob["access_token"])
+    assert status == 400 and bad["error"]["details"][0]["field"] == "cursor"
