@@ -172,8 +172,13 @@ class SessionService:
             # Tokens are refused already; sockets still close at token expiry.
             logger.exception("could not announce revoked sessions of {}", user_id)
 
-    async def list(self, user_id: str) -> list[dict[str, Any]]:
-        return await self._sessions.list_live(user_id, now=self._clock.now())
+    async def list(
+        self, user_id: str, *, limit: int, before_id: str | None = None
+    ) -> list[dict[str, Any]]:
+        """A page of live sessions, newest first."""
+        return await self._sessions.list_live(
+            user_id, now=self._clock.now(), limit=limit, before_id=before_id
+        )
 
     async def revoke_one(self, user_id: str, session_id: str, client: ClientInfo) -> None:
         session = await self._sessions.get(session_id)

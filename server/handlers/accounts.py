@@ -9,8 +9,8 @@ import secrets
 from aiohttp import web
 
 from ..auth.sessions import TokenPair
-from ..errors import Unauthorized
-from ..http import Routes, authenticate, body, client_info, json_response, path_id
+from ..errors import Unauthorized, ValidationFailed
+from ..http import Routes, authenticate, body, client_info, json_response, path_id, query
 from ..keys import ACCOUNTS, SESSIONS, SETTINGS
 from ..schemas.accounts import (
     AuthOut,
@@ -25,6 +25,8 @@ from ..schemas.accounts import (
     SessionList,
     TokenIn,
 )
+from ..schemas.common import PageQuery
+from ..storage.ids import decode_cursor, encode_cursor, is_id
 from .views import private_user, session_view, token_pair
 
 routes = Routes()
@@ -128,12 +130,22 @@ async def logout_all(request: web.Request) -> web.Response:
 
 
 @routes.get(f"{PREFIX}/sessions", summary="List my live sessions", tags=TAGS,
-            response=SessionList, errors=[401])
+            query=PageQuery, response=SessionList, errors=[400, 401])
 async def list_sessions(request: web.Request) -> web.Response:
+    """Newest first, cursor-paginated."""
     claims = await authenticate(request)
-    sessions = await request.app[SESSIONS].list(claims.user_id)
+    page = query(request, PageQuery)
+    position = decode_cursor(page.cursor)
+    if position is not None and not is_id(position.get("id")):
+        raise ValidationFailed.field("cursor", "Invalid cursor.")
+    sessions = await request.app[SESSIONS].list(
+        claims.user_id, limit=page.limit + 1, before_id=position["id"] if position else None
+    )
+    more = len(sessions) > page.limit
+    sessions = sessions[:page.limit]
     items = [session_view(s, current_session_id=claims.session_id) for s in sessions]
-    return json_response({"items": items})
+    next_cursor = encode_cursor({"id": sessions[-1]["_id"]}) if more else None
+    return json_response({"items": items, "next_cursor": next_cursor})
 
 
 @routes.delete(PREFIX + "/sessions/{id}", summary="Revoke one of my sessions", tags=TAGS,

@@ -109,6 +109,7 @@ class SessionOut(BaseModel):
 
 class SessionList(BaseModel):
     items: list[SessionOut]
+    next_cursor: str | None = None
 
 
 class ProfilePatch(StrictModel):

@@ -96,12 +96,17 @@ class SessionStore:
             )
         return ids
 
-    async def list_live(self, user_id: str, *, now: datetime) -> list[dict[str, Any]]:
+    async def list_live(
+        self, user_id: str, *, now: datetime, limit: int, before_id: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Live sessions, newest first, ``_id`` below ``before_id``."""
+        query: dict[str, Any] = {"user_id": user_id, "revoked_at": None, "expires_at": {"$gt": now}}
+        if before_id is not None:
+            query["_id"] = {"$lt": before_id}
         cursor = self._sessions.find(
-            {"user_id": user_id, "revoked_at": None, "expires_at": {"$gt": now}},
-            {"refresh_hash": 0, "used_hashes": 0},
-        ).sort("_id", DESCENDING)
-        return await cursor.to_list(length=1000)
+            query, {"refresh_hash": 0, "used_hashes": 0},
+        ).sort("_id", DESCENDING).limit(limit)
+        return await cursor.to_list(length=limit)
 
     async def list_all(self, user_id: str) -> list[dict[str, Any]]:
         cursor = self._sessions.find({"user_id": user_id}, {"refresh_hash": 0, "used_hashes": 0})

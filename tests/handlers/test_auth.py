@@ -335,3 +335,25 @@ async def test_operator_can_require_verified_email_for_actions(make_client, smtp
     resp = await client.post("/api/v1/skills", json=listing,
                              headers=bearer(account["access_token"]))
     assert resp.status == 201, await resp.text()
+
+
+async def test_sessions_are_cursor_paginated(client):
+    account = await register(client)
+    for _ in range(2):
+        resp = await client.post("/api/v1/auth/login", json={
+            "email": account["email"], "password": DEFAULT_PASSWORD})
+        assert resp.status == 200
+    headers = bearer(account["access_token"])
+    first = await (await client.get("/api/v1/auth/sessions?limit=2", headers=headers)).json()
+    assert len(first["items"]) == 2 and first["next_cursor"]
+    second = await (await client.get(
+        f"/api/v1/auth/sessions?limit=2&cursor={first['next_cursor']}", headers=headers)).json()
+    assert len(second["items"]) == 1 and second["next_cursor"] is None
+    ids = [s["id"] for s in first["items"] + second["items"]]
+    assert len(set(ids)) == 3 and sum(s["current"] for s in first["items"] + second["items"]) == 1
+    everything = await (await client.get("/api/v1/auth/sessions", headers=headers)).json()
+    assert [s["id"] for s in everything["items"]] == ids and everything["next_cursor"] is None
+    resp = await client.get("/api/v1/auth/sessions?limit=101", headers=headers)
+    assert (await error_of(resp))["code"] == "validation_error"
+    resp = await client.get("/api/v1/auth/sessions?cursor=eyJpZCI6MX0", headers=headers)
+    assert (await error_of(resp))["code"] == "validation_error"
