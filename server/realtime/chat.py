@@ -190,7 +190,7 @@ class ChatService:
         known = self._seqs.known(room_id) or 0
         if seq > known:
             seq = min(seq, await self._seqs.current(room_id))
-        await self._markers.advance(room_id, user_id, seq, now=self._clock.now())
+        seq = await self._markers.advance(room_id, user_id, seq, now=self._clock.now())
         await self._notifier.notify_users(
             room["member_ids"], "read", {"room_id": room_id, "user_id": user_id, "seq": seq}
         )

@@ -20,7 +20,9 @@ class ReadMarkerStore:
     async def create_indexes(self) -> None:
         return None  # point lookups on _id only
 
-    async def advance(self, room_id: str, user_id: str, seq: int, *, now: datetime) -> None:
+    async def advance(self, room_id: str, user_id: str, seq: int, *, now: datetime) -> int:
+        """Move the marker up to ``seq``; returns the stored marker, which
+        is higher than ``seq`` when an earlier read went further."""
         update = {"$max": {"seq": seq}, "$set": {"updated_at": now},
                   "$setOnInsert": {"room_id": room_id, "user_id": user_id}}
         key = {"_id": marker_id(room_id, user_id)}
@@ -28,6 +30,8 @@ class ReadMarkerStore:
             await self._markers.update_one(key, update, upsert=True)
         except DuplicateKeyError:  # two first reads raced on the upsert
             await self._markers.update_one(key, update)
+        doc = await self._markers.find_one(key, {"seq": 1})
+        return max(seq, int(doc["seq"])) if doc else seq
 
     async def get_many(self, room_ids: list[str], user_id: str) -> dict[str, int]:
         if not room_ids:

@@ -3,6 +3,8 @@ history, with real python-socketio clients."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from tests.support.realtime import (
@@ -158,3 +160,23 @@ async def test_history_pages_like_every_list_default_20_and_next_cursor(node):
     assert [s for p in between for s in p] == list(range(11, 30))
     status, bad = await http_json("GET", f"{url}?cursor=eyJ4IjoxfQ", token=bob["access_token"])
     assert status == 400 and bad["error"]["details"][0]["field"] == "cursor"
+
+
+async def test_a_stale_read_never_moves_the_marker_back_for_anyone(node):
+    alice, bob = await register_user(node, "alice"), await register_user(node, "bob")
+    room = await open_direct(node, alice["access_token"], bob["id"])
+    a = await SocketUser(node, alice["access_token"], name="alice").connect()
+    b = await SocketUser(node, bob["access_token"], name="bob").connect()
+    try:
+        for i in range(3):
+            await a.call("message:send", {"room_id": room["id"], "client_id": new_client_id(),
+                                          "body": f"m{i}"})
+        assert (await b.call("message:read", {"room_id": room["id"], "seq": 3}))["seq"] == 3
+        late = await b.call("message:read", {"room_id": room["id"], "seq": 1})  # another device
+        assert late == {"ok": True, "seq": 3}
+        await a.wait_for("read", lambda r: r["seq"] == 3)
+        await asyncio.sleep(0.2)
+        assert [r["seq"] for r in a.received("read")] == [3, 3]
+    finally:
+        await a.close()
+        await b.close()
