@@ -6,7 +6,7 @@ from aiohttp import web
 
 from ..errors import ValidationFailed
 from ..http import Routes, authenticate, body, json_response, path_id, query
-from ..keys import CHAT, ROOMS
+from ..keys import CHAT, LIMITER, ROOMS, SETTINGS
 from ..schemas.common import PageQuery
 from ..schemas.rooms import MAX_SEQ, CreateRoom, HistoryPage, HistoryQuery, RoomOut, RoomPage
 from ..storage.ids import decode_cursor, encode_cursor
@@ -33,18 +33,25 @@ async def list_rooms(request: web.Request) -> web.Response:
 
 
 @routes.post(PREFIX, summary="Open a direct room or create a group room", tags=TAGS,
-             body=CreateRoom, response=RoomOut, status=201, errors=[400, 401, 403, 404])
+             body=CreateRoom, response=RoomOut, status=201, errors=[400, 401, 403, 404, 429])
 async def create_room(request: web.Request) -> web.Response:
     """A second direct room between the same two users returns the
-    existing one with 200."""
+    existing one with 200. Creating rooms is limited per user
+    (SKILLSHARE_ROOM_CREATE_LIMIT), so nobody can fill others' room lists."""
     claims = await authenticate(request, verified_email_for="rooms.create")
     spec = await body(request, CreateRoom)
+    limiter, limit = request.app[LIMITER], request.app[SETTINGS].room_create_limit
     rooms = request.app[ROOMS]
     if spec.type == "direct":
         assert spec.user_id is not None
-        room, created = await rooms.open_direct(claims.user_id, spec.user_id)
+        # Reopening an existing direct room is free; only new rooms count.
+        room, created = await rooms.open_direct(
+            claims.user_id, spec.user_id,
+            before_create=lambda: limiter.hit("rooms:create", limit, claims.user_id),
+        )
         return json_response(room, status=201 if created else 200)
     assert spec.name is not None
+    await limiter.hit("rooms:create", limit, claims.user_id)
     room = await rooms.create_group(claims.user_id, name=spec.name, member_ids=spec.member_ids or [])
     return json_response(room, status=201)
 

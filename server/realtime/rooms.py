@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..clock import Clock, isoformat
@@ -53,9 +54,13 @@ class RoomService:
         self._clock = clock
         self._cache: dict[str, tuple[float, dict[str, Any]]] = {}
 
-    async def open_direct(self, user_id: str, other_user_id: str) -> tuple[dict[str, Any], bool]:
+    async def open_direct(
+        self, user_id: str, other_user_id: str,
+        *, before_create: Callable[[], Awaitable[None]] | None = None,
+    ) -> tuple[dict[str, Any], bool]:
         """The direct room between two users, created on first use.
-        Returns ``(room, created)``; ``room`` is the public shape."""
+        Returns ``(room, created)``; ``room`` is the public shape.
+        ``before_create`` runs (and may refuse) only when a room is new."""
         if user_id == other_user_id:
             raise ValidationFailed.field("user_id", "A direct room needs another user.")
         existing = await self._rooms.get_direct(user_id, other_user_id)
@@ -63,6 +68,8 @@ class RoomService:
             return public_room(existing), False
         if await self._users.get_active(other_user_id) is None:
             raise NotFound("No such user.")
+        if before_create is not None:
+            await before_create()
         doc, created = await self._rooms.create_direct(
             user_id, other_user_id, now=self._clock.now()
         )
