@@ -139,6 +139,7 @@ async def realtime_ctx(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        await app[SOCKETS].stop()
         await connections.close_all()
         await presence.stop()
         manager_task = getattr(sio.manager, "thread", None)

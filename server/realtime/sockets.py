@@ -208,6 +208,12 @@ class EventDispatcher:
         self._specs: dict[str, EventSpec] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
+    async def stop(self) -> None:
+        """Cancel and await the flood-disconnect tasks still running."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
     def add(self, table: SocketEvents) -> None:
         for spec in table.specs:
             if spec.event in self._specs:
