@@ -30,6 +30,7 @@ from .logs import request_id_var
 
 REQUEST_ID_HEADER = "X-Request-ID"
 API_PREFIX = "/api/"
+STATIC_PREFIXES = ("/static/", "/docs/static/")
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
@@ -90,7 +91,9 @@ async def security_headers(request: web.Request, handler: Handler) -> web.Stream
     headers["X-Content-Type-Options"] = "nosniff"
     headers["X-Frame-Options"] = "DENY"
     headers["Referrer-Policy"] = "no-referrer"
-    headers.setdefault("Cache-Control", "no-store")
+    # Static assets revalidate (Last-Modified); everything else is personal.
+    static = request.path.startswith(STATIC_PREFIXES)
+    headers.setdefault("Cache-Control", "no-cache" if static else "no-store")
     if settings.production:
         headers["Strict-Transport-Security"] = "max-age=63072000; includeSubDomains"
     if allowed:

@@ -200,3 +200,13 @@ async def test_unexpected_exception_reaches_sentry(make_settings, aiohttp_client
     captured = [e for e in events if "exception" in e]
     assert captured and captured[0]["exception"]["values"][-1]["value"] == "kaboom"
     assert captured[0]["tags"]["request_id"] == "sentry-req"
+
+
+async def test_static_assets_revalidate_while_api_responses_are_not_stored(client):
+    bundle = await client.get("/static/app.css")
+    assert bundle.status == 200
+    assert bundle.headers["Cache-Control"] == "no-cache"
+    again = await client.get("/static/app.css",
+                             headers={"If-Modified-Since": bundle.headers["Last-Modified"]})
+    assert again.status == 304
+    assert (await client.get("/healthz")).headers["Cache-Control"] == "no-store"
