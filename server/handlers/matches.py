@@ -19,7 +19,10 @@ async def list_matches(request: web.Request) -> web.Response:
     (`you_teach`), best first: a mutual swap scores highest. Offered skills
     are the profile's `skills_offered` plus the tags of one's listings;
     names compare case-, space- and punctuation-insensitively, ignoring a
-    trailing version number ("Python 3" = "python")."""
+    trailing version number ("Python 3" = "python"). The ranking is made
+    on the first page and kept 30 minutes for the caller: later pages read
+    it, so profile edits meanwhile never repeat or skip anyone; an expired
+    cursor is 400 `validation_error` on `cursor`."""
     claims = await authenticate(request)
     params = query(request, PageQuery)
     page = await request.app[MATCHES].matches(claims.user_id, limit=params.limit,

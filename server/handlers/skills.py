@@ -53,18 +53,23 @@ async def create_listing(request: web.Request) -> web.Response:
 
 
 @routes.get(PREFIX, summary="Search and browse listings", tags=TAGS, query=ListingQuery,
-            response=ListingPage, auth=False, errors=[400])
+            response=ListingPage, auth=False, errors=[400, 401])
 async def search_listings(request: web.Request) -> web.Response:
     """Words in `q` match titles, tags and descriptions (title matches weigh
     most). Sorted by relevance when `q` is given, else newest first; filters
     combine. Cursor pagination never repeats or skips a listing that existed
-    when paging began. Hidden and deleted listings, and those of banned or
-    deleted users, never appear."""
+    when paging began: a relevance search is ranked once, on the first page,
+    and its cursor (valid 30 minutes, for the same caller and query) reads
+    that ranking; an expired one is 400 `validation_error` on `cursor`.
+    Hidden and deleted listings, and those of banned or deleted users, never
+    appear. No auth needed; a bearer token, when sent, must be valid."""
+    claims = await optional_claims(request)
     params = query(request, ListingQuery)
     filters = ListingFilters(q=params.q, category=params.category, tag=params.tag,
                              owner=params.owner, level=params.level, mode=params.mode,
                              sort=params.sort)
-    page = await request.app[LISTINGS].search(filters, limit=params.limit, cursor=params.cursor)
+    page = await request.app[LISTINGS].search(filters, limit=params.limit, cursor=params.cursor,
+                                              viewer_id=claims.user_id if claims else None)
     return json_response(page)
 
 

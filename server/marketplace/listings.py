@@ -22,6 +22,7 @@ from .text import (
     tag_tokens,
 )
 from .people import active_users
+from .snapshots import EXPIRED, RankingSnapshots, is_snapshot_cursor, query_key
 from .views import export_doc, listing_view
 
 TITLE_WEIGHT = 3
@@ -75,9 +76,10 @@ def clean_tags(tags: list[str]) -> list[str]:
 class ListingService:
     def __init__(
         self, *, listings: ListingStore, users: UserStore, audit: AuditStore,
-        skills: SkillIndexer, clock: Clock,
+        skills: SkillIndexer, snapshots: RankingSnapshots, clock: Clock,
     ) -> None:
         self._listings = listings
+        self._snapshots = snapshots
         self._users = users
         self._audit = audit
         self._skills = skills
@@ -184,14 +186,14 @@ class ListingService:
             query["mode"] = {"$in": [f.mode, "hybrid"]} if f.mode != "hybrid" else "hybrid"
         return query
 
-    async def search(self, f: ListingFilters, *, limit: int, cursor: str | None
-                     ) -> dict[str, Any]:
+    async def search(self, f: ListingFilters, *, limit: int, cursor: str | None,
+                     viewer_id: str | None = None) -> dict[str, Any]:
         tokens = search_tokens(f.q or "")[:MAX_QUERY_TOKENS]
         sort = f.sort or ("relevance" if tokens else "newest")
         position = decode_cursor(cursor)
         filters = self._store_filters(f)
         if sort == "relevance" and tokens:
-            return await self._by_relevance(tokens, filters, limit, position)
+            return await self._by_relevance(tokens, filters, limit, position, viewer_id)
         if position is not None and (position.get("k") != "n" or not is_id(position.get("id"))):
             raise ValidationFailed.field("cursor", "Invalid cursor for this sort.")
         if tokens:
@@ -207,33 +209,37 @@ class ListingService:
 
     async def _by_relevance(
         self, tokens: list[str], filters: dict[str, Any], limit: int,
-        position: dict[str, Any] | None,
+        position: dict[str, Any] | None, viewer_id: str | None,
     ) -> dict[str, Any]:
-        if position is not None and (
-            position.get("k") != "r" or not isinstance(position.get("s"), int)
-            or not is_id(position.get("id"))
-        ):
+        """Ranked once, on the first page, into a ranking snapshot; later
+        pages read their slice of it (scores as ranked then), so edits and
+        new listings never repeat or skip one (docs/marketplace.md)."""
+        key = query_key(tokens=tokens, filters=filters)
+        if position is None:
+            candidates = await self._listings.search_candidates(tokens, filters)
+            ranked = sorted(
+                ((relevance(d, tokens), d["_id"]) for d in candidates), reverse=True
+            )
+            page = await self._snapshots.first_page(
+                viewer_id=viewer_id, kind="listings", key=key,
+                ids=[listing_id for _, listing_id in ranked],
+                extras=[score for score, _ in ranked], limit=limit,
+            )
+        elif is_snapshot_cursor(position):
+            page = await self._snapshots.page(position, viewer_id=viewer_id, kind="listings",
+                                              key=key, limit=limit)
+        elif position.get("k") == "r":  # a (score, id) cursor from before snapshots
+            raise ValidationFailed.field("cursor", EXPIRED)
+        else:
             raise ValidationFailed.field("cursor", "Invalid cursor for this sort.")
-        candidates = await self._listings.search_candidates(tokens, filters)
-        ranked = sorted(
-            ((relevance(d, tokens), d["_id"]) for d in candidates), reverse=True
-        )
-        if position is not None:
-            after = (position["s"], position["id"])
-            ranked = [r for r in ranked if r < after]
-        page = ranked[:limit]
-        docs = await self._listings.by_ids([listing_id for _, listing_id in page])
+        docs = await self._listings.by_ids(page.ids)
         owners = await self._owners(docs)
-        scores = dict((listing_id, score) for score, listing_id in page)
+        scores = dict(zip(page.ids, page.extras))
         items = [
             listing_view(d, owners, scores[d["_id"]])
             for d in docs if d["owner_id"] in owners and d["visible"]
         ]
-        next_cursor = None
-        if len(ranked) > limit:
-            score, listing_id = page[-1]
-            next_cursor = encode_cursor({"k": "r", "s": score, "id": listing_id})
-        return {"items": items, "next_cursor": next_cursor}
+        return {"items": items, "next_cursor": page.next_cursor}
 
     async def export(self, user_id: str) -> list[dict[str, Any]]:
         return [export_doc(d) for d in await self._listings.by_owner(user_id)]

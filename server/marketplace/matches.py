@@ -5,7 +5,9 @@ Skill names compare by ``skill_key`` (docs/marketplace.md). What a user
 offers is their profile's ``skills_offered`` plus the tags of their visible
 listings; what they want is ``skills_wanted``. The ``skill_index`` store
 keeps those keys per user so candidates are found by index; the scores and
-reasons are always computed from the live profiles."""
+reasons are computed from the live profiles when the first page is asked
+for; that ranking is kept in a ranking snapshot (``snapshots.py``) that
+later pages read, so they never re-rank."""
 
 from __future__ import annotations
 
@@ -13,16 +15,18 @@ from typing import Any
 
 from ..clock import Clock
 from ..errors import Unauthorized, ValidationFailed
-from ..storage.ids import decode_cursor, encode_cursor
+from ..storage.ids import decode_cursor
 from ..storage.listings import ListingStore
 from ..storage.skill_index import SkillIndexStore
 from ..storage.users import ACTIVE, UserStore
 from .people import active_users
+from .snapshots import EXPIRED, RankingSnapshots, is_snapshot_cursor
 from .text import skill_key
 
 MUTUAL_BONUS = 10
 THEY_TEACH_WEIGHT = 3
 YOU_TEACH_WEIGHT = 2
+MAX_RANKED = 1000  # people ranked (and kept in a snapshot) per first page
 
 
 def _skills(entries: list[dict[str, Any]] | None) -> dict[str, str]:
@@ -51,9 +55,11 @@ def reason_for(name: str, they_teach: list[str], you_teach: list[str]) -> str:
 
 class MatchService:
     def __init__(
-        self, *, users: UserStore, listings: ListingStore, index: SkillIndexStore, clock: Clock
+        self, *, users: UserStore, listings: ListingStore, index: SkillIndexStore,
+        snapshots: RankingSnapshots, clock: Clock,
     ) -> None:
         self._users = users
+        self._snapshots = snapshots
         self._listings = listings
         self._index = index
         self._clock = clock
@@ -93,6 +99,32 @@ class MatchService:
         me = await self._users.get_active(user_id)
         if me is None:
             raise Unauthorized("This account is no longer active.")
+        position = decode_cursor(cursor)
+        if position is None:
+            ranked = await self._rank(me)
+            page = await self._snapshots.first_page(
+                viewer_id=user_id, kind="matches", key="matches",
+                ids=[r[0] for r in ranked], extras=[r[1] for r in ranked], limit=limit,
+            )
+        elif is_snapshot_cursor(position):
+            page = await self._snapshots.page(position, viewer_id=user_id, kind="matches",
+                                              key="matches", limit=limit)
+        elif isinstance(position.get("s"), int):  # a (score, id) cursor from before snapshots
+            raise ValidationFailed.field("cursor", EXPIRED)
+        else:
+            raise ValidationFailed.field("cursor", "Invalid cursor.")
+        # People banned or deleted since the first page are gone; names are live.
+        people = await active_users(self._users, page.ids)
+        items = [
+            _match_item(people[person_id], extra)
+            for person_id, extra in zip(page.ids, page.extras) if person_id in people
+        ]
+        return {"items": items, "next_cursor": page.next_cursor}
+
+    async def _rank(self, me: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+        """Everyone matching ``me`` now, best first (ties by user id), as
+        ``(user id, {score, mutual, they_teach, you_teach})``."""
+        user_id = me["_id"]
         my_offered = await self._offered(me)
         my_wanted = _skills(me.get("skills_wanted"))
         await self._index.put(user_id, offered=list(my_offered), wanted=list(my_wanted),
@@ -113,21 +145,20 @@ class MatchService:
             mutual = bool(they_teach and you_teach)
             score = (THEY_TEACH_WEIGHT * len(they_teach) + YOU_TEACH_WEIGHT * len(you_teach)
                      + (MUTUAL_BONUS if mutual else 0))
-            ranked.append((score, person["_id"], {
-                "user": {"id": person["_id"], "display_name": person["display_name"]},
+            ranked.append((person["_id"], {
                 "score": score, "mutual": mutual, "they_teach": they_teach,
                 "you_teach": you_teach,
-                "reason": reason_for(person["display_name"], they_teach, you_teach),
             }))
-        ranked.sort(key=lambda r: (-r[0], r[1]))
-        position = decode_cursor(cursor)
-        if position is not None:
-            if not isinstance(position.get("s"), int) or not isinstance(position.get("id"), str):
-                raise ValidationFailed.field("cursor", "Invalid cursor.")
-            after = (-position["s"], position["id"])
-            ranked = [r for r in ranked if (-r[0], r[1]) > after]
-        page = ranked[:limit]
-        next_cursor = None
-        if len(ranked) > limit:
-            next_cursor = encode_cursor({"s": page[-1][0], "id": page[-1][1]})
-        return {"items": [r[2] for r in page], "next_cursor": next_cursor}
+        ranked.sort(key=lambda r: (-r[1]["score"], r[0]))
+        return ranked[:MAX_RANKED]
+
+
+def _match_item(person: dict[str, Any], match: dict[str, Any]) -> dict[str, Any]:
+    """One match as ranked on the first page, under the person's current name."""
+    name = person["display_name"]
+    return {
+        "user": {"id": person["_id"], "display_name": name},
+        "score": match["score"], "mutual": match["mutual"],
+        "they_teach": match["they_teach"], "you_teach": match["you_teach"],
+        "reason": reason_for(name, match["they_teach"], match["you_teach"]),
+    }

@@ -14,6 +14,7 @@ from ..mail.service import MailService
 from ..profiles import ProfileService
 from ..storage.audit import AuditStore
 from ..storage.listings import ListingStore
+from ..storage.ranking_snapshots import RankingSnapshotStore
 from ..storage.reviews import ReviewStore
 from ..storage.skill_index import SkillIndexStore
 from ..storage.skill_requests import SkillRequestStore
@@ -23,6 +24,7 @@ from .matches import MatchService
 from .moderation import ModerationService
 from .requests import DirectRooms, Notifier, RequestService
 from .reviews import ReviewService
+from .snapshots import RankingSnapshots
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,11 +45,14 @@ async def build_marketplace(
     request_store = SkillRequestStore(db)
     review_store = ReviewStore(db)
     skill_index = SkillIndexStore(db)
-    for store in (listing_store, request_store, review_store, skill_index):
+    snapshot_store = RankingSnapshotStore(db)
+    for store in (listing_store, request_store, review_store, skill_index, snapshot_store):
         await store.create_indexes()
-    matches = MatchService(users=users, listings=listing_store, index=skill_index, clock=clock)
+    snapshots = RankingSnapshots(store=snapshot_store, clock=clock)
+    matches = MatchService(users=users, listings=listing_store, index=skill_index,
+                           snapshots=snapshots, clock=clock)
     listings = ListingService(listings=listing_store, users=users, audit=audit, skills=matches,
-                              clock=clock)
+                              snapshots=snapshots, clock=clock)
     requests = RequestService(
         requests=request_store, listings=listings, users=users, rooms=rooms,
         notifier=notifier, mail=mail, public_url=public_url, clock=clock,

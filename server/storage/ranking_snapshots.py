@@ -1,0 +1,50 @@
+"""The ``ranking_snapshots`` collection: a ranked list frozen when its first
+page was served, so later pages of a score-ranked list (relevance search,
+matches) read positions from it instead of re-ranking live data.
+
+One document per first page that had more than one page:
+``{_id: <random>, viewer_id: <user id | None>, kind, key, ids: [...],
+extras: [...], created_at, expires_at}``. ``ids`` is the whole ranked order
+(bounded by the caller), ``extras`` a parallel list of whatever the caller
+needs to render an entry without re-ranking (a score, match details).
+Reads are by ``_id`` only; a TTL index on ``expires_at`` removes old ones
+(the sweep runs about once a minute, so reads check ``expires_at`` too)."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime
+from typing import Any
+
+from pymongo.asynchronous.database import AsyncDatabase
+
+
+def new_snapshot_id() -> str:
+    """Random, not creation-ordered: an anonymous snapshot is readable by
+    anyone holding its cursor, so its id must not be guessable."""
+    return secrets.token_urlsafe(16)
+
+
+class RankingSnapshotStore:
+    def __init__(self, db: AsyncDatabase) -> None:
+        self._snapshots = db["ranking_snapshots"]
+
+    async def create_indexes(self) -> None:
+        await self._snapshots.create_index("expires_at", expireAfterSeconds=0)
+
+    async def create(
+        self, *, viewer_id: str | None, kind: str, key: str, ids: list[str],
+        extras: list[Any], now: datetime, expires_at: datetime,
+    ) -> str:
+        snapshot_id = new_snapshot_id()
+        await self._snapshots.insert_one({
+            "_id": snapshot_id, "viewer_id": viewer_id, "kind": kind, "key": key,
+            "ids": ids, "extras": extras, "created_at": now, "expires_at": expires_at,
+        })
+        return snapshot_id
+
+    async def get(self, snapshot_id: str, *, now: datetime) -> dict[str, Any] | None:
+        """The snapshot, unless unknown or expired."""
+        return await self._snapshots.find_one(
+            {"_id": snapshot_id, "expires_at": {"$gt": now}}
+        )
