@@ -1,7 +1,9 @@
 import asyncio
 
+from server.clock import FrozenClock
+from server.storage.ids import encode_cursor
 from tests.support.api import bearer, error_of
-from tests.support.market import create_listing, listing_body, new_user, page_all
+from tests.support.market import create_listing, listing_body, new_admin, new_user, page_all
 
 
 async def test_create_read_update_delete_listing(client):
@@ -152,6 +154,131 @@ async def test_relevance_pagination_is_stable(client):
         if not cursor:
             break
     assert seen == [i["id"] for i in full]
+
+
+async def _guitar_page(client, cursor=None, headers=None, q="guitar", limit="3"):
+    params = {"q": q, "limit": limit, **({"cursor": cursor} if cursor else {})}
+    return await client.get("/api/v1/skills", params=params, headers=headers or {})
+
+
+async def test_relevance_pages_keep_the_first_page_ranking_while_listings_change(client):
+    ada = await new_user(client)
+    for i in range(10):
+        await create_listing(client, ada, title=f"Guitar lesson {i}" if i % 2 else f"Lesson {i}",
+                             description="guitar" if i % 3 == 0 else "music and guitar",
+                             category="music", tags=["guitar"] if i % 4 == 0 else [])
+    ranked = await page_all(client, "/api/v1/skills", q="guitar", limit="100")
+    assert len(ranked) == 10
+
+    resp = await _guitar_page(client)
+    body = await resp.json()
+    first = body["items"]
+    assert [i["id"] for i in first] == [i["id"] for i in ranked[:3]]
+    assert set(body) == {"items", "next_cursor"} and body["next_cursor"]
+
+    # Between pages: the last-ranked listing becomes the best match, a page-1
+    # listing drops to the bottom, and brand new better listings appear.
+    promoted, demoted = ranked[-1], ranked[0]
+    resp = await client.patch(f"/api/v1/skills/{promoted['id']}", headers=ada["headers"],
+                              json={"title": "Guitar guitar guitar", "tags": ["guitar"]})
+    assert resp.status == 200
+    resp = await client.patch(f"/api/v1/skills/{demoted['id']}", headers=ada["headers"],
+                              json={"title": "Music theory", "tags": [],
+                                    "description": "some guitar"})
+    assert resp.status == 200
+    new = [await create_listing(client, ada, title="Guitar for everyone", tags=["guitar"],
+                                category="music")]
+    live = await page_all(client, "/api/v1/skills", q="guitar", limit="100")
+    assert live[0]["id"] in {promoted["id"], new[0]["id"]}, "the live ranking did change"
+
+    seen = list(first)
+    cursor = body["next_cursor"]
+    while cursor:
+        body = await (await _guitar_page(client, cursor)).json()
+        seen.extend(body["items"])
+        cursor = body["next_cursor"]
+        if body["items"]:  # keep promoting what the next page would show
+            nxt = ranked[len(seen)] if len(seen) < len(ranked) else None
+            if nxt is not None:
+                await client.patch(f"/api/v1/skills/{nxt['id']}", headers=ada["headers"],
+                                   json={"title": "Guitar guitar lesson", "tags": ["guitar"]})
+            new.append(await create_listing(client, ada, title="Guitar guitar guitar",
+                                            category="music"))
+    ids = [i["id"] for i in seen]
+    assert len(ids) == len(set(ids)), "no repeats"
+    assert ids == [i["id"] for i in ranked], "no skips, the first page's order"
+    assert not {n["id"] for n in new} & set(ids), "listings created after page 1 stay out"
+    assert [i["score"] for i in seen] == [i["score"] for i in ranked], "scores as ranked then"
+    promoted_now = next(i for i in seen if i["id"] == promoted["id"])
+    assert promoted_now["title"].startswith("Guitar guitar"), "documents themselves are live"
+
+
+async def test_relevance_pages_drop_listings_gone_since_the_first_page(client):
+    ada, bob = await new_user(client, "Ada"), await new_user(client, "Bob")
+    admin = await new_admin(client)
+    bobs = [await create_listing(client, bob, title=f"Guitar class {i}", category="music")
+            for i in range(2)]
+    mine = [await create_listing(client, ada, title=f"Guitar lesson {i}", category="music")
+            for i in range(6)]
+    ranked = [i["id"] for i in await page_all(client, "/api/v1/skills", q="guitar")]
+    assert ranked == [m["id"] for m in reversed(mine)] + [b["id"] for b in reversed(bobs)]
+    body = await (await _guitar_page(client, limit="2")).json()
+    seen = [i["id"] for i in body["items"]]
+    deleted, hidden = ranked[2], ranked[3]
+    resp = await client.delete(f"/api/v1/skills/{deleted}", headers=ada["headers"])
+    assert resp.status == 204
+    resp = await client.post(f"/api/v1/admin/skills/{hidden}/hide", json={"reason": "spam"},
+                             headers=admin["headers"])
+    assert resp.status == 200, await resp.text()
+    resp = await client.post(f"/api/v1/admin/users/{bob['id']}/ban", json={"reason": "spam"},
+                             headers=admin["headers"])
+    assert resp.status == 200, await resp.text()
+    cursor = body["next_cursor"]
+    while cursor:
+        body = await (await _guitar_page(client, cursor, limit="2")).json()
+        seen.extend(i["id"] for i in body["items"])
+        cursor = body["next_cursor"]
+    assert seen == ranked[:2] + ranked[4:6], "deleted, hidden and banned owners' are gone"
+
+
+async def test_relevance_cursor_is_per_viewer_per_query_and_expires(make_client):
+    clock = FrozenClock()
+    client = await make_client(clock=clock, access_token_ttl=86400)
+    ada, bob = await new_user(client, "Ada"), await new_user(client, "Bob")
+    for i in range(5):
+        await create_listing(client, ada, title=f"Guitar lesson {i}", category="music")
+
+    async def cursor_error(resp):
+        assert resp.status == 400
+        error = await error_of(resp)
+        assert error["code"] == "validation_error"
+        assert [d["field"] for d in error["details"]] == ["cursor"]
+        return error["details"][0]["message"]
+
+    adas = (await (await _guitar_page(client, headers=ada["headers"])).json())["next_cursor"]
+    assert "another user" in await cursor_error(await _guitar_page(client, adas, bob["headers"]))
+    assert "another user" in await cursor_error(await _guitar_page(client, adas))
+    assert "different" in await cursor_error(
+        await _guitar_page(client, adas, ada["headers"], q="guitar lesson"))
+    assert (await _guitar_page(client, adas, ada["headers"])).status == 200
+
+    anonymous = (await (await _guitar_page(client)).json())["next_cursor"]
+    resp = await _guitar_page(client, anonymous, bob["headers"])
+    assert resp.status == 200, "an anonymous snapshot is readable with its cursor"
+
+    # a (score, id) cursor from before snapshots, or an unknown snapshot
+    for stale in (encode_cursor({"k": "r", "s": 3, "id": "0" * 24}),
+                  encode_cursor({"k": "s", "id": "no-such-snapshot", "o": 3})):
+        assert "expired" in await cursor_error(await _guitar_page(client, stale))
+
+    clock.advance(29 * 60)
+    assert (await _guitar_page(client, adas, ada["headers"])).status == 200
+    clock.advance(2 * 60)
+    message = await cursor_error(await _guitar_page(client, adas, ada["headers"]))
+    assert message == "This cursor has expired; start again from the first page."
+    assert "expired" in await cursor_error(await _guitar_page(client, anonymous))
+    resp = await _guitar_page(client)
+    assert resp.status == 200 and (await resp.json())["next_cursor"], "page 1 starts afresh"
 
 
 async def test_search_relevance_on_corpus(client):
