@@ -4,7 +4,6 @@ The CLI and the tests build the app here; nothing else imports this module."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
@@ -70,6 +69,7 @@ from .storage.revocations import MemoryRevocationList, RedisRevocationList
 from .storage.sessions import SessionStore
 from .storage.user_tokens import UserTokenStore
 from .storage.users import UserStore
+from .tasks import cancel_and_wait
 
 PURGE_INTERVAL_S = 3600
 ROUTE_TABLES = [
@@ -177,9 +177,7 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        purge.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await purge
+        await cancel_and_wait([purge])
         await account_service.stop()
         await mail.stop()
 

@@ -18,6 +18,8 @@ import msgpack
 import redis.asyncio as redis
 from loguru import logger
 
+from .tasks import cancel_and_wait
+
 Handler = Callable[[dict[str, Any]], Awaitable[None]]
 CHANNEL_PREFIX = "skillshare:bus:"
 RECONNECT_MAX_DELAY = 10.0
@@ -75,11 +77,8 @@ class RedisBus(Bus):
             await asyncio.wait_for(self._subscribed.wait(), timeout=5)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait([self._task])
+        self._task = None
 
     async def _listen(self) -> None:
         delay = 0.5

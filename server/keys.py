@@ -1,6 +1,7 @@
 """Typed aiohttp ``AppKey``s: the app's collaborators, set up by
 ``server.app.create_app`` and read by the handlers."""
 
+# ruff: noqa: F401  -- the imports below name the AppKeys' value types (string annotations)
 from __future__ import annotations
 
 from typing import TYPE_CHECKING

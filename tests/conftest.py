@@ -19,6 +19,7 @@ from server.clock import Clock
 from server.config import Settings
 from server.logs import configure_logging
 from tests.support.services import RedisProcess
+from tests.support.smtp import SmtpServer
 
 TEST_SECRET = "test-secret-key-" + "x" * 32
 
@@ -109,9 +110,7 @@ async def client(make_client: Callable[..., Any]) -> AsyncIterator[TestClient]:
 
 
 @pytest.fixture
-def smtp_server() -> Iterator["SmtpServer"]:
-    from tests.support.smtp import SmtpServer
-
+def smtp_server() -> Iterator[SmtpServer]:
     server = SmtpServer()
     server.start()
     try:

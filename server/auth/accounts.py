@@ -28,6 +28,7 @@ from ..ratelimit import RateLimiter
 from ..storage.audit import AuditStore
 from ..storage.user_tokens import RESET_PASSWORD, VERIFY_EMAIL, UserTokenStore
 from ..storage.users import ACTIVE, UserStore
+from ..tasks import cancel_and_wait
 from .passwords import Passwords
 from .sessions import ClientInfo, SessionService, TokenPair
 from .tokens import AccessClaims, hash_secret, new_secret
@@ -254,6 +255,4 @@ class AccountService:
             raise EmailNotVerified()
 
     async def stop(self) -> None:
-        for task in list(self._background):
-            task.cancel()
-        await asyncio.gather(*self._background, return_exceptions=True)
+        await cancel_and_wait(list(self._background))

@@ -9,6 +9,8 @@ from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from ..tasks import cancel_and_wait
+
 PATHS = ("p2p", "turn", "relay")
 SETUP_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 3, 5, 8, 13, 20, 30, 60)
 CPU_SAMPLE_INTERVAL_S = 1.0
@@ -79,10 +81,5 @@ class RelayCpuSampler:
         self._task = asyncio.create_task(self._run(), name="relay-cpu-sampler")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel_and_wait([self._task])
+        self._task = None

@@ -20,6 +20,7 @@ from loguru import logger
 
 from ..bus import Bus
 from ..errors import ApiError, BadRequest, Conflict, Unavailable
+from ..tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from ..media.relay import MediaRelay
@@ -129,7 +130,5 @@ class RelayLink:
             future.set_result(payload)
 
     async def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_and_wait(list(self._tasks))
         await self.relay.close_all()

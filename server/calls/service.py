@@ -42,6 +42,7 @@ from ..storage.calls import (
     MemoryCallStore,
     RedisCallStore,
 )
+from ..tasks import cancel_and_wait
 from .metrics import CallMetrics
 from .signals import check_sdp, check_signal
 
@@ -288,10 +289,5 @@ class CallService:
         self._task = asyncio.create_task(self._ring_loop(), name="call-ring-timeouts")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel_and_wait([self._task])
+        self._task = None

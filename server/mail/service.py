@@ -16,6 +16,7 @@ from ..clock import Clock
 from ..logs import mask_email
 from ..metrics import Metrics
 from ..storage.mail_queue import MailQueueStore
+from ..tasks import cancel_and_wait
 from .templates import RenderedMail
 from .transports import MailTransport
 
@@ -56,11 +57,8 @@ class MailService:
         self._task = asyncio.create_task(self._run(), name="mail-worker")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait([self._task])
+        self._task = None
 
     async def _run(self) -> None:
         while True:

@@ -18,6 +18,7 @@ from loguru import logger
 
 from ..clock import Clock, isoformat
 from ..storage.presence import OFFLINE, MemoryPresenceStore, Presence, RedisPresenceStore
+from ..tasks import cancel_and_wait
 from .notifier import Notifier, presence_room
 
 PresenceListener = Callable[[str, str], Awaitable[None]]
@@ -151,11 +152,8 @@ class PresenceService:
     async def stop(self) -> None:
         """Cancel the heartbeat and report this node's users offline (unless
         another node still has them), so peers need not wait for the TTL."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait([self._task])
+        self._task = None
         self._local.clear()
         try:
             result = await self._store.reassert({}, now=self._clock.time())

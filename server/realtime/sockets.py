@@ -30,6 +30,7 @@ from ..errors import (
 )
 from ..http import parse_model
 from ..keys import ACCOUNTS
+from ..tasks import cancel_and_wait
 from .metrics import RealtimeMetrics
 
 if TYPE_CHECKING:
@@ -210,9 +211,7 @@ class EventDispatcher:
 
     async def stop(self) -> None:
         """Cancel and await the flood-disconnect tasks still running."""
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_and_wait(list(self._tasks))
 
     def add(self, table: SocketEvents) -> None:
         for spec in table.specs:

@@ -2,7 +2,7 @@ import asyncio
 
 from server.clock import FrozenClock
 from server.storage.ids import encode_cursor
-from tests.support.api import bearer, error_of
+from tests.support.api import error_of
 from tests.support.market import create_listing, listing_body, new_admin, new_user, page_all
 
 
