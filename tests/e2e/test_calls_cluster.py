@@ -5,11 +5,9 @@ nodes, and a participant's node killed with SIGKILL."""
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import aiohttp
 import pytest
@@ -17,25 +15,12 @@ import pytest
 from tests.conftest import TEST_SECRET
 from tests.support.calls import CallSocket, MediaPeer
 from tests.support.realtime import register_user
-from tests.support.services import NodeProcess, RedisProcess
+from tests.support.services import NodeProcess, RedisProcess, cluster_node_env
 
 NODE_TTL = 2.0  # presence heartbeat TTL here (the contract's bound is 30 s)
 SWEEP = 0.5
 FRAMES = 10
 ALICE_SIZE, BOB_SIZE = (160, 120), (176, 144)
-
-
-def _env(mongo_url: str, db: str, redis_url: str, data_dir: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SKILLSHARE_")}
-    env.update({
-        "SKILLSHARE_ENV": "test", "SKILLSHARE_MONGO_URL": mongo_url, "SKILLSHARE_MONGO_DB": db,
-        "SKILLSHARE_REDIS_URL": redis_url, "SKILLSHARE_SECRET_KEY": TEST_SECRET,
-        "SKILLSHARE_DATA_DIR": str(data_dir), "SKILLSHARE_PASSWORD_HASH_TIME_COST": "1",
-        "SKILLSHARE_PASSWORD_HASH_MEMORY_KIB": "1024", "SKILLSHARE_REGISTER_LIMIT": "10000/hour",
-        "SKILLSHARE_LOG_LEVEL": "INFO", "SKILLSHARE_PRESENCE_HEARTBEAT_INTERVAL": "0.5",
-        "SKILLSHARE_PRESENCE_SWEEP_INTERVAL": str(SWEEP), "SKILLSHARE_PRESENCE_NODE_TTL": str(NODE_TTL),
-    })
-    return env
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +30,10 @@ def nodes(mongo_url: str, redis_process: RedisProcess,
         redis_process.start()
     redis_process.flushall()
     workdir = tmp_path_factory.mktemp("calls-cluster")
-    env = _env(mongo_url, f"calls_{uuid.uuid4().hex[:10]}", redis_process.url, workdir / "data")
+    env = cluster_node_env(
+        mongo_url=mongo_url, db=f"calls_{uuid.uuid4().hex[:10]}", redis_url=redis_process.url,
+        data_dir=workdir / "data", secret_key=TEST_SECRET, node_ttl=NODE_TTL, sweep=SWEEP,
+    )
     started: list[NodeProcess] = []
     try:
         for index in range(3):

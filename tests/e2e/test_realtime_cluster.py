@@ -6,7 +6,6 @@ a node killed with SIGKILL, and redis-server restarted mid-chat."""
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -16,23 +15,9 @@ import pytest
 
 from tests.conftest import TEST_SECRET
 from tests.support.realtime import SocketUser, http_json, new_client_id, open_direct, register_user
-from tests.support.services import NodeProcess, RedisProcess
+from tests.support.services import NodeProcess, RedisProcess, cluster_node_env
 
 NODE_TTL = 3.0  # presence heartbeat TTL in these tests (30 s bound, kept short)
-
-
-def node_env(mongo_url: str, db: str, redis_url: str, data_dir: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SKILLSHARE_")}
-    env.update({
-        "SKILLSHARE_ENV": "test", "SKILLSHARE_MONGO_URL": mongo_url, "SKILLSHARE_MONGO_DB": db,
-        "SKILLSHARE_REDIS_URL": redis_url, "SKILLSHARE_SECRET_KEY": TEST_SECRET,
-        "SKILLSHARE_DATA_DIR": str(data_dir), "SKILLSHARE_PASSWORD_HASH_TIME_COST": "1",
-        "SKILLSHARE_PASSWORD_HASH_MEMORY_KIB": "1024", "SKILLSHARE_REGISTER_LIMIT": "10000/hour",
-        "SKILLSHARE_API_LIMIT": "100000/minute", "SKILLSHARE_LOG_LEVEL": "INFO",
-        "SKILLSHARE_PRESENCE_HEARTBEAT_INTERVAL": "0.5", "SKILLSHARE_PRESENCE_SWEEP_INTERVAL": "0.5",
-        "SKILLSHARE_PRESENCE_NODE_TTL": str(NODE_TTL), "SKILLSHARE_TYPING_INTERVAL": "0.2",
-    })
-    return env
 
 
 class Cluster:
@@ -63,7 +48,11 @@ def cluster(mongo_url: str, redis_process: RedisProcess,
         redis_process.start()
     redis_process.flushall()
     workdir = tmp_path_factory.mktemp("cluster")
-    env = node_env(mongo_url, f"c_{uuid.uuid4().hex[:10]}", redis_process.url, workdir / "data")
+    env = cluster_node_env(
+        mongo_url=mongo_url, db=f"c_{uuid.uuid4().hex[:10]}", redis_url=redis_process.url,
+        data_dir=workdir / "data", secret_key=TEST_SECRET, node_ttl=NODE_TTL,
+        typing_interval="0.2",
+    )
     cluster = Cluster(env, workdir, redis_process)
     try:
         for _ in range(3):

@@ -24,7 +24,6 @@ from aiortc import (
     RTCPeerConnection,
     RTCRtpSender,
     RTCSessionDescription,
-    VideoStreamTrack,
 )
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from prometheus_client import CollectorRegistry
@@ -33,23 +32,10 @@ from server.errors import BadRequest, Conflict, Unavailable
 from server.media.metrics import RelayMetrics
 from server.media.passthrough import tap_receiver
 from server.media.relay import MediaRelay
+from tests.support.calls import SizedVideoTrack
 
 WAIT_S = 15.0
 FRAMES = 15
-
-
-class SizedVideoTrack(VideoStreamTrack):
-    """Synthetic 30 fps video whose frame size identifies the sender."""
-
-    def __init__(self, width: int, height: int) -> None:
-        super().__init__()
-        self._image = np.full((height, width, 3), 128, np.uint8)
-
-    async def recv(self) -> av.VideoFrame:
-        pts, time_base = await self.next_timestamp()
-        frame = av.VideoFrame.from_ndarray(self._image, format="bgr24")
-        frame.pts, frame.time_base = pts, time_base
-        return frame
 
 
 class PrerecordedVP8Track(MediaStreamTrack):

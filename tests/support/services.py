@@ -35,6 +35,28 @@ def wait_for_port(port: int, *, timeout: float = 20.0, proc: subprocess.Popen | 
     raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
 
 
+def cluster_node_env(
+    *, mongo_url: str, db: str, redis_url: str, data_dir: Path, secret_key: str,
+    node_ttl: float, sweep: float = 0.5, **extra: str,
+) -> dict[str, str]:
+    """Environment for a ``NodeProcess`` in a multi-node test: shared
+    database and Redis, cheap password hashing, generous limits and short
+    presence timings (the contract's bounds are checked as deadlines)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SKILLSHARE_")}
+    env.update({
+        "SKILLSHARE_ENV": "test", "SKILLSHARE_MONGO_URL": mongo_url, "SKILLSHARE_MONGO_DB": db,
+        "SKILLSHARE_REDIS_URL": redis_url, "SKILLSHARE_SECRET_KEY": secret_key,
+        "SKILLSHARE_DATA_DIR": str(data_dir), "SKILLSHARE_PASSWORD_HASH_TIME_COST": "1",
+        "SKILLSHARE_PASSWORD_HASH_MEMORY_KIB": "1024", "SKILLSHARE_REGISTER_LIMIT": "10000/hour",
+        "SKILLSHARE_API_LIMIT": "100000/minute", "SKILLSHARE_LOG_LEVEL": "INFO",
+        "SKILLSHARE_PRESENCE_HEARTBEAT_INTERVAL": "0.5",
+        "SKILLSHARE_PRESENCE_SWEEP_INTERVAL": str(sweep),
+        "SKILLSHARE_PRESENCE_NODE_TTL": str(node_ttl),
+    })
+    env.update({f"SKILLSHARE_{k.upper()}": v for k, v in extra.items()})
+    return env
+
+
 class RedisProcess:
     """A redis-server of our own on a free port; stop, start and kill it at will."""
 
