@@ -28,6 +28,8 @@ for dir in tests/js clients/js-sdk; do
   fi
 done
 
+.venv/bin/ruff check server tests loadtests
+
 set +e
 .venv/bin/python -m pytest "$@"
 status=$?
