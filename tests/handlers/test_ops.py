@@ -120,6 +120,15 @@ async def test_openapi_document_covers_the_api(client):
         ("/api/v1/users/me", "get"), ("/api/v1/users/me", "patch"),
         ("/api/v1/users/me", "delete"), ("/api/v1/users/me/export", "get"),
         ("/api/v1/users/{id}", "get"), ("/healthz", "get"), ("/readyz", "get"),
+        ("/metrics", "get"), ("/openapi.json", "get"), ("/docs", "get"), ("/", "get"),
+        ("/api/v1/skills", "post"), ("/api/v1/skills", "get"), ("/api/v1/skills/{id}", "get"),
+        ("/api/v1/skills/{id}", "patch"), ("/api/v1/skills/{id}", "delete"),
+        ("/api/v1/skills/{id}/requests", "post"), ("/api/v1/requests", "get"),
+        ("/api/v1/requests/{id}/accept", "post"), ("/api/v1/requests/{id}/decline", "post"),
+        ("/api/v1/requests/{id}/cancel", "post"), ("/api/v1/requests/{id}/complete", "post"),
+        ("/api/v1/requests/{id}/review", "post"), ("/api/v1/matches", "get"),
+        ("/api/v1/rooms", "get"), ("/api/v1/rooms", "post"),
+        ("/api/v1/rooms/{id}/messages", "get"), ("/api/v1/calls/ice-servers", "get"),
     ]:
         assert method in paths[path], (path, method)
     register_op = paths["/api/v1/auth/register"]["post"]
