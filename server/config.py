@@ -98,7 +98,7 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(1024 * 1024, ge=1024)
     deleted_user_grace_days: int = Field(30, ge=0)
     trusted_proxies: int = Field(0, ge=0, le=5)  # X-Forwarded-For hops to trust
-    shutdown_timeout: float = Field(10.0, ge=0)
+    shutdown_timeout: float = Field(10.0, gt=0)  # aiohttp reads 0 as "wait forever"
     # real-time limits
     socket_max_payload: int = Field(64 * 1024, ge=1024)
     socket_event_rate: str = "20/second"

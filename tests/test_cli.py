@@ -94,3 +94,31 @@ async def test_production_logs_are_json_lines(tmp_path, mongo_url):
     assert records and all({"ts", "level", "msg", "request_id"} <= set(r) for r in records)
     assert any(r["request_id"] == "req-json-1" and "registered" in r["msg"] for r in records)
     assert "json@example.com" not in node.log()
+
+
+async def test_sigterm_finishes_in_flight_requests(tmp_path, mongo_url):
+    """A registration whose (deliberately slow) password hash is running when
+    SIGTERM arrives still completes with 201; then the node exits cleanly."""
+    import asyncio
+    import signal
+
+    env = {**_clean_env(), "SKILLSHARE_PASSWORD_HASH_TIME_COST": "8",
+           "SKILLSHARE_PASSWORD_HASH_MEMORY_KIB": str(128 * 1024),
+           "SKILLSHARE_MONGO_URL": mongo_url, "SKILLSHARE_MONGO_DB": "t_sigterm",
+           "SKILLSHARE_DATA_DIR": str(tmp_path)}
+    node = NodeProcess(env, log_path=tmp_path / "node.log")
+    node.start()
+    try:
+        async with aiohttp.ClientSession() as http:
+            pending = asyncio.create_task(http.post(f"{node.url}/api/v1/auth/register", json={
+                "email": "inflight@example.com", "password": "slow hash password",
+                "display_name": "In Flight"}))
+            await asyncio.sleep(0.3)
+            assert not pending.done(), "the hash was meant to still be running"
+            node.proc.send_signal(signal.SIGTERM)
+            resp = await pending
+            assert resp.status == 201, node.log()
+            assert (await resp.json())["user"]["email"] == "inflight@example.com"
+        assert await asyncio.to_thread(node.proc.wait, 20) == 0, node.log()
+    finally:
+        node.terminate()
