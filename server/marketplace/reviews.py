@@ -11,6 +11,7 @@ from ..storage.ids import decode_cursor, encode_cursor, is_id
 from ..storage.listings import ListingStore
 from ..storage.reviews import ReviewStore
 from ..storage.skill_requests import COMPLETED, SkillRequestStore
+from ..storage.transactions import Transactions
 from ..storage.users import UserStore
 from .listings import ListingService
 from .people import active_users
@@ -20,13 +21,14 @@ from .views import export_doc, review_view
 class ReviewService:
     def __init__(
         self, *, reviews: ReviewStore, requests: SkillRequestStore, listings: ListingService,
-        listing_store: ListingStore, users: UserStore, clock: Clock,
+        listing_store: ListingStore, users: UserStore, transactions: Transactions, clock: Clock,
     ) -> None:
         self._reviews = reviews
         self._requests = requests
         self._listings = listings
         self._listing_store = listing_store
         self._users = users
+        self._transactions = transactions
         self._clock = clock
 
     async def create(self, request_id: str, user_id: str, *, rating: int, comment: str
@@ -42,11 +44,13 @@ class ReviewService:
                 code="invalid_transition", details={"status": request["status"]},
             )
         now = self._clock.now()
-        if await self._requests.mark_reviewed(request_id, now=now) is None:
-            raise Conflict("You have already reviewed this request.", code="already_reviewed")
-        review = await self._reviews.create(request=request, rating=rating, comment=comment,
-                                            now=now)
-        await self._listing_store.add_rating(request["listing_id"], rating)
+        # The claim, the review and the listing's average land together or not at all.
+        async with self._transactions.start() as tx:
+            if not await self._requests.mark_reviewed(request_id, now=now, tx=tx):
+                raise Conflict("You have already reviewed this request.", code="already_reviewed")
+            review = await self._reviews.create(request=request, rating=rating,
+                                                comment=comment, now=now, tx=tx)
+            await self._listing_store.add_rating(request["listing_id"], rating, tx=tx)
         users = await active_users(self._users, [user_id])
         return review_view(review, users)
 

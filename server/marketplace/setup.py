@@ -18,6 +18,7 @@ from ..storage.ranking_snapshots import RankingSnapshotStore
 from ..storage.reviews import ReviewStore
 from ..storage.skill_index import SkillIndexStore
 from ..storage.skill_requests import SkillRequestStore
+from ..storage.transactions import Transactions
 from ..storage.users import UserStore
 from .listings import ListingService
 from .matches import MatchService
@@ -58,7 +59,8 @@ async def build_marketplace(
         notifier=notifier, mail=mail, public_url=public_url, clock=clock,
     )
     reviews = ReviewService(reviews=review_store, requests=request_store, listings=listings,
-                            listing_store=listing_store, users=users, clock=clock)
+                            listing_store=listing_store, users=users,
+                            transactions=Transactions(db), clock=clock)
     moderation = ModerationService(
         users=users, listings=listings, listing_store=listing_store, matches=matches,
         sessions=sessions, audit=audit, clock=clock,

@@ -20,6 +20,7 @@ from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 
 from .ids import new_id
+from .transactions import Tx
 
 ACTIVE = "active"
 HIDDEN = "hidden"
@@ -110,9 +111,9 @@ class ListingStore:
         )
         return result.modified_count
 
-    async def add_rating(self, listing_id: str, rating: int) -> None:
+    async def add_rating(self, listing_id: str, rating: int, *, tx: Tx = None) -> None:
         await self._listings.update_one(
-            {"_id": listing_id}, {"$inc": {"rating_sum": rating, "rating_count": 1}}
+            {"_id": listing_id}, {"$inc": {"rating_sum": rating, "rating_count": 1}}, session=tx,
         )
 
     async def by_ids(self, ids: list[str]) -> list[dict[str, Any]]:

@@ -13,6 +13,7 @@ from pymongo.errors import DuplicateKeyError
 
 from ..errors import Conflict
 from .ids import new_id
+from .transactions import Tx
 
 
 class ReviewStore:
@@ -26,7 +27,8 @@ class ReviewStore:
         await self._reviews.create_index([("teacher_id", ASCENDING)])
 
     async def create(
-        self, *, request: dict[str, Any], rating: int, comment: str, now: datetime
+        self, *, request: dict[str, Any], rating: int, comment: str, now: datetime,
+        tx: Tx = None,
     ) -> dict[str, Any]:
         doc = {
             "_id": new_id(),
@@ -39,7 +41,7 @@ class ReviewStore:
             "created_at": now,
         }
         try:
-            await self._reviews.insert_one(doc)
+            await self._reviews.insert_one(doc, session=tx)
         except DuplicateKeyError:
             raise Conflict("This request has already been reviewed.",
                            code="already_reviewed") from None

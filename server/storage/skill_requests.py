@@ -18,6 +18,7 @@ from pymongo.errors import DuplicateKeyError
 
 from ..errors import Conflict
 from .ids import new_id
+from .transactions import Tx
 
 PENDING = "pending"
 ACCEPTED = "accepted"
@@ -91,16 +92,13 @@ class SkillRequestStore:
                                                  update)
         return await self.get(request_id) if result.matched_count else None
 
-    async def mark_reviewed(self, request_id: str, *, now: datetime) -> dict[str, Any] | None:
-        """Claim the one review of a completed request; None if already taken."""
+    async def mark_reviewed(self, request_id: str, *, now: datetime, tx: Tx = None) -> bool:
+        """Claim the one review of a completed request; False if already taken."""
         result = await self._requests.update_one(
             {"_id": request_id, "status": COMPLETED, "reviewed": False},
-            {"$set": {"reviewed": True, "reviewed_at": now}},
+            {"$set": {"reviewed": True, "reviewed_at": now}}, session=tx,
         )
-        return await self.get(request_id) if result.matched_count else None
-
-    async def unmark_reviewed(self, request_id: str) -> None:
-        await self._requests.update_one({"_id": request_id}, {"$set": {"reviewed": False}})
+        return result.matched_count == 1
 
     async def page(
         self, user_id: str, *, role: str | None, status: str | None, limit: int,

@@ -234,3 +234,51 @@ async def test_export_contains_marketplace_data(client):
     assert [r["rating"] for r in ada_export["reviews"]["received"]] == [4]
     assert bob_export["listings"] == []
     assert [r["rating"] for r in bob_export["reviews"]["written"]] == [4]
+
+
+async def test_a_review_is_all_or_nothing(client):
+    """The database fails the listing's rating update (the last of the three
+    writes): nothing of the review remains, and the retry succeeds."""
+    ada, bob, listing = await _setup(client)
+    req = await _request(client, bob, listing)
+    await _act(client, ada, req["id"], "accept")
+    await _act(client, ada, req["id"], "complete")
+    db = client.app[DB]
+    for _ in range(100):  # let the mail worker go idle: its claims are updates too
+        if await db["mail_queue"].count_documents({"status": "pending"}) == 0:
+            break
+        await asyncio.sleep(0.05)
+    admin = db.client.admin
+    await admin.command({"configureFailPoint": "failCommand", "mode": {"skip": 1, "times": 1},
+                         "data": {"failCommands": ["update"], "errorCode": 8}})
+    try:
+        failed = await client.post(f"/api/v1/requests/{req['id']}/review",
+                                   json={"rating": 5}, headers=bob["headers"])
+    finally:
+        await admin.command({"configureFailPoint": "failCommand", "mode": "off"})
+    assert failed.status == 500
+    assert (await error_of(failed))["code"] == "internal_error"
+    assert await db["reviews"].count_documents({"request_id": req["id"]}) == 0
+    listing_now = await (await client.get(f"/api/v1/skills/{listing['id']}")).json()
+    assert listing_now["rating"]["count"] == 0
+
+    retry = await client.post(f"/api/v1/requests/{req['id']}/review",
+                              json={"rating": 5}, headers=bob["headers"])
+    assert retry.status == 201, await retry.text()
+    listing_now = await (await client.get(f"/api/v1/skills/{listing['id']}")).json()
+    assert listing_now["rating"] == {"average": 5.0, "count": 1}
+
+
+async def test_concurrent_reviews_of_one_request_count_once(client):
+    ada, bob, listing = await _setup(client)
+    req = await _request(client, bob, listing)
+    await _act(client, ada, req["id"], "accept")
+    await _act(client, ada, req["id"], "complete")
+    results = await asyncio.gather(*[
+        client.post(f"/api/v1/requests/{req['id']}/review", json={"rating": 4},
+                    headers=bob["headers"]) for _ in range(4)
+    ])
+    statuses = sorted(r.status for r in results)
+    assert statuses == [201, 409, 409, 409], statuses
+    listing_now = await (await client.get(f"/api/v1/skills/{listing['id']}")).json()
+    assert listing_now["rating"] == {"average": 4.0, "count": 1}
