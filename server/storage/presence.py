@@ -4,7 +4,8 @@ shares it between nodes.
 
 Redis keyspace (all under ``presence:``):
 - ``presence:user:<uid>``  hash: ``n:<node>`` -> sockets of the user on that
-  node, ``status`` (online|away|dnd), ``last_seen`` (epoch seconds)
+  node, ``status`` (online|away|dnd), ``last_seen`` (epoch seconds); kept
+  ``OFFLINE_RETENTION_S`` after the user goes offline, then forgotten
 - ``presence:hb:<node>``   the node's heartbeat, a key with a TTL
 - ``presence:nodes``       set of nodes that may hold users
 - ``presence:node:<node>`` set of users with sockets on that node
@@ -24,6 +25,7 @@ import redis.asyncio as redis
 ONLINE = "online"
 OFFLINE = "offline"
 STATUSES = ("online", "away", "dnd")
+OFFLINE_RETENTION_S = 30 * 86400  # how long an offline user's last_seen is kept
 
 _ONLINE_FN = """
 local function online(key, hbp)
@@ -41,6 +43,7 @@ end
 
 # KEYS: user hash, node users set. ARGV: node, hb prefix, uid, now
 _CONNECT = _ONLINE_FN + """
+redis.call('PERSIST', KEYS[1])
 local was = online(KEYS[1], ARGV[2])
 redis.call('HINCRBY', KEYS[1], 'n:' .. ARGV[1], 1)
 redis.call('SADD', KEYS[2], ARGV[3])
@@ -49,7 +52,7 @@ redis.call('HSET', KEYS[1], 'status', 'online', 'last_seen', ARGV[4])
 return 1
 """
 
-# KEYS: user hash, node users set. ARGV: node, hb prefix, uid, now
+# KEYS: user hash, node users set. ARGV: node, hb prefix, uid, now, retention s
 _DISCONNECT = _ONLINE_FN + """
 local field = 'n:' .. ARGV[1]
 local left = redis.call('HINCRBY', KEYS[1], field, -1)
@@ -59,10 +62,11 @@ if left <= 0 then
 end
 if online(KEYS[1], ARGV[2]) then return 0 end
 redis.call('HSET', KEYS[1], 'last_seen', ARGV[4])
+redis.call('EXPIRE', KEYS[1], ARGV[5])
 return 1
 """
 
-# KEYS: node users set, nodes set. ARGV: dead node, hb prefix, user prefix, now
+# KEYS: node users set, nodes set. ARGV: dead node, hb prefix, user prefix, now, retention s
 _SWEEP = _ONLINE_FN + """
 if redis.call('EXISTS', ARGV[2] .. ARGV[1]) == 1 then return {} end
 local gone = {}
@@ -71,6 +75,7 @@ for _, uid in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   redis.call('HDEL', key, 'n:' .. ARGV[1])
   if not online(key, ARGV[2]) then
     redis.call('HSET', key, 'last_seen', ARGV[4])
+    redis.call('EXPIRE', key, ARGV[5])
     table.insert(gone, uid)
   end
 end
@@ -80,7 +85,7 @@ return gone
 """
 
 # KEYS: node users set, hb key, nodes set.
-# ARGV: node, hb prefix, user prefix, now, ttl ms, then uid/count pairs.
+# ARGV: node, hb prefix, user prefix, now, ttl ms, retention s, then uid/count pairs.
 # Makes Redis agree with this node's own sockets (after a Redis restart,
 # a missed update, or a pause long enough to be swept).
 _REASSERT = _ONLINE_FN + """
@@ -89,7 +94,7 @@ redis.call('SADD', KEYS[3], ARGV[1])
 local field = 'n:' .. ARGV[1]
 local mine = {}
 local came, gone = {}, {}
-for i = 6, #ARGV, 2 do mine[ARGV[i]] = ARGV[i + 1] end
+for i = 7, #ARGV, 2 do mine[ARGV[i]] = ARGV[i + 1] end
 for _, uid in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   if mine[uid] == nil then
     local key = ARGV[3] .. uid
@@ -97,12 +102,14 @@ for _, uid in ipairs(redis.call('SMEMBERS', KEYS[1])) do
     redis.call('SREM', KEYS[1], uid)
     if not online(key, ARGV[2]) then
       redis.call('HSET', key, 'last_seen', ARGV[4])
+      redis.call('EXPIRE', key, ARGV[6])
       table.insert(gone, uid)
     end
   end
 end
 for uid, count in pairs(mine) do
   local key = ARGV[3] .. uid
+  redis.call('PERSIST', key)
   local was = online(key, ARGV[2])
   local before = tonumber(redis.call('HGET', key, field) or '0')
   redis.call('HSET', key, field, count)
@@ -234,7 +241,7 @@ class RedisPresenceStore:
     async def disconnect(self, user_id: str, *, now: float) -> bool:
         return bool(await self._disconnect(
             keys=[self._user(user_id), self._node_users(self.node_id)],
-            args=[self.node_id, self._hb_prefix, user_id, now],
+            args=[self.node_id, self._hb_prefix, user_id, now, OFFLINE_RETENTION_S],
         ))
 
     async def set_status(self, user_id: str, status: str) -> bool:
@@ -267,7 +274,8 @@ class RedisPresenceStore:
         """Refresh our heartbeat and make Redis hold exactly our sockets."""
         hb = self._hb_prefix + self.node_id
         existed = await self._redis.exists(hb)
-        args: list[Any] = [self.node_id, self._hb_prefix, self._user_prefix, now, self._ttl_ms]
+        args: list[Any] = [self.node_id, self._hb_prefix, self._user_prefix, now, self._ttl_ms,
+                           OFFLINE_RETENTION_S]
         for uid, count in local.items():
             args.extend((uid, count))
         came, gone = await self._reassert(
@@ -285,7 +293,7 @@ class RedisPresenceStore:
                 continue
             users = await self._sweep(
                 keys=[self._node_users(node), self._nodes],
-                args=[node, self._hb_prefix, self._user_prefix, now],
+                args=[node, self._hb_prefix, self._user_prefix, now, OFFLINE_RETENTION_S],
             )
             gone.extend(u.decode() for u in users)
         return gone
