@@ -105,6 +105,7 @@ class Settings(BaseSettings):
     socket_event_burst: int = Field(60, ge=1)
     socket_flood_limit: int = Field(100, ge=1)  # refused events in 10 s before disconnect
     socket_max_rooms: int = Field(500, ge=1)  # rooms one socket may join
+    socket_max_per_user: int = Field(20, ge=1)  # sockets one user may hold on one node
     socket_max_presence_subscriptions: int = Field(2000, ge=1)
     socket_expiry_warning: float = Field(60.0, ge=1)  # session:expiring this long before
     socket_ping_interval: float = Field(25.0, gt=0)

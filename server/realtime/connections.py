@@ -15,7 +15,7 @@ from ..auth.sessions import SESSIONS_REVOKED_TOPIC, SessionService
 from ..auth.tokens import AccessClaims
 from ..bus import Bus
 from ..clock import Clock
-from ..errors import ApiError, Forbidden, TokenExpired, Unauthorized
+from ..errors import ApiError, Forbidden, RateLimited, TokenExpired, Unauthorized
 from .metrics import RealtimeMetrics
 from .notifier import user_room
 from .presence import PresenceService
@@ -29,6 +29,7 @@ class ConnectionManager:
         self, *, sio: socketio.AsyncServer, sessions: SessionService, presence: PresenceService,
         registry: SocketRegistry, bus: Bus, metrics: RealtimeMetrics, clock: Clock,
         expiry_warning: float, event_rate: float | None, event_burst: int,
+        max_sockets_per_user: int,
     ) -> None:
         self._sio = sio
         self._sessions = sessions
@@ -39,6 +40,7 @@ class ConnectionManager:
         self._expiry_warning = expiry_warning
         self._event_rate = event_rate
         self._event_burst = event_burst
+        self._max_sockets_per_user = max_sockets_per_user
         bus.subscribe(SESSIONS_REVOKED_TOPIC, self.on_sessions_revoked)
 
     async def _authenticate(self, token: Any) -> AccessClaims:
@@ -53,6 +55,10 @@ class ConnectionManager:
         token = auth.get("token") if isinstance(auth, dict) else None
         try:
             claims = await self._authenticate(token)
+            if self._registry.count_for_user(claims.user_id) >= self._max_sockets_per_user:
+                raise RateLimited(
+                    30, f"At most {self._max_sockets_per_user} connections per user on a node."
+                )
         except ApiError as exc:
             self._metrics.refused.labels(exc.code).inc()
             raise socketio.exceptions.ConnectionRefusedError(

@@ -123,6 +123,7 @@ async def realtime_ctx(app: web.Application) -> AsyncIterator[None]:
         expiry_warning=settings.socket_expiry_warning,
         event_rate=_event_rate(settings.socket_event_rate) if settings.rate_limits_enabled else None,
         event_burst=settings.socket_event_burst,
+        max_sockets_per_user=settings.socket_max_per_user,
     )
     async def export_chat(user_id: str) -> dict:
         return {

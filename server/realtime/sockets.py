@@ -111,6 +111,7 @@ class SocketRegistry:
     def __init__(self) -> None:
         self._by_sid: dict[str, SocketState] = {}
         self._by_session: dict[str, set[str]] = {}
+        self._per_user: dict[str, int] = {}
 
     def __len__(self) -> int:
         return len(self._by_sid)
@@ -118,6 +119,10 @@ class SocketRegistry:
     def add(self, state: SocketState) -> None:
         self._by_sid[state.sid] = state
         self._by_session.setdefault(state.session_id, set()).add(state.sid)
+        self._per_user[state.user_id] = self._per_user.get(state.user_id, 0) + 1
+
+    def count_for_user(self, user_id: str) -> int:
+        return self._per_user.get(user_id, 0)
 
     def get(self, sid: str) -> SocketState | None:
         return self._by_sid.get(sid)
@@ -126,6 +131,11 @@ class SocketRegistry:
         state = self._by_sid.pop(sid, None)
         if state is not None:
             self._unindex(state)
+            left = self._per_user[state.user_id] - 1
+            if left:
+                self._per_user[state.user_id] = left
+            else:
+                del self._per_user[state.user_id]
         return state
 
     def rebind(self, state: SocketState, session_id: str) -> None:

@@ -232,3 +232,30 @@ async def test_operator_can_require_a_verified_email_to_chat(make_client):
         assert (await socket.call("presence:set", {"status": "away"}))["ok"]
     finally:
         await socket.close()
+
+
+async def test_sockets_per_user_are_capped_per_node(make_client):
+    node = await _node(make_client, socket_max_per_user=2)
+    user = await register_user(node)
+    first = await SocketUser(node, user["access_token"], name="1").connect()
+    second = await SocketUser(node, user["access_token"], name="2").connect()
+    try:
+        refusal = await _refusal(node, {"token": user["access_token"]})
+        assert refusal["code"] == "rate_limited"
+        other = await register_user(node)  # other users are not affected
+        third = await SocketUser(node, other["access_token"], name="other").connect()
+        await third.close()
+        await first.close()
+        # Once the server has seen the disconnect, a new socket fits again.
+        for _ in range(40):
+            again = SocketUser(node, user["access_token"], name="again")
+            try:
+                await again.connect()
+                break
+            except socketio.exceptions.ConnectionError:
+                await asyncio.sleep(0.05)
+        assert again.sio.connected
+        await again.close()
+    finally:
+        await first.close()
+        await second.close()
