@@ -12,6 +12,7 @@ from loguru import logger
 
 from .config import ConfigError, Settings, load_settings
 from .logs import configure_logging
+from .storage.database import EmbeddedDatabaseBusy
 
 
 def _init_sentry(settings: Settings) -> None:
@@ -65,6 +66,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level, json_lines=settings.production)
+    try:
+        return _run(args, settings)
+    except EmbeddedDatabaseBusy as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "serve":
         serve(settings)
         return 0

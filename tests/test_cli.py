@@ -122,3 +122,20 @@ async def test_sigterm_finishes_in_flight_requests(tmp_path, mongo_url):
         assert await asyncio.to_thread(node.proc.wait, 20) == 0, node.log()
     finally:
         node.terminate()
+
+
+async def test_a_second_process_on_the_same_embedded_database_fails_clearly(tmp_path):
+    env = {**_clean_env(), **LOW_COST, "SKILLSHARE_DATA_DIR": str(tmp_path / "var")}
+    node = NodeProcess(env, log_path=tmp_path / "node.log")
+    node.start()
+    try:
+        result = subprocess.run([sys.executable, "-m", "server", "seed", "--users", "2"],
+                                cwd=ROOT, env={**env, "SKILLSHARE_PORT": str(node.port + 1)},
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 2, result.stderr
+        assert "in use by another process" in result.stderr
+        assert "Traceback" not in result.stderr
+        async with aiohttp.ClientSession() as http:  # the running node is unharmed
+            assert (await http.get(f"{node.url}/readyz")).status == 200
+    finally:
+        assert node.terminate() == 0

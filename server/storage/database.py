@@ -16,6 +16,10 @@ from pymongo.asynchronous.database import AsyncDatabase
 SERVER_SELECTION_TIMEOUT_MS = 5000
 
 
+class EmbeddedDatabaseBusy(RuntimeError):
+    """Another process has the embedded database's directory open."""
+
+
 class EmbeddedDatabase:
     """SecantusDB running in this process on a loopback port."""
 
@@ -29,7 +33,16 @@ class EmbeddedDatabase:
             ) from exc
         path.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._server = SecantusDBServer(host="127.0.0.1", port=0, storage_path=str(path))
+        try:
+            self._server = SecantusDBServer(host="127.0.0.1", port=0, storage_path=str(path))
+        except Exception as exc:  # WiredTigerError; its module is SecantusDB's own
+            if "busy" not in str(exc).lower():
+                raise
+            raise EmbeddedDatabaseBusy(
+                f"the embedded database in {path} is in use by another process "
+                "(a running `skillshare serve`?); stop it first, or set "
+                "SKILLSHARE_MONGO_URL to a database both can share"
+            ) from None
 
     def start(self) -> str:
         self._server.start()
