@@ -105,9 +105,12 @@ class AccountService:
         if len(password) > self._passwords.max_length:
             raise InvalidCredentials()
         # Checked before the password: a throttled account stays throttled
-        # even for the right password.
+        # even for the right password. The account's unit is taken before
+        # the (slow) verification, not after a failure: guesses sent all at
+        # once would otherwise all pass the check before the first failure
+        # is counted. A success clears the account's window below.
         await self._limiter.check("login:ip", self._limits.login_ip, client.ip or "-")
-        await self._limiter.check("login:account", self._limits.login_account, email)
+        await self._limiter.hit("login:account", self._limits.login_account, email)
         user = await self._users.find_by_email(email)
         active = user is not None and user.get("status") == ACTIVE
         password_hash = user.get("password_hash") if active else None
@@ -127,8 +130,8 @@ class AccountService:
 
     async def _login_failed(self, email: str, user: dict | None, client: ClientInfo) -> None:
         try:
+            # (the account's unit was taken before the verification)
             await self._limiter.hit("login:ip", self._limits.login_ip, client.ip or "-")
-            await self._limiter.hit("login:account", self._limits.login_account, email)
         except RateLimited:
             pass  # this attempt already failed; the next one is refused
         logger.info("failed login for {}", mask_email(email))

@@ -138,6 +138,25 @@ async def test_login_throttled_per_account_even_with_right_password(make_client)
     assert resp.status == 200
 
 
+async def test_concurrent_wrong_passwords_cannot_outrun_the_account_throttle(make_client):
+    """Guesses sent all at once must not all be verified before the first
+    failure is counted: at most the limit's worth of guesses is checked."""
+    client = await make_client(login_account_limit="3/15minutes")
+    account = await register(client)
+
+    async def guess(n: int) -> int:
+        resp = await client.post("/api/v1/auth/login", json={
+            "email": account["email"], "password": f"wrong password {n:04d}"})
+        return resp.status
+
+    statuses = await asyncio.gather(*(guess(n) for n in range(15)))
+    assert statuses.count(401) <= 3, statuses
+    assert statuses.count(429) >= 12, statuses
+    resp = await client.post("/api/v1/auth/login", json={
+        "email": account["email"], "password": DEFAULT_PASSWORD})
+    assert resp.status == 429
+
+
 async def test_login_throttled_per_ip(make_client):
     client = await make_client(login_ip_limit="4/15minutes")
     for _ in range(4):
