@@ -27,6 +27,25 @@ SEND_LEASE = timedelta(minutes=2)
 IDLE_POLL_S = 5.0
 
 
+def one_line(value: str) -> str:
+    """A header value on one line: every line break Python knows (CR, LF,
+    NEL, U+2028...) becomes a space, so user text in a subject can neither
+    add a header nor make the header unbuildable."""
+    return " ".join(value.splitlines())
+
+
+def _build(mail: dict, *, sender: str) -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = mail["to"]
+    message["Subject"] = one_line(mail["subject"])
+    message["Message-ID"] = make_msgid(domain="skillshare.local")
+    message["X-Mail-Id"] = mail["_id"]
+    message.set_content(mail["text"])
+    message.add_alternative(mail["html"], subtype="html")
+    return message
+
+
 class MailService:
     def __init__(
         self,
@@ -79,14 +98,15 @@ class MailService:
         mail = await self._store.claim_due(now=now, lease=SEND_LEASE)
         if mail is None:
             return False
-        message = EmailMessage()
-        message["From"] = self._sender
-        message["To"] = mail["to"]
-        message["Subject"] = mail["subject"]
-        message["Message-ID"] = make_msgid(domain="skillshare.local")
-        message["X-Mail-Id"] = mail["_id"]
-        message.set_content(mail["text"])
-        message.add_alternative(mail["html"], subtype="html")
+        try:
+            message = _build(mail, sender=self._sender)
+        except (ValueError, TypeError) as exc:
+            # Nothing a retry could fix; never let one bad mail wedge the queue.
+            await self._store.schedule_retry(mail["_id"], error=repr(exc), give_up=True,
+                                             next_attempt_at=now)
+            self._metrics.mails.labels("failed").inc()
+            logger.error("mail {} ({}) cannot be built: {}; dropped", mail["_id"], mail["kind"], exc)
+            return True
         try:
             await self._transport.send(message)
         except Exception as exc:

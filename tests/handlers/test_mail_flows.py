@@ -160,3 +160,24 @@ async def test_outbox_when_no_smtp(client, tmp_path):
     assert len(files) == 1
     content = files[0].read_text()
     assert account["email"] in content and "verify-email?token=" in content
+
+
+async def test_line_breaks_in_user_text_never_stall_the_mail_queue(make_client, smtp_server):
+    """A listing title with a Unicode line break (U+2028, NEL) ends up in a
+    mail subject. It must neither inject a header nor wedge the worker on
+    that mail, which would hold back every mail behind it (password resets)."""
+    from tests.support.market import create_listing, new_user
+
+    client = await make_client(smtp_url=smtp_server.url)
+    ada, bob = await new_user(client, "Ada"), await new_user(client, "Bob")
+    listing = await create_listing(client, ada, title="Python\u2028Bcc: victim@example.com\x85x")
+    resp = await client.post(f"/api/v1/skills/{listing['id']}/requests",
+                             json={"message": "hi"}, headers=bob["headers"])
+    assert resp.status == 201, await resp.text()
+    message = await smtp_server.wait_for(ada["email"], "New request")
+    assert message["Bcc"] is None
+    assert len(str(message["Subject"]).splitlines()) == 1
+    assert "Python Bcc: victim@example.com x" in str(message["Subject"])
+    # Mails queued after it still go out.
+    later = await register(client)
+    await smtp_server.wait_for(later["email"], "Confirm")
