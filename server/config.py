@@ -95,6 +95,7 @@ class Settings(BaseSettings):
     forgot_password_limit: str = "5/hour"
     api_limit: str = "600/minute"
     room_create_limit: str = "30/hour"
+    request_create_limit: str = "30/hour"  # skill requests one learner may send (each mails)
     max_body_bytes: int = Field(1024 * 1024, ge=1024)
     deleted_user_grace_days: int = Field(30, ge=0)
     trusted_proxies: int = Field(0, ge=0, le=5)  # X-Forwarded-For hops to trust
@@ -130,7 +131,8 @@ class Settings(BaseSettings):
 
     @field_validator(
         "register_limit", "login_account_limit", "login_ip_limit", "forgot_password_limit",
-        "api_limit", "room_create_limit", "call_invite_limit", "socket_event_rate",
+        "api_limit", "room_create_limit", "request_create_limit", "call_invite_limit",
+        "socket_event_rate",
     )
     @classmethod
     def _rate_limit_spec(cls, value: str) -> str:

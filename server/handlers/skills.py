@@ -7,7 +7,7 @@ from aiohttp import web
 
 from ..auth.tokens import AccessClaims
 from ..http import Routes, authenticate, body, client_info, json_response, path_id, query
-from ..keys import LISTINGS, REVIEWS, SKILL_REQUESTS
+from ..keys import LIMITER, LISTINGS, REVIEWS, SETTINGS, SKILL_REQUESTS
 from ..marketplace.listings import ListingFilters
 from ..marketplace.text import CATEGORIES
 from ..schemas.common import PageQuery
@@ -115,13 +115,18 @@ async def listing_reviews(request: web.Request) -> web.Response:
 
 
 @routes.post(PREFIX + "/{id}/requests", summary="Ask to learn from a listing", tags=TAGS,
-             body=RequestIn, response=RequestOut, status=201, errors=[400, 403, 404, 409, 415])
+             body=RequestIn, response=RequestOut, status=201,
+             errors=[400, 403, 404, 409, 415, 429])
 async def create_request(request: web.Request) -> web.Response:
     """The caller (learner) asks the listing's owner (teacher); status
     `pending`. One open (pending or accepted) request per learner and
-    listing (409 `request_exists`); your own listing is 403."""
+    listing (409 `request_exists`); your own listing is 403. Each request
+    mails the teacher, so a learner may send at most
+    SKILLSHARE_REQUEST_CREATE_LIMIT of them (default 30/hour; 429)."""
     claims = await authenticate(request, verified_email_for="requests.create")
     data = await body(request, RequestIn, allow_empty=True)
+    await request.app[LIMITER].hit("requests:create", request.app[SETTINGS].request_create_limit,
+                                   claims.user_id)
     created = await request.app[SKILL_REQUESTS].create(path_id(request), claims.user_id,
                                                        data.message)
     return json_response(created, status=201)

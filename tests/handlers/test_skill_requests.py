@@ -282,3 +282,22 @@ async def test_concurrent_reviews_of_one_request_count_once(client):
     assert statuses == [201, 409, 409, 409], statuses
     listing_now = await (await client.get(f"/api/v1/skills/{listing['id']}")).json()
     assert listing_now["rating"] == {"average": 4.0, "count": 1}
+
+
+async def test_creating_requests_is_rate_limited_per_learner(make_client):
+    """Each new request mails the teacher; request + cancel in a loop must not
+    turn the server into a mail cannon aimed at one teacher."""
+    client = await make_client(request_create_limit="2/hour")
+    ada, bob, listing = await _setup(client)
+    for _ in range(2):
+        created = await _request(client, bob, listing)
+        await _act(client, bob, created["id"], "cancel")
+    resp = await client.post(f"/api/v1/skills/{listing['id']}/requests",
+                             json={"message": "again"}, headers=bob["headers"])
+    assert resp.status == 429, await resp.text()
+    assert (await error_of(resp))["code"] == "rate_limited"
+    assert "Retry-After" in resp.headers
+    assert await _mails(client, "request_created") == [ada["email"]] * 2
+    # Another learner is not affected.
+    carol = await new_user(client, "Carol")
+    await _request(client, carol, listing)
