@@ -49,17 +49,19 @@ class RateLimiter:
         """Consume one unit; ``RateLimited`` when the window is already full."""
         await self._enforce(name, limit, keys, consume=True)
 
-    async def check(self, name: str, limit: str, *keys: str) -> None:
-        """``RateLimited`` when the window is full, without consuming."""
-        await self._enforce(name, limit, keys, consume=False)
+    async def check(self, name: str, limit: str, *keys: str, cost: int = 1) -> None:
+        """``RateLimited`` when the window has no room for ``cost`` more
+        units, without consuming."""
+        await self._enforce(name, limit, keys, consume=False, cost=cost)
 
-    async def _enforce(self, name: str, limit: str, keys: tuple[str, ...], *, consume: bool) -> None:
+    async def _enforce(self, name: str, limit: str, keys: tuple[str, ...], *, consume: bool,
+                       cost: int = 1) -> None:
         if not self._enabled:
             return
         item = self._item(limit)
         try:
             probe = self._limiter.hit if consume else self._limiter.test
-            if await probe(item, name, *keys):
+            if await probe(item, name, *keys, cost=cost):
                 return
             retry_after = await self._retry_after(item, (name, *keys))
         except Exception:

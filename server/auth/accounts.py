@@ -76,6 +76,7 @@ class AccountService:
         self._clock = clock
         self._verified_actions = verified_actions
         self._background: set[asyncio.Task[None]] = set()
+        self._login_in_flight: dict[str, int] = {}  # ip -> logins being verified (this node)
 
     async def _record(self, action: str, *, actor_id: str | None, target: str | None,
                       client: ClientInfo, **details: Any) -> None:
@@ -104,12 +105,28 @@ class AccountService:
         email = normalise_email(email)
         if len(password) > self._passwords.max_length:
             raise InvalidCredentials()
+        ip = client.ip or "-"
+        # Only failures count against the IP, but logins still being verified
+        # from it count as if they were going to fail: a burst sent all at
+        # once cannot get more verifications (argon2) than the limit allows.
+        self._login_in_flight[ip] = self._login_in_flight.get(ip, 0) + 1
+        try:
+            return await self._login(email, password, client, ip)
+        finally:
+            left = self._login_in_flight[ip] - 1
+            if left:
+                self._login_in_flight[ip] = left
+            else:
+                del self._login_in_flight[ip]
+
+    async def _login(self, email: str, password: str, client: ClientInfo, ip: str) -> TokenPair:
         # Checked before the password: a throttled account stays throttled
         # even for the right password. The account's unit is taken before
         # the (slow) verification, not after a failure: guesses sent all at
         # once would otherwise all pass the check before the first failure
         # is counted. A success clears the account's window below.
-        await self._limiter.check("login:ip", self._limits.login_ip, client.ip or "-")
+        await self._limiter.check("login:ip", self._limits.login_ip, ip,
+                                  cost=self._login_in_flight[ip])
         await self._limiter.hit("login:account", self._limits.login_account, email)
         user = await self._users.find_by_email(email)
         active = user is not None and user.get("status") == ACTIVE

@@ -168,6 +168,21 @@ async def test_login_throttled_per_ip(make_client):
     assert resp.status == 429
 
 
+async def test_concurrent_failures_cannot_outrun_the_ip_throttle(make_client):
+    """A burst of logins for many addresses from one IP: no more of them are
+    verified (argon2) than the IP's failure limit allows."""
+    client = await make_client(login_ip_limit="3/15minutes")
+
+    async def guess() -> int:
+        resp = await client.post("/api/v1/auth/login", json={
+            "email": unique_email(), "password": "wrong password 123"})
+        return resp.status
+
+    statuses = await asyncio.gather(*(guess() for _ in range(15)))
+    assert statuses.count(401) <= 3, statuses
+    assert statuses.count(429) >= 12, statuses
+
+
 async def test_rate_limits_off_disables_throttle(make_client):
     client = await make_client(login_account_limit="1/15minutes", rate_limits="off")
     account = await register(client)
