@@ -254,6 +254,10 @@ class AccountService:
         await self._users.set_password_hash(
             user["_id"], await self._passwords.hash(new_password), now=self._clock.now()
         )
+        # Whoever else is signed in (maybe with the old, leaked password) is
+        # signed out; the session that changed it stays.
+        await self._sessions.revoke_all(user["_id"], client=client, reason="password_change",
+                                        except_session_id=claims.session_id)
         await self._record("account.password_change", actor_id=user["_id"], target=user["_id"],
                            client=client)
 

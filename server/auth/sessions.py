@@ -148,10 +148,12 @@ class SessionService:
         )
 
     async def revoke_all(
-        self, user_id: str, *, client: ClientInfo, reason: str, actor_id: str | None = None
+        self, user_id: str, *, client: ClientInfo, reason: str, actor_id: str | None = None,
+        except_session_id: str | None = None,
     ) -> list[str]:
         now = self._clock.now()
-        session_ids = await self._sessions.revoke_all(user_id, now=now)
+        session_ids = await self._sessions.revoke_all(user_id, now=now,
+                                                      except_id=except_session_id)
         await self._announce(session_ids, user_id=user_id)
         await self._audit.record(
             action="session.revoke_all", actor_id=actor_id or user_id, target=user_id,

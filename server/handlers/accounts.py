@@ -202,6 +202,8 @@ async def reset_password(request: web.Request) -> web.Response:
 @routes.post(f"{PREFIX}/password/change", summary="Change my password", tags=TAGS,
              body=ChangePasswordIn, status=204, errors=[400, 401, 429])
 async def change_password(request: web.Request) -> web.Response:
+    """Every other session of the user is signed out (tokens refused, sockets
+    closed); the calling session stays signed in."""
     claims = await authenticate(request)
     data = await body(request, ChangePasswordIn)
     await request.app[ACCOUNTS].change_password(

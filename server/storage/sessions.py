@@ -82,13 +82,17 @@ class SessionStore:
         result = await self._sessions.update_one(query, {"$set": {"revoked_at": now}})
         return result.modified_count == 1
 
-    async def revoke_all(self, user_id: str, *, now: datetime) -> list[str]:
-        """Revoke every live session of a user; returns their ids."""
+    async def revoke_all(
+        self, user_id: str, *, now: datetime, except_id: str | None = None
+    ) -> list[str]:
+        """Revoke every live session of a user (but ``except_id``); returns
+        their ids."""
         ids = [
             doc["_id"]
             async for doc in self._sessions.find(
                 {"user_id": user_id, "revoked_at": None}, {"_id": 1}
             )
+            if doc["_id"] != except_id
         ]
         if ids:
             await self._sessions.update_many(

@@ -181,3 +181,27 @@ async def test_line_breaks_in_user_text_never_stall_the_mail_queue(make_client, 
     # Mails queued after it still go out.
     later = await register(client)
     await smtp_server.wait_for(later["email"], "Confirm")
+
+
+async def test_change_password_signs_out_the_other_sessions(client):
+    """A changed password locks out whoever else holds a session (say, the
+    one who learnt the old password); the session that changed it stays."""
+    account = await register(client)
+    mine = bearer(account["access_token"])
+    resp = await client.post("/api/v1/auth/login",
+                             json={"email": account["email"], "password": DEFAULT_PASSWORD})
+    assert resp.status == 200
+    theirs = await resp.json()
+    ok = await client.post("/api/v1/auth/password/change", headers=mine, json={
+        "current_password": DEFAULT_PASSWORD, "new_password": NEW_PASSWORD})
+    assert ok.status == 204
+    me = await client.get("/api/v1/users/me", headers=bearer(theirs["access_token"]))
+    assert me.status == 401
+    assert (await error_of(me))["code"] == "token_revoked"
+    again = await client.post("/api/v1/auth/refresh",
+                              json={"refresh_token": theirs["refresh_token"]})
+    assert again.status == 401
+    assert (await client.get("/api/v1/users/me", headers=mine)).status == 200
+    fresh = await client.post("/api/v1/auth/refresh",
+                              json={"refresh_token": account["refresh_token"]})
+    assert fresh.status == 200
