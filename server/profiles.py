@@ -60,7 +60,7 @@ class ProfileService:
         sessions = await self._sessions.list_all(user_id)
         data: dict[str, Any] = {
             "account": account,
-            "sessions": [{**s, "id": s.pop("_id")} for s in sessions],
+            "sessions": [{"id": s.pop("_id"), **s} for s in sessions],
         }
         for name, exporter in self._exporters.items():
             data[name] = await exporter(user_id)

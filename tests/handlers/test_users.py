@@ -81,5 +81,6 @@ async def test_export_contains_my_data_but_no_secrets(client):
     assert data["account"]["email"] == account["email"]
     assert data["account"]["bio"] == "hello"
     assert len(data["sessions"]) == 1
+    assert "_id" not in data["sessions"][0] and data["sessions"][0]["id"]
     text = await resp.text()
     assert "password_hash" not in text and "refresh_hash" not in text
