@@ -95,6 +95,8 @@ class Settings(BaseSettings):
     forgot_password_limit: str = "5/hour"
     api_limit: str = "600/minute"
     room_create_limit: str = "30/hour"
+    listing_create_limit: str = "30/hour"  # listings one user may publish
+    search_limit: str = "120/minute"  # new relevance searches per IP
     request_create_limit: str = "30/hour"  # skill requests one learner may send (each mails)
     max_body_bytes: int = Field(1024 * 1024, ge=1024)
     deleted_user_grace_days: int = Field(30, ge=0)
@@ -132,6 +134,7 @@ class Settings(BaseSettings):
     @field_validator(
         "register_limit", "login_account_limit", "login_ip_limit", "forgot_password_limit",
         "api_limit", "room_create_limit", "request_create_limit", "call_invite_limit",
+        "listing_create_limit", "search_limit",
         "socket_event_rate",
     )
     @classmethod

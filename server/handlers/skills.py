@@ -6,7 +6,16 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..auth.tokens import AccessClaims
-from ..http import Routes, authenticate, body, client_info, json_response, path_id, query
+from ..http import (
+    Routes,
+    authenticate,
+    body,
+    client_info,
+    client_ip,
+    json_response,
+    path_id,
+    query,
+)
 from ..keys import LIMITER, LISTINGS, REVIEWS, SETTINGS, SKILL_REQUESTS
 from ..marketplace.listings import ListingFilters
 from ..marketplace.text import CATEGORIES
@@ -42,18 +51,21 @@ async def list_categories(request: web.Request) -> web.Response:
 
 
 @routes.post(PREFIX, summary="Create a listing", tags=TAGS, body=ListingIn, response=ListingOut,
-             status=201, errors=[400, 403, 415])
+             status=201, errors=[400, 403, 415, 429])
 async def create_listing(request: web.Request) -> web.Response:
     """Offer to teach a skill. Tags are normalised (lower case, spaces to
-    hyphens, duplicates dropped; at most 10)."""
+    hyphens, duplicates dropped; at most 10). Limited per user
+    (SKILLSHARE_LISTING_CREATE_LIMIT)."""
     claims = await authenticate(request, verified_email_for="skills.create")
     data = await body(request, ListingIn)
+    await request.app[LIMITER].hit("listings:create", request.app[SETTINGS].listing_create_limit,
+                                   claims.user_id)
     listing = await request.app[LISTINGS].create(claims.user_id, data.model_dump())
     return json_response(listing, status=201)
 
 
 @routes.get(PREFIX, summary="Search and browse listings", tags=TAGS, query=ListingQuery,
-            response=ListingPage, auth=False, errors=[400, 401])
+            response=ListingPage, auth=False, errors=[400, 401, 429])
 async def search_listings(request: web.Request) -> web.Response:
     """Words in `q` match titles, tags and descriptions (title matches weigh
     most). Sorted by relevance when `q` is given, else newest first; filters
@@ -62,9 +74,14 @@ async def search_listings(request: web.Request) -> web.Response:
     and its cursor (valid 30 minutes, for the same caller and query) reads
     that ranking; an expired one is 400 `validation_error` on `cursor`.
     Hidden and deleted listings, and those of banned or deleted users, never
-    appear. No auth needed; a bearer token, when sent, must be valid."""
+    appear. No auth needed; a bearer token, when sent, must be valid.
+    Ranking a new relevance search is limited per IP (SKILLSHARE_SEARCH_LIMIT);
+    browsing and following cursors are not."""
     claims = await optional_claims(request)
     params = query(request, ListingQuery)
+    if params.q and params.cursor is None and params.sort != "newest":
+        await request.app[LIMITER].hit("search", request.app[SETTINGS].search_limit,
+                                       client_ip(request) or "-")
     filters = ListingFilters(q=params.q, category=params.category, tag=params.tag,
                              owner=params.owner, level=params.level, mode=params.mode,
                              sort=params.sort)

@@ -112,7 +112,8 @@ async def test_categories_and_filters(client):
     assert await ids(owner=bob["id"], category="languages") == [spanish["id"]]
 
 
-async def test_newest_pagination_under_concurrent_inserts(client):
+async def test_newest_pagination_under_concurrent_inserts(make_client):
+    client = await make_client(listing_create_limit="1000/hour")
     ada = await new_user(client)
     before = [await create_listing(client, ada, title=f"Lesson {i}") for i in range(23)]
     seen: list[str] = []
@@ -380,3 +381,20 @@ async def test_openapi_documents_marketplace(client):
         assert schemas[name].get("examples"), name
     params = {p["name"] for p in doc["paths"]["/api/v1/skills"]["get"]["parameters"]}
     assert {"q", "category", "tag", "owner", "level", "mode", "sort", "limit", "cursor"} <= params
+
+
+async def test_publishing_and_new_searches_are_rate_limited(make_client):
+    client = await make_client(listing_create_limit="2/hour", search_limit="3/minute")
+    ada = await new_user(client)
+    await create_listing(client, ada, title="Python one")
+    await create_listing(client, ada, title="Python two")
+    resp = await client.post("/api/v1/skills", headers=ada["headers"],
+                             json=listing_body(title="Python three"))
+    assert resp.status == 429
+    assert (await error_of(resp))["code"] == "rate_limited"
+    for _ in range(3):
+        assert (await client.get("/api/v1/skills", params={"q": "python"})).status == 200
+    limited = await client.get("/api/v1/skills", params={"q": "python"})
+    assert limited.status == 429 and "Retry-After" in limited.headers
+    # Browsing newest-first is not a ranked search and stays open.
+    assert (await client.get("/api/v1/skills")).status == 200
