@@ -170,6 +170,9 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
     app[SESSIONS] = session_service
     app[ACCOUNTS] = account_service
     app[PROFILES] = ProfileService(users=users, sessions=sessions, clock=clock)
+    restored = await session_service.restore_revocations()
+    if restored:
+        logger.info("restored {} recent session revocations", restored)
     if not settings.rate_limits_enabled:
         logger.warning("SKILLSHARE_RATE_LIMITS=off: every rate limit and login throttle is off")
     mail.start()

@@ -69,6 +69,18 @@ class SessionService:
         self._clock = clock
         self._refresh_ttl = timedelta(seconds=refresh_ttl)
 
+    async def restore_revocations(self) -> int:
+        """Re-announce to the revocation list every session revoked recently
+        enough that its access tokens may still be unexpired: an in-process
+        list starts empty after a restart, and so does a Redis without
+        persistence. Returns how many were restored."""
+        window = self._access.ttl + 2 * LEEWAY_S
+        since = self._clock.now() - timedelta(seconds=window)
+        session_ids = await self._sessions.revoked_since(since)
+        if session_ids:
+            await self._revocations.revoke(session_ids, ttl=window)
+        return len(session_ids)
+
     async def authenticate(self, token: str) -> AccessClaims:
         """Decode an access token and refuse it if its session was revoked."""
         claims = self._access.decode(token)

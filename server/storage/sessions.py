@@ -21,6 +21,7 @@ class SessionStore:
 
     async def create_indexes(self) -> None:
         await self._sessions.create_index([("user_id", ASCENDING), ("revoked_at", ASCENDING)])
+        await self._sessions.create_index([("revoked_at", ASCENDING)])
         # Expired sessions disappear by themselves.
         await self._sessions.create_index("expires_at", expireAfterSeconds=0)
 
@@ -111,6 +112,12 @@ class SessionStore:
             query, {"refresh_hash": 0, "used_hashes": 0},
         ).sort("_id", DESCENDING).limit(limit)
         return await cursor.to_list(length=limit)
+
+    async def revoked_since(self, since: datetime) -> list[str]:
+        """Ids of sessions revoked after ``since`` (start-up only: rebuilding
+        the revocation list)."""
+        cursor = self._sessions.find({"revoked_at": {"$gt": since}}, {"_id": 1})
+        return [doc["_id"] async for doc in cursor]
 
     async def list_all(self, user_id: str) -> list[dict[str, Any]]:
         cursor = self._sessions.find({"user_id": user_id}, {"refresh_hash": 0, "used_hashes": 0})

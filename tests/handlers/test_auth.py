@@ -391,3 +391,16 @@ async def test_sessions_are_cursor_paginated(client):
     assert (await error_of(resp))["code"] == "validation_error"
     resp = await client.get("/api/v1/auth/sessions?cursor=eyJpZCI6MX0", headers=headers)
     assert (await error_of(resp))["code"] == "validation_error"
+
+
+async def test_a_logout_still_holds_after_a_restart_without_redis(make_client):
+    """Single node, revocations in process memory: a new process (here: a new
+    app on the same database) rebuilds them from the sessions collection."""
+    before = await make_client()
+    account = await register(before)
+    headers = bearer(account["access_token"])
+    assert (await before.post("/api/v1/auth/logout", headers=headers)).status == 204
+    after_restart = await make_client()
+    resp = await after_restart.get("/api/v1/users/me", headers=headers)
+    assert resp.status == 401
+    assert (await error_of(resp))["code"] == "token_revoked"
