@@ -11,7 +11,6 @@ import asyncio
 import gc
 import threading
 import weakref
-from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from fractions import Fraction
 
@@ -25,14 +24,14 @@ from aiortc import (
     RTCRtpSender,
     RTCSessionDescription,
 )
-from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.mediastreams import MediaStreamTrack
 from prometheus_client import CollectorRegistry
 
 from server.errors import BadRequest, Conflict, Unavailable
 from server.media.metrics import RelayMetrics
 from server.media.passthrough import tap_receiver
 from server.media.relay import MediaRelay
-from tests.support.calls import SizedVideoTrack
+from tests.support.calls import CountingPeer, SizedVideoTrack
 
 WAIT_S = 15.0
 FRAMES = 15
@@ -67,15 +66,12 @@ class PrerecordedVP8Track(MediaStreamTrack):
         return packet
 
 
-class Client:
+class Client(CountingPeer):
     """A participant's browser stand-in: one RTCPeerConnection to the relay."""
 
     def __init__(self, video: MediaStreamTrack | None, *, audio: bool = True, tap_video: bool = False) -> None:
-        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        self.video_sizes: Counter[tuple[int, int]] = Counter()
-        self.audio_frames = 0
+        super().__init__()
         self.encoded_video: list[bytes] = []
-        self._tasks: list[asyncio.Task[None]] = []
         if video is not None:
             self.pc.addTrack(video)
         else:
@@ -85,11 +81,6 @@ class Client:
         if tap_video:
             receiver = next(t.receiver for t in self.pc.getTransceivers() if t.kind == "video")
             assert tap_receiver(receiver, "video", lambda codec, frame: self.encoded_video.append(frame.data))
-        self.pc.on("track", lambda track: self._tasks.append(asyncio.ensure_future(self._consume(track))))
-
-    async def offer(self) -> str:
-        await self.pc.setLocalDescription(await self.pc.createOffer())
-        return self.pc.localDescription.sdp
 
     async def join(self, relay: MediaRelay, call_id: str, participant_id: str) -> None:
         answer = await relay.answer(call_id, participant_id, await self.offer())
@@ -98,22 +89,6 @@ class Client:
     def video_frames(self, size: tuple[int, int] | None = None) -> int:
         return self.video_sizes[size] if size else sum(self.video_sizes.values())
 
-    async def _consume(self, track: MediaStreamTrack) -> None:
-        while True:
-            try:
-                frame = await track.recv()
-            except MediaStreamError:
-                return
-            if track.kind == "video":
-                self.video_sizes[(frame.width, frame.height)] += 1
-            else:
-                self.audio_frames += 1
-
-    async def close(self) -> None:
-        await self.pc.close()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
 async def eventually(predicate: Callable[[], bool], what: str, timeout: float = WAIT_S) -> None:

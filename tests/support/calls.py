@@ -59,13 +59,13 @@ class SizedVideoTrack(VideoStreamTrack):
         return frame
 
 
-class MediaPeer:
-    """One participant's WebRTC side (the browser stand-in)."""
+class CountingPeer:
+    """An aiortc peer (no ICE servers: loopback only) that counts what it
+    receives: video frames by size, which says who sent them, and audio
+    frames."""
 
-    def __init__(self, size: tuple[int, int]) -> None:
+    def __init__(self) -> None:
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        self.pc.addTrack(SizedVideoTrack(*size))
-        self.pc.addTrack(AudioStreamTrack())
         self.video_sizes: Counter[tuple[int, int]] = Counter()
         self.audio_frames = 0
         self._tasks: list[asyncio.Task[None]] = []
@@ -74,14 +74,6 @@ class MediaPeer:
     async def offer(self) -> str:
         await self.pc.setLocalDescription(await self.pc.createOffer())
         return self.pc.localDescription.sdp
-
-    async def answer(self, offer_sdp: str) -> str:
-        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
-        await self.pc.setLocalDescription(await self.pc.createAnswer())
-        return self.pc.localDescription.sdp
-
-    async def accept_answer(self, answer_sdp: str) -> None:
-        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer_sdp, type="answer"))
 
     async def _consume(self, track: MediaStreamTrack) -> None:
         while True:
@@ -94,18 +86,35 @@ class MediaPeer:
             else:
                 self.audio_frames += 1
 
+    async def close(self) -> None:
+        await self.pc.close()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+class MediaPeer(CountingPeer):
+    """One participant's WebRTC side (the browser stand-in)."""
+
+    def __init__(self, size: tuple[int, int]) -> None:
+        super().__init__()
+        self.pc.addTrack(SizedVideoTrack(*size))
+        self.pc.addTrack(AudioStreamTrack())
+
+    async def answer(self, offer_sdp: str) -> str:
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+        await self.pc.setLocalDescription(await self.pc.createAnswer())
+        return self.pc.localDescription.sdp
+
+    async def accept_answer(self, answer_sdp: str) -> None:
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer_sdp, type="answer"))
+
     async def wait_media(self, *, video_size: tuple[int, int], frames: int, timeout: float) -> None:
         """Until ``frames`` video frames of ``video_size`` and as many audio
         frames arrived."""
         await wait_until(lambda: self.video_sizes[video_size] >= frames and self.audio_frames >= frames,
                          timeout=timeout,
                          what=lambda: f"media (video {dict(self.video_sizes)}, audio {self.audio_frames})")
-
-    async def close(self) -> None:
-        await self.pc.close()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
 async def wait_until(check: Callable[[], bool], *, timeout: float,
