@@ -173,6 +173,8 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
     restored = await session_service.restore_revocations()
     if restored:
         logger.info("restored {} recent session revocations", restored)
+    # A Redis without persistence forgets revocations when it restarts.
+    app[BUS].on_reconnect(session_service.restore_revocations)
     if not settings.rate_limits_enabled:
         logger.warning("SKILLSHARE_RATE_LIMITS=off: every rate limit and login throttle is off")
     mail.start()

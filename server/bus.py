@@ -21,6 +21,7 @@ from loguru import logger
 from .tasks import cancel_and_wait
 
 Handler = Callable[[dict[str, Any]], Awaitable[None]]
+ReconnectHandler = Callable[[], Awaitable[Any]]
 CHANNEL_PREFIX = "skillshare:bus:"
 RECONNECT_MAX_DELAY = 10.0
 
@@ -30,9 +31,15 @@ class Bus:
 
     def __init__(self) -> None:
         self._handlers: dict[str, list[Handler]] = defaultdict(list)
+        self._reconnect_handlers: list[ReconnectHandler] = []
 
     def subscribe(self, topic: str, handler: Handler) -> None:
         self._handlers[topic].append(handler)
+
+    def on_reconnect(self, handler: ReconnectHandler) -> None:
+        """Called after the bus got its connection back (Redis restarted or
+        was unreachable): Redis may have lost what it held meanwhile."""
+        self._reconnect_handlers.append(handler)
 
     async def publish(self, topic: str, payload: dict[str, Any]) -> None:
         await self._dispatch(topic, payload)
@@ -61,6 +68,14 @@ class RedisBus(Bus):
         self._on_error = on_error
         self._subscribed = asyncio.Event()
 
+    async def _reconnected(self) -> None:
+        logger.info("bus: redis connection is back")
+        for handler in list(self._reconnect_handlers):
+            try:
+                await handler()
+            except Exception:
+                logger.exception("bus: reconnect handler failed")
+
     async def publish(self, topic: str, payload: dict[str, Any]) -> None:
         data = msgpack.packb(payload, use_bin_type=True)
         try:
@@ -82,12 +97,16 @@ class RedisBus(Bus):
 
     async def _listen(self) -> None:
         delay = 0.5
+        lost = False
         while True:
             pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.psubscribe(CHANNEL_PREFIX + "*")
                 self._subscribed.set()
                 delay = 0.5
+                if lost:
+                    lost = False
+                    await self._reconnected()
                 async for message in pubsub.listen():
                     if message.get("type") != "pmessage":
                         continue
@@ -101,6 +120,7 @@ class RedisBus(Bus):
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                lost = True
                 if self._on_error:
                     self._on_error()
                 logger.warning("bus: redis listener lost ({}); retrying in {:.1f}s", exc, delay)

@@ -66,3 +66,25 @@ async def test_redis_down_logins_still_work_and_token_checks_fail_closed(
         redis_process.start()
     resp = await client.get("/api/v1/users/me", headers=bearer(account["access_token"]))
     assert resp.status == 200
+
+
+async def test_a_logout_survives_redis_losing_its_data(make_client, redis_process, redis_url):
+    """Redis restarts empty (no persistence): once the nodes are reconnected,
+    the revoked session is refused again on every node."""
+    node_a = await make_client(redis_url=redis_url)
+    node_b = await make_client(redis_url=redis_url)
+    account = await register(node_a)
+    headers = bearer(account["access_token"])
+    assert (await node_a.post("/api/v1/auth/logout", headers=headers)).status == 204
+    redis_process.stop()
+    redis_process.start()
+    statuses: list[int] = []
+    for _ in range(100):  # until the buses have reconnected and restored
+        statuses = [(await node.get("/api/v1/users/me", headers=headers)).status
+                    for node in (node_a, node_b)]
+        if statuses == [401, 401]:
+            break
+        await asyncio.sleep(0.1)
+    assert statuses == [401, 401]
+    resp = await node_b.get("/api/v1/users/me", headers=headers)
+    assert (await error_of(resp))["code"] == "token_revoked"
