@@ -98,10 +98,6 @@ def json_response(data: Any, status: int = 200, **kwargs: Any) -> web.Response:
     )
 
 
-def dump(model: BaseModel) -> Any:
-    return model.model_dump(mode="json")
-
-
 def validation_details(exc: ValidationError) -> list[dict[str, str]]:
     details = []
     for err in exc.errors():

@@ -4,7 +4,7 @@ pydantic models that also validate the requests."""
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
@@ -25,16 +25,13 @@ STATUS_TEXT = {
 }
 
 
-def _schema_ref(model: type[BaseModel], components: dict[str, Any]) -> dict[str, Any]:
-    schema = model.model_json_schema(ref_template=REF_TEMPLATE, mode="serialization")
-    for name, definition in schema.pop("$defs", {}).items():
-        components[name] = definition
-    components[model.__name__] = schema
-    return {"$ref": REF_TEMPLATE.format(model=model.__name__)}
-
-
-def _input_schema(model: type[BaseModel], components: dict[str, Any]) -> dict[str, Any]:
-    schema = model.model_json_schema(ref_template=REF_TEMPLATE, mode="validation")
+def _schema_ref(
+    model: type[BaseModel], components: dict[str, Any],
+    mode: Literal["validation", "serialization"] = "serialization",
+) -> dict[str, Any]:
+    """Put the model's schema (and those it refers to) into ``components``;
+    request bodies use the validation schema, responses the serialization one."""
+    schema = model.model_json_schema(ref_template=REF_TEMPLATE, mode=mode)
     for name, definition in schema.pop("$defs", {}).items():
         components[name] = definition
     components[model.__name__] = schema
@@ -68,7 +65,7 @@ def build_openapi(specs: list[RouteSpec], *, version: str, server_url: str | Non
         if spec.body is not None:
             operation["requestBody"] = {
                 "required": True,
-                "content": {"application/json": {"schema": _input_schema(spec.body, components)}},
+                "content": {"application/json": {"schema": _schema_ref(spec.body, components, "validation")}},
             }
         responses: dict[str, Any] = {}
         ok: dict[str, Any] = {"description": "Success"}

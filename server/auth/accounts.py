@@ -156,19 +156,20 @@ class AccountService:
             await self._record("account.login_failed", actor_id=None, target=user["_id"],
                                client=client)
 
-    async def _issue_token(self, user_id: str, purpose: str, ttl: int) -> str:
+    async def _mailed_link(self, user_id: str, *, purpose: str, ttl: int, page: str) -> str:
+        """A single-use token stored as a hash, as a link to the web app's page."""
         token = new_secret()
         now = self._clock.now()
         await self._tokens.create(
             token_hash=hash_secret(token), purpose=purpose, user_id=user_id, now=now,
             expires_at=now + timedelta(seconds=ttl),
         )
-        return token
+        return f"{self._public_url}/{page}?{urlencode({'token': token})}"
 
     async def _send_verification(self, user: dict[str, Any]) -> None:
         ttl = self._limits.email_token_ttl
-        token = await self._issue_token(user["_id"], VERIFY_EMAIL, ttl)
-        link = f"{self._public_url}/verify-email?{urlencode({'token': token})}"
+        link = await self._mailed_link(user["_id"], purpose=VERIFY_EMAIL, ttl=ttl,
+                                       page="verify-email")
         mail = verification_mail(display_name=user["display_name"], link=link,
                                  ttl_hours=max(1, ttl // 3600))
         await self._mail.send(to=user["email"], mail=mail, kind="verify_email")
@@ -209,8 +210,8 @@ class AccountService:
             if user is None or user.get("status") != ACTIVE:
                 return
             ttl = self._limits.password_reset_ttl
-            token = await self._issue_token(user["_id"], RESET_PASSWORD, ttl)
-            link = f"{self._public_url}/reset-password?{urlencode({'token': token})}"
+            link = await self._mailed_link(user["_id"], purpose=RESET_PASSWORD, ttl=ttl,
+                                           page="reset-password")
             mail = password_reset_mail(display_name=user["display_name"], link=link,
                                        ttl_minutes=max(1, ttl // 60))
             await self._mail.send(to=user["email"], mail=mail, kind="reset_password")

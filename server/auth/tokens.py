@@ -7,7 +7,6 @@ each token names its key in the ``kid`` header."""
 from __future__ import annotations
 
 import hashlib
-import hmac
 import secrets
 from dataclasses import dataclass
 
@@ -100,6 +99,3 @@ def split_refresh_token(token: str) -> tuple[str, str] | None:
         return None
     return session_id, secret
 
-
-def constant_time_equals(a: str, b: str) -> bool:
-    return hmac.compare_digest(a.encode(), b.encode())

@@ -17,9 +17,6 @@ ACTIVE = "active"
 DELETED = "deleted"
 BANNED = "banned"
 
-PROFILE_FIELDS = (
-    "display_name", "bio", "timezone", "languages", "skills_offered", "skills_wanted",
-)
 
 
 class UserStore:
