@@ -18,7 +18,6 @@ DELETED = "deleted"
 BANNED = "banned"
 
 
-
 class UserStore:
     def __init__(self, db: AsyncDatabase) -> None:
         self._users = db["users"]
