@@ -7,6 +7,7 @@ import math
 import time
 
 from limits import RateLimitItem, parse
+from limits.aio.storage import MemoryStorage, RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import storage_from_string
 from loguru import logger
@@ -19,10 +20,13 @@ class RateLimiter:
     """Named limits (``"login:account"``) over a shared storage.
 
     ``hit`` consumes one unit and raises ``RateLimited`` when the window is
-    full; ``check`` raises without consuming (used by login throttling, where
-    only failures count but a throttled account is refused even with the right
-    password). A storage failure is logged and the request allowed: Redis
-    trouble must not take logins down, and /readyz reports it."""
+    full; ``check`` raises without consuming. ``reserve`` is how a limit on
+    *failures* is kept under concurrency: the unit is taken before the
+    expensive check (a password or token verification), so a burst sent all
+    at once gets no more verifications than the limit; the caller gives it
+    back (``Reservation.refund``) or resets the window (``Reservation.clear``)
+    when the attempt succeeds. A storage failure is logged and the request
+    allowed: Redis trouble must not take logins down, and /readyz reports it."""
 
     def __init__(self, *, redis_url: str | None, enabled: bool, metrics: Metrics) -> None:
         if redis_url:
@@ -70,8 +74,60 @@ class RateLimiter:
         self._metrics.rate_limited.labels(name).inc()
         raise RateLimited(retry_after)
 
+    async def reserve(self, name: str, limit: str, *keys: str) -> "Reservation":
+        """Take one unit now (``RateLimited`` when the window is full); the
+        attempt's outcome decides whether it is kept."""
+        await self._enforce(name, limit, keys, consume=True)
+        return Reservation(self, name, limit, keys, taken=self._enabled)
+
+    async def refund(self, name: str, limit: str, *keys: str) -> None:
+        """Give back the newest unit of a window (a reserved attempt that
+        turned out not to count). ``limits`` has no such call: its moving
+        window is a newest-first list in both storages this class builds."""
+        if not self._enabled:
+            return
+        key = self._item(limit).key_for(name, *keys)
+        try:
+            if isinstance(self._storage, MemoryStorage):
+                entries = self._storage.events.get(key)
+                if entries:
+                    entries.pop(0)
+            elif isinstance(self._storage, RedisStorage):
+                bridge = self._storage.bridge
+                await bridge.get_connection().lpop(bridge.prefixed_key(key))
+        except Exception:
+            logger.exception("rate limit storage failed refunding {}", name)
+
     async def clear(self, name: str, limit: str, *keys: str) -> None:
         try:
             await self._limiter.clear(self._item(limit), name, *keys)
         except Exception:
             logger.exception("rate limit storage failed clearing {}", name)
+
+
+class Reservation:
+    """One unit taken by ``RateLimiter.reserve``: kept unless the caller
+    refunds it or clears the window."""
+
+    __slots__ = ("_limiter", "_name", "_limit", "_keys", "_open")
+
+    def __init__(self, limiter: RateLimiter, name: str, limit: str, keys: tuple[str, ...], *,
+                 taken: bool) -> None:
+        self._limiter = limiter
+        self._name = name
+        self._limit = limit
+        self._keys = keys
+        self._open = taken
+
+    async def refund(self) -> None:
+        """The attempt does not count (e.g. a successful login from an IP)."""
+        if self._open:
+            self._open = False
+            await self._limiter.refund(self._name, self._limit, *self._keys)
+
+    async def clear(self) -> None:
+        """The attempt succeeded and resets the window (e.g. an account's
+        failures after the right password)."""
+        if self._open:
+            self._open = False
+            await self._limiter.clear(self._name, self._limit, *self._keys)

@@ -76,7 +76,6 @@ class AccountService:
         self._clock = clock
         self._verified_actions = verified_actions
         self._background: set[asyncio.Task[None]] = set()
-        self._login_in_flight: dict[str, int] = {}  # ip -> logins being verified (this node)
 
     async def _record(self, action: str, *, actor_id: str | None, target: str | None,
                       client: ClientInfo, **details: Any) -> None:
@@ -105,29 +104,21 @@ class AccountService:
         email = normalise_email(email)
         if len(password) > self._passwords.max_length:
             raise InvalidCredentials()
-        ip = client.ip or "-"
-        # Only failures count against the IP, but logins still being verified
-        # from it count as if they were going to fail: a burst sent all at
-        # once cannot get more verifications (argon2) than the limit allows.
-        self._login_in_flight[ip] = self._login_in_flight.get(ip, 0) + 1
+        # Only failures count, against the IP and against the account, but
+        # both units are taken before the (slow) verification: a burst sent
+        # all at once gets no more verifications than the limits allow, on
+        # one node or many. A success gives the IP's unit back and clears the
+        # account's window; a throttled account stays throttled even for the
+        # right password.
+        ip_unit = await self._limiter.reserve("login:ip", self._limits.login_ip,
+                                              client.ip or "-")
         try:
-            return await self._login(email, password, client, ip)
-        finally:
-            left = self._login_in_flight[ip] - 1
-            if left:
-                self._login_in_flight[ip] = left
-            else:
-                del self._login_in_flight[ip]
-
-    async def _login(self, email: str, password: str, client: ClientInfo, ip: str) -> TokenPair:
-        # Checked before the password: a throttled account stays throttled
-        # even for the right password. The account's unit is taken before
-        # the (slow) verification, not after a failure: guesses sent all at
-        # once would otherwise all pass the check before the first failure
-        # is counted. A success clears the account's window below.
-        await self._limiter.check("login:ip", self._limits.login_ip, ip,
-                                  cost=self._login_in_flight[ip])
-        await self._limiter.hit("login:account", self._limits.login_account, email)
+            account_unit = await self._limiter.reserve(
+                "login:account", self._limits.login_account, email
+            )
+        except RateLimited:
+            await ip_unit.refund()  # refused before any verification
+            raise
         user = await self._users.find_by_email(email)
         active = user is not None and user.get("status") == ACTIVE
         password_hash = user.get("password_hash") if active else None
@@ -139,18 +130,15 @@ class AccountService:
             await self._users.set_password_hash(
                 user["_id"], await self._passwords.hash(password), now=self._clock.now()
             )
-        await self._limiter.clear("login:account", self._limits.login_account, email)
+        await ip_unit.refund()
+        await account_unit.clear()
         pair = await self._sessions.start(user, client)
         await self._record("account.login", actor_id=user["_id"], target=user["_id"],
                            client=client, session_id=pair.session_id)
         return pair
 
     async def _login_failed(self, email: str, user: dict | None, client: ClientInfo) -> None:
-        try:
-            # (the account's unit was taken before the verification)
-            await self._limiter.hit("login:ip", self._limits.login_ip, client.ip or "-")
-        except RateLimited:
-            pass  # this attempt already failed; the next one is refused
+        # (the IP's and the account's units were taken before the verification)
         logger.info("failed login for {}", mask_email(email))
         if user is not None:
             await self._record("account.login_failed", actor_id=None, target=user["_id"],
@@ -243,15 +231,16 @@ class AccountService:
         client: ClientInfo,
     ) -> None:
         self._passwords.validate(new_password, field="new_password")
-        await self._limiter.check("login:account:id", self._limits.login_account, claims.user_id)
+        # Failures are limited like logins; the unit is taken before the
+        # verification so that concurrent guesses cannot all be verified.
+        unit = await self._limiter.reserve("login:account:id", self._limits.login_account,
+                                           claims.user_id)
         user = await self._users.get_active(claims.user_id)
         if user is None:
             raise Unauthorized()
         if not await self._passwords.verify(user.get("password_hash"), current_password):
-            await self._limiter.hit(
-                "login:account:id", self._limits.login_account, claims.user_id
-            )
             raise ValidationFailed.field("current_password", "The current password is incorrect.")
+        await unit.clear()
         await self._users.set_password_hash(
             user["_id"], await self._passwords.hash(new_password), now=self._clock.now()
         )
