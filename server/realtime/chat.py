@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-import unicodedata
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from typing import Any
 
 from ..clock import Clock
 from ..errors import Conflict, Unavailable, ValidationFailed
+from ..schemas.human_text import TextError, clean_text
 from ..storage.messages import ClientIdUsed, MessageStore, SeqTaken, message_id
 from ..storage.read_markers import ReadMarkerStore
 from .notifier import Notifier
@@ -25,7 +25,6 @@ from .rooms import RoomService, public_message
 from .sequences import SequenceCache
 
 MAX_BODY_CHARS = 4000
-ALLOWED_CONTROL = {"\n", "\t"}
 MAX_SEND_ATTEMPTS = 64
 REFRESH_AFTER_CLASHES = 3  # after this many taken seqs in a row, re-read the room's end
 DEFAULT_SYNC_LIMIT = 100
@@ -35,19 +34,20 @@ MAX_HISTORY_LIMIT = 100
 
 
 def normalize_body(body: str) -> str:
-    """The stored form of a message body: line breaks as ``\\n``, leading and
-    trailing whitespace trimmed; 1..4000 characters (code points); no control
-    characters other than newline and tab, no lone surrogates."""
-    text = body.replace("\r\n", "\n").replace("\r", "\n").strip()
+    """The stored form of a message body: multi-line human text
+    (``schemas.human_text``: NFC, line breaks as ``\\n``, no control characters
+    other than newline and tab, no bidi controls, not blank), leading and
+    trailing whitespace trimmed; 1..4000 characters (code points)."""
+    try:
+        text = clean_text(body, multiline=True).strip()
+    except TextError as exc:
+        raise ValidationFailed.field("body", f"The message {exc}.") from None
     if not text:
         raise ValidationFailed.field("body", "The message is empty.")
     if len(text) > MAX_BODY_CHARS:
         raise ValidationFailed.field(
             "body", f"The message is longer than {MAX_BODY_CHARS} characters."
         )
-    for ch in text:
-        if ch not in ALLOWED_CONTROL and unicodedata.category(ch) in ("Cc", "Cs"):
-            raise ValidationFailed.field("body", "The message contains control characters.")
     return text
 
 

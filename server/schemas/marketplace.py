@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..marketplace.text import CATEGORIES, LEVELS, MAX_TAG_CHARS, MAX_TAGS, MODES
 from .common import PageQuery, StrictModel
+from .human_text import MultiLine, SingleLine
 
 MAX_TITLE = 120
 MIN_TITLE = 3
@@ -22,15 +23,6 @@ Category = Literal[tuple(CATEGORIES)]  # type: ignore[valid-type]
 ListingLevel = Literal[tuple(LEVELS)]  # type: ignore[valid-type]
 ListingMode = Literal[tuple(MODES)]  # type: ignore[valid-type]
 RequestStatus = Literal["pending", "accepted", "declined", "cancelled", "completed"]
-
-
-def _printable(value: str | None, *, allow_newlines: bool) -> str | None:
-    if value is None:
-        return value
-    allowed = {"\n", "\t", "\r"} if allow_newlines else set()
-    if any(ord(c) < 32 and c not in allowed for c in value):
-        raise ValueError("must not contain control characters")
-    return value
 
 
 def _tags(value: list[str] | None) -> list[str] | None:
@@ -60,15 +52,13 @@ class ListingIn(StrictModel):
 
     model_config = ConfigDict(json_schema_extra={"examples": [LISTING_EXAMPLE]})
 
-    title: str = Field(min_length=MIN_TITLE, max_length=MAX_TITLE)
-    description: str = Field("", max_length=MAX_DESCRIPTION)
+    title: SingleLine = Field(min_length=MIN_TITLE, max_length=MAX_TITLE)
+    description: MultiLine = Field("", max_length=MAX_DESCRIPTION)
     category: Category
-    tags: list[str] = Field(default_factory=list)
+    tags: list[SingleLine] = Field(default_factory=list)
     level: ListingLevel = "all"
     mode: ListingMode = "online"
 
-    _title = field_validator("title")(lambda v: _printable(v, allow_newlines=False))
-    _description = field_validator("description")(lambda v: _printable(v, allow_newlines=True))
     _tag_list = field_validator("tags")(_tags)
 
 
@@ -77,15 +67,13 @@ class ListingPatch(StrictModel):
         {"title": "Python for data analysis (evenings)", "tags": ["python", "pandas"]},
     ]})
 
-    title: str | None = Field(None, min_length=MIN_TITLE, max_length=MAX_TITLE)
-    description: str | None = Field(None, max_length=MAX_DESCRIPTION)
+    title: SingleLine | None = Field(None, min_length=MIN_TITLE, max_length=MAX_TITLE)
+    description: MultiLine | None = Field(None, max_length=MAX_DESCRIPTION)
     category: Category | None = None
-    tags: list[str] | None = None
+    tags: list[SingleLine] | None = None
     level: ListingLevel | None = None
     mode: ListingMode | None = None
 
-    _title = field_validator("title")(lambda v: _printable(v, allow_newlines=False))
-    _description = field_validator("description")(lambda v: _printable(v, allow_newlines=True))
     _tag_list = field_validator("tags")(_tags)
 
 
@@ -153,9 +141,7 @@ class RequestIn(StrictModel):
         {"message": "Hi! I'd love to learn pandas. Weekday evenings work for me."},
     ]})
 
-    message: str = Field("", max_length=MAX_REQUEST_MESSAGE)
-
-    _message = field_validator("message")(lambda v: _printable(v, allow_newlines=True))
+    message: MultiLine = Field("", max_length=MAX_REQUEST_MESSAGE)
 
 
 class ListingRef(BaseModel):
@@ -203,9 +189,7 @@ class ReviewIn(StrictModel):
     ]})
 
     rating: int = Field(ge=1, le=5)
-    comment: str = Field("", max_length=MAX_REVIEW_COMMENT)
-
-    _comment = field_validator("comment")(lambda v: _printable(v, allow_newlines=True))
+    comment: MultiLine = Field("", max_length=MAX_REVIEW_COMMENT)
 
 
 class ReviewOut(BaseModel):
@@ -255,7 +239,7 @@ class MatchPage(BaseModel):
 class ReasonIn(StrictModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{"reason": "Spam"}]})
 
-    reason: str = Field("", max_length=MAX_REASON)
+    reason: MultiLine = Field("", max_length=MAX_REASON)
 
 
 class RoleIn(StrictModel):

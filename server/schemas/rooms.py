@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, model_validator
 
 from .common import DEFAULT_PAGE, MAX_PAGE, StrictModel
+from .human_text import SingleLine
 
 ID = Field(min_length=1, max_length=64)
 MAX_SUBSCRIBE_IDS = 500
@@ -18,7 +19,7 @@ MAX_SEQ = 10**10 - 1
 class CreateRoom(StrictModel):
     type: Literal["direct", "group"]
     user_id: str | None = Field(None, min_length=1, max_length=64)
-    name: str | None = Field(None, min_length=1, max_length=100)
+    name: SingleLine | None = Field(None, min_length=1, max_length=100)
     member_ids: list[str] | None = Field(None, max_length=100)
 
     @model_validator(mode="after")
