@@ -7,6 +7,7 @@ import re
 from typing import Any, Literal
 
 from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
 
 from .http import RouteSpec
 from .schemas.common import ErrorBody
@@ -25,23 +26,34 @@ STATUS_TEXT = {
 }
 
 
-def _schema_ref(
-    model: type[BaseModel], components: dict[str, Any],
-    mode: Literal["validation", "serialization"] = "serialization",
-) -> dict[str, Any]:
-    """Put the model's schema (and those it refers to) into ``components``;
-    request bodies use the validation schema, responses the serialization one."""
-    schema = model.model_json_schema(ref_template=REF_TEMPLATE, mode=mode)
-    for name, definition in schema.pop("$defs", {}).items():
-        components[name] = definition
-    components[model.__name__] = schema
-    return {"$ref": REF_TEMPLATE.format(model=model.__name__)}
+Mode = Literal["validation", "serialization"]
+
+
+def _component_refs(
+    specs: list[RouteSpec], components: dict[str, Any]
+) -> dict[tuple[type[BaseModel], Mode], dict[str, Any]]:
+    """Every request model (validation schema) and response model
+    (serialization schema) in one pass, so that pydantic names the
+    components: two models with the same class name (accounts.MessageOut and
+    rooms.MessageOut), or one model whose two modes differ, get distinct
+    components instead of overwriting each other."""
+    wanted: list[tuple[type[BaseModel], Mode]] = [(ErrorBody, "serialization")]
+    for spec in specs:
+        if spec.body is not None:
+            wanted.append((spec.body, "validation"))
+        if spec.response is not None:
+            wanted.append((spec.response, "serialization"))
+    refs, definitions = models_json_schema(list(dict.fromkeys(wanted)),
+                                           ref_template=REF_TEMPLATE)
+    components.update(definitions.get("$defs", {}))
+    return refs
 
 
 def build_openapi(specs: list[RouteSpec], *, version: str, server_url: str | None) -> dict:
     components: dict[str, Any] = {}
     paths: dict[str, dict[str, Any]] = {}
-    error_ref = _schema_ref(ErrorBody, components)
+    refs = _component_refs(specs, components)
+    error_ref = refs[(ErrorBody, "serialization")]
     for spec in specs:
         operation: dict[str, Any] = {
             "summary": spec.summary,
@@ -65,12 +77,12 @@ def build_openapi(specs: list[RouteSpec], *, version: str, server_url: str | Non
         if spec.body is not None:
             operation["requestBody"] = {
                 "required": True,
-                "content": {"application/json": {"schema": _schema_ref(spec.body, components, "validation")}},
+                "content": {"application/json": {"schema": refs[(spec.body, "validation")]}},
             }
         responses: dict[str, Any] = {}
         ok: dict[str, Any] = {"description": "Success"}
         if spec.response is not None and spec.status != 204:
-            ok["content"] = {"application/json": {"schema": _schema_ref(spec.response, components)}}
+            ok["content"] = {"application/json": {"schema": refs[(spec.response, "serialization")]}}
         responses[str(spec.status)] = ok
         for status in sorted(set(spec.errors) | ({401} if spec.auth else set()) | {500}):
             responses[str(status)] = {

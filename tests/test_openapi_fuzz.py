@@ -1,0 +1,164 @@
+"""schemathesis over ``/openapi.json`` against a real node (``python -m
+server serve``, rate limits off): every operation, signed out and signed in
+(a registered user's bearer token), with schema-valid data, invalid data and
+real ids. No response may be a 5xx, and every response must match what the
+document says (status code, content type, headers, body schema).
+
+The default run is bounded (a few examples per operation, derandomized);
+``pytest -m slow`` runs many more."""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.cookiejar import DefaultCookiePolicy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import schemathesis
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis.errors import Unsatisfiable
+from schemathesis.checks import not_a_server_error
+from schemathesis.generation import GenerationMode
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from tests.support.services import NodeProcess
+
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
+          response_headers_conformance, response_schema_conformance]
+QUICK_EXAMPLES = 6  # per operation, per mode, per identity
+SLOW_EXAMPLES = 120
+PASSWORD = "correct horse battery staple"
+# Operations that end the caller's session or account: each gets a user of
+# its own, so that the other operations keep a working token.
+SESSION_ENDING = re.compile(
+    r"^(POST /api/v1/auth/logout(-all)?|DELETE /api/v1/users/me|"
+    r"DELETE /api/v1/auth/sessions/\{id\}|POST /api/v1/auth/password/change)$")
+
+
+def _clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("SKILLSHARE_")}
+
+
+@dataclass
+class Fixtures:
+    """A running node, a signed-in user and real ids to aim at."""
+
+    url: str
+    http: requests.Session
+    token: str
+    ids: dict[str, str] = field(default_factory=dict)
+
+    def post(self, path: str, body: Any, token: str | None = None) -> dict[str, Any]:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        resp = self.http.post(self.url + path, json=body, headers=headers, timeout=30)
+        assert resp.status_code in (200, 201), (path, resp.status_code, resp.text)
+        return resp.json()
+
+    def new_user(self, name: str) -> dict[str, Any]:
+        return self.post("/api/v1/auth/register", {
+            "email": f"{name}-{secrets.token_hex(4)}@example.com", "password": PASSWORD,
+            "display_name": name})
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory: pytest.TempPathFactory, mongo_url: str) -> Iterator[Fixtures]:
+    data = tmp_path_factory.mktemp("fuzz-node")
+    env = {**_clean_env(), "SKILLSHARE_RATE_LIMITS": "off",
+           "SKILLSHARE_PASSWORD_HASH_TIME_COST": "1", "SKILLSHARE_PASSWORD_HASH_MEMORY_KIB": "1024",
+           "SKILLSHARE_MONGO_URL": mongo_url, "SKILLSHARE_MONGO_DB": f"t_fuzz_{secrets.token_hex(4)}",
+           "SKILLSHARE_DATA_DIR": str(data), "SKILLSHARE_LOG_LEVEL": "WARNING"}
+    proc = NodeProcess(env, log_path=Path(data) / "node.log")
+    proc.start()
+    http = requests.Session()
+    http.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))  # bearer tokens only
+    try:
+        fx = Fixtures(url=proc.url, http=http, token="")
+        me = fx.new_user("Fuzzer")
+        other = fx.new_user("Teacher")
+        fx.token = me["access_token"]
+        listing = fx.post("/api/v1/skills", {"title": "Python basics", "category": "programming",
+                                             "description": "Loops."}, other["access_token"])
+        request = fx.post(f"/api/v1/skills/{listing['id']}/requests", {"message": "Hi"}, fx.token)
+        room = fx.post("/api/v1/rooms", {"type": "direct", "user_id": other["user"]["id"]},
+                       fx.token)
+        fx.ids = {"skills": listing["id"], "requests": request["id"], "rooms": room["id"],
+                  "users": other["user"]["id"]}
+        yield fx
+    finally:
+        http.close()
+        proc.terminate()
+        log = proc.log()
+        assert "Traceback" not in log, log[-5000:]
+
+
+def _real_id(fx: Fixtures, path: str) -> dict[str, str] | None:
+    match = re.match(r"^/api/v1/(?:admin/)?(\w+)/\{id\}", path)
+    if match and match.group(1) in fx.ids:
+        return {"id": fx.ids[match.group(1)]}
+    return None
+
+
+def _fuzz(fx: Fixtures, examples: int) -> list[str]:
+    schema = schemathesis.openapi.from_url(f"{fx.url}/openapi.json")
+    failures: list[str] = []
+    for result in schema.get_all_operations():
+        operation = result.ok()
+        label = f"{operation.method.upper()} {operation.path}"
+        token = fx.token
+        if SESSION_ENDING.match(label):
+            token = fx.new_user("Leaver")["access_token"]
+        identities = {"anonymous": {}, "signed-in": {"Authorization": f"Bearer {token}"}}
+        real_id = _real_id(fx, operation.path)
+        strategies = [(mode.value, operation.as_strategy(generation_mode=mode))
+                      for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)]
+        if real_id is not None:
+            strategies.append(("real-id", operation.as_strategy(path_parameters=real_id)))
+        for who, headers in identities.items():
+            for mode, strategy in strategies:
+                failures += _run(fx, strategy, headers, examples, f"{label} [{who}, {mode}]")
+    return failures
+
+
+def _run(fx: Fixtures, strategy: Any, headers: dict[str, str], examples: int,
+         label: str) -> list[str]:
+    found: dict[str, str] = {}
+
+    @settings(max_examples=examples, derandomize=True, database=None, deadline=None,
+              phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
+    @given(case=strategy)
+    def check(case: Any) -> None:
+        response = case.call(base_url=fx.url, session=fx.http, headers=headers, timeout=30)
+        try:
+            case.validate_response(response, checks=CHECKS, headers=headers)
+        except (Exception, BaseExceptionGroup) as exc:  # schemathesis' FailureGroup
+            key = f"{label}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            found.setdefault(key, f"{key}\n  -> {response.status_code} "
+                                  f"{response.text[:300]}\n  {case.as_curl_command()[:600]}")
+
+    try:
+        check()
+    except Unsatisfiable:
+        pass  # nothing of this kind to generate (e.g. invalid data for an operation without input)
+    return list(found.values())
+
+
+def test_openapi_fuzz_bounded(node: Fixtures) -> None:
+    failures = _fuzz(node, QUICK_EXAMPLES)
+    assert not failures, "\n\n".join(failures)
+
+
+@pytest.mark.slow
+def test_openapi_fuzz_long(node: Fixtures) -> None:
+    failures = _fuzz(node, SLOW_EXAMPLES)
+    assert not failures, "\n\n".join(failures)
