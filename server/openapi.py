@@ -13,6 +13,9 @@ from .http import RouteSpec
 from .schemas.common import ErrorBody
 
 REF_TEMPLATE = "#/components/schemas/{model}"
+API_PREFIX = "/api/"
+RETRY_AFTER_HEADER = {"description": "Seconds to wait before trying again.",
+                      "schema": {"type": "integer", "minimum": 1}}
 STATUS_TEXT = {
     400: "Invalid input (`validation_error`, `bad_request`)",
     401: "Not signed in, or a bad, expired or revoked token",
@@ -47,6 +50,23 @@ def _component_refs(
                                            ref_template=REF_TEMPLATE)
     components.update(definitions.get("$defs", {}))
     return refs
+
+
+def _implied_errors(spec: RouteSpec) -> set[int]:
+    """Statuses every route of a kind can answer, whatever its own list says:
+    a JSON body can be malformed, too large or not JSON; a path id can be
+    invalid or unknown; every API route is under the per-IP limit and needs
+    the database; a route with auth needs a valid token."""
+    implied = {500}
+    if spec.auth:
+        implied.add(401)
+    if spec.body is not None:
+        implied |= {400, 413, 415}
+    if re.search(r"{\w+}", spec.path):
+        implied |= {400, 404}
+    if spec.path.startswith(API_PREFIX):
+        implied |= {429, 503}
+    return implied
 
 
 def build_openapi(specs: list[RouteSpec], *, version: str, server_url: str | None) -> dict:
@@ -84,11 +104,13 @@ def build_openapi(specs: list[RouteSpec], *, version: str, server_url: str | Non
         if spec.response is not None and spec.status != 204:
             ok["content"] = {"application/json": {"schema": refs[(spec.response, "serialization")]}}
         responses[str(spec.status)] = ok
-        for status in sorted(set(spec.errors) | ({401} if spec.auth else set()) | {500}):
+        for status in sorted(set(spec.errors) | _implied_errors(spec)):
             responses[str(status)] = {
                 "description": STATUS_TEXT.get(status, "Internal error"),
                 "content": {"application/json": {"schema": error_ref}},
             }
+            if status == 429:
+                responses[str(status)]["headers"] = {"Retry-After": RETRY_AFTER_HEADER}
         operation["responses"] = responses
         if spec.auth:
             operation["security"] = [{"bearer": []}]

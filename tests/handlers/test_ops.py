@@ -246,3 +246,38 @@ async def test_every_documented_body_is_its_own_model(client):
             schema = operation["requestBody"]["content"]["application/json"]["schema"]
             assert fields_of(schema) == set(spec.body.model_fields), spec.path
     assert checked > 20
+
+
+async def test_generic_refusals_are_documented_for_every_route(make_client):
+    """Every route with a body answers a non-JSON body (415), a huge one (413)
+    and broken JSON (400); every route with an id answers a bad id; all are
+    in that operation's documented responses, as are 429 (with Retry-After)
+    and 503 for every API route."""
+    import re
+
+    from server.keys import ROUTE_SPECS
+    from tests.support.api import bearer, register
+
+    client = await make_client(max_body_bytes=1024)
+    doc = await (await client.get("/openapi.json")).json()
+    headers = bearer((await register(client))["access_token"])
+    for spec in client.app[ROUTE_SPECS]:
+        operation = doc["paths"][spec.path][spec.method.lower()]
+        documented = set(operation["responses"])
+        path = re.sub(r"{\w+}", "not-an-id", spec.path)
+        sent = []
+        if spec.body is not None:
+            sent.append(await client.request(spec.method, path, data="hello", headers={
+                **headers, "Content-Type": "text/plain"}))
+            sent.append(await client.request(spec.method, path, data="{", headers={
+                **headers, "Content-Type": "application/json"}))
+            sent.append(await client.request(spec.method, path, data="[" + "1," * 2000 + "1]",
+                                             headers={**headers,
+                                                      "Content-Type": "application/json"}))
+        if "{" in spec.path:
+            sent.append(await client.request(spec.method, path, headers=headers))
+        for resp in sent:
+            assert str(resp.status) in documented, (spec.method, spec.path, resp.status)
+        if spec.path.startswith("/api/"):
+            assert {"429", "503"} <= documented, spec.path
+            assert "Retry-After" in operation["responses"]["429"]["headers"]
