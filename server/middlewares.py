@@ -42,6 +42,7 @@ CORS_ALLOW_HEADERS = "Authorization, Content-Type, X-Request-ID, X-CSRF-Token"
 CORS_ALLOW_METHODS = "GET, POST, PATCH, PUT, DELETE, OPTIONS"
 CORS_MAX_AGE = "600"
 
+KEPT_HTTP_HEADERS = ("Allow",)
 _HTTP_ERRORS: dict[int, type[ApiError]] = {
     400: BadRequest, 404: NotFound, 405: MethodNotAllowed, 413: PayloadTooLarge,
     415: UnsupportedMediaType,
@@ -125,6 +126,8 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
             error.status = exc.status
         else:
             error = error_class()
+        # aiohttp's own headers that a client needs (405 lists what is allowed)
+        error.headers = {h: exc.headers[h] for h in KEPT_HTTP_HEADERS if h in exc.headers}
         return error_response(error)
     except DEPENDENCY_ERRORS as exc:
         logger.error("dependency unavailable during {} {}: {}", request.method, request.path, exc)

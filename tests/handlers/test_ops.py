@@ -281,3 +281,16 @@ async def test_generic_refusals_are_documented_for_every_route(make_client):
         if spec.path.startswith("/api/"):
             assert {"429", "503"} <= documented, spec.path
             assert "Retry-After" in operation["responses"]["429"]["headers"]
+
+
+async def test_method_not_allowed_keeps_the_allow_header(client):
+    """RFC 9110: a 405 lists the methods the resource supports (schemathesis
+    found TRACE answered without it once the error envelope was applied)."""
+    from tests.support.api import error_of
+
+    for method, path in (("TRACE", "/api/v1/rooms"), ("PUT", "/api/v1/skills/categories")):
+        resp = await client.request(method, path)
+        assert resp.status == 405
+        assert (await error_of(resp))["code"] == "method_not_allowed"
+        allowed = {m.strip() for m in resp.headers["Allow"].split(",")}
+        assert "GET" in allowed and method not in allowed
