@@ -58,6 +58,7 @@ from .mail.transports import MailTransport, OutboxTransport, SmtpTransport
 from .marketplace.setup import build_marketplace
 from .metrics import Metrics
 from .middlewares import MIDDLEWARES
+from . import protocol_log
 from .profiles import ProfileService
 from .ratelimit import RateLimiter
 from .realtime.setup import attach_realtime
@@ -218,6 +219,7 @@ async def _purge_deleted_users(app: web.Application) -> None:
 
 def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Application:
     app = web.Application(middlewares=MIDDLEWARES, client_max_size=settings.max_body_bytes)
+    protocol_log.install()
     app[SETTINGS] = settings
     app[CLOCK] = clock or Clock()
     app[METRICS] = Metrics()
