@@ -221,3 +221,23 @@ async def test_refund_gives_back_one_unit_in_redis(make_client, redis_url):
         except Exception as exc:  # RateLimited
             statuses.append(type(exc).__name__)
     assert statuses == ["RateLimited", "RateLimited"]
+
+
+async def test_concurrent_call_invites(make_client):
+    """The socket limit too: a burst of call:invite gets at most the limit
+    past the limiter; the rest are refused with rate_limited and retry_after."""
+    from tests.support.realtime import SocketUser, register_user
+
+    client = await make_client(call_invite_limit="3/minute")
+    node = str(client.make_url("")).rstrip("/")
+    alice = await register_user(node, "alice")
+    callees = [await register_user(node, f"callee{i}") for i in range(10)]
+    a = await SocketUser(node, alice["access_token"]).connect()
+    try:
+        acks = await asyncio.gather(*(a.call("call:invite", {"user_id": c["id"]})
+                                      for c in callees))
+    finally:
+        await a.close()
+    limited = [ack for ack in acks if not ack["ok"] and ack["error"]["code"] == "rate_limited"]
+    assert len(limited) == 7, acks
+    assert all(ack["error"]["details"]["retry_after"] >= 1 for ack in limited)
