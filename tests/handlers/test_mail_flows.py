@@ -165,12 +165,21 @@ async def test_outbox_when_no_smtp(client, tmp_path):
 async def test_line_breaks_in_user_text_never_stall_the_mail_queue(make_client, smtp_server):
     """A listing title with a Unicode line break (U+2028, NEL) ends up in a
     mail subject. It must neither inject a header nor wedge the worker on
-    that mail, which would hold back every mail behind it (password resets)."""
+    that mail, which would hold back every mail behind it (password resets).
+    The API refuses such titles now (human text rule); one stored before
+    that rule still must not break the mail."""
+    from server.keys import DB
     from tests.support.market import create_listing, new_user
 
     client = await make_client(smtp_url=smtp_server.url)
     ada, bob = await new_user(client, "Ada"), await new_user(client, "Bob")
-    listing = await create_listing(client, ada, title="Python\u2028Bcc: victim@example.com\x85x")
+    title = "Python\u2028Bcc: victim@example.com\x85x"
+    refused = await client.post("/api/v1/skills", headers=ada["headers"], json={
+        "title": title, "category": "programming"})
+    assert refused.status == 400
+    listing = await create_listing(client, ada, title="Python")
+    await client.app[DB]["listings"].update_one({"_id": listing["id"]},
+                                                {"$set": {"title": title}})
     resp = await client.post(f"/api/v1/skills/{listing['id']}/requests",
                              json={"message": "hi"}, headers=bob["headers"])
     assert resp.status == 201, await resp.text()
