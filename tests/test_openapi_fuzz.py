@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.cookiejar import DefaultCookiePolicy
@@ -37,7 +39,10 @@ from tests.support.services import NodeProcess
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_headers_conformance, response_schema_conformance]
 QUICK_EXAMPLES = 6  # per operation, per mode, per identity
-SLOW_EXAMPLES = 60  # ~10 minutes on 2 shared cores
+SLOW_EXAMPLES = 80  # ~8 minutes on 2 shared cores
+CLI_EXAMPLES = 50  # the schemathesis CLI's extra phases, in the slow run
+CLI_CHECKS = ("not_a_server_error,status_code_conformance,content_type_conformance,"
+              "response_headers_conformance,response_schema_conformance,unsupported_method")
 PASSWORD = "correct horse battery staple"
 # Operations that end the caller's session or account: each gets a user of
 # its own, so that the other operations keep a working token.
@@ -165,3 +170,19 @@ def test_openapi_fuzz_bounded(node: Fixtures) -> None:
 def test_openapi_fuzz_long(node: Fixtures) -> None:
     failures = _fuzz(node, SLOW_EXAMPLES)
     assert not failures, "\n\n".join(failures)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1200)
+def test_openapi_cli_phases(node: Fixtures, tmp_path: Path) -> None:
+    """The CLI adds what the strategies above lack: its coverage phase
+    (boundary values, unusual encodings, undeclared methods) and stateful
+    sequences built from the responses' links."""
+    base = [sys.executable, "-m", "schemathesis.cli", "run", f"{node.url}/openapi.json",
+            "--checks", CLI_CHECKS, "--max-examples", str(CLI_EXAMPLES), "--seed", "1",
+            "--workers", "1", "--phases", "examples,coverage,fuzzing,stateful"]
+    signed_in = base + ["--header", f"Authorization: Bearer {node.token}",
+                        "--exclude-path-regex", "logout|/users/me$|password/change|sessions/"]
+    for args in (base, signed_in):
+        run = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=1100)
+        assert run.returncode == 0, run.stdout[-20000:] + run.stderr[-5000:]
