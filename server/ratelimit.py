@@ -20,7 +20,7 @@ class RateLimiter:
     """Named limits (``"login:account"``) over a shared storage.
 
     ``hit`` consumes one unit and raises ``RateLimited`` when the window is
-    full; ``check`` raises without consuming. ``reserve`` is how a limit on
+    full. ``reserve`` is how a limit on
     *failures* is kept under concurrency: the unit is taken before the
     expensive check (a password or token verification), so a burst sent all
     at once gets no more verifications than the limit; the caller gives it
@@ -51,21 +51,14 @@ class RateLimiter:
 
     async def hit(self, name: str, limit: str, *keys: str) -> None:
         """Consume one unit; ``RateLimited`` when the window is already full."""
-        await self._enforce(name, limit, keys, consume=True)
+        await self._enforce(name, limit, keys)
 
-    async def check(self, name: str, limit: str, *keys: str, cost: int = 1) -> None:
-        """``RateLimited`` when the window has no room for ``cost`` more
-        units, without consuming."""
-        await self._enforce(name, limit, keys, consume=False, cost=cost)
-
-    async def _enforce(self, name: str, limit: str, keys: tuple[str, ...], *, consume: bool,
-                       cost: int = 1) -> None:
+    async def _enforce(self, name: str, limit: str, keys: tuple[str, ...]) -> None:
         if not self._enabled:
             return
         item = self._item(limit)
         try:
-            probe = self._limiter.hit if consume else self._limiter.test
-            if await probe(item, name, *keys, cost=cost):
+            if await self._limiter.hit(item, name, *keys):
                 return
             retry_after = await self._retry_after(item, (name, *keys))
         except Exception:
@@ -77,7 +70,7 @@ class RateLimiter:
     async def reserve(self, name: str, limit: str, *keys: str) -> "Reservation":
         """Take one unit now (``RateLimited`` when the window is full); the
         attempt's outcome decides whether it is kept."""
-        await self._enforce(name, limit, keys, consume=True)
+        await self._enforce(name, limit, keys)
         return Reservation(self, name, limit, keys, taken=self._enabled)
 
     async def refund(self, name: str, limit: str, *keys: str) -> None:
