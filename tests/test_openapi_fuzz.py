@@ -34,7 +34,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from tests.support.services import NodeProcess
+from tests.support.services import ROOT, NodeProcess
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_headers_conformance, response_schema_conformance]
@@ -62,6 +62,7 @@ class Fixtures:
     url: str
     http: requests.Session
     token: str
+    admin_token: str = ""
     ids: dict[str, str] = field(default_factory=dict)
 
     def post(self, path: str, body: Any, token: str | None = None) -> dict[str, Any]:
@@ -85,6 +86,7 @@ def node(tmp_path_factory: pytest.TempPathFactory, mongo_url: str) -> Iterator[F
            "SKILLSHARE_DATA_DIR": str(data), "SKILLSHARE_LOG_LEVEL": "WARNING"}
     proc = NodeProcess(env, log_path=Path(data) / "node.log")
     proc.start()
+    admin_env = {**env, "SKILLSHARE_PORT": str(proc.port)}
     http = requests.Session()
     http.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))  # bearer tokens only
     try:
@@ -99,6 +101,21 @@ def node(tmp_path_factory: pytest.TempPathFactory, mongo_url: str) -> Iterator[F
                        fx.token)
         fx.ids = {"skills": listing["id"], "requests": request["id"], "rooms": room["id"],
                   "users": other["user"]["id"]}
+        # An admin (granted with the CLI, as an operator would), aimed at a
+        # user and a listing of their own so that bans and hides do not
+        # change what the other operations see.
+        admin = fx.new_user("Admin")
+        subprocess.run([sys.executable, "-m", "server", "admin", "grant", admin["user"]["email"]],
+                       cwd=ROOT, env=admin_env, check=True, capture_output=True, timeout=60)
+        fx.admin_token = fx.post("/api/v1/auth/login", {
+            "email": admin["user"]["email"], "password": PASSWORD})["access_token"]
+        audit = http.get(f"{fx.url}/api/v1/admin/audit",
+                         headers={"Authorization": f"Bearer {fx.admin_token}"}, timeout=30)
+        assert audit.status_code == 200, audit.text
+        target = fx.new_user("Target")
+        target_listing = fx.post("/api/v1/skills", {
+            "title": "Target listing", "category": "programming"}, target["access_token"])
+        fx.ids |= {"admin/users": target["user"]["id"], "admin/skills": target_listing["id"]}
         yield fx
     finally:
         http.close()
@@ -108,7 +125,7 @@ def node(tmp_path_factory: pytest.TempPathFactory, mongo_url: str) -> Iterator[F
 
 
 def _real_id(fx: Fixtures, path: str) -> dict[str, str] | None:
-    match = re.match(r"^/api/v1/(?:admin/)?(\w+)/\{id\}", path)
+    match = re.match(r"^/api/v1/((?:admin/)?\w+)/\{id\}", path)
     if match and match.group(1) in fx.ids:
         return {"id": fx.ids[match.group(1)]}
     return None
@@ -124,6 +141,8 @@ def _fuzz(fx: Fixtures, examples: int) -> list[str]:
         if SESSION_ENDING.match(label):
             token = fx.new_user("Leaver")["access_token"]
         identities = {"anonymous": {}, "signed-in": {"Authorization": f"Bearer {token}"}}
+        if operation.path.startswith("/api/v1/admin/"):
+            identities["admin"] = {"Authorization": f"Bearer {fx.admin_token}"}
         real_id = _real_id(fx, operation.path)
         strategies = [(mode.value, operation.as_strategy(generation_mode=mode))
                       for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)]
