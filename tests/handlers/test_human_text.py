@@ -147,3 +147,54 @@ async def test_chat_bodies_refuse_bad_text(node):
         assert a.sio.connected
     finally:
         await a.close()
+
+
+HUMAN_FIELDS = {"display_name", "bio", "name", "title", "description", "message", "comment",
+                "reason", "tags", "languages"}
+
+
+def _models_of(annotation) -> list:
+    from typing import get_args
+
+    from pydantic import BaseModel
+
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in get_args(annotation) for m in _models_of(arg)]
+
+
+async def test_every_human_text_field_of_every_request_body_uses_the_validator(client):
+    """Guards new fields: every request body field (nested ones too) with a
+    human-text name refuses a bidi override."""
+    from typing import Annotated
+
+    from pydantic import TypeAdapter, ValidationError
+
+    from server.keys import ROUTE_SPECS
+
+    seen, checked = set(), []
+    todo = [spec.body for spec in client.app[ROUTE_SPECS] if spec.body is not None]
+    while todo:
+        model = todo.pop()
+        if model in seen:
+            continue
+        seen.add(model)
+        for name, info in model.model_fields.items():
+            todo += _models_of(info.annotation)
+            if name not in HUMAN_FIELDS or name == "name" and model.__name__ == "IceServer":
+                continue
+            adapter = TypeAdapter(Annotated[info.annotation, *info.metadata] if info.metadata
+                                  else info.annotation)
+            bad = "Ada \u202etxt.exe"
+            value = [bad] if name in ("tags", "languages") else bad
+            if name == "languages":
+                # validated by the model's own field validator
+                with pytest.raises(ValidationError):
+                    model.model_validate({name: value})
+            else:
+                with pytest.raises(ValidationError):
+                    adapter.validate_python(value)
+            checked.append(f"{model.__name__}.{name}")
+    assert {"RegisterIn.display_name", "ProfilePatch.bio", "Skill.name", "ListingIn.title",
+            "ListingIn.description", "ListingIn.tags", "RequestIn.message", "ReviewIn.comment",
+            "ReasonIn.reason", "CreateRoom.name"} <= set(checked), checked
