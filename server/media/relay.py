@@ -408,8 +408,8 @@ def _parse_offer(offer_sdp: str) -> aiortc_sdp.SessionDescription:
         raise BadRequest("the SDP offer is empty")
     try:
         offer = aiortc_sdp.SessionDescription.parse(offer_sdp)
-    except (ValueError, IndexError, KeyError) as exc:
-        raise BadRequest(f"the SDP offer cannot be parsed: {exc}") from exc
+    except (ValueError, IndexError, KeyError, AssertionError) as exc:  # aiortc asserts on some lines
+        raise BadRequest(f"the SDP offer cannot be parsed: {exc or 'a malformed line'}") from exc
     media = [m for m in offer.media if m.kind in RELAYED_CODECS]
     if not media:
         raise BadRequest("the SDP offer has no audio or video")

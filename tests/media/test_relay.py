@@ -348,3 +348,15 @@ async def _poll(check: Callable[[], Awaitable[bool]], what: str, timeout: float 
         if loop.time() > deadline:
             raise AssertionError(f"timed out waiting until {what}")
         await asyncio.sleep(0.1)
+
+
+@pytest.mark.parametrize("media", [
+    "m=audio abc UDP/TLS/RTP/SAVPF 111\r\n",  # aiortc's parser asserts on these
+    "m=audio 9 UDP/TLS/RTP/SAVPF 999\r\n",
+    "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP9 x y\r\n",
+])
+async def test_offers_aiortc_cannot_parse_are_bad_requests(relay: MediaRelay, media: str) -> None:
+    offer = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n" + media
+    with pytest.raises(BadRequest, match="cannot be parsed"):
+        await relay.answer("call-1", "alice", offer)
+    assert_forgotten(relay)
