@@ -136,3 +136,13 @@ def _candidate_refusal(line: str, policy: AddressPolicy) -> str | None:
     if len(fields) < MIN_CANDIDATE_FIELDS or fields[TYP_FIELD] != "typ":
         return "malformed"
     return policy.refusal(fields[ADDRESS_FIELD])
+
+
+ADVERTISABLE = AddressPolicy(allow_private=True)
+"""Which of the relay's own candidates go into its answers: its private
+addresses too (LAN deployments), never loopback or link-local ones."""
+
+
+def advertisable_candidates(answer_sdp: str) -> FilteredSdp:
+    """The relay's answer without local candidates no client can reach."""
+    return filter_sdp_candidates(answer_sdp, ADVERTISABLE)

@@ -28,6 +28,9 @@ from .candidates import AddressPolicy
 RefusedCallback = Callable[[str, str], None]  # (reason, address)
 
 _GUARDED = "_skillshare_address_guard"
+MAX_REMEMBERED_ADDRESSES = 64
+"""Refused addresses one connection remembers so each is reported once;
+past this (a spoofing sender) every refusal is reported, memory stays bounded."""
 
 
 def guard_peer_connection(pc: RTCPeerConnection, policy: AddressPolicy, on_refused: RefusedCallback) -> bool:
@@ -41,8 +44,8 @@ def guard_peer_connection(pc: RTCPeerConnection, policy: AddressPolicy, on_refus
 
 
 def guard_connection(connection: Any, policy: AddressPolicy, on_refused: RefusedCallback) -> bool:
-    """Wrap one aioice ``Connection``. Each refused address is reported
-    once per connection."""
+    """Wrap one aioice ``Connection``. A refused address is reported once
+    per connection (up to :data:`MAX_REMEMBERED_ADDRESSES` addresses)."""
     if getattr(connection, _GUARDED, False):
         return True
     add = getattr(connection, "_add_remote_candidate", None)
@@ -54,10 +57,13 @@ def guard_connection(connection: Any, policy: AddressPolicy, on_refused: Refused
 
     def refused(host: str) -> bool:
         reason = policy.refusal(host)
-        if reason is not None and host not in reported:
-            reported.add(host)
+        if reason is None:
+            return False
+        if host not in reported:
+            if len(reported) < MAX_REMEMBERED_ADDRESSES:
+                reported.add(host)
             on_refused(reason, host)
-        return reason is not None
+        return True
 
     def add_remote_candidate(candidate: Any, network_host: str) -> None:
         if not refused(str(network_host)):

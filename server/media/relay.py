@@ -55,7 +55,7 @@ from aiortc.exceptions import InvalidAccessError, InvalidStateError, OperationEr
 from loguru import logger
 
 from server.errors import BadRequest, Conflict, Unavailable
-from server.media.candidates import AddressPolicy, FilteredSdp, filter_sdp_candidates
+from server.media.candidates import AddressPolicy, FilteredSdp, advertisable_candidates, filter_sdp_candidates
 from server.media.ice_guard import guard_peer_connection
 from server.media.metrics import RelayMetrics
 from server.media.passthrough import ForwardingTrack, PublishedTrack, forward_keyframe_requests
@@ -72,10 +72,6 @@ NO_REACHABLE_CANDIDATE = (
     "only (no loopback, link-local or .local names; private ranges only when the server "
     "allows them), so gather with a STUN or TURN server and offer those candidates"
 )
-
-_ADVERTISED = AddressPolicy(allow_private=True)
-"""The relay's own candidates it puts in answers: its private addresses too
-(LAN deployments), never loopback or link-local ones."""
 
 DEFAULT_MAX_CALLS = 50
 DEFAULT_MAX_PARTICIPANTS = 2
@@ -306,7 +302,11 @@ class MediaRelay:
             if pc.connectionState in ("failed", "closed") and self._is_current(call_id, participant_id, pc):
                 self._spawn(self._connection_lost(call_id, participant_id, pc.connectionState))
 
-        return participant, _without_unreachable_candidates(pc.localDescription.sdp)
+        answer = advertisable_candidates(pc.localDescription.sdp)
+        if answer.refused:  # aioice gathers none of these today; keep it so
+            logger.warning("relay: left {} of its own candidates out of an answer ({})",
+                           answer.refused.total(), ", ".join(sorted(answer.refused)))
+        return participant, answer.sdp
 
     async def _connection_lost(self, call_id: str, participant_id: str, state: str) -> None:
         level = "WARNING" if state == "failed" else "INFO"
@@ -369,7 +369,7 @@ class MediaRelay:
                         participant_id, call_id, ", ".join(sorted(filtered.refused)))
 
     def _count_refused_address(self, reason: str, address: str) -> None:
-        logger.info("relay: ignored ICE traffic with {} address {}", reason, address)
+        logger.debug("relay: ignored ICE traffic with {} address {}", reason, address)
         self._count_refused(reason)
 
     def _count_refused(self, reason: str, count: int = 1) -> None:
@@ -416,16 +416,6 @@ def _parse_offer(offer_sdp: str) -> aiortc_sdp.SessionDescription:
     if len(media) > MAX_MEDIA_SECTIONS:
         raise BadRequest(f"the SDP offer has more than {MAX_MEDIA_SECTIONS} audio/video sections")
     return offer
-
-
-def _without_unreachable_candidates(answer_sdp: str) -> str:
-    """The answer without local candidates no client can reach (loopback,
-    link-local, ...); aioice does not gather those today, this keeps it so."""
-    filtered = filter_sdp_candidates(answer_sdp, _ADVERTISED)
-    if filtered.refused:
-        logger.warning("relay: left {} of its own candidates out of an answer ({})",
-                       filtered.refused.total(), ", ".join(sorted(filtered.refused)))
-    return filtered.sdp
 
 
 def _codec_preferences(kind: str) -> list:
