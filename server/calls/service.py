@@ -43,7 +43,7 @@ from ..storage.calls import (
     RedisCallStore,
 )
 from ..tasks import cancel_and_wait
-from .metrics import CallMetrics
+from .metrics import RELAY_NOT_ACTIVE, RELAY_NOT_FOUND, RELAY_NOT_PARTICIPANT, CallMetrics
 from .signals import check_sdp, check_signal
 
 if TYPE_CHECKING:
@@ -186,9 +186,7 @@ class CallService:
         check_sdp(sdp)
         if self._relay is None:
             raise Unavailable("The media relay is disabled on this node.")
-        call = await self._participant_call(user_id, call_id)
-        if call.state not in LIVE_STATES:
-            raise Conflict(f"The call has ended ({call.state}).")
+        await self._require_relay_access(user_id, call_id)
         me = self._relay.node_id
         owner = await self._store.claim_relay(call_id, me)
         if owner is None:
@@ -200,7 +198,7 @@ class CallService:
                 await self._store.release_relay(call_id, me)  # let another node try
             raise
         current = await self._store.get(call_id)
-        if current is None or current.state not in LIVE_STATES:  # ended while we negotiated
+        if current is None or current.state != ACTIVE:  # ended while we negotiated
             await self._relay.call_ended(call_id)
             raise Conflict("The call has ended.")
         return answer
@@ -252,6 +250,23 @@ class CallService:
         if user_id not in call.participants:
             raise Forbidden("You are not a participant of this call.")
         return call
+
+    async def _require_relay_access(self, user_id: str, call_id: str) -> None:
+        """Refuse unless ``user_id`` may use the media relay for the call now: only
+        its participants, only once it is accepted and until it ends (a
+        ringing call has not been agreed to by the callee)."""
+        try:
+            call = await self._participant_call(user_id, call_id)
+        except NotFound:
+            self._metrics.relay_refused.labels(RELAY_NOT_FOUND).inc()
+            raise
+        except Forbidden:
+            self._metrics.relay_refused.labels(RELAY_NOT_PARTICIPANT).inc()
+            raise
+        if call.state != ACTIVE:
+            self._metrics.relay_refused.labels(RELAY_NOT_ACTIVE).inc()
+            logger.debug("call {}: relay refused for {} ({})", call_id, user_id, call.state)
+            raise Conflict(f"The media relay carries only accepted calls (this one is {call.state}).")
 
     async def _finish(self, call_id: str, *, expect: tuple[str, ...], to: str, reason: str,
                       by: str | None) -> bool:

@@ -53,6 +53,7 @@ async def calls_ctx(app: web.Application) -> AsyncIterator[None]:
     link: RelayLink | None = None
     sampler: RelayCpuSampler | None = None
     if settings.max_relayed_calls > 0:
+        from ..media.candidates import AddressPolicy
         from ..media.metrics import RelayMetrics
         from ..media.relay import MediaRelay
 
@@ -62,6 +63,7 @@ async def calls_ctx(app: web.Application) -> AsyncIterator[None]:
             max_calls=settings.max_relayed_calls,
             on_connection_lost=_log_lost_leg,
             metrics=RelayMetrics(app[METRICS].registry),
+            address_policy=AddressPolicy(allow_private=settings.call_relay_allow_private),
         )
         link = RelayLink(relay=relay, bus=app[BUS], node_id=uuid.uuid4().hex[:12],
                          timeout=settings.call_relay_timeout, metrics=metrics)
