@@ -12,7 +12,7 @@ from loguru import logger
 
 from .auth.accounts import AccountLimits, AccountService
 from .auth.passwords import Passwords
-from .auth.purge import AccountPurge, PurgeStores
+from .auth.purge import AccountPurge, PurgeStores, purge_counter
 from .auth.sessions import SessionService
 from .auth.tokens import AccessTokens
 from .bus import Bus, RedisBus
@@ -225,6 +225,7 @@ async def purge_ctx(app: web.Application) -> AsyncIterator[None]:
         ),
         mail=app[MAIL], forget_presence=app[PRESENCE].forget,
         grace=timedelta(days=app[SETTINGS].deleted_user_grace_days), clock=app[CLOCK],
+        outcomes=purge_counter(app[METRICS].registry),
     )
     app[PURGE] = purge
     task = asyncio.create_task(_purge_deleted_users(purge), name="purge-deleted-users")

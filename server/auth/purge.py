@@ -17,6 +17,7 @@ from datetime import timedelta
 from typing import Any
 
 from loguru import logger
+from prometheus_client import CollectorRegistry, Counter
 
 from ..clock import Clock
 from ..mail.service import MailService
@@ -35,6 +36,12 @@ from ..storage.users import UserStore
 
 BATCH_SIZE = 500  # documents rewritten per write (messages, listings)
 ACCOUNTS_PER_PASS = 50  # accounts taken per query for due accounts
+
+
+def purge_counter(registry: CollectorRegistry) -> Counter:
+    return Counter("skillshare_account_purges_total",
+                   "Purges of deleted accounts by outcome (purged, failed).", ["outcome"],
+                   registry=registry)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,8 +68,10 @@ class AccountPurge:
     def __init__(
         self, *, stores: PurgeStores, mail: MailService,
         forget_presence: Callable[[str], Awaitable[None]], grace: timedelta, clock: Clock,
+        outcomes: Counter | None = None,
     ) -> None:
         self._s = stores
+        self._outcomes = outcomes
         self._mail = mail
         self._forget_presence = forget_presence
         self._grace = grace
@@ -86,12 +95,18 @@ class AccountPurge:
                 try:
                     await self.purge(user)
                     purged += 1
+                    self._count("purged")
                 except asyncio.CancelledError:
                     raise
                 except Exception:
                     failed.add(user["_id"])
+                    self._count("failed")
                     logger.exception("purging deleted account {} failed; retried next pass",
                                      user["_id"])
+
+    def _count(self, outcome: str) -> None:
+        if self._outcomes is not None:
+            self._outcomes.labels(outcome).inc()
 
     async def purge(self, user: dict[str, Any]) -> dict[str, int]:
         """Every step for one deleted account; returns what each changed."""

@@ -14,9 +14,10 @@ from typing import Any
 from server.auth.purge import BATCH_SIZE
 from server.clock import FrozenClock
 from server.keys import DB, MAIL, PURGE, REDIS, SETTINGS
+from server.mail.transports import USERS_HEADER
 from server.storage.ids import DELETED_USER_ID
 from server.storage.messages import MessageStore, message_id
-from tests.support.api import DEFAULT_PASSWORD, bearer
+from tests.support.api import DEFAULT_PASSWORD, bearer, register
 from tests.support.market import create_listing, new_user
 from tests.support.realtime import SocketUser, new_client_id
 
@@ -107,6 +108,7 @@ async def test_purge_leaves_nothing_of_the_person_and_others_keep_a_consistent_v
     name = f"Zelda Purgeworth {tag}"
     agents = (f"ZeldaBrowser/1.0 (desk-{tag})", f"ZeldaPhone/2.0 (pocket-{tag})")
     written = {
+        "bio": f"Sailor from the north {tag}",
         "listing_title": f"Zelda teaches knots {tag}",
         "listing_text": f"Bowlines and sheet bends, by Zelda {tag}",
         "listing_tag": f"knot{tag}",
@@ -126,7 +128,7 @@ async def test_purge_leaves_nothing_of_the_person_and_others_keep_a_consistent_v
     zelda = await _login(client, zelda, {"X-Forwarded-For": PERSON_IPS[1],
                                          "User-Agent": agents[1]})
     await _ok(await client.patch("/api/v1/users/me", headers=zelda["headers"], json={
-        "bio": f"Sailor {tag}", "skills_offered": [{"name": f"knot{tag}"}]}))
+        "bio": written["bio"], "skills_offered": [{"name": f"knot{tag}"}]}))
     await _ok(await client.post("/api/v1/auth/password/forgot", json={"email": email}), 202)
 
     ada, bob = await new_user(client, "Ada"), await new_user(client, "Bob")
@@ -179,6 +181,8 @@ async def test_purge_leaves_nothing_of_the_person_and_others_keep_a_consistent_v
     clock.advance(2 * DAY_S)
     assert await app[PURGE].purge_due() == 1
     assert await app[PURGE].purge_due() == 0  # idempotent: nothing left to do
+    metrics = await (await client.get("/metrics")).text()
+    assert 'skillshare_account_purges_total{outcome="purged"} 1.0' in metrics
 
     for collection, text in (await _database_text(app[DB])).items():
         for needle in needles:
@@ -255,3 +259,12 @@ async def test_a_large_history_is_tombstoned_in_batches_and_stays_gap_free(make_
     assert len(tombstones) == count - count // 3
     assert all(d["body"] == "" and d["sender_id"] == DELETED_USER_ID for d in tombstones)
     assert all(d["body"] == f"message {d['seq']}" for d in docs if not d.get("deleted"))
+
+
+async def test_the_internal_users_header_never_leaves_by_smtp(make_client, smtp_server):
+    client = await make_client(smtp_url=smtp_server.url)
+    account = await register(client, display_name="Linus")
+    message = await smtp_server.wait_for(account["email"], "Confirm")
+    assert USERS_HEADER not in message
+    doc = await client.app[DB]["mail_queue"].find_one({"to": account["email"]})
+    assert doc["user_ids"] == [account["user"]["id"]]
