@@ -12,6 +12,7 @@ from loguru import logger
 
 from .auth.accounts import AccountLimits, AccountService
 from .auth.passwords import Passwords
+from .auth.purge import AccountPurge, PurgeStores, purge_counter
 from .auth.sessions import SessionService
 from .auth.tokens import AccessTokens
 from .bus import Bus, RedisBus
@@ -43,7 +44,9 @@ from .keys import (
     METRICS,
     MODERATION,
     NOTIFIER,
+    PRESENCE,
     PROFILES,
+    PURGE,
     REDIS,
     REVIEWS,
     ROOMS,
@@ -64,9 +67,17 @@ from .realtime.setup import attach_realtime
 from .redis_client import connect_redis
 from .storage.audit import AuditStore
 from .storage.database import open_database
+from .storage.listings import ListingStore
 from .storage.mail_queue import MailQueueStore
+from .storage.messages import MessageStore
+from .storage.ranking_snapshots import RankingSnapshotStore
+from .storage.read_markers import ReadMarkerStore
+from .storage.reviews import ReviewStore
 from .storage.revocations import MemoryRevocationList, RedisRevocationList
+from .storage.rooms import RoomStore
 from .storage.sessions import SessionStore
+from .storage.skill_index import SkillIndexStore
+from .storage.skill_requests import SkillRequestStore
 from .storage.user_tokens import UserTokenStore
 from .storage.users import UserStore
 from .tasks import cancel_and_wait
@@ -178,11 +189,9 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
     if not settings.rate_limits_enabled:
         logger.warning("SKILLSHARE_RATE_LIMITS=off: every rate limit and login throttle is off")
     mail.start()
-    purge = asyncio.create_task(_purge_deleted_users(app), name="purge-deleted-users")
     try:
         yield
     finally:
-        await cancel_and_wait([purge])
         await account_service.stop()
         await mail.stop()
 
@@ -202,11 +211,34 @@ async def marketplace_ctx(app: web.Application) -> AsyncIterator[None]:
     yield
 
 
-async def _purge_deleted_users(app: web.Application) -> None:
-    grace = timedelta(days=app[SETTINGS].deleted_user_grace_days)
+async def purge_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The purge of deleted accounts and its hourly task; last, because it
+    erases from every area's collections and presence."""
+    db = app[DB]
+    purge = AccountPurge(
+        stores=PurgeStores(
+            users=app[USERS], sessions=SessionStore(db), user_tokens=UserTokenStore(db),
+            audit=app[AUDIT], rooms=RoomStore(db), messages=MessageStore(db),
+            read_markers=ReadMarkerStore(db), listings=ListingStore(db),
+            skill_requests=SkillRequestStore(db), reviews=ReviewStore(db),
+            skill_index=SkillIndexStore(db), snapshots=RankingSnapshotStore(db),
+        ),
+        mail=app[MAIL], forget_presence=app[PRESENCE].forget,
+        grace=timedelta(days=app[SETTINGS].deleted_user_grace_days), clock=app[CLOCK],
+        outcomes=purge_counter(app[METRICS].registry),
+    )
+    app[PURGE] = purge
+    task = asyncio.create_task(_purge_deleted_users(purge), name="purge-deleted-users")
+    try:
+        yield
+    finally:
+        await cancel_and_wait([task])
+
+
+async def _purge_deleted_users(purge: AccountPurge) -> None:
     while True:
         try:
-            purged = await app[USERS].purge_deleted(deleted_before=app[CLOCK].now() - grace)
+            purged = await purge.purge_due()
             if purged:
                 logger.info("purged personal data of {} deleted accounts", purged)
         except asyncio.CancelledError:
@@ -224,7 +256,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     app.cleanup_ctx.extend([database_ctx, redis_ctx, services_ctx])
     attach_realtime(app)  # Socket.IO server + realtime_ctx (rooms, chat, presence)
     attach_calls(app)  # call:* events + calls_ctx (call state, media relay)
-    app.cleanup_ctx.append(marketplace_ctx)
+    app.cleanup_ctx.extend([marketplace_ctx, purge_ctx])
     specs = []
     for table in ROUTE_TABLES:
         table.add_to(app)

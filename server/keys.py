@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
 
     from .auth.accounts import AccountService
+    from .auth.purge import AccountPurge
     from .auth.sessions import SessionService
     from .bus import Bus
     from .calls.service import CallService
@@ -51,6 +52,7 @@ USERS = web.AppKey("users", "UserStore")
 AUDIT = web.AppKey("audit", "AuditStore")
 SESSIONS = web.AppKey("sessions", "SessionService")
 ACCOUNTS = web.AppKey("accounts", "AccountService")
+PURGE = web.AppKey("purge", "AccountPurge")
 PROFILES = web.AppKey("profiles", "ProfileService")
 # marketplace
 LISTINGS = web.AppKey("listings", "ListingService")

@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import asyncio
+from email import policy
 from email.message import EmailMessage
+from email.parser import BytesHeaderParser
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import unquote, urlsplit
@@ -15,10 +17,19 @@ from loguru import logger
 from ..logs import mask_email
 
 SMTP_TIMEOUT_S = 20
+# Internal header: the accounts a mail is to or about (space-separated ids),
+# so the purge of a deleted account finds its mails in the outbox. Never
+# leaves the server: the SMTP transport removes it.
+USERS_HEADER = "X-Skillshare-Users"
 
 
 class MailTransport(Protocol):
     async def send(self, message: EmailMessage) -> None: ...
+
+    async def forget(self, *, user_id: str, email: str | None, mail_ids: list[str]) -> int:
+        """Remove what this transport still holds of mails to or about the
+        account; returns how many were removed."""
+        ...
 
 
 class SmtpTransport:
@@ -33,6 +44,7 @@ class SmtpTransport:
         self._password = unquote(parts.password) if parts.password else None
 
     async def send(self, message: EmailMessage) -> None:
+        del message[USERS_HEADER]
         await aiosmtplib.send(
             message,
             hostname=self._host,
@@ -43,6 +55,9 @@ class SmtpTransport:
             start_tls=None if not self._implicit_tls else False,
             timeout=SMTP_TIMEOUT_S,
         )
+
+    async def forget(self, *, user_id: str, email: str | None, mail_ids: list[str]) -> int:
+        return 0  # sent mail is in the recipients' mailboxes, not ours
 
 
 class OutboxTransport:
@@ -57,3 +72,24 @@ class OutboxTransport:
         path = self.folder / name
         await asyncio.to_thread(path.write_bytes, bytes(message))
         logger.info("mail to {} written to {}", mask_email(str(message["To"])), path)
+
+    async def forget(self, *, user_id: str, email: str | None, mail_ids: list[str]) -> int:
+        return await asyncio.to_thread(self._forget, user_id, email, set(mail_ids))
+
+    def _forget(self, user_id: str, email: str | None, mail_ids: set[str]) -> int:
+        if not self.folder.is_dir():
+            return 0
+        parser = BytesHeaderParser(policy=policy.default)
+        removed = 0
+        for path in self.folder.glob("*.eml"):
+            with path.open("rb") as handle:
+                headers = parser.parse(handle)
+            concerned = (
+                path.stem in mail_ids
+                or user_id in str(headers.get(USERS_HEADER, "")).split()
+                or (email is not None and str(headers.get("To", "")).lower() == email.lower())
+            )
+            if concerned:
+                path.unlink(missing_ok=True)
+                removed += 1
+        return removed

@@ -181,7 +181,8 @@ class RequestService:
                 display_name=user["display_name"], subject=subject.format(**names),
                 body=body.format(**names), link=f"{self._public_url}/requests/{doc['_id']}",
             )
-            await self._mail.send(to=user["email"], mail=mail, kind=f"request_{event}")
+            await self._mail.send(to=user["email"], mail=mail, kind=f"request_{event}",
+                                  user_ids=[doc["learner_id"], doc["teacher_id"]])
 
     async def page(self, user_id: str, *, role: str | None, status: str | None, limit: int,
                    cursor: str | None) -> dict[str, Any]:

@@ -25,7 +25,7 @@ def public_message(doc: dict[str, Any]) -> dict[str, Any]:
     return {
         "id": doc["_id"], "room_id": doc["room_id"], "seq": doc["seq"],
         "sender_id": doc["sender_id"], "body": doc["body"], "client_id": doc["client_id"],
-        "created_at": isoformat(doc["created_at"]),
+        "created_at": isoformat(doc["created_at"]), "deleted": bool(doc.get("deleted")),
     }
 
 

@@ -10,7 +10,7 @@ from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from .ids import new_id
+from .ids import DELETED_USER_ID, new_id
 
 DIRECT = "direct"
 GROUP = "group"
@@ -81,3 +81,21 @@ class RoomStore:
 
     async def list_all_for_member(self, user_id: str) -> list[dict[str, Any]]:
         return await self._rooms.find({"member_ids": user_id}).to_list(length=None)
+
+    async def room_ids_of_member(self, user_id: str) -> list[str]:
+        cursor = self._rooms.find({"member_ids": user_id}, {"_id": 1})
+        return [doc["_id"] async for doc in cursor]
+
+    async def forget_member(self, user_id: str) -> int:
+        """A purged account: gone from its group rooms' members and from
+        ``created_by``. Direct rooms keep its id as the other member's
+        counterpart (``direct_key`` is built from it); the id resolves to no
+        one once the account is purged."""
+        await self._rooms.update_many(
+            {"member_ids": user_id, "created_by": user_id},
+            {"$set": {"created_by": DELETED_USER_ID}},
+        )
+        result = await self._rooms.update_many(
+            {"member_ids": user_id, "type": GROUP}, {"$pull": {"member_ids": user_id}}
+        )
+        return result.modified_count

@@ -16,6 +16,7 @@ import { Emitter } from './emitter.js';
  * @property {string} body
  * @property {string} client_id
  * @property {string} created_at
+ * @property {boolean} deleted  a tombstone: the sender's account was purged (body "", sender_id the deleted-user id)
  */
 
 /**

@@ -455,7 +455,7 @@
         onclick: () => { location.hash = `#/chat/${encodeURIComponent(room.id)}`; },
       },
       h('span', { class: `dot ${other ? client.presence.statusOf(other) : ''}` }),
-      h('span', { class: 'name' }, roomTitle(room), h('span', { class: 'last' }, last ? last.body : 'No messages yet')),
+      h('span', { class: 'name' }, roomTitle(room), h('span', { class: 'last' }, last ? (last.deleted ? 'Message from a deleted account' : last.body) : 'No messages yet')),
       unread ? h('span', { class: 'badge unread' }, unread) : null);
     }));
     const total = rooms.reduce((n, r) => n + (r.id === state.currentRoom ? 0 : unreadOf(r)), 0);
@@ -522,8 +522,8 @@
     const ol = $('messages');
     const atBottom = ol.scrollHeight - ol.scrollTop - ol.clientHeight < 40;
     const msgs = [...roomMessages(roomId).values()].sort((a, b) => a.seq - b.seq);
-    const items = msgs.map((m) => h('li', { class: m.sender_id === state.me.id ? 'mine' : '', dataset: { seq: m.seq } },
-      m.body, h('span', { class: 'time' }, timeOf(m.created_at))));
+    const items = msgs.map((m) => h('li', { class: m.deleted ? 'muted' : (m.sender_id === state.me.id ? 'mine' : ''), dataset: { seq: m.seq } },
+      m.deleted ? 'Message from a deleted account' : m.body, h('span', { class: 'time' }, timeOf(m.created_at))));
     for (const [clientId, p] of state.pending.get(roomId) || []) {
       items.push(h('li', { class: 'mine pending', dataset: { clientId } }, p.body, h('span', { class: 'time' }, 'sending…')));
     }
