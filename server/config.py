@@ -122,6 +122,7 @@ class Settings(BaseSettings):
     call_max_duration: float = Field(12 * 3600, ge=60)  # call state is kept at most this long
     call_relay_timeout: float = Field(10.0, gt=0)  # wait for a relay answer from another node
     call_invite_limit: str = "30/minute"  # call:invite per caller
+    max_blocks_per_user: int = Field(1000, ge=1)  # people one user may block at once
 
     @field_validator(
         "secret_key", "cors_origins", "turn_urls", "stun_urls",

@@ -120,3 +120,14 @@ class SkillRequestStore:
     async def of_user(self, user_id: str) -> list[dict[str, Any]]:
         cursor = self._requests.find({"$or": [{"teacher_id": user_id}, {"learner_id": user_id}]})
         return await cursor.to_list(length=None)
+
+    async def counterparts(self, user_id: str) -> set[str]:
+        """Everyone ``user_id`` sent a request to or received one from."""
+        cursor = self._requests.find(
+            {"$or": [{"teacher_id": user_id}, {"learner_id": user_id}]},
+            projection={"teacher_id": 1, "learner_id": 1},
+        )
+        out: set[str] = set()
+        async for doc in cursor:
+            out.add(doc["learner_id"] if doc["teacher_id"] == user_id else doc["teacher_id"])
+        return out
