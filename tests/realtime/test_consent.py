@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from server.keys import DB
 from tests.support.realtime import (
     SocketUser,
     http_json,
@@ -219,6 +220,9 @@ async def test_block_refusals_and_limit(make_client):
     status, err = await http_json("POST", f"{url}/{others[2]['id']}/block",
                                   token=me["access_token"])
     assert status == 409 and err["error"]["code"] == "block_limit_reached", err
+    audit = await client.app[DB]["audit_log"].find({"action": "user.block"}).to_list(None)
+    assert sorted(a["target"] for a in audit if a["actor_id"] == me["id"]) == sorted(
+        o["id"] for o in others[:2])
     status, page = await http_json("GET", f"{url}/me/blocks?limit=1", token=me["access_token"])
     assert len(page["items"]) == 1 and page["next_cursor"]
     status, rest = await http_json("GET", f"{url}/me/blocks?limit=1&cursor={page['next_cursor']}",
@@ -251,6 +255,9 @@ async def test_groups_need_a_relation_and_members_can_leave(node):
         first = await c.call("message:send", {"room_id": room["id"], "client_id": new_client_id(),
                                               "body": "before"})
         await b.wait_for("message", lambda m: m["id"] == first["message"]["id"])
+        # bob and carol know each other only through the group.
+        ack = await c.call("presence:subscribe", {"user_ids": [bob["id"]]})
+        assert ack["presence"][bob["id"]]["status"] == "online", ack
 
         status, _ = await http_json("POST", f"{node}/api/v1/rooms/{room['id']}/leave",
                                     token=bob["access_token"])
@@ -264,6 +271,11 @@ async def test_groups_need_a_relation_and_members_can_leave(node):
         await a.wait_for("message", lambda m: m["id"] == after["message"]["id"])
         await barrier(b)
         assert [m["body"] for m in b.received("message")] == ["before"]
+        assert (await b.call("presence:set", {"status": "away"}))["ok"]
+        await barrier(c)
+        assert c.received("presence", lambda p: p["status"] == "away") == []
+        ack = await c.call("presence:subscribe", {"user_ids": [bob["id"]]})
+        assert ack["hidden"] == [bob["id"]]
 
         status, err = await http_json("GET", f"{node}/api/v1/rooms/{room['id']}/messages",
                                       token=bob["access_token"])
