@@ -32,18 +32,19 @@ async def list_blocks(request: web.Request) -> web.Response:
 
 
 @routes.post(PREFIX + "/{id}/block", summary="Block a user", tags=TAGS, response=BlockOut,
-             status=201, errors=[400, 401, 404, 409])
+             errors=[400, 401, 404, 409])
 async def block(request: web.Request) -> web.Response:
-    """201 when new, 200 when already blocked. The blocked person can no
+    """Idempotent: blocking again answers the same block (its first
+    ``created_at``), so the status is always 200. The blocked person can no
     longer message me in our direct room (nor I them), call me, send me skill
     requests, open a direct room with me or add me to a group, and neither of
     us sees the other's presence. At most SKILLSHARE_MAX_BLOCKS_PER_USER
     people (409 ``block_limit_reached``). Holds on every node at once."""
     claims = await authenticate(request)
-    view, created = await request.app[CONSENT].block(
+    view, _ = await request.app[CONSENT].block(
         claims.user_id, path_id(request), client_info(request)
     )
-    return json_response(view, status=201 if created else 200)
+    return json_response(view)
 
 
 @routes.delete(PREFIX + "/{id}/block", summary="Unblock a user", tags=TAGS, status=204,

@@ -95,6 +95,9 @@ async def test_public_presence_is_visible_to_anyone_until_made_private(node):
     alice, bob = await register_user(node, "alice"), await register_user(node, "bob")
     status, me = await http_json("GET", f"{node}/api/v1/users/me", token=bob["access_token"])
     assert me["presence_visibility"] == "contacts"
+    status, export = await http_json("GET", f"{node}/api/v1/users/me/export",
+                                     token=bob["access_token"])
+    assert export["account"]["presence_visibility"] == "contacts"
     status, me = await http_json("PATCH", f"{node}/api/v1/users/me", token=bob["access_token"],
                                  json={"presence_visibility": "public"})
     assert status == 200 and me["presence_visibility"] == "public", me
@@ -152,10 +155,10 @@ async def test_blocked_user_cannot_message_call_request_or_see_presence(node):
 
         status, blocked = await http_json("POST", f"{node}/api/v1/users/{alice['id']}/block",
                                           token=bob["access_token"])
-        assert status == 201 and blocked["user_id"] == alice["id"], blocked
+        assert status == 200 and blocked["user_id"] == alice["id"], blocked
         status, again = await http_json("POST", f"{node}/api/v1/users/{alice['id']}/block",
                                         token=bob["access_token"])
-        assert status == 200
+        assert status == 200 and again == blocked  # idempotent: the same block
 
         send = await a.call("message:send", {"room_id": room["id"], "client_id": new_client_id(),
                                              "body": "hello?"})
@@ -216,7 +219,7 @@ async def test_block_refusals_and_limit(make_client):
     assert status == 401
     for other in others[:2]:
         status, _ = await http_json("POST", f"{url}/{other['id']}/block", token=me["access_token"])
-        assert status == 201
+        assert status == 200
     status, err = await http_json("POST", f"{url}/{others[2]['id']}/block",
                                   token=me["access_token"])
     assert status == 409 and err["error"]["code"] == "block_limit_reached", err
