@@ -4,11 +4,12 @@ rooms, and adding people to groups only with a relation."""
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Any
 
 import pytest
 
-from server.keys import DB
+from server.keys import DB, PRESENCE_ACCESS
 from tests.support.realtime import (
     SocketUser,
     http_json,
@@ -337,3 +338,29 @@ async def test_adding_members_to_a_group_needs_a_relation(node):
         assert status == 200
     finally:
         await a.close()
+
+
+async def test_subscriptions_are_rechecked_when_the_bus_reconnects(make_client):
+    """The bus is at-most-once: a node that missed ``consent_changed`` (cut
+    off from Redis) re-checks every subscription when its bus is back."""
+    client = await make_client()
+    node = str(client.make_url("")).rstrip("/")
+    alice, bob = await register_user(node, "alice"), await register_user(node, "bob")
+    await befriend(node, alice, bob)
+    a = await SocketUser(node, alice["access_token"], name="alice").connect()
+    b = await SocketUser(node, bob["access_token"], name="bob").connect()
+    try:
+        assert (await a.call("presence:subscribe", {"user_ids": [bob["id"]]}))["presence"]
+        # A block stored while this node heard nothing of it.
+        await client.app[DB]["blocks"].insert_one({
+            "_id": f"{bob['id']}:{alice['id']}", "seq_id": "0" * 24, "blocker_id": bob["id"],
+            "blocked_id": alice["id"], "created_at": datetime.now(timezone.utc)})
+        assert (await b.call("presence:set", {"status": "away"}))["ok"]
+        await a.wait_for("presence", lambda p: p["status"] == "away")  # not re-checked yet
+        await client.app[PRESENCE_ACCESS].recheck_all()  # what the bus runs on reconnect
+        assert (await b.call("presence:set", {"status": "dnd"}))["ok"]
+        await barrier(a)
+        assert a.received("presence", lambda p: p["status"] == "dnd") == []
+    finally:
+        await a.close()
+        await b.close()
