@@ -70,13 +70,18 @@ class ConsentService:
         existing = await self._blocks.get(blocker_id, target_id)
         if existing is not None:
             return block_view(existing, target), False
-        if await self._blocks.count_by(blocker_id) >= self._max_blocks:
+        if not await self._blocks.reserve(blocker_id, limit=self._max_blocks):
+            existing = await self._blocks.get(blocker_id, target_id)  # stored meanwhile
+            if existing is not None:
+                return block_view(existing, target), False
             raise BlockLimitReached(
                 f"You can block at most {self._max_blocks} people; unblock someone first.",
                 details={"max_blocks": self._max_blocks},
             )
         doc, created = await self._blocks.add(blocker_id, target_id, now=self._clock.now())
-        if created:
+        if not created:  # a concurrent request stored it first
+            await self._blocks.release(blocker_id)
+        else:
             await self._audit.record(
                 action="user.block", actor_id=blocker_id, target=target_id, ip=client.ip,
                 request_id=client.request_id, at=self._clock.now(),
@@ -88,6 +93,7 @@ class ConsentService:
     async def unblock(self, blocker_id: str, target_id: str, client: ClientInfo) -> None:
         """Idempotent: unblocking someone not blocked is not an error."""
         if await self._blocks.remove(blocker_id, target_id):
+            await self._blocks.release(blocker_id)
             await self._audit.record(
                 action="user.unblock", actor_id=blocker_id, target=target_id, ip=client.ip,
                 request_id=client.request_id, at=self._clock.now(),

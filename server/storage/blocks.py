@@ -1,6 +1,11 @@
 """The ``blocks`` collection: who blocked whom. ``_id`` is
 ``"<blocker_id>:<blocked_id>"``, so a block is unique and the check between
-two people is one lookup by ``_id``."""
+two people is one lookup by ``_id``.
+
+``block_counts`` holds, per blocker, how many blocks they hold, so the limit
+is a unit taken atomically before the insert (a conditional ``$inc``, the
+upsert failing on ``_id`` when the counter is full), not a count that
+concurrent requests could all pass."""
 
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ def block_id(blocker_id: str, blocked_id: str) -> str:
 class BlockStore:
     def __init__(self, db: AsyncDatabase) -> None:
         self._blocks = db["blocks"]
+        self._counts = db["block_counts"]
 
     async def create_indexes(self) -> None:
         await self._blocks.create_index([("blocker_id", ASCENDING), ("seq_id", DESCENDING)])
@@ -48,6 +54,22 @@ class BlockStore:
 
     async def count_by(self, blocker_id: str) -> int:
         return await self._blocks.count_documents({"blocker_id": blocker_id})
+
+    async def reserve(self, blocker_id: str, *, limit: int) -> bool:
+        """Take one of ``limit`` block units of ``blocker_id``; False when all
+        are taken. (A crash between taking a unit and storing the block
+        leaves the unit taken: the limit errs on the safe side.)"""
+        try:
+            await self._counts.update_one(
+                {"_id": blocker_id, "count": {"$lt": limit}}, {"$inc": {"count": 1}}, upsert=True,
+            )
+        except DuplicateKeyError:  # the counter exists and is at the limit
+            return False
+        return True
+
+    async def release(self, blocker_id: str) -> None:
+        await self._counts.update_one({"_id": blocker_id, "count": {"$gt": 0}},
+                                      {"$inc": {"count": -1}})
 
     async def between(self, user_a: str, user_b: str) -> bool:
         """Whether either of the two blocked the other."""

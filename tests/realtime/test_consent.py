@@ -4,6 +4,7 @@ rooms, and adding people to groups only with a relation."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timezone
 from typing import Any
 
@@ -364,3 +365,26 @@ async def test_subscriptions_are_rechecked_when_the_bus_reconnects(make_client):
     finally:
         await a.close()
         await b.close()
+
+
+async def test_the_block_limit_holds_under_concurrency(make_client):
+    client = await make_client(max_blocks_per_user=3)
+    node = str(client.make_url("")).rstrip("/")
+    me, *others = [await register_user(node, f"c{i}") for i in range(11)]
+    url = f"{node}/api/v1/users"
+
+    async def block(user: dict) -> int:
+        status, _ = await http_json("POST", f"{url}/{user['id']}/block", token=me["access_token"])
+        return status
+
+    statuses = await asyncio.gather(*(block(o) for o in others))
+    assert sorted(statuses) == [200] * 3 + [409] * 7, statuses
+    status, page = await http_json("GET", f"{url}/me/blocks", token=me["access_token"])
+    assert len(page["items"]) == 3
+    # Unblocking frees a unit; blocking the same person twice takes one.
+    first = page["items"][0]["user_id"]
+    status, _ = await http_json("DELETE", f"{url}/{first}/block", token=me["access_token"])
+    assert status == 204
+    spare = next(o for o in others if o["id"] not in {b["user_id"] for b in page["items"]})
+    assert [await block(spare), await block(spare)] == [200, 200]
+    assert await block(next(o for o in others if o["id"] == first)) == 409
