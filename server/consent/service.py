@@ -1,7 +1,8 @@
 """``ConsentService``: blocks and relations between people.
 
 A *relation* of ``person`` towards ``viewer`` means the person chose to deal
-with the viewer: a skill request between them (either direction), a group
+with the viewer: a skill request between them (either direction; pending,
+accepted or completed: a declined or cancelled one is a "no"), a group
 room they share, or a direct room between them that the person opened or
 wrote in. Merely being put into a direct room by a stranger is not consent.
 A block (either direction) cancels every relation.
@@ -30,13 +31,15 @@ from ..errors import BlockLimitReached, Blocked, NotFound, ValidationFailed
 from ..storage.audit import AuditStore
 from ..storage.blocks import BlockStore
 from ..storage.rooms import DIRECT, RoomStore
-from ..storage.skill_requests import SkillRequestStore
+from ..storage.skill_requests import ACCEPTED, COMPLETED, PENDING, SkillRequestStore
 from ..storage.users import UserStore
 
 CONSENT_CHANGED_TOPIC = "consent_changed"
 PRESENCE_CONTACTS = "contacts"
 PRESENCE_PUBLIC = "public"
 PRESENCE_VISIBILITIES = (PRESENCE_CONTACTS, PRESENCE_PUBLIC)
+# A declined or cancelled request is someone saying no: it is no relation.
+RELATING_REQUEST_STATUSES = (PENDING, ACCEPTED, COMPLETED)
 
 
 def presence_visibility(user: dict[str, Any]) -> str:
@@ -144,7 +147,8 @@ class ConsentService:
                 members = room.get("active_ids", members)
             found.update(m for m in members if m in wanted)
         if found != wanted:
-            found |= await self._requests.counterparts(viewer_id) & wanted
+            found |= await self._requests.counterparts(
+                viewer_id, statuses=RELATING_REQUEST_STATUSES) & wanted
         if found:
             found -= await self._blocks.involving(viewer_id)
         return found

@@ -148,6 +148,9 @@ class RequestService:
             current = await self._requests.get(request_id)
             self._check_source(rule, current["status"] if current else "gone")
             raise Conflict("The request changed meanwhile; reload it.")
+        if self._consent is not None and rule.target in (DECLINED, CANCELLED):
+            # a "no" ends the relation the request gave (presence, groups)
+            await self._consent.changed([updated["learner_id"], updated["teacher_id"]])
         return await self._announce(rule.target, updated)
 
     @staticmethod

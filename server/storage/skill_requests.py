@@ -121,10 +121,12 @@ class SkillRequestStore:
         cursor = self._requests.find({"$or": [{"teacher_id": user_id}, {"learner_id": user_id}]})
         return await cursor.to_list(length=None)
 
-    async def counterparts(self, user_id: str) -> set[str]:
-        """Everyone ``user_id`` sent a request to or received one from."""
+    async def counterparts(self, user_id: str, *, statuses: tuple[str, ...]) -> set[str]:
+        """Everyone ``user_id`` sent a request to or received one from, with
+        the request in one of ``statuses``."""
         cursor = self._requests.find(
-            {"$or": [{"teacher_id": user_id}, {"learner_id": user_id}]},
+            {"$or": [{"teacher_id": user_id}, {"learner_id": user_id}],
+             "status": {"$in": list(statuses)}},
             projection={"teacher_id": 1, "learner_id": 1},
         )
         out: set[str] = set()

@@ -388,3 +388,32 @@ async def test_the_block_limit_holds_under_concurrency(make_client):
     spare = next(o for o in others if o["id"] not in {b["user_id"] for b in page["items"]})
     assert [await block(spare), await block(spare)] == [200, 200]
     assert await block(next(o for o in others if o["id"] == first)) == 409
+
+
+async def test_a_skill_request_relates_the_two_until_declined(node):
+    ada, bob = await register_user(node, "ada"), await register_user(node, "bob")
+    status, listing = await http_json("POST", f"{node}/api/v1/skills", token=ada["access_token"],
+                                      json={"title": "Watercolour", "description": "Washes.",
+                                            "category": "design", "tags": [],
+                                            "level": "beginner", "mode": "online"})
+    assert status == 201, listing
+    a = await SocketUser(node, ada["access_token"], name="ada").connect()
+    b = await SocketUser(node, bob["access_token"], name="bob").connect()
+    try:
+        assert (await a.call("presence:subscribe", {"user_ids": [bob["id"]]}))["hidden"]
+        status, request = await http_json("POST", f"{node}/api/v1/skills/{listing['id']}/requests",
+                                          token=bob["access_token"], json={"message": "hi"})
+        assert status == 201, request
+        # The new relation reaches ada's existing subscription by itself.
+        await a.wait_for("presence", lambda p: p["user_id"] == bob["id"]
+                         and p["status"] == "online")
+        ack = await b.call("presence:subscribe", {"user_ids": [ada["id"]]})
+        assert ack["presence"][ada["id"]]["status"] == "online"
+        status, _ = await http_json("POST", f"{node}/api/v1/requests/{request['id']}/decline",
+                                    token=ada["access_token"])
+        assert status == 200
+        ack = await b.call("presence:subscribe", {"user_ids": [ada["id"]]})
+        assert ack["hidden"] == [ada["id"]]
+    finally:
+        await a.close()
+        await b.close()
