@@ -19,9 +19,11 @@ from .bus import Bus, RedisBus
 from .calls.setup import attach_calls
 from .clock import Clock
 from .config import Settings
+from .consent.setup import build_consent
 from .handlers import (
     accounts,
     admin,
+    blocks,
     calls,
     matches,
     ops,
@@ -36,6 +38,7 @@ from .keys import (
     AUDIT,
     BUS,
     CLOCK,
+    CONSENT,
     DB,
     LIMITER,
     LISTINGS,
@@ -84,7 +87,7 @@ from .tasks import cancel_and_wait
 
 PURGE_INTERVAL_S = 3600
 ROUTE_TABLES = [
-    accounts.routes, users.routes, skills.routes, requests.routes, matches.routes,
+    accounts.routes, users.routes, blocks.routes, skills.routes, requests.routes, matches.routes,
     admin.routes, rooms.routes, calls.routes, ops.routes, webapp.routes,
 ]
 
@@ -196,11 +199,24 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
         await mail.stop()
 
 
+async def consent_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Blocks and relations (server/consent): before the real-time core,
+    calls and the marketplace, which all ask it."""
+    consent = await build_consent(
+        db=app[DB], users=app[USERS], audit=app[AUDIT], bus=app[BUS], clock=app[CLOCK],
+        max_blocks=app[SETTINGS].max_blocks_per_user,
+    )
+    app[CONSENT] = consent
+    app[PROFILES].add_exporter("blocks", consent.export)
+    yield
+
+
 async def marketplace_ctx(app: web.Application) -> AsyncIterator[None]:
     """Listings, skill requests, reviews, matches and moderation."""
     services = await build_marketplace(
         db=app[DB], users=app[USERS], audit=app[AUDIT], sessions=app[SESSIONS], mail=app[MAIL],
         profiles=app[PROFILES], bus=app[BUS], rooms=app[ROOMS], notifier=app[NOTIFIER],
+        consent=app[CONSENT],
         public_url=public_url(app[SETTINGS]), clock=app[CLOCK],
     )
     app[LISTINGS] = services.listings
@@ -253,7 +269,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     app[SETTINGS] = settings
     app[CLOCK] = clock or Clock()
     app[METRICS] = Metrics()
-    app.cleanup_ctx.extend([database_ctx, redis_ctx, services_ctx])
+    app.cleanup_ctx.extend([database_ctx, redis_ctx, services_ctx, consent_ctx])
     attach_realtime(app)  # Socket.IO server + realtime_ctx (rooms, chat, presence)
     attach_calls(app)  # call:* events + calls_ctx (call state, media relay)
     app.cleanup_ctx.extend([marketplace_ctx, purge_ctx])

@@ -123,6 +123,7 @@ class Settings(BaseSettings):
     call_relay_timeout: float = Field(10.0, gt=0)  # wait for a relay answer from another node
     call_invite_limit: str = "30/minute"  # call:invite per caller
     call_relay_allow_private: bool = False  # the relay may contact private/CGNAT/ULA addresses (LAN)
+    max_blocks_per_user: int = Field(1000, ge=1)  # people one user may block at once
 
     @field_validator(
         "secret_key", "cors_origins", "turn_urls", "stun_urls",

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, Protocol
 
 from loguru import logger
 
@@ -77,14 +77,22 @@ class Offline(Conflict):
     code, message = "offline", "That user is not online."
 
 
+class CallConsent(Protocol):
+    """What calls need of the consent area (server/consent)."""
+
+    async def ensure_not_blocked(self, user_id: str, other_id: str) -> None: ...
+    async def presence_visible(self, viewer_id: str, person_ids: Iterable[str]) -> set[str]: ...
+
+
 class CallService:
     def __init__(
         self, *, store: MemoryCallStore | RedisCallStore, users: "UserStore",
         presence: "PresenceService", notifier: Notifier, relay: "RelayLink | None",
         ice_servers: IceServers, metrics: CallMetrics, clock: Clock,
         ring_timeout: float, max_duration: float, limiter: "RateLimiter | None" = None,
-        invite_limit: str = "30/minute",
+        invite_limit: str = "30/minute", consent: "CallConsent | None" = None,
     ) -> None:
+        self._consent = consent
         self._store = store
         self._users = users
         self._presence = presence
@@ -112,8 +120,15 @@ class CallService:
             raise Forbidden("Your account cannot place calls.")
         if callee is None:
             raise NotFound("No such user.")
+        if self._consent is not None:
+            await self._consent.ensure_not_blocked(caller_id, callee_id)
         presence = await self._presence.snapshot([callee_id])
-        if presence.get(callee_id, {}).get("status", "offline") == "offline":
+        if presence.get(callee_id, {}).get("status", "offline") == "offline" and (
+            self._consent is None
+            or callee_id in await self._consent.presence_visible(caller_id, [callee_id])
+        ):
+            # Someone who may not see the callee's presence is not told
+            # either: the call rings until it is missed.
             raise Offline()
         now = self._clock.time()
         call = CallRecord(id=uuid.uuid4().hex, caller=caller_id, callee=callee_id, state=RINGING,

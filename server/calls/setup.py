@@ -17,6 +17,7 @@ from ..keys import (
     BUS,
     CALLS,
     CLOCK,
+    CONSENT,
     ICE_SERVERS,
     LIMITER,
     MEDIA_RELAY,
@@ -74,7 +75,7 @@ async def calls_ctx(app: web.Application) -> AsyncIterator[None]:
         store=store, users=app[USERS], presence=app[PRESENCE], notifier=app[NOTIFIER],
         relay=link, ice_servers=ice_for, metrics=metrics, clock=clock,
         ring_timeout=settings.call_ring_timeout, max_duration=settings.call_max_duration,
-        limiter=app[LIMITER], invite_limit=settings.call_invite_limit,
+        limiter=app[LIMITER], invite_limit=settings.call_invite_limit, consent=app[CONSENT],
     )
     app[CALLS] = service
     app[ICE_SERVERS] = ice_for

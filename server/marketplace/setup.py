@@ -23,7 +23,7 @@ from ..storage.users import UserStore
 from .listings import ListingService
 from .matches import MatchService
 from .moderation import ModerationService
-from .requests import DirectRooms, Notifier, RequestService
+from .requests import DirectRooms, Notifier, RequestConsent, RequestService
 from .reviews import ReviewService
 from .snapshots import RankingSnapshots
 
@@ -41,6 +41,7 @@ async def build_marketplace(
     *, db: AsyncDatabase, users: UserStore, audit: AuditStore, sessions: SessionService,
     mail: MailService, profiles: ProfileService, bus: Bus, rooms: DirectRooms | None,
     notifier: Notifier | None, public_url: str, clock: Clock,
+    consent: RequestConsent | None = None,
 ) -> Marketplace:
     listing_store = ListingStore(db)
     request_store = SkillRequestStore(db)
@@ -56,7 +57,7 @@ async def build_marketplace(
                               snapshots=snapshots, clock=clock)
     requests = RequestService(
         requests=request_store, listings=listings, users=users, rooms=rooms,
-        notifier=notifier, mail=mail, public_url=public_url, clock=clock,
+        notifier=notifier, mail=mail, public_url=public_url, clock=clock, consent=consent,
     )
     reviews = ReviewService(reviews=review_store, requests=request_store, listings=listings,
                             listing_store=listing_store, users=users,

@@ -146,3 +146,15 @@ class SkillRequestStore:
                       "updated_at": now}},
         )
         return as_learner.modified_count + as_teacher.modified_count
+    async def counterparts(self, user_id: str, *, statuses: tuple[str, ...]) -> set[str]:
+        """Everyone ``user_id`` sent a request to or received one from, with
+        the request in one of ``statuses``."""
+        cursor = self._requests.find(
+            {"$or": [{"teacher_id": user_id}, {"learner_id": user_id}],
+             "status": {"$in": list(statuses)}},
+            projection={"teacher_id": 1, "learner_id": 1},
+        )
+        out: set[str] = set()
+        async for doc in cursor:
+            out.add(doc["learner_id"] if doc["teacher_id"] == user_id else doc["teacher_id"])
+        return out

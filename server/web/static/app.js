@@ -454,7 +454,7 @@
         class: room.id === state.currentRoom ? 'active' : '', dataset: { roomId: room.id },
         onclick: () => { location.hash = `#/chat/${encodeURIComponent(room.id)}`; },
       },
-      h('span', { class: `dot ${other ? client.presence.statusOf(other) : ''}` }),
+      h('span', { class: `dot ${other ? shownStatus(other) : ''}` }),
       h('span', { class: 'name' }, roomTitle(room), h('span', { class: 'last' }, last ? (last.deleted ? 'Message from a deleted account' : last.body) : 'No messages yet')),
       unread ? h('span', { class: 'badge unread' }, unread) : null);
     }));
@@ -625,8 +625,13 @@
   function renderPresence() {
     const room = state.currentRoom && state.rooms.get(state.currentRoom);
     const other = room && otherMember(room);
-    $('chat-presence').textContent = other ? client.presence.statusOf(other) : '';
+    $('chat-presence').textContent = other ? shownStatus(other) : '';
     $('call-start').disabled = !other;
+  }
+
+  /** A user's status, or '' when the server does not show it to us (not a contact). */
+  function shownStatus(userId) {
+    return client.presence.hidden.has(userId) ? '' : client.presence.statusOf(userId);
   }
 
   // ---- calls ------------------------------------------------------------------
