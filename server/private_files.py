@@ -69,10 +69,10 @@ def write_private_file(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` as a 0600 file, atomically: readers see the
     old content or the new, never a partial file, and never a moment when
     the file is open to others."""
-    # mkstemp creates the file 0600, whatever the umask.
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fh.fileno(), PRIVATE_FILE_MODE)  # mkstemp's default; said explicitly
             fh.write(data)
         os.replace(tmp, path)
     except BaseException:

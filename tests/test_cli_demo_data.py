@@ -63,3 +63,21 @@ async def test_seed_then_serve_starts_and_every_exit_is_clean(tmp_path):
     for path in [data_dir, *data_dir.rglob("*")]:
         mode = stat.S_IMODE(os.lstat(path).st_mode)
         assert mode == (0o700 if path.is_dir() else 0o600), (path, oct(mode))
+
+
+async def test_data_that_breaks_a_unique_index_stops_serve_with_one_line(tmp_path):
+    """Data written before this version (or by hand) that a unique index
+    refuses: the node says so in one line instead of a traceback."""
+    from server.storage.database import open_database
+
+    env = _env(tmp_path)
+    async with open_database(mongo_url=None, db_name="skillshare",
+                             data_dir=tmp_path / "var") as db:
+        await db["rooms"].drop_index("direct_key_unique")
+        await db["rooms"].insert_many([{"_id": "r1", "direct_key": "a:b"},
+                                       {"_id": "r2", "direct_key": "a:b"}])
+    result = _cli(env, "serve")
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "rooms" in errors[0] and "duplicate" in errors[0], result.stderr
