@@ -59,6 +59,7 @@ from .keys import (
     SKILL_REQUESTS,
     USERS,
 )
+from .logs import mask_url
 from .mail.service import MailService
 from .mail.transports import MailTransport, OutboxTransport, SmtpTransport
 from .marketplace.setup import build_marketplace
@@ -112,6 +113,7 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
         app[BUS] = Bus()
         yield
         return
+    logger.info("redis: {}", mask_url(settings.redis_url))
     client = connect_redis(settings.redis_url)
     app[REDIS] = client
     bus = RedisBus(client, on_error=app[METRICS].redis_bus_errors.inc)
@@ -131,16 +133,14 @@ def _mail_transport(settings: Settings) -> MailTransport:
 
 
 async def services_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Stores and the account services over them; indexes are created here,
-    idempotently, on every start."""
+    """Stores and the account services over them (``open_database`` has
+    created every index already)."""
     settings, clock, db, metrics = app[SETTINGS], app[CLOCK], app[DB], app[METRICS]
     users = UserStore(db)
     sessions = SessionStore(db)
     user_tokens = UserTokenStore(db)
     mail_queue = MailQueueStore(db)
     audit = AuditStore(db)
-    for store in (users, sessions, user_tokens, mail_queue, audit):
-        await store.create_indexes()
 
     redis = app[REDIS]
     revocations = RedisRevocationList(redis) if redis is not None else MemoryRevocationList(clock)

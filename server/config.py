@@ -18,6 +18,8 @@ from pydantic_settings import (
 )
 from pydantic_settings.exceptions import SettingsError
 
+from .private_files import private_dir, secure_tree, write_private_file
+
 
 class ConfigError(Exception):
     """A bad setting; the message is one line naming the variable."""
@@ -220,12 +222,12 @@ class Settings(BaseSettings):
         if self.secret_key:
             return list(self.secret_key)
         path = self.data_dir / "secret_key"
+        private_dir(self.data_dir)
         if path.exists():
+            secure_tree(path)
             return [path.read_text().strip()]
-        self.data_dir.mkdir(parents=True, exist_ok=True)
         key = secrets.token_urlsafe(48)
-        path.write_text(key)
-        path.chmod(0o600)
+        write_private_file(path, key.encode())
         return [key]
 
 

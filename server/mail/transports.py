@@ -14,7 +14,8 @@ from urllib.parse import unquote, urlsplit
 import aiosmtplib
 from loguru import logger
 
-from ..logs import mask_email
+from ..logs import mask_email, mask_url
+from ..private_files import private_dir, secure_tree, write_private_file
 
 SMTP_TIMEOUT_S = 20
 # Internal header: the accounts a mail is to or about (space-separated ids),
@@ -36,6 +37,7 @@ class SmtpTransport:
     """``smtp://user:pass@host:587`` (STARTTLS when offered) or ``smtps://``."""
 
     def __init__(self, url: str) -> None:
+        logger.info("mail: SMTP via {}", mask_url(url))
         parts = urlsplit(url)
         self._implicit_tls = parts.scheme == "smtps"
         self._host = parts.hostname or "localhost"
@@ -61,16 +63,19 @@ class SmtpTransport:
 
 
 class OutboxTransport:
-    """Development: each mail becomes ``<outbox>/<time>-<id>.eml``."""
+    """Development: each mail becomes ``<outbox>/<mail id>.eml``, private to
+    the node's user (mails carry live sign-in and password-reset links)."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
+        private_dir(folder.parent)
+        private_dir(folder)
+        secure_tree(folder)
 
     async def send(self, message: EmailMessage) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
         name = f"{message['X-Mail-Id'] or 'mail'}.eml"
         path = self.folder / name
-        await asyncio.to_thread(path.write_bytes, bytes(message))
+        await asyncio.to_thread(write_private_file, path, bytes(message))
         logger.info("mail to {} written to {}", mask_email(str(message["To"])), path)
 
     async def forget(self, *, user_id: str, email: str | None, mail_ids: list[str]) -> int:

@@ -48,8 +48,6 @@ async def build_marketplace(
     review_store = ReviewStore(db)
     skill_index = SkillIndexStore(db)
     snapshot_store = RankingSnapshotStore(db)
-    for store in (listing_store, request_store, review_store, skill_index, snapshot_store):
-        await store.create_indexes()
     snapshots = RankingSnapshots(store=snapshot_store, clock=clock)
     matches = MatchService(users=users, listings=listing_store, index=skill_index,
                            snapshots=snapshots, clock=clock)

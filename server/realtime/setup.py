@@ -102,8 +102,6 @@ async def realtime_ctx(app: web.Application) -> AsyncIterator[None]:
     settings, clock, db, metrics = app[SETTINGS], app[CLOCK], app[DB], app[REALTIME_METRICS]
     sio = app[SIO]
     rooms_store, messages, markers = RoomStore(db), MessageStore(db), ReadMarkerStore(db)
-    for store in (rooms_store, messages, markers):
-        await store.create_indexes()
     sequences = SequenceCache(messages)
     notifier = Notifier(sio, on_error=metrics.bus_errors.inc)
     rooms = RoomService(rooms=rooms_store, messages=messages, markers=markers, users=app[USERS],
