@@ -70,6 +70,7 @@ from .ratelimit import RateLimiter
 from .realtime.setup import attach_realtime
 from .redis_client import connect_redis
 from .storage.audit import AuditStore
+from .storage.blocks import BlockStore
 from .storage.database import open_database
 from .storage.listings import ListingStore
 from .storage.mail_queue import MailQueueStore
@@ -238,6 +239,7 @@ async def purge_ctx(app: web.Application) -> AsyncIterator[None]:
             read_markers=ReadMarkerStore(db), listings=ListingStore(db),
             skill_requests=SkillRequestStore(db), reviews=ReviewStore(db),
             skill_index=SkillIndexStore(db), snapshots=RankingSnapshotStore(db),
+            blocks=BlockStore(db),
         ),
         mail=app[MAIL], forget_presence=app[PRESENCE].forget,
         grace=timedelta(days=app[SETTINGS].deleted_user_grace_days), clock=app[CLOCK],

@@ -22,6 +22,7 @@ from prometheus_client import CollectorRegistry, Counter
 from ..clock import Clock
 from ..mail.service import MailService
 from ..storage.audit import AuditStore
+from ..storage.blocks import BlockStore
 from ..storage.listings import ListingStore
 from ..storage.messages import MessageStore
 from ..storage.ranking_snapshots import RankingSnapshotStore
@@ -58,6 +59,7 @@ class PurgeStores:
     reviews: ReviewStore
     skill_index: SkillIndexStore
     snapshots: RankingSnapshotStore
+    blocks: BlockStore
 
 
 class AccountPurge:
@@ -128,6 +130,7 @@ class AccountPurge:
         done["ranking_snapshots"] = await s.snapshots.delete_for_viewer(user_id)
         done["sessions"] = await s.sessions.scrub_user(user_id)
         done["user_tokens"] = await s.user_tokens.delete_for_user(user_id)
+        done["blocks"] = await s.blocks.forget_user(user_id)
         done["audit_ips"] = await s.audit.scrub_ips(user_id)
         done["mails"] = await self._mail.forget(
             user_id, email=user.get("deleted_email") or user.get("email"),

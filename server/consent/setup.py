@@ -1,5 +1,5 @@
-"""Wiring of the consent area: its stores (indexes created idempotently) and
-the service over them."""
+"""Wiring of the consent area: its stores and the service over them (their
+indexes are created with every other store's, server/storage/schema.py)."""
 
 from __future__ import annotations
 
@@ -19,9 +19,7 @@ async def build_consent(
     *, db: AsyncDatabase, users: UserStore, audit: AuditStore, bus: Bus, clock: Clock,
     max_blocks: int,
 ) -> ConsentService:
-    blocks = BlockStore(db)
-    await blocks.create_indexes()
     return ConsentService(
-        blocks=blocks, rooms=RoomStore(db), requests=SkillRequestStore(db), users=users,
+        blocks=BlockStore(db), rooms=RoomStore(db), requests=SkillRequestStore(db), users=users,
         audit=audit, bus=bus, clock=clock, max_blocks=max_blocks,
     )

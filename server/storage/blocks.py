@@ -100,5 +100,17 @@ class BlockStore:
         cursor = self._blocks.find(query).sort("seq_id", DESCENDING).limit(limit)
         return await cursor.to_list(length=limit)
 
+    async def forget_user(self, user_id: str) -> int:
+        """A purged account: every block it made or was the target of is
+        gone, and each person who had blocked it gets that unit back."""
+        involved = {"$or": [{"blocker_id": user_id}, {"blocked_id": user_id}]}
+        blockers = [doc["blocker_id"] async for doc in
+                    self._blocks.find({"blocked_id": user_id}, projection={"blocker_id": 1})]
+        result = await self._blocks.delete_many(involved)
+        for blocker_id in blockers:
+            await self.release(blocker_id)
+        await self._counts.delete_one({"_id": user_id})
+        return result.deleted_count
+
     async def all_by(self, blocker_id: str) -> list[dict[str, Any]]:
         return await self._blocks.find({"blocker_id": blocker_id}).to_list(length=None)

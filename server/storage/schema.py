@@ -8,6 +8,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from .audit import AuditStore
+from .blocks import BlockStore
 from .listings import ListingStore
 from .mail_queue import MailQueueStore
 from .messages import MessageStore
@@ -24,7 +25,7 @@ from .users import UserStore
 INDEXED_STORES = (
     UserStore, SessionStore, UserTokenStore, MailQueueStore, AuditStore,
     ListingStore, SkillRequestStore, ReviewStore, SkillIndexStore, RankingSnapshotStore,
-    RoomStore, MessageStore, ReadMarkerStore,
+    RoomStore, MessageStore, ReadMarkerStore, BlockStore,
 )
 
 

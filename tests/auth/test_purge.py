@@ -148,8 +148,9 @@ async def test_purge_leaves_nothing_of_the_person_and_others_keep_a_consistent_v
     resp = await client.post("/api/v1/rooms", headers=ada["headers"],
                              json={"type": "direct", "user_id": zelda["id"]})
     direct = await _ok(resp, resp.status)  # opened by the accepted request already
-    group = await _ok(await client.post("/api/v1/rooms", headers=ada["headers"], json={
-        "type": "group", "name": "Knots club", "member_ids": [zelda["id"], bob["id"]]}), 201)
+    # Zelda's requests relate her to both, so she may put them in a group.
+    group = await _ok(await client.post("/api/v1/rooms", headers=zelda["headers"], json={
+        "type": "group", "name": "Knots club", "member_ids": [ada["id"], bob["id"]]}), 201)
     socks = {who: await SocketUser(base, user["token"], name=who).connect()
              for who, user in (("zelda", zelda), ("ada", ada), ("bob", bob))}
     try:
@@ -167,6 +168,8 @@ async def test_purge_leaves_nothing_of_the_person_and_others_keep_a_consistent_v
             await sock.close()
     assert await app[REDIS].exists(f"presence:user:{zelda['id']}")
 
+    await _ok(await client.post(f"/api/v1/users/{bob['id']}/block", headers=zelda["headers"]))
+    await _ok(await client.post(f"/api/v1/users/{zelda['id']}/block", headers=ada["headers"]))
     await _ok(await client.delete("/api/v1/users/me", headers=zelda["headers"]), 204)
     while await app[MAIL].deliver_one():  # the outbox has the person's mails
         pass
@@ -190,6 +193,10 @@ async def test_purge_leaves_nothing_of_the_person_and_others_keep_a_consistent_v
     outbox_text = _outbox_text(outbox)
     for needle in needles:
         assert needle not in outbox_text, f"{needle!r} still in the outbox"
+    involving = {"$or": [{"blocker_id": zelda["id"]}, {"blocked_id": zelda["id"]}]}
+    assert await app[DB]["blocks"].count_documents(involving) == 0
+    assert await app[DB]["block_counts"].count_documents({"_id": zelda["id"]}) == 0
+    assert (await app[DB]["block_counts"].find_one({"_id": ada["id"]}))["count"] == 0
     redis_text = await _redis_text(app[REDIS])
     assert zelda["id"] not in redis_text
     for needle in (name, *PERSON_IPS, *agents):
