@@ -247,6 +247,11 @@ async def setup_users(url: str, rooms: int, members: int) -> list[dict]:
 
         for r_index in range(rooms):
             users = [await register(r_index * members + m) for m in range(members)]
+            for u in users[1:]:  # a group needs a relation with each member (consent)
+                r = await http.post(f"{url}/api/v1/rooms", json={
+                    "type": "direct", "user_id": users[0]["user"]["id"]},
+                    headers={"Authorization": f"Bearer {u['access_token']}"})
+                assert r.status in (200, 201), await r.text()
             resp = await http.post(f"{url}/api/v1/rooms", json={
                 "type": "group", "name": f"room {r_index}",
                 "member_ids": [u["user"]["id"] for u in users[1:]]},

@@ -49,6 +49,7 @@ from aiortc.codecs.opus import OpusEncoder  # noqa: E402
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack  # noqa: E402
 from loguru import logger  # noqa: E402
 
+from server.media.candidates import AddressPolicy  # noqa: E402
 from server.media.passthrough import tap_receiver  # noqa: E402
 from server.media.relay import MediaRelay  # noqa: E402
 
@@ -149,7 +150,8 @@ class LoopTrack(MediaStreamTrack):
 async def serve_relay(mode: str) -> None:
     logger.remove()
     logger.add(sys.stderr, level="WARNING")
-    relay = MediaRelay(ice_servers=[], max_calls=1000, passthrough=mode == "passthrough")
+    relay = MediaRelay(ice_servers=[], max_calls=1000, passthrough=mode == "passthrough",
+                       address_policy=AddressPolicy(allow_private=True))  # peers on this host
 
     async def offer(request: web.Request) -> web.Response:
         body = await request.json()

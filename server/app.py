@@ -12,15 +12,18 @@ from loguru import logger
 
 from .auth.accounts import AccountLimits, AccountService
 from .auth.passwords import Passwords
+from .auth.purge import AccountPurge, PurgeStores, purge_counter
 from .auth.sessions import SessionService
 from .auth.tokens import AccessTokens
 from .bus import Bus, RedisBus
 from .calls.setup import attach_calls
 from .clock import Clock
 from .config import Settings
+from .consent.setup import build_consent
 from .handlers import (
     accounts,
     admin,
+    blocks,
     calls,
     matches,
     ops,
@@ -35,6 +38,7 @@ from .keys import (
     AUDIT,
     BUS,
     CLOCK,
+    CONSENT,
     DB,
     LIMITER,
     LISTINGS,
@@ -43,7 +47,9 @@ from .keys import (
     METRICS,
     MODERATION,
     NOTIFIER,
+    PRESENCE,
     PROFILES,
+    PURGE,
     REDIS,
     REVIEWS,
     ROOMS,
@@ -53,6 +59,7 @@ from .keys import (
     SKILL_REQUESTS,
     USERS,
 )
+from .logs import mask_url
 from .mail.service import MailService
 from .mail.transports import MailTransport, OutboxTransport, SmtpTransport
 from .marketplace.setup import build_marketplace
@@ -64,17 +71,26 @@ from .ratelimit import RateLimiter
 from .realtime.setup import attach_realtime
 from .redis_client import connect_redis
 from .storage.audit import AuditStore
+from .storage.blocks import BlockStore
 from .storage.database import open_database
+from .storage.listings import ListingStore
 from .storage.mail_queue import MailQueueStore
+from .storage.messages import MessageStore
+from .storage.ranking_snapshots import RankingSnapshotStore
+from .storage.read_markers import ReadMarkerStore
+from .storage.reviews import ReviewStore
 from .storage.revocations import MemoryRevocationList, RedisRevocationList
+from .storage.rooms import RoomStore
 from .storage.sessions import SessionStore
+from .storage.skill_index import SkillIndexStore
+from .storage.skill_requests import SkillRequestStore
 from .storage.user_tokens import UserTokenStore
 from .storage.users import UserStore
 from .tasks import cancel_and_wait
 
 PURGE_INTERVAL_S = 3600
 ROUTE_TABLES = [
-    accounts.routes, users.routes, skills.routes, requests.routes, matches.routes,
+    accounts.routes, users.routes, blocks.routes, skills.routes, requests.routes, matches.routes,
     admin.routes, rooms.routes, calls.routes, ops.routes, webapp.routes,
 ]
 
@@ -99,6 +115,7 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
         app[BUS] = Bus()
         yield
         return
+    logger.info("redis: {}", mask_url(settings.redis_url))
     client = connect_redis(settings.redis_url)
     app[REDIS] = client
     bus = RedisBus(client, on_error=app[METRICS].redis_bus_errors.inc)
@@ -118,16 +135,14 @@ def _mail_transport(settings: Settings) -> MailTransport:
 
 
 async def services_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Stores and the account services over them; indexes are created here,
-    idempotently, on every start."""
+    """Stores and the account services over them (``open_database`` has
+    created every index already)."""
     settings, clock, db, metrics = app[SETTINGS], app[CLOCK], app[DB], app[METRICS]
     users = UserStore(db)
     sessions = SessionStore(db)
     user_tokens = UserTokenStore(db)
     mail_queue = MailQueueStore(db)
     audit = AuditStore(db)
-    for store in (users, sessions, user_tokens, mail_queue, audit):
-        await store.create_indexes()
 
     redis = app[REDIS]
     revocations = RedisRevocationList(redis) if redis is not None else MemoryRevocationList(clock)
@@ -179,13 +194,23 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
     if not settings.rate_limits_enabled:
         logger.warning("SKILLSHARE_RATE_LIMITS=off: every rate limit and login throttle is off")
     mail.start()
-    purge = asyncio.create_task(_purge_deleted_users(app), name="purge-deleted-users")
     try:
         yield
     finally:
-        await cancel_and_wait([purge])
         await account_service.stop()
         await mail.stop()
+
+
+async def consent_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Blocks and relations (server/consent): before the real-time core,
+    calls and the marketplace, which all ask it."""
+    consent = await build_consent(
+        db=app[DB], users=app[USERS], audit=app[AUDIT], bus=app[BUS], clock=app[CLOCK],
+        max_blocks=app[SETTINGS].max_blocks_per_user,
+    )
+    app[CONSENT] = consent
+    app[PROFILES].add_exporter("blocks", consent.export)
+    yield
 
 
 async def marketplace_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -193,6 +218,7 @@ async def marketplace_ctx(app: web.Application) -> AsyncIterator[None]:
     services = await build_marketplace(
         db=app[DB], users=app[USERS], audit=app[AUDIT], sessions=app[SESSIONS], mail=app[MAIL],
         profiles=app[PROFILES], bus=app[BUS], rooms=app[ROOMS], notifier=app[NOTIFIER],
+        consent=app[CONSENT],
         public_url=public_url(app[SETTINGS]), clock=app[CLOCK],
     )
     app[LISTINGS] = services.listings
@@ -203,11 +229,35 @@ async def marketplace_ctx(app: web.Application) -> AsyncIterator[None]:
     yield
 
 
-async def _purge_deleted_users(app: web.Application) -> None:
-    grace = timedelta(days=app[SETTINGS].deleted_user_grace_days)
+async def purge_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The purge of deleted accounts and its hourly task; last, because it
+    erases from every area's collections and presence."""
+    db = app[DB]
+    purge = AccountPurge(
+        stores=PurgeStores(
+            users=app[USERS], sessions=SessionStore(db), user_tokens=UserTokenStore(db),
+            audit=app[AUDIT], rooms=RoomStore(db), messages=MessageStore(db),
+            read_markers=ReadMarkerStore(db), listings=ListingStore(db),
+            skill_requests=SkillRequestStore(db), reviews=ReviewStore(db),
+            skill_index=SkillIndexStore(db), snapshots=RankingSnapshotStore(db),
+            blocks=BlockStore(db),
+        ),
+        mail=app[MAIL], forget_presence=app[PRESENCE].forget,
+        grace=timedelta(days=app[SETTINGS].deleted_user_grace_days), clock=app[CLOCK],
+        outcomes=purge_counter(app[METRICS].registry),
+    )
+    app[PURGE] = purge
+    task = asyncio.create_task(_purge_deleted_users(purge), name="purge-deleted-users")
+    try:
+        yield
+    finally:
+        await cancel_and_wait([task])
+
+
+async def _purge_deleted_users(purge: AccountPurge) -> None:
     while True:
         try:
-            purged = await app[USERS].purge_deleted(deleted_before=app[CLOCK].now() - grace)
+            purged = await purge.purge_due()
             if purged:
                 logger.info("purged personal data of {} deleted accounts", purged)
         except asyncio.CancelledError:
@@ -223,10 +273,10 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     app[SETTINGS] = settings
     app[CLOCK] = clock or Clock()
     app[METRICS] = Metrics()
-    app.cleanup_ctx.extend([database_ctx, redis_ctx, services_ctx])
+    app.cleanup_ctx.extend([database_ctx, redis_ctx, services_ctx, consent_ctx])
     attach_realtime(app)  # Socket.IO server + realtime_ctx (rooms, chat, presence)
     attach_calls(app)  # call:* events + calls_ctx (call state, media relay)
-    app.cleanup_ctx.append(marketplace_ctx)
+    app.cleanup_ctx.extend([marketplace_ctx, purge_ctx])
     specs = []
     for table in ROUTE_TABLES:
         table.add_to(app)

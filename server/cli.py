@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 
 from aiohttp import web
@@ -12,7 +13,9 @@ from loguru import logger
 
 from .config import ConfigError, Settings, load_settings
 from .logs import configure_logging
+from .private_files import PRIVATE_UMASK
 from .storage.database import EmbeddedDatabaseBusy
+from .storage.schema import IndexBuildFailed
 
 
 def _init_sentry(settings: Settings) -> None:
@@ -60,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     admin.add_argument("action", choices=["grant", "revoke"])
     admin.add_argument("email")
     args = parser.parse_args(argv)
+    # Everything this process creates (data dir, embedded database files,
+    # outbox mails, keys) is for its own user only.
+    os.umask(PRIVATE_UMASK)
     try:
         settings = load_settings()
     except ConfigError as exc:
@@ -68,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(settings.log_level, json_lines=settings.production)
     try:
         return _run(args, settings)
-    except EmbeddedDatabaseBusy as exc:
+    except (EmbeddedDatabaseBusy, IndexBuildFailed) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

@@ -18,6 +18,8 @@ from pydantic_settings import (
 )
 from pydantic_settings.exceptions import SettingsError
 
+from .private_files import private_dir, secure_tree, write_private_file
+
 
 class ConfigError(Exception):
     """A bad setting; the message is one line naming the variable."""
@@ -122,6 +124,8 @@ class Settings(BaseSettings):
     call_max_duration: float = Field(12 * 3600, ge=60)  # call state is kept at most this long
     call_relay_timeout: float = Field(10.0, gt=0)  # wait for a relay answer from another node
     call_invite_limit: str = "30/minute"  # call:invite per caller
+    call_relay_allow_private: bool = False  # the relay may contact private/CGNAT/ULA addresses (LAN)
+    max_blocks_per_user: int = Field(1000, ge=1)  # people one user may block at once
 
     @field_validator(
         "secret_key", "cors_origins", "turn_urls", "stun_urls",
@@ -218,12 +222,12 @@ class Settings(BaseSettings):
         if self.secret_key:
             return list(self.secret_key)
         path = self.data_dir / "secret_key"
+        private_dir(self.data_dir)
         if path.exists():
+            secure_tree(path)
             return [path.read_text().strip()]
-        self.data_dir.mkdir(parents=True, exist_ok=True)
         key = secrets.token_urlsafe(48)
-        path.write_text(key)
-        path.chmod(0o600)
+        write_private_file(path, key.encode())
         return [key]
 
 

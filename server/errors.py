@@ -80,6 +80,20 @@ class EmailNotVerified(Forbidden):
     code, message = "email_not_verified", "Verify your email address first."
 
 
+class Blocked(Forbidden):
+    """One of the two people blocked the other: no messages in their direct
+    room, calls, skill requests, new rooms or group additions between them."""
+
+    code, message = "blocked", "You cannot contact this user."
+
+
+class NotAContact(Forbidden):
+    """Adding people to a group needs a relation with each of them;
+    ``details`` is ``{"user_ids": [...]}``."""
+
+    code, message = "not_a_contact", "You can only add people you are in contact with."
+
+
 class NotFound(ApiError):
     status, code, message = 404, "not_found", "Not found."
 
@@ -94,6 +108,10 @@ class Conflict(ApiError):
 
 class EmailTaken(Conflict):
     code, message = "email_taken", "That email address is already registered."
+
+
+class BlockLimitReached(Conflict):
+    code, message = "block_limit_reached", "You have blocked as many people as allowed."
 
 
 class PayloadTooLarge(ApiError):

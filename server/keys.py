@@ -13,11 +13,13 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
 
     from .auth.accounts import AccountService
+    from .auth.purge import AccountPurge
     from .auth.sessions import SessionService
     from .bus import Bus
     from .calls.service import CallService
     from .clock import Clock
     from .config import Settings
+    from .consent.service import ConsentService
     from .http import RouteSpec
     from .mail.service import MailService
     from .marketplace.listings import ListingService
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
     from .realtime.connections import ConnectionManager
     from .realtime.notifier import Notifier
     from .realtime.presence import PresenceService
+    from .realtime.presence_access import PresenceAccess
     from .realtime.rooms import RoomService
     from .realtime.sockets import EventDispatcher
     from .ratelimit import RateLimiter
@@ -51,7 +54,9 @@ USERS = web.AppKey("users", "UserStore")
 AUDIT = web.AppKey("audit", "AuditStore")
 SESSIONS = web.AppKey("sessions", "SessionService")
 ACCOUNTS = web.AppKey("accounts", "AccountService")
+PURGE = web.AppKey("purge", "AccountPurge")
 PROFILES = web.AppKey("profiles", "ProfileService")
+CONSENT = web.AppKey("consent", "ConsentService")  # blocks, relations, presence visibility
 # marketplace
 LISTINGS = web.AppKey("listings", "ListingService")
 SKILL_REQUESTS = web.AppKey("skill_requests", "RequestService")
@@ -65,6 +70,7 @@ ROOMS = web.AppKey("rooms", "RoomService")
 CHAT = web.AppKey("chat", "ChatService")
 NOTIFIER = web.AppKey("notifier", "Notifier")  # notify_users(user_ids, event, payload)
 PRESENCE = web.AppKey("presence", "PresenceService")
+PRESENCE_ACCESS = web.AppKey("presence_access", "PresenceAccess")  # who may watch whom
 CONNECTIONS = web.AppKey("connections", "ConnectionManager")
 # calls (server/calls/)
 CALLS = web.AppKey("calls", "CallService")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import re
 import sys
 import traceback
 from typing import Any
@@ -22,6 +23,18 @@ def mask_email(email: str) -> str:
     never the full address."""
     local, _, domain = email.partition("@")
     return f"{local[:1]}***@{domain}" if domain else "***"
+
+
+_URL_USERINFO = re.compile(r"^([a-z][a-z0-9+.-]*://)[^/?#]*@", re.IGNORECASE)
+_SECRET_QUERY_VALUE = re.compile(
+    r"([?&][^=&#]*(?:pass|secret|token|key)[^=&#]*=)[^&#]*", re.IGNORECASE
+)
+
+
+def mask_url(url: str) -> str:
+    """A service URL (mongodb, redis, smtp...) fit for a log line: its user
+    info and any password-like query value become ``***``."""
+    return _SECRET_QUERY_VALUE.sub(r"\1***", _URL_USERINFO.sub(r"\1***@", url))
 
 
 def _patch(record: dict[str, Any]) -> None:

@@ -57,6 +57,7 @@ class ProfileService:
         user = await self.me(user_id)
         account = {k: v for k, v in user.items() if k != "password_hash"}
         account["id"] = account.pop("_id")
+        account.setdefault("presence_visibility", "contacts")  # the default was never stored
         sessions = await self._sessions.list_all(user_id)
         data: dict[str, Any] = {
             "account": account,

@@ -26,6 +26,7 @@ from .marketplace.text import normalise_tags, skill_key
 from .storage.database import open_database
 from .storage.listings import ListingStore
 from .storage.reviews import ReviewStore
+from .storage.rooms import RoomStore, direct_key
 from .storage.skill_index import SkillIndexStore
 from .storage.skill_requests import OPEN_STATES, SkillRequestStore, open_key
 from .storage.users import UserStore
@@ -92,6 +93,9 @@ class SeedReport:
 
 async def seed_database(db: Any, *, users: int, random_seed: int, password_hash: str,
                         now: datetime | None = None) -> SeedReport:
+    """Write the demo data into ``db``, whose indexes ``open_database`` has
+    created; the data satisfies every unique index (one direct room per pair,
+    one open request per learner and listing, one review per request)."""
     rng = random.Random(random_seed)
     now = now or datetime.now(timezone.utc)
     report = SeedReport()
@@ -99,8 +103,6 @@ async def seed_database(db: Any, *, users: int, random_seed: int, password_hash:
     user_store, listing_store = UserStore(db), ListingStore(db)
     request_store, review_store = SkillRequestStore(db), ReviewStore(db)
     skill_index = SkillIndexStore(db)
-    for store in (user_store, listing_store, request_store, review_store, skill_index):
-        await store.create_indexes()
     all_skills = [(cat, s) for cat, names in SKILLS.items() for s in names]
 
     people: list[dict[str, Any]] = []
@@ -147,6 +149,7 @@ async def seed_database(db: Any, *, users: int, random_seed: int, password_hash:
     statuses, weights = list(STATUS_WEIGHTS), list(STATUS_WEIGHTS.values())
     by_id = {doc["_id"]: doc for doc in listings}
     names = {p["_id"]: p for p in people}
+    direct_rooms: dict[str, str] = {}  # one room per pair, as the unique index wants
     for person in people:
         choices = [d for d in listings if d["owner_id"] != person["_id"]]
         for listing in rng.sample(choices, min(REQUESTS_PER_USER, len(choices))):
@@ -163,7 +166,11 @@ async def seed_database(db: Any, *, users: int, random_seed: int, password_hash:
             if status in OPEN_STATES:
                 doc["open_key"] = open_key(person["_id"], listing["_id"])
             if status in ("accepted", "completed"):
-                doc["room_id"] = await _direct_room(db, listing["owner_id"], person["_id"], now)
+                pair = direct_key(listing["owner_id"], person["_id"])
+                if pair not in direct_rooms:
+                    direct_rooms[pair] = await _direct_room(
+                        db, listing["owner_id"], person["_id"], now)
+                doc["room_id"] = direct_rooms[pair]
             requests.append(doc)
             report.statuses[status] = report.statuses.get(status, 0) + 1
             if status == "completed" and rng.random() < REVIEW_SHARE:
@@ -193,12 +200,8 @@ async def seed_database(db: Any, *, users: int, random_seed: int, password_hash:
     return report
 
 
-async def _direct_room(db: Any, user_a: str, user_b: str, now: datetime) -> str | None:
-    """The pair's direct chat room, through the real-time store when present."""
-    try:
-        from .storage.rooms import RoomStore
-    except ImportError:  # pragma: no cover - real-time area not installed
-        return None
+async def _direct_room(db: Any, user_a: str, user_b: str, now: datetime) -> str:
+    """The pair's direct chat room (an existing one from an earlier run too)."""
     room, _ = await RoomStore(db).create_direct(user_a, user_b, now=now)
     return str(room["_id"])
 

@@ -33,15 +33,17 @@ def mongo_url() -> Iterator[str]:
     if external:
         yield external
         return
-    from secantus import SecantusDBServer
+    from server.storage.database import EmbeddedDatabase
 
     with tempfile.TemporaryDirectory(prefix="skillshare-db-") as path:
-        server = SecantusDBServer(host="127.0.0.1", port=0, storage_path=path)
-        server.start()
+        # The node's own class (authentication on, URL with credentials);
+        # root and fail points for tests that inject database errors.
+        database = EmbeddedDatabase(Path(path), roles=("root",), enable_test_commands=True)
+        url = database.start()
         try:
-            yield server.uri
+            yield url
         finally:
-            server.stop()
+            database.stop()
 
 
 @pytest.fixture(scope="session")

@@ -160,7 +160,8 @@ class AccountService:
                                        page="verify-email")
         mail = verification_mail(display_name=user["display_name"], link=link,
                                  ttl_hours=max(1, ttl // 3600))
-        await self._mail.send(to=user["email"], mail=mail, kind="verify_email")
+        await self._mail.send(to=user["email"], mail=mail, kind="verify_email",
+                              user_ids=[user["_id"]])
 
     async def verify_email(self, token: str) -> dict[str, Any]:
         record = await self._tokens.consume(
@@ -202,7 +203,8 @@ class AccountService:
                                            page="reset-password")
             mail = password_reset_mail(display_name=user["display_name"], link=link,
                                        ttl_minutes=max(1, ttl // 60))
-            await self._mail.send(to=user["email"], mail=mail, kind="reset_password")
+            await self._mail.send(to=user["email"], mail=mail, kind="reset_password",
+                                  user_ids=[user["_id"]])
             await self._record("account.password_reset_requested", actor_id=None,
                                target=user["_id"], client=client)
         except RateLimited:

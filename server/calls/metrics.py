@@ -14,6 +14,8 @@ from ..tasks import cancel_and_wait
 PATHS = ("p2p", "turn", "relay")
 SETUP_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 3, 5, 8, 13, 20, 30, 60)
 CPU_SAMPLE_INTERVAL_S = 1.0
+RELAY_NOT_FOUND, RELAY_NOT_PARTICIPANT, RELAY_NOT_ACTIVE = "not_found", "not_participant", "not_active"
+RELAY_REFUSALS = (RELAY_NOT_FOUND, RELAY_NOT_PARTICIPANT, RELAY_NOT_ACTIVE)
 
 
 class CallMetrics:
@@ -40,11 +42,18 @@ class CallMetrics:
             "skillshare_call_relay_forwards_total",
             "Relay offers sent to the node owning the call's relay, by outcome.",
             ["outcome"], registry=registry)
+        self.relay_refused = Counter(
+            "skillshare_call_relay_refused_total",
+            "call:relay offers refused before reaching a media relay, by reason "
+            "(not_found, not_participant, not_active: the call is ringing or over).",
+            ["reason"], registry=registry)
         self.relay_cpu = Counter(
             "skillshare_relay_cpu_seconds_total",
             "Process CPU seconds (user+system) spent while this node's relay had at least "
             "one call; an upper bound of the relay's own cost.",
             registry=registry)
+        for reason in RELAY_REFUSALS:
+            self.relay_refused.labels(reason)
         for path in PATHS:
             self.connected.labels(path)
             self.failed.labels(path)

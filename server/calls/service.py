@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, Protocol
 
 from loguru import logger
 
@@ -43,7 +43,7 @@ from ..storage.calls import (
     RedisCallStore,
 )
 from ..tasks import cancel_and_wait
-from .metrics import CallMetrics
+from .metrics import RELAY_NOT_ACTIVE, RELAY_NOT_FOUND, RELAY_NOT_PARTICIPANT, CallMetrics
 from .signals import check_sdp, check_signal
 
 if TYPE_CHECKING:
@@ -77,14 +77,22 @@ class Offline(Conflict):
     code, message = "offline", "That user is not online."
 
 
+class CallConsent(Protocol):
+    """What calls need of the consent area (server/consent)."""
+
+    async def ensure_not_blocked(self, user_id: str, other_id: str) -> None: ...
+    async def presence_visible(self, viewer_id: str, person_ids: Iterable[str]) -> set[str]: ...
+
+
 class CallService:
     def __init__(
         self, *, store: MemoryCallStore | RedisCallStore, users: "UserStore",
         presence: "PresenceService", notifier: Notifier, relay: "RelayLink | None",
         ice_servers: IceServers, metrics: CallMetrics, clock: Clock,
         ring_timeout: float, max_duration: float, limiter: "RateLimiter | None" = None,
-        invite_limit: str = "30/minute",
+        invite_limit: str = "30/minute", consent: "CallConsent | None" = None,
     ) -> None:
+        self._consent = consent
         self._store = store
         self._users = users
         self._presence = presence
@@ -112,8 +120,15 @@ class CallService:
             raise Forbidden("Your account cannot place calls.")
         if callee is None:
             raise NotFound("No such user.")
+        if self._consent is not None:
+            await self._consent.ensure_not_blocked(caller_id, callee_id)
         presence = await self._presence.snapshot([callee_id])
-        if presence.get(callee_id, {}).get("status", "offline") == "offline":
+        if presence.get(callee_id, {}).get("status", "offline") == "offline" and (
+            self._consent is None
+            or callee_id in await self._consent.presence_visible(caller_id, [callee_id])
+        ):
+            # Someone who may not see the callee's presence is not told
+            # either: the call rings until it is missed.
             raise Offline()
         now = self._clock.time()
         call = CallRecord(id=uuid.uuid4().hex, caller=caller_id, callee=callee_id, state=RINGING,
@@ -186,9 +201,7 @@ class CallService:
         check_sdp(sdp)
         if self._relay is None:
             raise Unavailable("The media relay is disabled on this node.")
-        call = await self._participant_call(user_id, call_id)
-        if call.state not in LIVE_STATES:
-            raise Conflict(f"The call has ended ({call.state}).")
+        await self._require_relay_access(user_id, call_id)
         me = self._relay.node_id
         owner = await self._store.claim_relay(call_id, me)
         if owner is None:
@@ -200,7 +213,7 @@ class CallService:
                 await self._store.release_relay(call_id, me)  # let another node try
             raise
         current = await self._store.get(call_id)
-        if current is None or current.state not in LIVE_STATES:  # ended while we negotiated
+        if current is None or current.state != ACTIVE:  # ended while we negotiated
             await self._relay.call_ended(call_id)
             raise Conflict("The call has ended.")
         return answer
@@ -252,6 +265,23 @@ class CallService:
         if user_id not in call.participants:
             raise Forbidden("You are not a participant of this call.")
         return call
+
+    async def _require_relay_access(self, user_id: str, call_id: str) -> None:
+        """Refuse unless ``user_id`` may use the media relay for the call now: only
+        its participants, only once it is accepted and until it ends (a
+        ringing call has not been agreed to by the callee)."""
+        try:
+            call = await self._participant_call(user_id, call_id)
+        except NotFound:
+            self._metrics.relay_refused.labels(RELAY_NOT_FOUND).inc()
+            raise
+        except Forbidden:
+            self._metrics.relay_refused.labels(RELAY_NOT_PARTICIPANT).inc()
+            raise
+        if call.state != ACTIVE:
+            self._metrics.relay_refused.labels(RELAY_NOT_ACTIVE).inc()
+            logger.debug("call {}: relay refused for {} ({})", call_id, user_id, call.state)
+            raise Conflict(f"The media relay carries only accepted calls (this one is {call.state}).")
 
     async def _finish(self, call_id: str, *, expect: tuple[str, ...], to: str, reason: str,
                       by: str | None) -> bool:

@@ -17,6 +17,7 @@ from ..keys import (
     BUS,
     CALLS,
     CLOCK,
+    CONSENT,
     ICE_SERVERS,
     LIMITER,
     MEDIA_RELAY,
@@ -53,6 +54,7 @@ async def calls_ctx(app: web.Application) -> AsyncIterator[None]:
     link: RelayLink | None = None
     sampler: RelayCpuSampler | None = None
     if settings.max_relayed_calls > 0:
+        from ..media.candidates import AddressPolicy
         from ..media.metrics import RelayMetrics
         from ..media.relay import MediaRelay
 
@@ -62,6 +64,7 @@ async def calls_ctx(app: web.Application) -> AsyncIterator[None]:
             max_calls=settings.max_relayed_calls,
             on_connection_lost=_log_lost_leg,
             metrics=RelayMetrics(app[METRICS].registry),
+            address_policy=AddressPolicy(allow_private=settings.call_relay_allow_private),
         )
         link = RelayLink(relay=relay, bus=app[BUS], node_id=uuid.uuid4().hex[:12],
                          timeout=settings.call_relay_timeout, metrics=metrics)
@@ -72,7 +75,7 @@ async def calls_ctx(app: web.Application) -> AsyncIterator[None]:
         store=store, users=app[USERS], presence=app[PRESENCE], notifier=app[NOTIFIER],
         relay=link, ice_servers=ice_for, metrics=metrics, clock=clock,
         ring_timeout=settings.call_ring_timeout, max_duration=settings.call_max_duration,
-        limiter=app[LIMITER], invite_limit=settings.call_invite_limit,
+        limiter=app[LIMITER], invite_limit=settings.call_invite_limit, consent=app[CONSENT],
     )
     app[CALLS] = service
     app[ICE_SERVERS] = ice_for

@@ -69,7 +69,9 @@ async def signal(ctx: SocketContext, p: CallSignal) -> dict[str, Any]:
 
 @events.on("call:relay", CallRelay)
 async def relay(ctx: SocketContext, p: CallRelay) -> dict[str, Any]:
-    """An SDP offer to the server's media relay; the ack carries its answer."""
+    """An SDP offer to the server's media relay; the ack carries its answer.
+    Participants of an active (accepted) call only: ``conflict`` while it
+    rings or after it ended, ``forbidden`` for anyone else."""
     return {"sdp": await ctx.app[CALLS].relay_offer(ctx.user_id, p.call_id, p.sdp)}
 
 

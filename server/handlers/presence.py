@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import ValidationFailed
-from ..keys import CONNECTIONS, PRESENCE, SETTINGS
-from ..realtime.notifier import presence_room
+from ..keys import CONNECTIONS, PRESENCE, PRESENCE_ACCESS, SETTINGS
 from ..realtime.sockets import SocketContext, SocketEvents
 from ..schemas.rooms import AuthRefresh, PresenceSet, PresenceSubscribe
 
@@ -16,24 +15,23 @@ events = SocketEvents()
 @events.on("presence:subscribe", PresenceSubscribe)
 async def subscribe(ctx: SocketContext, p: PresenceSubscribe) -> dict[str, Any]:
     """Up to 500 ids per event and ``socket_max_presence_subscriptions`` per
-    socket. Returns the current presence of each."""
+    socket. Returns the current presence of each person the caller may see
+    (contacts, or people whose presence is public; see docs/realtime.md,
+    "Consent") and lists the others in ``hidden``: they get no presence and
+    no events, until consent changes (then events start without
+    re-subscribing)."""
     ids = list(dict.fromkeys(p.user_ids))
     new = [u for u in ids if u not in ctx.state.presence]
     cap = ctx.app[SETTINGS].socket_max_presence_subscriptions
     if len(ctx.state.presence) + len(new) > cap:
         raise ValidationFailed.field("user_ids", f"A socket may watch at most {cap} users.")
-    for uid in new:
-        ctx.state.presence.add(uid)
-        await ctx.sio.enter_room(ctx.sid, presence_room(uid))
-    return {"presence": await ctx.app[PRESENCE].snapshot(ids)}
+    presence, hidden = await ctx.app[PRESENCE_ACCESS].subscribe(ctx.state, ids)
+    return {"presence": presence, "hidden": hidden}
 
 
 @events.on("presence:unsubscribe", PresenceSubscribe)
 async def unsubscribe(ctx: SocketContext, p: PresenceSubscribe) -> dict[str, Any]:
-    for uid in p.user_ids:
-        if uid in ctx.state.presence:
-            ctx.state.presence.discard(uid)
-            await ctx.sio.leave_room(ctx.sid, presence_room(uid))
+    await ctx.app[PRESENCE_ACCESS].unsubscribe(ctx.state, p.user_ids)
     return {}
 
 

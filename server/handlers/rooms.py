@@ -8,6 +8,7 @@ from ..errors import ValidationFailed
 from ..http import Routes, authenticate, body, json_response, path_id, query
 from ..keys import CHAT, LIMITER, ROOMS, SETTINGS
 from ..schemas.common import PageQuery
+from ..schemas.consent import AddMembers
 from ..schemas.rooms import MAX_SEQ, CreateRoom, HistoryPage, HistoryQuery, RoomOut, RoomPage
 from ..storage.ids import decode_cursor, encode_cursor
 
@@ -37,7 +38,10 @@ async def list_rooms(request: web.Request) -> web.Response:
 async def create_room(request: web.Request) -> web.Response:
     """A second direct room between the same two users returns the
     existing one with 200. Creating rooms is limited per user
-    (SKILLSHARE_ROOM_CREATE_LIMIT), so nobody can fill others' room lists."""
+    (SKILLSHARE_ROOM_CREATE_LIMIT), so nobody can fill others' room lists.
+    403 ``blocked`` when either of the two blocked the other. A group's
+    members must each have a relation with the creator (403
+    ``not_a_contact``, ``details.user_ids``; see ``POST /rooms/{id}/members``)."""
     claims = await authenticate(request, verified_email_for="rooms.create")
     spec = await body(request, CreateRoom)
     limiter, limit = request.app[LIMITER], request.app[SETTINGS].room_create_limit
@@ -54,6 +58,33 @@ async def create_room(request: web.Request) -> web.Response:
     await limiter.hit("rooms:create", limit, claims.user_id)
     room = await rooms.create_group(claims.user_id, name=spec.name, member_ids=spec.member_ids or [])
     return json_response(room, status=201)
+
+
+@routes.post(PREFIX + "/{id}/leave", summary="Leave a group room", tags=TAGS, status=204,
+             errors=[400, 401, 403, 404])
+async def leave_room(request: web.Request) -> web.Response:
+    """The caller stops being a member: no more messages, no history, the
+    room leaves their list. The others get ``room:member_left``
+    ``{room_id, user_id}`` and keep the whole history. Direct rooms cannot
+    be left (400 ``bad_request``; block the person instead)."""
+    claims = await authenticate(request)
+    await request.app[ROOMS].leave(path_id(request), claims.user_id)
+    return web.Response(status=204)
+
+
+@routes.post(PREFIX + "/{id}/members", summary="Add people to a group room", tags=TAGS,
+             body=AddMembers, response=RoomOut, errors=[400, 401, 403, 404])
+async def add_members(request: web.Request) -> web.Response:
+    """Members only. Each person added must have a relation with the caller
+    (a room they share, a direct room they opened or wrote in, or a skill
+    request between them): otherwise 403 ``not_a_contact`` with
+    ``details.user_ids``; 403 ``blocked`` when either blocked the other.
+    Every member gets ``room:member_added`` ``{room_id, user_ids, by}``. New
+    members can read the whole history."""
+    claims = await authenticate(request)
+    spec = await body(request, AddMembers)
+    room = await request.app[ROOMS].add_members(path_id(request), claims.user_id, spec.user_ids)
+    return json_response(room)
 
 
 @routes.get(PREFIX + "/{id}/messages", summary="Message history", tags=TAGS, query=HistoryQuery,

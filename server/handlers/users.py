@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..http import Routes, authenticate, body, client_info, json_response, path_id
-from ..keys import ACCOUNTS, PROFILES
+from ..keys import ACCOUNTS, CONSENT, PROFILES
 from ..schemas.accounts import PrivateUser, ProfilePatch, PublicUser
 from .views import private_user, public_user
 
@@ -24,11 +24,16 @@ async def get_me(request: web.Request) -> web.Response:
 @routes.patch(f"{PREFIX}/me", summary="Edit my profile", tags=TAGS, body=ProfilePatch,
               response=PrivateUser, errors=[400, 401])
 async def patch_me(request: web.Request) -> web.Response:
+    """``presence_visibility``: ``contacts`` (default; only people I have a
+    relation with see my presence) or ``public`` (anyone signed in, except
+    people blocked either way)."""
     claims = await authenticate(request)
     patch = await body(request, ProfilePatch)
     changes = patch.model_dump(exclude_unset=True, mode="json")
     changes = {k: v for k, v in changes.items() if v is not None}
     user = await request.app[PROFILES].update(claims.user_id, changes)
+    if "presence_visibility" in changes:  # who may watch me changed: re-check on every node
+        await request.app[CONSENT].changed([claims.user_id])
     return json_response(private_user(user))
 
 

@@ -27,6 +27,7 @@ def private_user(doc: dict[str, Any]) -> dict[str, Any]:
         "email_verified": bool(doc.get("email_verified")),
         "role": doc.get("role", "user"),
         "updated_at": doc.get("updated_at"),
+        "presence_visibility": doc.get("presence_visibility") or "contacts",
     }
 
 

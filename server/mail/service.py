@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from datetime import timedelta
+from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.utils import make_msgid
 
@@ -18,7 +18,7 @@ from ..metrics import Metrics
 from ..storage.mail_queue import MailQueueStore
 from ..tasks import cancel_and_wait
 from .templates import RenderedMail
-from .transports import MailTransport
+from .transports import USERS_HEADER, MailTransport
 
 MAX_ATTEMPTS = 8
 BASE_BACKOFF_S = 5
@@ -41,6 +41,8 @@ def _build(mail: dict, *, sender: str) -> EmailMessage:
     message["Subject"] = one_line(mail["subject"])
     message["Message-ID"] = make_msgid(domain="skillshare.local")
     message["X-Mail-Id"] = mail["_id"]
+    if mail.get("user_ids"):
+        message[USERS_HEADER] = " ".join(mail["user_ids"])
     message.set_content(mail["text"])
     message.add_alternative(mail["html"], subtype="html")
     return message
@@ -64,13 +66,25 @@ class MailService:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
-    async def send(self, *, to: str, mail: RenderedMail, kind: str) -> str:
+    async def send(self, *, to: str, mail: RenderedMail, kind: str,
+                   user_ids: list[str] | None = None) -> str:
+        """Queue a mail; ``user_ids`` are the accounts it is to or about
+        (the purge of a deleted account removes such mails)."""
         mail_id = await self._store.enqueue(
             to=to, subject=mail.subject, text=mail.text, html=mail.html, kind=kind,
-            now=self._clock.now(),
+            now=self._clock.now(), user_ids=user_ids,
         )
         self._wake.set()
         return mail_id
+
+    async def forget(self, user_id: str, *, email: str | None, deleted_at: datetime) -> int:
+        """Remove every queued or kept mail to or about a purged account,
+        and the transport's copies (the outbox's files)."""
+        mail_ids = await self._store.delete_concerning(
+            user_id=user_id, email=email, created_before=deleted_at
+        )
+        files = await self._transport.forget(user_id=user_id, email=email, mail_ids=mail_ids)
+        return len(mail_ids) + files
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="mail-worker")

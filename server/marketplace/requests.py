@@ -51,6 +51,13 @@ class Notifier(Protocol):
                            payload: dict[str, Any]) -> None: ...
 
 
+class RequestConsent(Protocol):
+    """Blocks, and announcing new relations (server/consent)."""
+
+    async def ensure_not_blocked(self, user_id: str, other_id: str) -> None: ...
+    async def changed(self, user_ids: list[str]) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Transition:
     action: str
@@ -82,8 +89,9 @@ class RequestService:
     def __init__(
         self, *, requests: SkillRequestStore, listings: ListingService, users: UserStore,
         rooms: DirectRooms | None, notifier: Notifier | None, mail: MailService,
-        public_url: str, clock: Clock,
+        public_url: str, clock: Clock, consent: RequestConsent | None = None,
     ) -> None:
+        self._consent = consent
         self._requests = requests
         self._listings = listings
         self._users = users
@@ -100,9 +108,13 @@ class RequestService:
         listing = await self._listings.get_visible(listing_id)
         if listing["owner_id"] == learner_id:
             raise Forbidden("You cannot request your own listing.")
+        if self._consent is not None:
+            await self._consent.ensure_not_blocked(learner_id, listing["owner_id"])
         doc = await self._requests.create(
             listing=listing, learner_id=learner_id, message=message, now=self._clock.now()
         )
+        if self._consent is not None:  # a request is a relation (presence, groups)
+            await self._consent.changed([learner_id, listing["owner_id"]])
         return await self._announce("created", doc)
 
     async def get(self, request_id: str, user_id: str) -> dict[str, Any]:
@@ -136,6 +148,9 @@ class RequestService:
             current = await self._requests.get(request_id)
             self._check_source(rule, current["status"] if current else "gone")
             raise Conflict("The request changed meanwhile; reload it.")
+        if self._consent is not None and rule.target in (DECLINED, CANCELLED):
+            # a "no" ends the relation the request gave (presence, groups)
+            await self._consent.changed([updated["learner_id"], updated["teacher_id"]])
         return await self._announce(rule.target, updated)
 
     @staticmethod
@@ -181,7 +196,8 @@ class RequestService:
                 display_name=user["display_name"], subject=subject.format(**names),
                 body=body.format(**names), link=f"{self._public_url}/requests/{doc['_id']}",
             )
-            await self._mail.send(to=user["email"], mail=mail, kind=f"request_{event}")
+            await self._mail.send(to=user["email"], mail=mail, kind=f"request_{event}",
+                                  user_ids=[doc["learner_id"], doc["teacher_id"]])
 
     async def page(self, user_id: str, *, role: str | None, status: str | None, limit: int,
                    cursor: str | None) -> dict[str, Any]:

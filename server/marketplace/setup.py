@@ -23,7 +23,7 @@ from ..storage.users import UserStore
 from .listings import ListingService
 from .matches import MatchService
 from .moderation import ModerationService
-from .requests import DirectRooms, Notifier, RequestService
+from .requests import DirectRooms, Notifier, RequestConsent, RequestService
 from .reviews import ReviewService
 from .snapshots import RankingSnapshots
 
@@ -41,14 +41,13 @@ async def build_marketplace(
     *, db: AsyncDatabase, users: UserStore, audit: AuditStore, sessions: SessionService,
     mail: MailService, profiles: ProfileService, bus: Bus, rooms: DirectRooms | None,
     notifier: Notifier | None, public_url: str, clock: Clock,
+    consent: RequestConsent | None = None,
 ) -> Marketplace:
     listing_store = ListingStore(db)
     request_store = SkillRequestStore(db)
     review_store = ReviewStore(db)
     skill_index = SkillIndexStore(db)
     snapshot_store = RankingSnapshotStore(db)
-    for store in (listing_store, request_store, review_store, skill_index, snapshot_store):
-        await store.create_indexes()
     snapshots = RankingSnapshots(store=snapshot_store, clock=clock)
     matches = MatchService(users=users, listings=listing_store, index=skill_index,
                            snapshots=snapshots, clock=clock)
@@ -56,7 +55,7 @@ async def build_marketplace(
                               snapshots=snapshots, clock=clock)
     requests = RequestService(
         requests=request_store, listings=listings, users=users, rooms=rooms,
-        notifier=notifier, mail=mail, public_url=public_url, clock=clock,
+        notifier=notifier, mail=mail, public_url=public_url, clock=clock, consent=consent,
     )
     reviews = ReviewService(reviews=review_store, requests=request_store, listings=listings,
                             listing_store=listing_store, users=users,

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from .candidates import REFUSAL_REASONS
+
 MEDIA_KINDS = ("audio", "video")
 
 
@@ -22,7 +24,8 @@ class RelayMetrics:
         )
         self.offers = Counter(
             "skillshare_relay_offers_total",
-            "Offers to the media relay by outcome (answered, capacity, full, invalid).",
+            "Offers to the media relay by outcome (answered, capacity, full, invalid, unreachable: "
+            "no candidate it may contact).",
             ["outcome"],
             registry=registry,
         )
@@ -31,6 +34,15 @@ class RelayMetrics:
             "Relay peer connections that went failed or closed on their own.",
             registry=registry,
         )
+        self.candidates_filtered = Counter(
+            "skillshare_relay_candidates_filtered_total",
+            "Remote ICE addresses the relay refused to contact, by reason (loopback, link_local, "
+            "private, mdns, ...): candidates removed from offers and sources its ICE agents ignored.",
+            ["reason"],
+            registry=registry,
+        )
+        for reason in REFUSAL_REASONS:
+            self.candidates_filtered.labels(reason)
         frames = Counter(
             "skillshare_relay_frames_received_total",
             "Media frames the relay received from publishers, by kind.",

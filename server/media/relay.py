@@ -28,6 +28,12 @@ supports both). ``passthrough=False`` (or an aiortc whose internals the tap
 does not recognise) falls back to decoding each published track once and
 encoding it once per subscriber, as aiortc's ``MediaRelay`` does.
 
+Whom it contacts: the relay's ICE agents probe only addresses its
+:class:`~server.media.candidates.AddressPolicy` allows. Refused candidates
+are removed from each offer before aiortc sees it, and the agents
+themselves ignore refused peer-reflexive sources and resolved names
+(:mod:`server.media.ice_guard`); every refusal is counted.
+
 Lifecycle: a participant's peer connection, tracks and tasks are closed when
 it leaves (:meth:`MediaRelay.close_participant`), re-offers (the new peer
 connection replaces the old one), its connection goes ``failed``/``closed``
@@ -49,6 +55,8 @@ from aiortc.exceptions import InvalidAccessError, InvalidStateError, OperationEr
 from loguru import logger
 
 from server.errors import BadRequest, Conflict, Unavailable
+from server.media.candidates import AddressPolicy, FilteredSdp, advertisable_candidates, filter_sdp_candidates
+from server.media.ice_guard import guard_peer_connection
 from server.media.metrics import RelayMetrics
 from server.media.passthrough import ForwardingTrack, PublishedTrack, forward_keyframe_requests
 
@@ -58,6 +66,12 @@ cannot translate between codecs)."""
 
 MAX_MEDIA_SECTIONS = 8
 """Audio/video m-lines accepted in one offer."""
+
+NO_REACHABLE_CANDIDATE = (
+    "the SDP offer has no ICE candidate the relay may contact: it contacts public addresses "
+    "only (no loopback, link-local or .local names; private ranges only when the server "
+    "allows them), so gather with a STUN or TURN server and offer those candidates"
+)
 
 DEFAULT_MAX_CALLS = 50
 DEFAULT_MAX_PARTICIPANTS = 2
@@ -99,6 +113,8 @@ class MediaRelay:
         after a participant's peer connection went ``failed``/``closed`` by
         itself and the relay cleaned it up, so signalling can react.
     :param metrics: optional :class:`RelayMetrics`.
+    :param address_policy: which remote addresses the ICE agents may
+        contact (default: public addresses only).
     """
 
     def __init__(
@@ -110,6 +126,7 @@ class MediaRelay:
         passthrough: bool = True,
         on_connection_lost: ConnectionLostCallback | None = None,
         metrics: RelayMetrics | None = None,
+        address_policy: AddressPolicy = AddressPolicy(),
     ) -> None:
         if max_calls < 1 or max_participants < 2:
             raise ValueError("max_calls must be >= 1 and max_participants >= 2")
@@ -119,6 +136,7 @@ class MediaRelay:
         self._passthrough = passthrough
         self._on_connection_lost = on_connection_lost
         self._metrics = metrics
+        self._address_policy = address_policy
         self._calls: dict[str, _Call] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._join_order = itertools.count()
@@ -150,10 +168,19 @@ class MediaRelay:
         if self._closing:
             raise Unavailable("media relay is shutting down")
         try:
-            offer = _parse_offer(offer_sdp)
+            if not isinstance(offer_sdp, str):
+                raise BadRequest("the SDP offer is not text")
+            filtered = filter_sdp_candidates(offer_sdp, self._address_policy)
+            offer = _parse_offer(filtered.sdp)
         except BadRequest:
             self._count_offer("invalid")
             raise
+        self._count_filtered(call_id, participant_id, filtered)
+        if not filtered.kept:
+            # aioice would wait for candidates forever: say why instead
+            self._count_offer("unreachable")
+            raise BadRequest(NO_REACHABLE_CANDIDATE)
+        offer_sdp = filtered.sdp
         call = self._calls.get(call_id)
         if call is None:
             if len(self._calls) >= self._max_calls:
@@ -243,7 +270,9 @@ class MediaRelay:
                     logger.warning("relay: aiortc internals not recognised, re-encoding instead of forwarding")
                 slots.append((transceiver, track, published, _primary_ssrc(media)))
 
+            guard_peer_connection(pc, self._address_policy, self._count_refused_address)
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+            guard_peer_connection(pc, self._address_policy, self._count_refused_address)
             await pc.setLocalDescription(await pc.createAnswer())
         except (ValueError, OperationError, InvalidAccessError, InvalidStateError) as exc:
             self._count_offer("invalid")
@@ -273,7 +302,11 @@ class MediaRelay:
             if pc.connectionState in ("failed", "closed") and self._is_current(call_id, participant_id, pc):
                 self._spawn(self._connection_lost(call_id, participant_id, pc.connectionState))
 
-        return participant, pc.localDescription.sdp
+        answer = advertisable_candidates(pc.localDescription.sdp)
+        if answer.refused:  # aioice gathers none of these today; keep it so
+            logger.warning("relay: left {} of its own candidates out of an answer ({})",
+                           answer.refused.total(), ", ".join(sorted(answer.refused)))
+        return participant, answer.sdp
 
     async def _connection_lost(self, call_id: str, participant_id: str, state: str) -> None:
         level = "WARNING" if state == "failed" else "INFO"
@@ -327,6 +360,22 @@ class MediaRelay:
         if not task.cancelled() and task.exception() is not None:
             logger.opt(exception=task.exception()).error("relay: background task failed")
 
+    def _count_filtered(self, call_id: str, participant_id: str, filtered: FilteredSdp) -> None:
+        if filtered.refused:
+            for reason, count in filtered.refused.items():
+                self._count_refused(reason, count)
+            logger.info("relay: ignored {} of {} candidates offered by {} in call {} ({})",
+                        filtered.refused.total(), filtered.refused.total() + filtered.kept,
+                        participant_id, call_id, ", ".join(sorted(filtered.refused)))
+
+    def _count_refused_address(self, reason: str, address: str) -> None:
+        logger.debug("relay: ignored ICE traffic with {} address {}", reason, address)
+        self._count_refused(reason)
+
+    def _count_refused(self, reason: str, count: int = 1) -> None:
+        if self._metrics:
+            self._metrics.candidates_filtered.labels(reason).inc(count)
+
     def _count_offer(self, outcome: str) -> None:
         if self._metrics:
             self._metrics.offers.labels(outcome).inc()
@@ -359,8 +408,8 @@ def _parse_offer(offer_sdp: str) -> aiortc_sdp.SessionDescription:
         raise BadRequest("the SDP offer is empty")
     try:
         offer = aiortc_sdp.SessionDescription.parse(offer_sdp)
-    except (ValueError, IndexError, KeyError) as exc:
-        raise BadRequest(f"the SDP offer cannot be parsed: {exc}") from exc
+    except (ValueError, IndexError, KeyError, AssertionError) as exc:  # aiortc asserts on some lines
+        raise BadRequest(f"the SDP offer cannot be parsed: {exc or 'a malformed line'}") from exc
     media = [m for m in offer.media if m.kind in RELAYED_CODECS]
     if not media:
         raise BadRequest("the SDP offer has no audio or video")

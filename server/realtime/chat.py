@@ -85,6 +85,7 @@ class ChatService:
         text = normalize_body(body)
         client_id = normalize_client_id(client_id)
         room = await self._rooms.require_member(room_id, user_id)
+        await self._rooms.check_can_write(room, user_id)
         async with self._room_lock(room_id):
             return await self._send_locked(room, user_id, client_id, text)
 
@@ -206,6 +207,7 @@ class ChatService:
         last = self._typing_last.get(key)
         if last is not None and last[1] == typing and (not typing or now - last[0] < self._typing_interval):
             return False
+        await self._rooms.ensure_open(room, user_id)
         if len(self._typing_last) > 100_000:
             self._typing_last.clear()
         self._typing_last[key] = (now, typing)

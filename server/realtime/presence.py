@@ -91,6 +91,10 @@ class PresenceService:
         if changed:
             await self._publish(user_id, Presence(status, self._clock.time()))
 
+    async def forget(self, user_id: str) -> None:
+        """A purged account: its presence (status, last_seen) is dropped."""
+        await self._store.forget(user_id)
+
     async def snapshot(self, user_ids: list[str]) -> dict[str, dict]:
         found = await self._store.get_many(user_ids)
         return {uid: presence_event(uid, p) for uid, p in found.items()}

@@ -5,27 +5,43 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, Protocol
 
+from loguru import logger
+
+from ..bus import Bus
 from ..clock import Clock, isoformat
-from ..errors import Forbidden, NotFound, ValidationFailed
+from ..errors import BadRequest, Blocked, Forbidden, NotAContact, NotFound, ValidationFailed
 from ..storage.messages import MessageStore
 from ..storage.read_markers import ReadMarkerStore
-from ..storage.rooms import RoomStore
+from ..storage.rooms import DIRECT, GROUP, RoomStore
 from ..storage.users import UserStore
+from .notifier import Notifier
 from .sequences import SequenceCache
 
 MAX_GROUP_MEMBERS = 100
 ROOM_CACHE_TTL_S = 30.0
 UNREAD_CAP = 999  # unread counts above this are reported as 999 ("999+")
+ROOM_CHANGED_TOPIC = "room_changed"  # {"room_id"}: drop it from every node's room cache
+MEMBER_LEFT_EVENT = "room:member_left"
+MEMBER_ADDED_EVENT = "room:member_added"
+
+
+class RoomConsent(Protocol):
+    """What rooms need of the consent area (server/consent)."""
+
+    async def ensure_not_blocked(self, user_id: str, other_id: str) -> None: ...
+    async def blocked_among(self, user_id: str, others: Iterable[str]) -> list[str]: ...
+    async def related(self, viewer_id: str, person_ids: Iterable[str]) -> set[str]: ...
+    async def changed(self, user_ids: Iterable[str]) -> None: ...
 
 
 def public_message(doc: dict[str, Any]) -> dict[str, Any]:
     return {
         "id": doc["_id"], "room_id": doc["room_id"], "seq": doc["seq"],
         "sender_id": doc["sender_id"], "body": doc["body"], "client_id": doc["client_id"],
-        "created_at": isoformat(doc["created_at"]),
+        "created_at": isoformat(doc["created_at"]), "deleted": bool(doc.get("deleted")),
     }
 
 
@@ -39,12 +55,15 @@ def public_room(doc: dict[str, Any]) -> dict[str, Any]:
 
 class RoomService:
     """Membership is checked on every join, send, sync and read; room
-    documents are cached per node for ``ROOM_CACHE_TTL_S`` (membership of a
-    room does not change after creation in this version)."""
+    documents are cached per node for ``ROOM_CACHE_TTL_S``. When a group's
+    membership changes (leave, add), the node that changed it drops the room
+    from its cache and announces ``room_changed`` on the bus so every other
+    node drops it too; a node whose bus reconnects drops its whole cache."""
 
     def __init__(
         self, *, rooms: RoomStore, messages: MessageStore, markers: ReadMarkerStore,
-        users: UserStore, sequences: SequenceCache, clock: Clock,
+        users: UserStore, sequences: SequenceCache, clock: Clock, consent: RoomConsent,
+        notifier: Notifier, bus: Bus,
     ) -> None:
         self._rooms = rooms
         self._messages = messages
@@ -52,7 +71,12 @@ class RoomService:
         self._users = users
         self._seqs = sequences
         self._clock = clock
+        self._consent = consent
+        self._notifier = notifier
+        self._bus = bus
         self._cache: dict[str, tuple[float, dict[str, Any]]] = {}
+        bus.subscribe(ROOM_CHANGED_TOPIC, self._on_room_changed)
+        bus.on_reconnect(self._forget_all)
 
     async def open_direct(
         self, user_id: str, other_user_id: str,
@@ -65,15 +89,49 @@ class RoomService:
             raise ValidationFailed.field("user_id", "A direct room needs another user.")
         existing = await self._rooms.get_direct(user_id, other_user_id)
         if existing is not None:
+            await self._consent.ensure_not_blocked(user_id, other_user_id)
+            await self.mark_active(existing, user_id)
             return public_room(existing), False
         if await self._users.get_active(other_user_id) is None:
             raise NotFound("No such user.")
+        await self._consent.ensure_not_blocked(user_id, other_user_id)
         if before_create is not None:
             await before_create()
         doc, created = await self._rooms.create_direct(
             user_id, other_user_id, now=self._clock.now()
         )
+        if created:
+            await self._consent.changed([user_id, other_user_id])
+        else:
+            await self.mark_active(doc, user_id)
         return public_room(doc), created
+
+    async def mark_active(self, room: dict[str, Any], user_id: str) -> None:
+        """A member opened or wrote in a direct room: from now on the other
+        member has a relation with them (sees their presence, may add them
+        to groups). Stored once; cached room documents are updated."""
+        active = room.get("active_ids")
+        if room["type"] != DIRECT or active is None or user_id in active:
+            return
+        if await self._rooms.mark_active(room["_id"], user_id):
+            await self._consent.changed(room["member_ids"])
+        room["active_ids"] = [*active, user_id]
+
+    async def check_can_write(self, room: dict[str, Any], user_id: str) -> None:
+        """Before a message from a member: in a direct room, ``blocked`` when
+        either blocked the other (group rooms stay shared space: see
+        docs/realtime.md, "Consent"); a first message marks the writer
+        active."""
+        await self.ensure_open(room, user_id)
+        await self.mark_active(room, user_id)
+
+    async def ensure_open(self, room: dict[str, Any], user_id: str) -> None:
+        """``blocked`` in a direct room whose two members blocked either way."""
+        if room["type"] != DIRECT:
+            return
+        for other in room["member_ids"]:
+            if other != user_id:
+                await self._consent.ensure_not_blocked(user_id, other)
 
     async def create_group(
         self, user_id: str, *, name: str, member_ids: list[str]
@@ -87,10 +145,93 @@ class RoomService:
         missing = [m for m in members if m not in found]
         if missing:
             raise ValidationFailed.field("member_ids", f"Unknown users: {', '.join(missing[:5])}.")
+        await self._check_may_add(user_id, [m for m in members if m != user_id])
         doc = await self._rooms.create_group(
             name=name, member_ids=members, created_by=user_id, now=self._clock.now()
         )
+        await self._consent.changed(members)
         return public_room(doc)
+
+    async def _check_may_add(self, user_id: str, others: list[str]) -> None:
+        """Only people with a relation towards ``user_id`` (see
+        ``ConsentService.related``), and nobody blocked either way."""
+        if not others:
+            return
+        blocked = await self._consent.blocked_among(user_id, others)
+        if blocked:
+            raise Blocked("You cannot add someone you blocked or who blocked you.",
+                          details={"user_ids": blocked})
+        related = await self._consent.related(user_id, others)
+        strangers = [o for o in others if o not in related]
+        if strangers:
+            raise NotAContact(details={"user_ids": strangers})
+
+    async def leave(self, room_id: str, user_id: str) -> None:
+        """Leave a group room. History stays for those who remain; the one
+        who left gets no more messages and can no longer read it. Direct
+        rooms cannot be left (block the person instead)."""
+        room = await self._fresh(room_id)
+        if room["type"] != GROUP:
+            raise BadRequest("A direct room cannot be left; block the person instead.")
+        if user_id not in room["member_ids"]:
+            raise Forbidden("You are not a member of this room.")
+        if not await self._rooms.remove_member(room_id, user_id):
+            raise Forbidden("You are not a member of this room.")
+        await self._room_changed(room_id)
+        logger.info("user {} left room {}", user_id, room_id)
+        await self._notifier.notify_users(room["member_ids"], MEMBER_LEFT_EVENT,
+                                          {"room_id": room_id, "user_id": user_id})
+        await self._consent.changed(room["member_ids"])
+
+    async def add_members(self, room_id: str, user_id: str, user_ids: list[str]) -> dict[str, Any]:
+        """A member adds people to a group room: each must have a relation
+        towards the one who adds them, and nobody blocked either way."""
+        room = await self._fresh(room_id)
+        if user_id not in room["member_ids"]:
+            raise Forbidden("You are not a member of this room.")
+        if room["type"] != GROUP:
+            raise BadRequest("People can only be added to group rooms.")
+        new = [u for u in dict.fromkeys(user_ids) if u not in room["member_ids"]]
+        if not new:
+            return public_room(room)
+        if len(room["member_ids"]) + len(new) > MAX_GROUP_MEMBERS:
+            raise ValidationFailed.field(
+                "user_ids", f"A group has at most {MAX_GROUP_MEMBERS} members."
+            )
+        found = {u["_id"] for u in await self._users.get_many_active(new)}
+        missing = [m for m in new if m not in found]
+        if missing:
+            raise ValidationFailed.field("user_ids", f"Unknown users: {', '.join(missing[:5])}.")
+        await self._check_may_add(user_id, new)
+        doc = await self._rooms.add_members(room_id, new)
+        if doc is None:
+            raise NotFound("No such room.")
+        await self._room_changed(room_id)
+        await self._notifier.notify_users(doc["member_ids"], MEMBER_ADDED_EVENT,
+                                          {"room_id": room_id, "user_ids": new, "by": user_id})
+        await self._consent.changed(doc["member_ids"])
+        return public_room(doc)
+
+    async def _fresh(self, room_id: str) -> dict[str, Any]:
+        doc = await self._rooms.get(room_id)
+        if doc is None:
+            raise NotFound("No such room.")
+        return doc
+
+    async def _room_changed(self, room_id: str) -> None:
+        self._cache.pop(room_id, None)
+        try:
+            await self._bus.publish(ROOM_CHANGED_TOPIC, {"room_id": room_id})
+        except Exception:
+            logger.warning("rooms: could not announce a change of room {}", room_id)
+
+    async def _on_room_changed(self, payload: dict[str, Any]) -> None:
+        room_id = payload.get("room_id")
+        if isinstance(room_id, str):
+            self._cache.pop(room_id, None)
+
+    async def _forget_all(self) -> None:
+        self._cache.clear()
 
     async def get(self, room_id: str) -> dict[str, Any]:
         now = time.monotonic()

@@ -20,10 +20,12 @@ from ..keys import (
     CHAT,
     CLOCK,
     CONNECTIONS,
+    CONSENT,
     DB,
     METRICS,
     NOTIFIER,
     PRESENCE,
+    PRESENCE_ACCESS,
     PROFILES,
     REDIS,
     ROOMS,
@@ -42,6 +44,7 @@ from .connections import ConnectionManager
 from .metrics import RealtimeMetrics
 from .notifier import Notifier
 from .presence import PresenceService
+from .presence_access import PresenceAccess
 from .rooms import RoomService, public_message, public_room
 from .sequences import SequenceCache
 from .server import build_server
@@ -99,12 +102,11 @@ async def realtime_ctx(app: web.Application) -> AsyncIterator[None]:
     settings, clock, db, metrics = app[SETTINGS], app[CLOCK], app[DB], app[REALTIME_METRICS]
     sio = app[SIO]
     rooms_store, messages, markers = RoomStore(db), MessageStore(db), ReadMarkerStore(db)
-    for store in (rooms_store, messages, markers):
-        await store.create_indexes()
     sequences = SequenceCache(messages)
     notifier = Notifier(sio, on_error=metrics.bus_errors.inc)
     rooms = RoomService(rooms=rooms_store, messages=messages, markers=markers, users=app[USERS],
-                        sequences=sequences, clock=clock)
+                        sequences=sequences, clock=clock, consent=app[CONSENT],
+                        notifier=notifier, bus=app[BUS])
     chat = ChatService(rooms=rooms, messages=messages, markers=markers, sequences=sequences,
                        notifier=notifier, clock=clock, typing_interval=settings.typing_interval,
                        on_persisted=metrics.messages_persisted.inc)
@@ -134,6 +136,8 @@ async def realtime_ctx(app: web.Application) -> AsyncIterator[None]:
     app[PROFILES].add_exporter("chat", export_chat)
     app[ROOMS], app[CHAT], app[NOTIFIER] = rooms, chat, notifier
     app[PRESENCE], app[CONNECTIONS] = presence, connections
+    app[PRESENCE_ACCESS] = PresenceAccess(sio=sio, registry=app[_REGISTRY], consent=app[CONSENT],
+                                          presence=presence, bus=app[BUS])
     await presence.start()
     logger.info("real-time core ready (node {}, {})", node_id,
                 "redis fan-out" if redis is not None else "single node")

@@ -98,7 +98,8 @@ class SocketState:
     expires_at: int
     bucket: TokenBucket | None
     rooms: set[str] = field(default_factory=set)
-    presence: set[str] = field(default_factory=set)
+    presence: set[str] = field(default_factory=set)  # presence:subscribe wishes
+    presence_visible: set[str] = field(default_factory=set)  # of those, the ones allowed
     refused: int = 0
     refused_since: float = 0.0
     expiry_task: asyncio.Task[None] | None = None

@@ -87,6 +87,8 @@ class PrivateUser(PublicUser):
     email_verified: bool
     role: Literal["user", "admin"] = "user"
     updated_at: datetime | None = None
+    presence_visibility: Literal["contacts", "public"] = Field(
+        "contacts", description="Who sees my presence: my contacts only, or anyone.")
 
 
 class AuthOut(BaseModel):
@@ -119,6 +121,7 @@ class ProfilePatch(StrictModel):
     languages: list[str] | None = Field(None, max_length=MAX_LANGUAGES)
     skills_offered: list[Skill] | None = Field(None, max_length=MAX_SKILLS)
     skills_wanted: list[Skill] | None = Field(None, max_length=MAX_SKILLS)
+    presence_visibility: Literal["contacts", "public"] | None = None
 
     @field_validator("timezone")
     @classmethod

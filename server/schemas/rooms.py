@@ -39,6 +39,8 @@ class MessageOut(BaseModel):
     body: str
     client_id: str
     created_at: str
+    deleted: bool = Field(False, description="A tombstone: the sender's account was purged; "
+                          "body is empty and sender_id is the deleted-user id.")
 
 
 class RoomOut(BaseModel):

@@ -1,6 +1,6 @@
 """The append-only ``audit_log`` collection: security-relevant actions with
-actor, action, target, IP, request id and time. Nothing here updates or
-deletes an entry."""
+actor, action, target, IP, request id and time. Entries are never deleted; the only update is the
+purge of a deleted account, which blanks the IPs of entries about it."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ class AuditStore:
     async def create_indexes(self) -> None:
         await self._log.create_index([("actor_id", ASCENDING), ("_id", DESCENDING)])
         await self._log.create_index([("action", ASCENDING), ("_id", DESCENDING)])
+        await self._log.create_index([("target", ASCENDING)])
 
     async def record(
         self,
@@ -54,3 +55,14 @@ class AuditStore:
             query["actor_id"] = actor_id
         cursor = self._log.find(query).sort("_id", DESCENDING).limit(limit)
         return await cursor.to_list(length=limit)
+
+    async def scrub_ips(self, user_id: str) -> int:
+        """Blank the IP of every entry the user acted in or was the target
+        of; the entries themselves (action, ids, time) stay."""
+        modified = 0
+        for field in ("actor_id", "target"):
+            result = await self._log.update_many(
+                {field: user_id, "ip": {"$ne": None}}, {"$set": {"ip": None}}
+            )
+            modified += result.modified_count
+        return modified

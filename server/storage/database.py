@@ -1,19 +1,35 @@
 """The MongoDB connection: an external server from ``SKILLSHARE_MONGO_URL``,
 or the embedded SecantusDB (MongoDB wire protocol, in-process) under the data
-dir. Both go through the same ``AsyncMongoClient`` code path."""
+dir. Both go through the same ``AsyncMongoClient`` code path, and the
+database is handed out only once every store's indexes exist."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import secrets
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
+from urllib.parse import quote
 
 from loguru import logger
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
+from ..logs import mask_url
+from ..private_files import private_dir, secure_tree, write_private_file
+from .schema import create_all_indexes
+
 SERVER_SELECTION_TIMEOUT_MS = 5000
+EMBEDDED_HOST = "127.0.0.1"  # loopback only; SecantusDB 0.7 cannot listen on a Unix socket
+EMBEDDED_DB_FOLDER = "db"
+EMBEDDED_URL_FILE = "embedded-db.url"  # this start's URL with credentials, 0600
+NODE_USER = "skillshare"
+AUTH_DB = "admin"
+PASSWORD_BYTES = 32
+# What the node needs (CRUD, indexes, transactions) and nothing more: no user
+# administration, no shutdown, no fail points.
+NODE_ROLES = ("readWriteAnyDatabase", "dbAdminAnyDatabase")
 
 
 class EmbeddedDatabaseBusy(RuntimeError):
@@ -21,9 +37,19 @@ class EmbeddedDatabaseBusy(RuntimeError):
 
 
 class EmbeddedDatabase:
-    """SecantusDB running in this process on a loopback port."""
+    """SecantusDB running in this process on a loopback port, with
+    authentication required. Every start creates a new random password for
+    the node's database user; the URL carrying it is kept only in memory and
+    in ``<data_dir>/embedded-db.url`` (0600, removed on stop), so other local
+    processes can neither read nor write the data.
 
-    def __init__(self, path: Path) -> None:
+    ``roles`` and ``enable_test_commands`` exist for the test suite's shared
+    server (fail points need ``root``); a node keeps the defaults."""
+
+    def __init__(
+        self, data_dir: Path, *, roles: Sequence[str] = NODE_ROLES,
+        enable_test_commands: bool = False,
+    ) -> None:
         try:
             from secantus import SecantusDBServer
         except ImportError as exc:  # pragma: no cover - depends on install
@@ -31,25 +57,70 @@ class EmbeddedDatabase:
                 "SKILLSHARE_MONGO_URL is unset and the embedded database is not "
                 "installed: pip install 'skillshare[embedded]' or set SKILLSHARE_MONGO_URL"
             ) from exc
-        path.mkdir(parents=True, exist_ok=True)
-        self.path = path
+        private_dir(data_dir)
+        self.path = private_dir(data_dir / EMBEDDED_DB_FOLDER)
+        secure_tree(self.path)
+        self.url_file = data_dir / EMBEDDED_URL_FILE
+        self._roles = tuple(roles)
+        self._password = secrets.token_urlsafe(PASSWORD_BYTES)
         try:
-            self._server = SecantusDBServer(host="127.0.0.1", port=0, storage_path=str(path))
+            self._server = SecantusDBServer(
+                host=EMBEDDED_HOST, port=0, storage_path=str(self.path), require_auth=True,
+                enable_test_commands=enable_test_commands,
+            )
         except Exception as exc:  # WiredTigerError; its module is SecantusDB's own
             if "busy" not in str(exc).lower():
                 raise
             raise EmbeddedDatabaseBusy(
-                f"the embedded database in {path} is in use by another process "
+                f"the embedded database in {self.path} is in use by another process "
                 "(a running `skillshare serve`?); stop it first, or set "
                 "SKILLSHARE_MONGO_URL to a database both can share"
             ) from None
+        self._provision_node_user()
+
+    def _provision_node_user(self) -> None:
+        """(Re)create the node's user with this start's password, straight
+        into storage before the server listens: with authentication on from
+        the first connection there is no window in which anyone gets in
+        without it. The record has the shape SecantusDB's ``createUser``
+        writes."""
+        from secantus.auth import SCRAM_SHA_256, derive_credentials
+
+        record = {
+            "_id": f"{AUTH_DB}.{NODE_USER}", "user": NODE_USER, "db": AUTH_DB,
+            "credentials": derive_credentials(self._password, mechanism=SCRAM_SHA_256).to_doc(),
+            "roles": [{"role": role, "db": AUTH_DB} for role in self._roles],
+            "mechanisms": [SCRAM_SHA_256],
+        }
+        self._server.storage.add_user(AUTH_DB, NODE_USER, record, replace=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.address
+        return (f"mongodb://{NODE_USER}:{quote(self._password, safe='')}@{host}:{port}/"
+                f"?authSource={AUTH_DB}")
 
     def start(self) -> str:
         self._server.start()
-        logger.info("embedded database started at {} (data in {})", self._server.uri, self.path)
-        return self._server.uri
+        url = self.url
+        write_private_file(self.url_file, f"{url}\n".encode())
+        # Files WiredTiger just created follow the process umask, which the
+        # CLI sets to 077; anyone embedding us with a looser one still gets
+        # a private tree (the folder itself is 0700 in any case).
+        secure_tree(self.path, warn=False)
+        host, port = self._server.address
+        logger.info("embedded database started on {}:{} (data in {}; URL with this start's "
+                    "credentials in {})", host, port, self.path, self.url_file)
+        return url
 
     def stop(self) -> None:
+        self.url_file.unlink(missing_ok=True)
+        # SecantusDB 0.7's Storage.close() marks the store closed, then writes
+        # its oplog counters through the *calling* thread's WiredTiger session,
+        # which it refuses to open once closed ("failed to persist oplog meta
+        # during close ... Storage is closed"). A read opens this thread's
+        # session first, so that last write succeeds.
+        self._server.storage.get_user(AUTH_DB, NODE_USER)
         # Blocks until its connection threads drain; WiredTiger must close
         # cleanly before anyone touches the directory.
         self._server.stop()
@@ -59,10 +130,14 @@ class EmbeddedDatabase:
 async def open_database(
     *, mongo_url: str | None, db_name: str, data_dir: Path
 ) -> AsyncIterator[AsyncDatabase]:
+    """The database, with every store's indexes created (idempotently)
+    before the caller can write anything."""
     embedded: EmbeddedDatabase | None = None
     if mongo_url is None:
-        embedded = EmbeddedDatabase(data_dir / "db")
+        embedded = EmbeddedDatabase(data_dir)
         mongo_url = await asyncio.to_thread(embedded.start)
+    else:
+        logger.info("database: {}", mask_url(mongo_url))
     client: AsyncMongoClient = AsyncMongoClient(
         mongo_url,
         tz_aware=True,
@@ -70,7 +145,9 @@ async def open_database(
         uuidRepresentation="standard",
     )
     try:
-        yield client[db_name]
+        db = client[db_name]
+        await create_all_indexes(db)
+        yield db
     finally:
         await client.close()
         if embedded is not None:

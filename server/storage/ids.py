@@ -12,6 +12,12 @@ from bson import ObjectId
 from ..errors import ValidationFailed
 
 
+# Stands in for a purged account wherever its id would link what it wrote
+# back to it (message senders, review authors, skill-request parties): every
+# purged person looks the same, and no profile resolves it.
+DELETED_USER_ID = "0" * 24
+
+
 def new_id() -> str:
     return str(ObjectId())
 

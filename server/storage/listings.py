@@ -16,7 +16,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from bson import ObjectId
-from pymongo import ASCENDING, DESCENDING
+from pymongo import ASCENDING, DESCENDING, ReplaceOne
 from pymongo.asynchronous.database import AsyncDatabase
 
 from .ids import new_id
@@ -31,6 +31,9 @@ CLOCK_SKEW = timedelta(minutes=1)
 MAX_WINDOWS = 40
 MAX_SEARCH_CANDIDATES = 2000
 SEARCH_FIELDS = {"_id": 1, "title_tokens": 1, "tag_tokens": 1, "tokens": 1}
+# What a purged owner's listing keeps: its id (skill requests and reviews
+# point at it) and its rating counters; no text the owner wrote.
+PURGED_LISTING_FIELDS = ("_id", "owner_id", "rating_sum", "rating_count", "created_at")
 
 
 def _id_at(moment: datetime) -> str:
@@ -186,3 +189,22 @@ class ListingStore:
             docs.sort(key=lambda d: d["_id"], reverse=True)
             docs = docs[:MAX_SEARCH_CANDIDATES]
         return docs
+
+    async def purge_owned(self, owner_id: str, *, now: datetime, limit: int) -> int:
+        """Replace up to ``limit`` of the owner's listings by deleted stubs
+        holding only ``PURGED_LISTING_FIELDS``. Returns how many; call
+        again until 0."""
+        docs = await self._listings.find(
+            {"owner_id": owner_id, "purged": {"$ne": True}}
+        ).limit(limit).to_list(length=limit)
+        if not docs:
+            return 0
+        await self._listings.bulk_write([
+            ReplaceOne({"_id": d["_id"]}, {
+                **{k: d[k] for k in PURGED_LISTING_FIELDS if k in d},
+                "status": DELETED, "visible": False, "owner_active": False, "purged": True,
+                "deleted_at": d.get("deleted_at") or now, "updated_at": now,
+            }) for d in docs
+        ], ordered=False)
+        self._oldest = None
+        return len(docs)

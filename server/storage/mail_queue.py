@@ -27,15 +27,20 @@ class MailQueueStore:
     async def create_indexes(self) -> None:
         await self._mails.create_index([("status", ASCENDING), ("next_attempt_at", ASCENDING)])
         await self._mails.create_index("purge_at", expireAfterSeconds=0)
+        await self._mails.create_index("user_ids")
+        await self._mails.create_index("to")
 
     async def enqueue(
-        self, *, to: str, subject: str, text: str, html: str, kind: str, now: datetime
+        self, *, to: str, subject: str, text: str, html: str, kind: str, now: datetime,
+        user_ids: list[str] | None = None,
     ) -> str:
+        """``user_ids``: the accounts the mail is to or about, so the purge
+        of one of them finds it."""
         mail_id = new_id()
         await self._mails.insert_one({
             "_id": mail_id, "to": to, "subject": subject, "text": text, "html": html,
             "kind": kind, "status": PENDING, "attempts": 0, "created_at": now,
-            "next_attempt_at": now, "last_error": None,
+            "next_attempt_at": now, "last_error": None, "user_ids": user_ids or [],
         })
         return mail_id
 
@@ -76,3 +81,17 @@ class MailQueueStore:
 
     async def get(self, mail_id: str) -> dict[str, Any] | None:
         return await self._mails.find_one({"_id": mail_id})
+
+    async def delete_concerning(
+        self, *, user_id: str, email: str | None, created_before: datetime
+    ) -> list[str]:
+        """Delete every mail to or about the account: tagged with its id, or
+        sent to its address before ``created_before`` (its deletion: the
+        address may belong to a new account since). Returns their ids."""
+        clauses: list[dict[str, Any]] = [{"user_ids": user_id}]
+        if email:
+            clauses.append({"to": email, "created_at": {"$lte": created_before}})
+        ids = [doc["_id"] async for doc in self._mails.find({"$or": clauses}, {"_id": 1})]
+        if ids:
+            await self._mails.delete_many({"_id": {"$in": ids}})
+        return ids

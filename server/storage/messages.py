@@ -8,12 +8,15 @@ not ``_id`` ranges nor sort + limit) or ``_id`` point lookups."""
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from pymongo import ASCENDING
+from pymongo import ASCENDING, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
+
+from .ids import DELETED_USER_ID
 
 SEQ_DIGITS = 10
 SENDER_CLIENT_INDEX = "sender_client_unique"
@@ -24,6 +27,13 @@ PROBE_POINTS = 64
 
 def message_id(room_id: str, seq: int) -> str:
     return f"{room_id}:{seq:0{SEQ_DIGITS}d}"
+
+
+def tombstone_client_id(doc_id: str) -> str:
+    """A tombstone's ``client_id``: derived from the message id, so it is
+    stable (re-running the purge changes nothing) and unique under the
+    ``(sender_id, client_id)`` index, and tells nothing about the sender."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"skillshare:tombstone:{doc_id}"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,3 +140,20 @@ class MessageStore:
 
     async def export_sent(self, sender_id: str) -> list[dict[str, Any]]:
         return await self._messages.find({"sender_id": sender_id}).to_list(length=None)
+
+    async def tombstone_sent(self, sender_id: str, *, limit: int) -> int:
+        """Turn up to ``limit`` of the sender's messages into tombstones: same
+        ``_id``, room and seq (seqs stay gap-free), body removed, sender
+        replaced by ``DELETED_USER_ID``, ``deleted: true``. Returns how many;
+        call again until 0."""
+        docs = await self._messages.find({"sender_id": sender_id}, {"_id": 1}).limit(limit) \
+            .to_list(length=limit)
+        if not docs:
+            return 0
+        await self._messages.bulk_write([
+            UpdateOne({"_id": d["_id"], "sender_id": sender_id}, {"$set": {
+                "sender_id": DELETED_USER_ID, "client_id": tombstone_client_id(d["_id"]),
+                "body": "", "deleted": True,
+            }}) for d in docs
+        ], ordered=False)
+        return len(docs)

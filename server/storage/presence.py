@@ -208,6 +208,11 @@ class MemoryPresenceStore:
     async def remove_node(self) -> None:
         return None
 
+    async def forget(self, user_id: str) -> None:
+        """A purged account: drop its status and last_seen."""
+        for table in (self._counts, self._status, self._last_seen):
+            table.pop(user_id, None)
+
 
 class RedisPresenceStore:
     def __init__(self, client: redis.Redis, *, node_id: str, node_ttl: float,
@@ -301,3 +306,8 @@ class RedisPresenceStore:
     async def remove_node(self) -> None:
         """Clean shutdown: drop our heartbeat so peers sweep us at once."""
         await self._redis.delete(self._hb_prefix + self.node_id)
+
+    async def forget(self, user_id: str) -> None:
+        """A purged account: drop its hash (status, last_seen); it has no
+        sockets left, so no node set names it for long."""
+        await self._redis.delete(self._user(user_id))

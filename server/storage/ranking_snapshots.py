@@ -31,6 +31,7 @@ class RankingSnapshotStore:
 
     async def create_indexes(self) -> None:
         await self._snapshots.create_index("expires_at", expireAfterSeconds=0)
+        await self._snapshots.create_index("viewer_id")
 
     async def create(
         self, *, viewer_id: str | None, kind: str, key: str, ids: list[str],
@@ -48,3 +49,7 @@ class RankingSnapshotStore:
         return await self._snapshots.find_one(
             {"_id": snapshot_id, "expires_at": {"$gt": now}}
         )
+
+    async def delete_for_viewer(self, viewer_id: str) -> int:
+        result = await self._snapshots.delete_many({"viewer_id": viewer_id})
+        return result.deleted_count

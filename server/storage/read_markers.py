@@ -40,3 +40,11 @@ class ReadMarkerStore:
             {"_id": {"$in": [marker_id(r, user_id) for r in room_ids]}}, {"room_id": 1, "seq": 1}
         )
         return {doc["room_id"]: int(doc["seq"]) async for doc in cursor}
+
+    async def delete_for_user(self, room_ids: list[str], user_id: str) -> int:
+        if not room_ids:
+            return 0
+        result = await self._markers.delete_many(
+            {"_id": {"$in": [marker_id(r, user_id) for r in room_ids]}}
+        )
+        return result.deleted_count

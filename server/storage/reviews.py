@@ -12,7 +12,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from ..errors import Conflict
-from .ids import new_id
+from .ids import DELETED_USER_ID, new_id
 from .transactions import Tx
 
 
@@ -64,3 +64,12 @@ class ReviewStore:
         written = await self._reviews.find({"reviewer_id": user_id}).to_list(length=None)
         received = await self._reviews.find({"teacher_id": user_id}).to_list(length=None)
         return {"written": written, "received": received}
+
+    async def anonymise_reviewer(self, reviewer_id: str) -> int:
+        """The reviewer's reviews stay (their ratings are counted in the
+        listings' averages) without comment or author."""
+        result = await self._reviews.update_many(
+            {"reviewer_id": reviewer_id},
+            {"$set": {"reviewer_id": DELETED_USER_ID, "comment": ""}},
+        )
+        return result.modified_count

@@ -1,5 +1,9 @@
 """The ``rooms`` collection: direct rooms (one per pair of users, found by
-``direct_key``) and group rooms. Membership is the ``member_ids`` array."""
+``direct_key``) and group rooms. Membership is the ``member_ids`` array.
+
+A direct room also has ``active_ids``: the members who opened it or wrote in
+it, i.e. who chose to talk to the other (consent, ``server/consent``). Rooms
+stored before that field existed count every member as active."""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from .ids import new_id
+from .ids import DELETED_USER_ID, new_id
 
 DIRECT = "direct"
 GROUP = "group"
@@ -46,7 +50,7 @@ class RoomStore:
         doc = {
             "_id": new_id(), "type": DIRECT, "name": None,
             "member_ids": sorted({user_a, user_b}), "direct_key": direct_key(user_a, user_b),
-            "created_by": user_a, "created_at": now,
+            "active_ids": [user_a], "created_by": user_a, "created_at": now,
         }
         try:
             await self._rooms.insert_one(doc)
@@ -81,3 +85,52 @@ class RoomStore:
 
     async def list_all_for_member(self, user_id: str) -> list[dict[str, Any]]:
         return await self._rooms.find({"member_ids": user_id}).to_list(length=None)
+
+    async def room_ids_of_member(self, user_id: str) -> list[str]:
+        cursor = self._rooms.find({"member_ids": user_id}, {"_id": 1})
+        return [doc["_id"] async for doc in cursor]
+
+    async def forget_member(self, user_id: str) -> int:
+        """A purged account: gone from its group rooms' members and from
+        ``created_by``. Direct rooms keep its id as the other member's
+        counterpart (``direct_key`` is built from it); the id resolves to no
+        one once the account is purged."""
+        await self._rooms.update_many(
+            {"member_ids": user_id, "created_by": user_id},
+            {"$set": {"created_by": DELETED_USER_ID}},
+        )
+        result = await self._rooms.update_many(
+            {"member_ids": user_id, "type": GROUP}, {"$pull": {"member_ids": user_id}}
+        )
+        return result.modified_count
+    async def mark_active(self, room_id: str, user_id: str) -> bool:
+        """Record that a member of a direct room took part in it (opened it
+        or wrote); True when that is new."""
+        result = await self._rooms.update_one(
+            {"_id": room_id, "member_ids": user_id, "active_ids": {"$exists": True, "$ne": user_id}},
+            {"$addToSet": {"active_ids": user_id}},
+        )
+        return result.modified_count == 1
+
+    async def remove_member(self, room_id: str, user_id: str) -> bool:
+        """Take ``user_id`` out of a group room; False if not a member."""
+        result = await self._rooms.update_one(
+            {"_id": room_id, "type": GROUP, "member_ids": user_id},
+            {"$pull": {"member_ids": user_id}},
+        )
+        return result.modified_count == 1
+
+    async def add_members(self, room_id: str, user_ids: list[str]) -> dict[str, Any] | None:
+        """Add people to a group room; the updated room, None if it is gone."""
+        await self._rooms.update_one(
+            {"_id": room_id, "type": GROUP},
+            {"$addToSet": {"member_ids": {"$each": list(user_ids)}}},
+        )
+        return await self.get(room_id)
+
+    async def memberships(self, user_id: str) -> list[dict[str, Any]]:
+        """Type, members and active members of every room of ``user_id``."""
+        cursor = self._rooms.find(
+            {"member_ids": user_id}, projection={"type": 1, "member_ids": 1, "active_ids": 1}
+        )
+        return await cursor.to_list(length=None)

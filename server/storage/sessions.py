@@ -122,3 +122,14 @@ class SessionStore:
     async def list_all(self, user_id: str) -> list[dict[str, Any]]:
         cursor = self._sessions.find({"user_id": user_id}, {"refresh_hash": 0, "used_hashes": 0})
         return await cursor.to_list(length=10000)
+
+    async def scrub_user(self, user_id: str) -> int:
+        """A purged account's sessions lose where they came from (IP, user
+        agent) and their token hashes; the documents stay until they expire
+        (TTL) so a revocation still holds after a restart."""
+        result = await self._sessions.update_many(
+            {"user_id": user_id, "scrubbed": {"$ne": True}},
+            {"$set": {"ip": None, "user_agent": "", "refresh_hash": None, "used_hashes": [],
+                      "scrubbed": True}},
+        )
+        return result.modified_count

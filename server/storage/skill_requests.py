@@ -17,7 +17,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from ..errors import Conflict
-from .ids import new_id
+from .ids import DELETED_USER_ID, new_id
 from .transactions import Tx
 
 PENDING = "pending"
@@ -26,6 +26,7 @@ DECLINED = "declined"
 CANCELLED = "cancelled"
 COMPLETED = "completed"
 OPEN_STATES = (PENDING, ACCEPTED)
+PURGED_LISTING_TITLE = "Deleted listing"
 
 
 def open_key(learner_id: str, listing_id: str) -> str:
@@ -120,3 +121,40 @@ class SkillRequestStore:
     async def of_user(self, user_id: str) -> list[dict[str, Any]]:
         cursor = self._requests.find({"$or": [{"teacher_id": user_id}, {"learner_id": user_id}]})
         return await cursor.to_list(length=None)
+
+    async def anonymise_party(self, user_id: str, *, now: datetime) -> int:
+        """A purged account leaves the requests it was part of: its id
+        becomes ``DELETED_USER_ID``, what it wrote (the learner's message,
+        the teacher's listing title) is removed, open ones are cancelled."""
+        await self._requests.update_many(
+            {"learner_id": user_id, "status": {"$in": list(OPEN_STATES)}},
+            {"$set": {"status": CANCELLED, "cancelled_at": now, "updated_at": now},
+             "$unset": {"open_key": ""}},
+        )
+        await self._requests.update_many(
+            {"teacher_id": user_id, "status": {"$in": list(OPEN_STATES)}},
+            {"$set": {"status": CANCELLED, "cancelled_at": now, "updated_at": now},
+             "$unset": {"open_key": ""}},
+        )
+        as_learner = await self._requests.update_many(
+            {"learner_id": user_id},
+            {"$set": {"learner_id": DELETED_USER_ID, "message": "", "updated_at": now}},
+        )
+        as_teacher = await self._requests.update_many(
+            {"teacher_id": user_id},
+            {"$set": {"teacher_id": DELETED_USER_ID, "listing_title": PURGED_LISTING_TITLE,
+                      "updated_at": now}},
+        )
+        return as_learner.modified_count + as_teacher.modified_count
+    async def counterparts(self, user_id: str, *, statuses: tuple[str, ...]) -> set[str]:
+        """Everyone ``user_id`` sent a request to or received one from, with
+        the request in one of ``statuses``."""
+        cursor = self._requests.find(
+            {"$or": [{"teacher_id": user_id}, {"learner_id": user_id}],
+             "status": {"$in": list(statuses)}},
+            projection={"teacher_id": 1, "learner_id": 1},
+        )
+        out: set[str] = set()
+        async for doc in cursor:
+            out.add(doc["learner_id"] if doc["teacher_id"] == user_id else doc["teacher_id"])
+        return out

@@ -46,3 +46,7 @@ class UserTokenStore:
             {"user_id": user_id, "purpose": purpose, "used_at": None},
             {"$set": {"used_at": now}},
         )
+
+    async def delete_for_user(self, user_id: str) -> int:
+        result = await self._tokens.delete_many({"user_id": user_id})
+        return result.deleted_count

@@ -16,6 +16,11 @@ from .ids import new_id
 ACTIVE = "active"
 DELETED = "deleted"
 BANNED = "banned"
+PURGED_DISPLAY_NAME = "Deleted user"
+# What a purged account keeps: its id (other people's rooms, requests and
+# the audit log point at it), that it was deleted and when, its role (the
+# audit log of admin actions stays readable).
+PURGED_USER_FIELDS = ("_id", "status", "role", "created_at", "deleted_at")
 
 
 class UserStore:
@@ -115,17 +120,24 @@ class UserStore:
         )
         return result.matched_count == 1
 
-    async def purge_deleted(self, *, deleted_before: datetime) -> int:
-        """Erase personal data of accounts deleted before the grace cut-off;
-        the id stays so foreign references still resolve to "deleted user"."""
-        result = await self._users.update_many(
-            {"status": DELETED, "deleted_at": {"$lt": deleted_before}, "purged": {"$ne": True}},
-            {
-                "$set": {
-                    "display_name": "Deleted user", "bio": "", "languages": [],
-                    "skills_offered": [], "skills_wanted": [], "purged": True,
-                },
-                "$unset": {"deleted_email": "", "password_hash": ""},
-            },
-        )
-        return result.modified_count
+    async def due_for_purge(self, *, deleted_before: datetime, limit: int
+                            ) -> list[dict[str, Any]]:
+        """Accounts deleted before the grace cut-off and not purged yet."""
+        cursor = self._users.find(
+            {"status": DELETED, "deleted_at": {"$lt": deleted_before}, "purged": {"$ne": True}}
+        ).limit(limit)
+        return await cursor.to_list(length=limit)
+
+    async def mark_purged(self, user_id: str, *, now: datetime) -> bool:
+        """The last step of a purge: the account document keeps only
+        ``PURGED_USER_FIELDS`` (no email, name, password hash or profile)."""
+        doc = await self._users.find_one({"_id": user_id, "status": DELETED})
+        if doc is None:
+            return False
+        await self._users.replace_one({"_id": user_id, "status": DELETED}, {
+            **{k: doc[k] for k in PURGED_USER_FIELDS if k in doc},
+            "display_name": PURGED_DISPLAY_NAME, "bio": "", "timezone": "UTC", "languages": [],
+            "skills_offered": [], "skills_wanted": [], "email_verified": False,
+            "purged": True, "purged_at": now, "updated_at": now,
+        })
+        return True

@@ -13,7 +13,7 @@ import pytest
 
 from server.keys import METRICS
 from tests.support.calls import CallSocket
-from tests.support.realtime import http_json, register_user
+from tests.support.realtime import http_json, open_direct, register_user
 
 RING_TIMEOUT = 1.0
 TURN_SECRET = "turn-shared-secret"
@@ -169,6 +169,11 @@ async def test_busy_self_unknown_and_offline(node, people):
     assert (await c.refused("call:invite", {"user_id": carol["id"]}))["code"] == "validation_error"
     assert (await c.refused("call:invite", {"user_id": "0" * 24}))["code"] == "not_found"
     dave = await register_user(url, "dave")  # never connected
+    # A stranger is not told that dave is offline (presence is for contacts): it rings.
+    ringing = await c.ok("call:invite", {"user_id": dave["id"]})
+    await c.ok("call:end", {"call_id": ringing["call_id"]})
+    # dave opened a room with carol: she may see his presence, so she is told.
+    await open_direct(url, dave["access_token"], carol["id"])
     assert (await c.refused("call:invite", {"user_id": dave["id"]}))["code"] == "offline"
     await a.ok("call:end", {"call_id": call_id})
     await c.ok("call:invite", {"user_id": bob["id"]})

@@ -33,6 +33,7 @@ def nodes(mongo_url: str, redis_process: RedisProcess,
     env = cluster_node_env(
         mongo_url=mongo_url, db=f"calls_{uuid.uuid4().hex[:10]}", redis_url=redis_process.url,
         data_dir=workdir / "data", secret_key=TEST_SECRET, node_ttl=NODE_TTL, sweep=SWEEP,
+        call_relay_allow_private="true",  # this host's interface addresses are in private ranges
     )
     started: list[NodeProcess] = []
     try:

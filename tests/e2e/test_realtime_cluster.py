@@ -67,6 +67,8 @@ async def _users(cluster: Cluster, *names: str) -> list[dict]:
 
 
 async def _group(url: str, owner: dict, others: list[dict], name: str = "g") -> dict:
+    for other in others:  # a group needs a relation with each member (consent)
+        await open_direct(url, other["access_token"], owner["id"])
     status, room = await http_json("POST", f"{url}/api/v1/rooms", token=owner["access_token"],
                                    json={"type": "group", "name": name,
                                          "member_ids": [u["id"] for u in others]})
@@ -227,6 +229,7 @@ async def test_killed_node_users_go_offline_and_acked_messages_survive(cluster):
         alice = await register_user(cluster.urls[0], "alice")
         bob = await register_user(cluster.urls[1], "bob")
         room = await open_direct(cluster.urls[0], alice["access_token"], bob["id"])
+        await open_direct(cluster.urls[1], bob["access_token"], alice["id"])  # bob consents
         watcher = await SocketUser(cluster.urls[0], alice["access_token"], name="alice@0").connect()
         doomed = await SocketUser(victim.url, bob["access_token"], name="bob@victim").connect()
         await watcher.call("presence:subscribe", {"user_ids": [bob["id"]]})
@@ -261,6 +264,7 @@ async def test_redis_restart_mid_chat_loses_no_acknowledged_message(cluster):
     alice = await register_user(cluster.urls[0], "alice")
     bob = await register_user(cluster.urls[1], "bob")
     room = await open_direct(cluster.urls[0], alice["access_token"], bob["id"])
+    await open_direct(cluster.urls[1], bob["access_token"], alice["id"])  # bob consents
     a = await SocketUser(cluster.urls[0], alice["access_token"], name="alice@0").connect()
     b = await SocketUser(cluster.urls[1], bob["access_token"], name="bob@1").connect()
     acked: list[dict] = []

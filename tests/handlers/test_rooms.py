@@ -14,6 +14,10 @@ async def test_room_creation_is_limited_per_user_but_reopening_is_free(make_clie
     first = await client.post("/api/v1/rooms", headers=headers,
                               json={"type": "direct", "user_id": others[0]["user"]["id"]})
     assert first.status == 201
+    # A group needs a relation with each member: others[1] opens a room with me first.
+    theirs = await client.post("/api/v1/rooms", headers=bearer(others[1]["access_token"]),
+                               json={"type": "direct", "user_id": me["user"]["id"]})
+    assert theirs.status == 201
     group = await client.post("/api/v1/rooms", headers=headers, json={
         "type": "group", "name": "Study group", "member_ids": [others[1]["user"]["id"]]})
     assert group.status == 201

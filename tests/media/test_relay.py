@@ -28,12 +28,14 @@ from aiortc.mediastreams import MediaStreamTrack
 from prometheus_client import CollectorRegistry
 
 from server.errors import BadRequest, Conflict, Unavailable
+from server.media.candidates import AddressPolicy
 from server.media.metrics import RelayMetrics
 from server.media.passthrough import tap_receiver
 from server.media.relay import MediaRelay
 from tests.support.calls import CountingPeer, SizedVideoTrack
 
 WAIT_S = 15.0
+LAN = AddressPolicy(allow_private=True)  # this host's interface addresses are in private ranges
 FRAMES = 15
 
 
@@ -102,7 +104,7 @@ async def eventually(predicate: Callable[[], bool], what: str, timeout: float = 
 
 @pytest.fixture
 async def relay() -> AsyncIterator[MediaRelay]:
-    relay = MediaRelay(ice_servers=[])
+    relay = MediaRelay(ice_servers=[], address_policy=LAN)
     yield relay
     await relay.close_all()
 
@@ -151,7 +153,7 @@ async def test_video_is_forwarded_without_reencoding(relay: MediaRelay, clients:
 
 
 async def test_reencode_fallback_relays_too(clients: Callable[..., Client]) -> None:
-    relay = MediaRelay(ice_servers=[], passthrough=False)
+    relay = MediaRelay(ice_servers=[], address_policy=LAN, passthrough=False)
     try:
         alice = clients(SizedVideoTrack(176, 144), audio=False)
         bob = clients(SizedVideoTrack(128, 96), audio=False)
@@ -166,7 +168,7 @@ async def test_reencode_fallback_relays_too(clients: Callable[..., Client]) -> N
 
 async def test_capacity_and_call_size_limits(clients: Callable[..., Client]) -> None:
     registry = CollectorRegistry()
-    relay = MediaRelay(ice_servers=[], max_calls=1, metrics=RelayMetrics(registry))
+    relay = MediaRelay(ice_servers=[], address_policy=LAN, max_calls=1, metrics=RelayMetrics(registry))
     try:
         await relay.answer("call-1", "alice", await clients(SizedVideoTrack(64, 48)).offer())
         with pytest.raises(Unavailable, match="media relay is at capacity"):
@@ -260,7 +262,7 @@ async def test_a_lost_connection_is_cleaned_up_and_reported(clients: Callable[..
     async def on_lost(call_id: str, participant_id: str, state: str) -> None:
         lost.append((call_id, participant_id, state))
 
-    relay = MediaRelay(ice_servers=[], on_connection_lost=on_lost)
+    relay = MediaRelay(ice_servers=[], address_policy=LAN, on_connection_lost=on_lost)
     try:
         alice = clients(SizedVideoTrack(176, 144), audio=False)
         bob = clients(SizedVideoTrack(128, 96), audio=False)
@@ -346,3 +348,15 @@ async def _poll(check: Callable[[], Awaitable[bool]], what: str, timeout: float 
         if loop.time() > deadline:
             raise AssertionError(f"timed out waiting until {what}")
         await asyncio.sleep(0.1)
+
+
+@pytest.mark.parametrize("media", [
+    "m=audio abc UDP/TLS/RTP/SAVPF 111\r\n",  # aiortc's parser asserts on these
+    "m=audio 9 UDP/TLS/RTP/SAVPF 999\r\n",
+    "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP9 x y\r\n",
+])
+async def test_offers_aiortc_cannot_parse_are_bad_requests(relay: MediaRelay, media: str) -> None:
+    offer = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n" + media
+    with pytest.raises(BadRequest, match="cannot be parsed"):
+        await relay.answer("call-1", "alice", offer)
+    assert_forgotten(relay)

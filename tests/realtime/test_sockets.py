@@ -82,6 +82,7 @@ async def test_logout_disconnects_that_sessions_sockets(make_client):
 async def test_presence_online_away_offline(make_client):
     node = await _node(make_client)
     alice, bob = await register_user(node, "alice"), await register_user(node, "bob")
+    await open_direct(node, bob["access_token"], alice["id"])  # bob lets alice see him
     a = await SocketUser(node, alice["access_token"], name="alice").connect()
     try:
         ack = await a.call("presence:subscribe", {"user_ids": [bob["id"]]})

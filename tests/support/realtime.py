@@ -15,6 +15,7 @@ import socketio
 
 SERVER_EVENTS = (
     "message", "presence", "typing", "read", "session:expiring", "session:ended",
+    "room:member_left", "room:member_added",
 )
 
 

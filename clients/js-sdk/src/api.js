@@ -115,6 +115,16 @@ export class UsersApi {
   deleteMe() { return this._http.delete('/users/me'); }
   exportMe() { return this._http.get('/users/me/export'); }
   /** @param {string} id */ get(id) { return this._http.get(`/users/${enc(id)}`); }
+  /**
+   * Blocks a user: no messages in your direct room, calls, skill requests,
+   * new rooms or group additions between you, and no presence either way.
+   * Resolves `{user_id, display_name, created_at}`. @param {string} id
+   */
+  block(id) { return this._http.post(`/users/${enc(id)}/block`); }
+  /** Unblocks (no error when not blocked). @param {string} id */
+  unblock(id) { return this._http.delete(`/users/${enc(id)}/block`); }
+  /** The people you blocked, newest first. @param {PageQuery} [query] @returns {Promise<Page>} */
+  blocks(query = {}) { return this._http.get('/users/me/blocks', { query }); }
 }
 
 export class SkillsApi {
@@ -161,6 +171,17 @@ export class RoomsApi {
   /** @param {string} userId */ direct(userId) { return this._http.post('/rooms', { type: 'direct', user_id: userId }); }
   /** @param {string} name @param {string[]} memberIds */
   group(name, memberIds) { return this._http.post('/rooms', { type: 'group', name, member_ids: memberIds }); }
+  /**
+   * Leaves a group room for good (REST; unlike `chat.leave`, which only stops
+   * listening): no more messages or history. Others get `member_left`.
+   * @param {string} roomId
+   */
+  leave(roomId) { return this._http.post(`/rooms/${enc(roomId)}/leave`); }
+  /**
+   * Adds people to a group room; each must have a relation with you
+   * (`not_a_contact` otherwise). Resolves the room. @param {string} roomId @param {string[]} userIds
+   */
+  addMembers(roomId, userIds) { return this._http.post(`/rooms/${enc(roomId)}/members`, { user_ids: userIds }); }
   /** @param {string} roomId @param {{before_seq?: number, after_seq?: number, limit?: number}} [query] */
   messages(roomId, query = {}) { return this._http.get(`/rooms/${enc(roomId)}/messages`, { query }); }
 }

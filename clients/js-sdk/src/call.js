@@ -86,9 +86,25 @@ export class Call extends Emitter {
         this.iceServers = [];
       }
     }
+    if (this._forceRelay) {
+      // The server's relay serves accepted calls only: accept, then offer to it.
+      await this._acceptOnServer();
+      try {
+        await this._startMedia();
+      } catch (err) {
+        this._reportStats('relay', false);
+        await this.end('connection_failed').catch(() => {});
+        throw err;
+      }
+      return;
+    }
     // The peer connection exists before the caller can learn of the accept,
     // so its offer never finds us unprepared.
     await this._startMedia();
+    await this._acceptOnServer();
+  }
+
+  async _acceptOnServer() {
     try {
       await this._m.rt.request('call:accept', { call_id: this.id });
     } catch (err) {

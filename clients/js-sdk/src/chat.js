@@ -16,6 +16,7 @@ import { Emitter } from './emitter.js';
  * @property {string} body
  * @property {string} client_id
  * @property {string} created_at
+ * @property {boolean} deleted  a tombstone: the sender's account was purged (body "", sender_id the deleted-user id)
  */
 
 /**
@@ -24,6 +25,8 @@ import { Emitter } from './emitter.js';
  * @property {{room_id: string, user_id: string, typing: boolean}} typing
  * @property {{room_id: string, user_id: string, seq: number}} read
  * @property {{room_id: string, count: number}} synced  after a reconnect catch-up of a room
+ * @property {{room_id: string, user_id: string}} member_left  someone left a group room
+ * @property {{room_id: string, user_ids: string[], by: string}} member_added  people were added to a group room
  */
 
 /** @returns {string} */
@@ -39,7 +42,7 @@ function uuid() {
 /** Ack errors after which resending the same message cannot succeed. */
 const PERMANENT_SEND_ERRORS = new Set([
   'validation_error', 'bad_request', 'forbidden', 'not_found', 'payload_too_large', 'unauthorized',
-  'token_revoked', 'email_not_verified',
+  'token_revoked', 'email_not_verified', 'blocked',
 ]);
 
 /** @extends {Emitter<ChatEvents>} */
@@ -62,6 +65,8 @@ export class Chat extends Emitter {
     realtime.handle('message', (m) => this._ingest(m));
     realtime.handle('typing', (t) => this.emit('typing', t));
     realtime.handle('read', (r) => this.emit('read', r));
+    realtime.handle('room:member_left', (e) => this.emit('member_left', e));
+    realtime.handle('room:member_added', (e) => this.emit('member_added', e));
     realtime.on('connected', ({ resumed }) => { if (resumed) this._resume(); });
   }
 

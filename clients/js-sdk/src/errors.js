@@ -20,10 +20,13 @@ export const ErrorCodes = Object.freeze({
   csrf_failed: 401,
   forbidden: 403,
   email_not_verified: 403,
+  blocked: 403, // one of the two people blocked the other
+  not_a_contact: 403, // adding to a group someone without a relation (details.user_ids)
   not_found: 404,
   method_not_allowed: 405,
   conflict: 409,
   email_taken: 409,
+  block_limit_reached: 409, // POST /users/{id}/block past SKILLSHARE_MAX_BLOCKS_PER_USER
   busy: 409, // call:invite: the callee is in another call
   offline: 409, // call:invite: the callee has no connected socket
   payload_too_large: 413,

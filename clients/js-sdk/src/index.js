@@ -33,6 +33,8 @@ export const VERSION = '0.1.0';
  * @property {{room_id: string, user_id: string, typing: boolean}} typing
  * @property {{room_id: string, user_id: string, seq: number}} read
  * @property {{room_id: string, count: number}} synced
+ * @property {{room_id: string, user_id: string}} member_left    someone left a group room (you, from another tab, too)
+ * @property {{room_id: string, user_ids: string[], by: string}} member_added
  * @property {import('./presence.js').PresenceUpdate} presence
  * @property {Call} call                    an incoming call
  * @property {{reason: string}} tokens       the token pair changed (login, register, refresh)
@@ -78,6 +80,8 @@ export class SkillShareClient extends Emitter {
     this.chat.on('typing', (t) => this.emit('typing', t));
     this.chat.on('read', (r) => this.emit('read', r));
     this.chat.on('synced', (s) => this.emit('synced', s));
+    this.chat.on('member_left', (e) => this.emit('member_left', e));
+    this.chat.on('member_added', (e) => this.emit('member_added', e));
     this.presence.on('presence', (p) => this.emit('presence', p));
     this.calls.on('incoming', (c) => this.emit('call', c));
   }

@@ -21,9 +21,12 @@ export class Presence extends Emitter {
     this.statuses = new Map();
     /** @type {Set<string>} */
     this._subscribed = new Set();
+    /** @type {Set<string>} users whose presence the server does not show you (not a contact, private) */
+    this.hidden = new Set();
     /** @type {PresenceStatus|null} */
     this._own = null;
     realtime.handle('presence', (/** @type {PresenceUpdate} */ p) => {
+      this.hidden.delete(p.user_id);
       this.statuses.set(p.user_id, p);
       this.emit('presence', p);
     });
@@ -31,7 +34,10 @@ export class Presence extends Emitter {
   }
 
   /**
-   * Subscribes to users' presence; resolves their current status.
+   * Subscribes to users' presence; resolves the current status of those you
+   * may see (contacts, or people whose presence is public). The others are
+   * left out and listed in `hidden`; their updates start by themselves if
+   * that changes (then they leave `hidden`).
    * @param {string[]} userIds
    * @returns {Promise<Record<string, {status: PresenceStatus, last_seen: string|null}>>}
    */
@@ -41,6 +47,7 @@ export class Presence extends Emitter {
       const chunk = userIds.slice(i, i + MAX_PRESENCE_SUBSCRIBE);
       const ack = await this._rt.request('presence:subscribe', { user_ids: chunk });
       for (const id of chunk) this._subscribed.add(id);
+      for (const id of ack.hidden || []) this.hidden.add(id);
       for (const [id, p] of Object.entries(ack.presence || {})) {
         this.statuses.set(id, { user_id: id, ...p });
         result[id] = p;

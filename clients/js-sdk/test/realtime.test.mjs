@@ -13,7 +13,10 @@ let server;
 const clients = [];
 
 before(async () => {
-  server = await startServer({ SKILLSHARE_ACCESS_TOKEN_TTL: String(ACCESS_TOKEN_TTL_S) });
+  server = await startServer({
+    SKILLSHARE_ACCESS_TOKEN_TTL: String(ACCESS_TOKEN_TTL_S),
+    SKILLSHARE_REGISTER_LIMIT: '100/hour', // more than 30 people in this file
+  });
 });
 after(async () => {
   for (const c of clients) c.close();
@@ -218,6 +221,7 @@ describe('presence', () => {
   test('subscribers see online, then offline within 2 s of a clean disconnect', async () => {
     const a = await signedIn('pa');
     const b = await signedIn('pb');
+    await a.rooms.direct(b.user.id); // a relation: b may see a's presence
     await b.connect();
     const before = await b.presence.subscribe([a.user.id]);
     assert.equal(before[a.user.id].status, 'offline');
@@ -230,5 +234,44 @@ describe('presence', () => {
     a.disconnect();
     await waitFor(() => updates.at(-1) === 'offline', { timeoutMs: 3000, what: 'offline' });
     assert.equal(b.presence.statusOf(a.user.id), 'offline');
+  });
+});
+
+describe('consent', () => {
+  test('a stranger is hidden; a block refuses messages; unblock restores them', async () => {
+    const a = await signedIn('ca');
+    const b = await signedIn('cb');
+    const stranger = await signedIn('cs');
+    await Promise.all([a.connect(), b.connect(), stranger.connect()]);
+    const seen = await stranger.presence.subscribe([a.user.id]);
+    assert.equal(seen[a.user.id], undefined);
+    assert.ok(stranger.presence.hidden.has(a.user.id));
+
+    const room = await a.rooms.direct(b.user.id);
+    await b.rooms.direct(a.user.id);
+    const blocked = await b.users.block(a.user.id);
+    assert.equal(blocked.user_id, a.user.id);
+    const list = await b.users.blocks();
+    assert.deepEqual(list.items.map((x) => x.user_id), [a.user.id]);
+    await assert.rejects(a.chat.send(room.id, 'hello?'), (err) => err.code === 'blocked' && err.status === 403);
+    await b.users.unblock(a.user.id);
+    const sent = await a.chat.send(room.id, 'hello again');
+    assert.equal(sent.body, 'hello again');
+  });
+
+  test('a member leaves a group; the others are told', async () => {
+    const a = await signedIn('ga');
+    const b = await signedIn('gb');
+    await b.rooms.direct(a.user.id); // b lets a add them to groups
+    const room = await a.rooms.group('study', [b.user.id]);
+    await a.connect();
+    const left = [];
+    a.on('member_left', (e) => left.push(e));
+    await b.rooms.leave(room.id);
+    await waitFor(() => left.length === 1, { timeoutMs: 3000, what: 'member_left' });
+    assert.deepEqual(left[0], { room_id: room.id, user_id: b.user.id });
+    await assert.rejects(b.rooms.messages(room.id), (err) => err.code === 'forbidden');
+    const stranger = await signedIn('gs');
+    await assert.rejects(a.rooms.addMembers(room.id, [stranger.user.id]), (err) => err.code === 'not_a_contact');
   });
 });

@@ -454,8 +454,8 @@
         class: room.id === state.currentRoom ? 'active' : '', dataset: { roomId: room.id },
         onclick: () => { location.hash = `#/chat/${encodeURIComponent(room.id)}`; },
       },
-      h('span', { class: `dot ${other ? client.presence.statusOf(other) : ''}` }),
-      h('span', { class: 'name' }, roomTitle(room), h('span', { class: 'last' }, last ? last.body : 'No messages yet')),
+      h('span', { class: `dot ${other ? shownStatus(other) : ''}` }),
+      h('span', { class: 'name' }, roomTitle(room), h('span', { class: 'last' }, last ? (last.deleted ? 'Message from a deleted account' : last.body) : 'No messages yet')),
       unread ? h('span', { class: 'badge unread' }, unread) : null);
     }));
     const total = rooms.reduce((n, r) => n + (r.id === state.currentRoom ? 0 : unreadOf(r)), 0);
@@ -522,8 +522,8 @@
     const ol = $('messages');
     const atBottom = ol.scrollHeight - ol.scrollTop - ol.clientHeight < 40;
     const msgs = [...roomMessages(roomId).values()].sort((a, b) => a.seq - b.seq);
-    const items = msgs.map((m) => h('li', { class: m.sender_id === state.me.id ? 'mine' : '', dataset: { seq: m.seq } },
-      m.body, h('span', { class: 'time' }, timeOf(m.created_at))));
+    const items = msgs.map((m) => h('li', { class: m.deleted ? 'muted' : (m.sender_id === state.me.id ? 'mine' : ''), dataset: { seq: m.seq } },
+      m.deleted ? 'Message from a deleted account' : m.body, h('span', { class: 'time' }, timeOf(m.created_at))));
     for (const [clientId, p] of state.pending.get(roomId) || []) {
       items.push(h('li', { class: 'mine pending', dataset: { clientId } }, p.body, h('span', { class: 'time' }, 'sending…')));
     }
@@ -625,8 +625,13 @@
   function renderPresence() {
     const room = state.currentRoom && state.rooms.get(state.currentRoom);
     const other = room && otherMember(room);
-    $('chat-presence').textContent = other ? client.presence.statusOf(other) : '';
+    $('chat-presence').textContent = other ? shownStatus(other) : '';
     $('call-start').disabled = !other;
+  }
+
+  /** A user's status, or '' when the server does not show it to us (not a contact). */
+  function shownStatus(userId) {
+    return client.presence.hidden.has(userId) ? '' : client.presence.statusOf(userId);
   }
 
   // ---- calls ------------------------------------------------------------------

@@ -1,0 +1,46 @@
+"""Every store's indexes, created in one place before anything is written,
+so no entry point (``serve``, ``seed``, ``admin``) can write data that a
+unique index would later refuse to be built over."""
+
+from __future__ import annotations
+
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from .audit import AuditStore
+from .blocks import BlockStore
+from .listings import ListingStore
+from .mail_queue import MailQueueStore
+from .messages import MessageStore
+from .ranking_snapshots import RankingSnapshotStore
+from .read_markers import ReadMarkerStore
+from .reviews import ReviewStore
+from .rooms import RoomStore
+from .sessions import SessionStore
+from .skill_index import SkillIndexStore
+from .skill_requests import SkillRequestStore
+from .user_tokens import UserTokenStore
+from .users import UserStore
+
+INDEXED_STORES = (
+    UserStore, SessionStore, UserTokenStore, MailQueueStore, AuditStore,
+    ListingStore, SkillRequestStore, ReviewStore, SkillIndexStore, RankingSnapshotStore,
+    RoomStore, MessageStore, ReadMarkerStore, BlockStore,
+)
+
+
+class IndexBuildFailed(RuntimeError):
+    """Existing documents break a unique index; the node cannot start on them."""
+
+
+async def create_all_indexes(db: AsyncDatabase) -> None:
+    """Idempotent: existing indexes are left as they are."""
+    for store_class in INDEXED_STORES:
+        try:
+            await store_class(db).create_indexes()
+        except DuplicateKeyError as exc:
+            raise IndexBuildFailed(
+                f"database {db.name!r} holds duplicates that {store_class.__name__}'s unique "
+                f"index forbids ({exc.details.get('errmsg') if exc.details else exc}); "
+                "remove the duplicates (or use a fresh SKILLSHARE_MONGO_DB) and start again"
+            ) from None

@@ -1,0 +1,120 @@
+"""Consent across two node processes sharing redis-server and the database:
+a block made on one node is enforced on the other (messages, calls,
+presence), and leaving a group stops delivery on every node."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from tests.conftest import TEST_SECRET
+from tests.support.realtime import SocketUser, http_json, new_client_id, open_direct, register_user
+from tests.support.services import NodeProcess, RedisProcess, cluster_node_env
+
+
+@pytest.fixture(scope="module")
+def nodes(mongo_url: str, redis_process: RedisProcess,
+          tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[str]]:
+    if redis_process.proc is None or redis_process.proc.poll() is not None:
+        redis_process.start()
+    redis_process.flushall()
+    workdir = tmp_path_factory.mktemp("consent-cluster")
+    env = cluster_node_env(
+        mongo_url=mongo_url, db=f"k_{uuid.uuid4().hex[:10]}", redis_url=redis_process.url,
+        data_dir=workdir / "data", secret_key=TEST_SECRET, node_ttl=3.0,
+    )
+    started: list[NodeProcess] = []
+    try:
+        for index in range(2):
+            node = NodeProcess(env, log_path=workdir / f"node{index}.log")
+            node.start()
+            started.append(node)
+        yield [n.url for n in started]
+    finally:
+        for node in started:
+            node.terminate()
+
+
+async def _befriend(url: str, a: dict, b: dict) -> dict:
+    room = await open_direct(url, a["access_token"], b["id"])
+    await open_direct(url, b["access_token"], a["id"])
+    return room
+
+
+async def test_a_block_on_one_node_holds_on_the_other(nodes):
+    one, two = nodes
+    alice = await register_user(one, "alice")
+    bob = await register_user(two, "bob")
+    carol = await register_user(one, "carol")
+    room = await _befriend(one, alice, bob)
+    await _befriend(one, carol, bob)
+    a = await SocketUser(one, alice["access_token"], name="alice@1").connect()
+    c = await SocketUser(one, carol["access_token"], name="carol@1").connect()
+    b = await SocketUser(two, bob["access_token"], name="bob@2").connect()
+    try:
+        # Warm node one's caches: alice may message bob and watch him.
+        ack = await a.call("message:send", {"room_id": room["id"], "client_id": new_client_id(),
+                                            "body": "hi bob"})
+        assert ack["ok"], ack
+        assert (await a.call("presence:subscribe", {"user_ids": [bob["id"]]}))["presence"]
+        assert (await c.call("presence:subscribe", {"user_ids": [bob["id"]]}))["presence"]
+
+        status, _ = await http_json("POST", f"{two}/api/v1/users/{alice['id']}/block",
+                                    token=bob["access_token"])
+        assert status == 200
+        send = await a.call("message:send", {"room_id": room["id"], "client_id": new_client_id(),
+                                             "body": "are you there?"})
+        assert send["ok"] is False and send["error"]["code"] == "blocked", send
+        call = await a.call("call:invite", {"user_id": bob["id"],
+                                            "media": {"audio": True, "video": False}})
+        assert call["error"]["code"] == "blocked", call
+
+        # alice's subscription on node one no longer gets bob's changes;
+        # carol's (a contact, same node) does.
+        assert (await b.call("presence:set", {"status": "dnd"}))["ok"]
+        await c.wait_for("presence", lambda p: p["user_id"] == bob["id"] and p["status"] == "dnd")
+        assert (await a.call("presence:subscribe", {"user_ids": []}))["ok"]
+        assert a.received("presence", lambda p: p["user_id"] == bob["id"]
+                          and p["status"] == "dnd") == []
+
+        status, _ = await http_json("DELETE", f"{two}/api/v1/users/{alice['id']}/block",
+                                    token=bob["access_token"])
+        assert status == 204
+        send = await a.call("message:send", {"room_id": room["id"], "client_id": new_client_id(),
+                                             "body": "hello again"})
+        assert send["ok"], send
+        await b.wait_for("message", lambda m: m["id"] == send["message"]["id"])
+    finally:
+        for s in (a, b, c):
+            await s.close()
+
+
+async def test_leaving_a_group_stops_delivery_on_every_node(nodes):
+    one, two = nodes
+    alice = await register_user(one, "alice")
+    bob = await register_user(two, "bob")
+    await _befriend(one, alice, bob)
+    status, room = await http_json("POST", f"{one}/api/v1/rooms", token=alice["access_token"],
+                                   json={"type": "group", "name": "g", "member_ids": [bob["id"]]})
+    assert status == 201, room
+    a = await SocketUser(one, alice["access_token"], name="alice@1").connect()
+    b = await SocketUser(two, bob["access_token"], name="bob@2").connect()
+    try:
+        first = await a.call("message:send", {"room_id": room["id"], "client_id": new_client_id(),
+                                              "body": "before"})
+        await b.wait_for("message", lambda m: m["id"] == first["message"]["id"])
+        status, _ = await http_json("POST", f"{two}/api/v1/rooms/{room['id']}/leave",
+                                    token=bob["access_token"])
+        assert status == 204
+        await a.wait_for("room:member_left", lambda e: e["user_id"] == bob["id"])
+        after = await a.call("message:send", {"room_id": room["id"], "client_id": new_client_id(),
+                                              "body": "after"})
+        assert after["ok"], after
+        # A barrier on bob's socket: anything emitted before is received before this ack.
+        assert (await b.call("presence:subscribe", {"user_ids": []}))["ok"]
+        assert [m["body"] for m in b.received("message")] == ["before"]
+    finally:
+        await a.close()
+        await b.close()
