@@ -68,6 +68,8 @@ class UserStore:
         return await self._users.find_one({"_id": user_id, "status": ACTIVE})
 
     async def get_many_active(self, user_ids: list[str]) -> list[dict[str, Any]]:
+        if not user_ids:
+            return []  # (the driver refuses to_list(length=0))
         cursor = self._users.find({"_id": {"$in": user_ids}, "status": ACTIVE})
         return await cursor.to_list(length=len(user_ids))
 

@@ -84,3 +84,14 @@ async def test_export_contains_my_data_but_no_secrets(client):
     assert "_id" not in data["sessions"][0] and data["sessions"][0]["id"]
     text = await resp.text()
     assert "password_hash" not in text and "refresh_hash" not in text
+
+
+async def test_an_empty_block_list_is_an_empty_page(client):
+    """Found by the schemathesis run: someone who blocked nobody got a 500
+    (the user lookup asked the driver for a list of length 0)."""
+    from tests.support.api import bearer, register
+
+    user = await register(client)
+    resp = await client.get("/api/v1/users/me/blocks", headers=bearer(user["access_token"]))
+    assert resp.status == 200, await resp.text()
+    assert await resp.json() == {"items": [], "next_cursor": None}
