@@ -168,11 +168,10 @@ async def test_concurrent_verification_resends(make_client):
 async def test_concurrent_room_creation(make_client):
     client = await make_client(room_create_limit="3/hour")
     me = await register(client)
-    others = [await register(client) for _ in range(3)]
-    ids = [o["user"]["id"] for o in others]
+    # (no other members: adding people needs a relation with them)
     statuses = await burst(10, lambda i: client.post(
         "/api/v1/rooms", headers=bearer(me["access_token"]),
-        json={"type": "group", "name": f"Group {i}", "member_ids": ids}))
+        json={"type": "group", "name": f"Group {i}", "member_ids": []}))
     assert statuses == Counter({201: 3, 429: 7})
 
 
