@@ -57,11 +57,15 @@ def configure_logging(level: str, *, json_lines: bool) -> None:
     logger.remove()
     logger.configure(patcher=_patch)
     if json_lines:
-        logger.add(_json_sink, level=level)
+        logger.add(_json_sink, level=level, diagnose=False, backtrace=False)
     else:
         logger.add(
             sys.stderr,
             level=level,
+            # No local variables in tracebacks (they hold tokens and payloads),
+            # no frames above the one that caught the error.
+            diagnose=False,
+            backtrace=False,
             format=(
                 "<green>{time:HH:mm:ss.SSS}</green> <level>{level: <7}</level> "
                 "<cyan>{extra[request_id]}</cyan> {name}: {message}"

@@ -37,6 +37,8 @@ if TYPE_CHECKING:
     from aiohttp import web
     from socketio import AsyncServer
 
+    from .protocol import ProtocolViolation
+
 EventHandler = Callable[["SocketContext", Any], Awaitable[dict[str, Any] | None]]
 FLOOD_WINDOW_S = 10.0
 UNKNOWN_EVENT_LABEL = "unknown"
@@ -274,6 +276,18 @@ class EventDispatcher:
         parsed = parse_model(spec.model, payload) if spec.model is not None else payload
         result = await spec.handler(SocketContext(self._app, self._sio, state), parsed)
         return {"ok": True, **(result or {})}
+
+    def protocol_violation(self, eio_sid: str, state: SocketState | None,
+                           violation: "ProtocolViolation") -> None:
+        """A connection is being closed for a protocol violation: counted as
+        a refused event (the flood limiter's last straw), in the metrics,
+        and logged once, short, without the payload."""
+        self._metrics.protocol_errors.labels(violation.kind).inc()
+        if state is not None:
+            state.refused += 1
+            state.closing = True
+        logger.warning("connection {} closed: protocol violation {} ({})", eio_sid, violation.kind,
+                       f"user {state.user_id}" if state is not None else "not signed in")
 
     async def _refuse(self, state: SocketState) -> None:
         now = time.monotonic()

@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from tests.support.rawsocket import CLOSED, RawSocket, acks_in, events_in
+from tests.support.rawsocket import RawSocket, acks_in, events_in
 from tests.support.realtime import SocketUser, http_json, new_client_id, open_direct, register_user
 
 
@@ -138,7 +138,7 @@ async def test_connect_to_another_namespace_is_refused_in_the_contract_shape(mak
         assert refusal.startswith("44/admin,"), refusal
         body = json.loads(refusal[len("44/admin,"):])
         assert body["message"] == body["data"]["code"] == "bad_request"
-        assert await raw.recv() is CLOSED
+        assert await raw.until_closed(timeout=5) == ["1"]  # engine.io CLOSE, then the socket ends
     finally:
         await raw.close()
 
@@ -202,6 +202,6 @@ async def test_events_before_connect_close_the_connection(make_client):
     raw = await RawSocket(node).open()
     try:
         await raw.send('421["presence:set",{"status":"online"}]')
-        assert await raw.until_closed(timeout=5) == []
+        assert await raw.until_closed(timeout=5) == ["1"]
     finally:
         await raw.close()
