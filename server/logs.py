@@ -7,7 +7,7 @@ import contextvars
 import logging
 import sys
 import traceback
-from typing import Any
+from typing import Any, TextIO
 
 import orjson
 from loguru import logger
@@ -53,14 +53,15 @@ class _InterceptHandler(logging.Handler):
         logger.opt(depth=6, exception=record.exc_info).log(level, record.getMessage())
 
 
-def configure_logging(level: str, *, json_lines: bool) -> None:
+def configure_logging(level: str, *, json_lines: bool, stream: TextIO | None = None) -> None:
+    """``stream``: where the human-readable lines go (default stderr)."""
     logger.remove()
     logger.configure(patcher=_patch)
     if json_lines:
         logger.add(_json_sink, level=level, diagnose=False, backtrace=False)
     else:
         logger.add(
-            sys.stderr,
+            stream or sys.stderr,
             level=level,
             # No local variables in tracebacks (they hold tokens and payloads),
             # no frames above the one that caught the error.
