@@ -41,6 +41,9 @@ if TYPE_CHECKING:
 
 EventHandler = Callable[["SocketContext", Any], Awaitable[dict[str, Any] | None]]
 FLOOD_WINDOW_S = 10.0
+# A socket's refused events are logged once per this window (the metrics
+# count every one), so a client cannot turn bad events into log volume.
+REFUSAL_LOG_WINDOW_S = 10.0
 UNKNOWN_EVENT_LABEL = "unknown"
 
 
@@ -103,6 +106,7 @@ class SocketState:
     presence: set[str] = field(default_factory=set)
     refused: int = 0
     refused_since: float = 0.0
+    refusal_logged_at: float = float("-inf")
     expiry_task: asyncio.Task[None] | None = None
     closing: bool = False
 
@@ -244,9 +248,11 @@ class EventDispatcher:
             outcome = "ok"
         except ApiError as exc:
             ack, outcome = error_ack(exc), exc.code
-            if not isinstance(exc, RateLimited):
-                logger.info("socket {} event {!r} refused: {} {}", sid, str(event)[:64], exc.code,
-                            exc.details if exc.details is not None else exc.message)
+            if not isinstance(exc, RateLimited) and self._log_refusal_now(sid):
+                logger.info("socket {} event {!r} refused: {} {} (further refusals within {:.0f} s "
+                            "only counted)", sid, str(event)[:64], exc.code,
+                            str(exc.details if exc.details is not None else exc.message)[:200],
+                            REFUSAL_LOG_WINDOW_S)
         except DEPENDENCY_ERRORS as exc:
             logger.error("socket {} event {!r}: dependency unavailable: {!r}", sid,
                          str(event)[:64], exc)
@@ -257,6 +263,16 @@ class EventDispatcher:
         self._metrics.events.labels(label, outcome).inc()
         self._metrics.ack_latency.labels(label).observe(time.perf_counter() - started)
         return ack
+
+    def _log_refusal_now(self, sid: str) -> bool:
+        state = self._registry.get(sid)
+        if state is None:
+            return False
+        now = time.monotonic()
+        if now - state.refusal_logged_at < REFUSAL_LOG_WINDOW_S:
+            return False
+        state.refusal_logged_at = now
+        return True
 
     async def _handle(self, spec: EventSpec | None, event: str, sid: str,
                       args: tuple[Any, ...]) -> dict[str, Any]:

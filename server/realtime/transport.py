@@ -138,7 +138,11 @@ class GuardedEngineIO(engineio.AsyncServer):
 
     async def handle_request(self, request: web.Request) -> web.StreamResponse:  # type: ignore[override]
         sid = request.query.get("sid")
-        if request.method == "POST" and sid is not None and sid in self.sockets:
+        if sid is not None and sid not in self.sockets:
+            # a closed, refused or made-up session: refused without logging
+            # the client's text (engine.io would log it once, at ERROR)
+            return web.Response(status=400, text="unknown session")
+        if request.method == "POST" and sid is not None:
             violation = await self._check_polling_body(request, sid)
             if violation is not None:
                 await self.refuse(sid, violation)
