@@ -81,8 +81,9 @@ class GuardedWebSocket(aiohttp_driver.WebSocket):
         return data
 
     async def close(self) -> None:
-        socket = self.handler.__self__
-        refused = socket.sid in self.server.refused
+        sid = self.handler.__self__.sid
+        refused = sid in self.server.refused
+        self.server.refused.discard(sid)
         await self._sock.close(code=WSCloseCode.POLICY_VIOLATION if refused else WSCloseCode.OK)
 
 
@@ -119,9 +120,12 @@ class GuardedEngineIO(engineio.AsyncServer):
         if eio_sid in self.refused:
             return
         self.refused.add(eio_sid)
+        socket = self.sockets.get(eio_sid)
         if self.on_violation is not None:
             await self.on_violation(eio_sid, violation, packet)
         await self.drop(eio_sid)
+        if socket is None or not socket.upgraded:
+            self.refused.discard(eio_sid)  # polling: the session is gone; websocket: close() does it
 
     async def drop(self, eio_sid: str) -> None:
         """Close a connection now: the disconnect handlers run, a CLOSE
@@ -134,7 +138,6 @@ class GuardedEngineIO(engineio.AsyncServer):
 
     def forget(self, eio_sid: str) -> None:
         self._budgets.pop(eio_sid, None)
-        self.refused.discard(eio_sid)
 
     async def handle_request(self, request: web.Request) -> web.StreamResponse:  # type: ignore[override]
         sid = request.query.get("sid")

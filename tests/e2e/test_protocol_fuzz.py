@@ -25,7 +25,7 @@ from tests.support.rawsocket import rss_kib
 from tests.support.realtime import SocketUser, new_client_id, open_direct, register_user
 from tests.support.services import NodeProcess, RedisProcess, cluster_node_env
 
-PING_INTERVAL_S, PING_TIMEOUT_S = 1.0, 1.0  # so half-open clients are found quickly
+PING_INTERVAL_S, PING_TIMEOUT_S = 2.0, 3.0  # so half-open clients are found quickly
 CONCURRENCY = 8
 USERS = 6
 RSS_GROWTH_LIMIT_KIB = 48 * 1024
@@ -61,6 +61,8 @@ async def _healthy(node: NodeProcess) -> None:
 
 
 async def _chat(alice: SocketUser, bob: SocketUser, room_id: str) -> None:
+    assert alice.sio.connected and bob.sio.connected, (
+        f"well-behaved client disconnected: {alice.events[-3:]} {bob.events[-3:]}")
     client_id = new_client_id()
     ack = await alice.call("message:send", {"room_id": room_id, "client_id": client_id,
                                             "body": "still here"})

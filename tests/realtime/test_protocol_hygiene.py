@@ -45,6 +45,7 @@ async def test_reserved_event_names_close_the_socket(make_client, frame):
         ended = _ended(frames)
         assert ended["reason"] == "protocol_error"
         assert ended["error"]["code"] == "bad_request" and ended["error"]["message"]
+        assert raw.close_code == 1008  # policy violation
         if frame.startswith("421"):
             ack = acks_in(frames)[1]
             assert ack["ok"] is False and ack["error"]["code"] == "bad_request"

@@ -23,6 +23,7 @@ class RawSocket:
         self.answer_pings = answer_pings
         self.frames: list[str | bytes] = []
         self.sid: str | None = None
+        self.close_code: int | None = None
         self._http: aiohttp.ClientSession | None = None
         self._ws: aiohttp.ClientWebSocketResponse | None = None
 
@@ -62,6 +63,8 @@ class RawSocket:
             msg = await self._ws.receive(timeout=timeout)
             if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING,
                             aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
+                if msg.type == aiohttp.WSMsgType.CLOSE:
+                    self.close_code = msg.data
                 return CLOSED
             if msg.type == aiohttp.WSMsgType.TEXT and msg.data == "2":
                 if self.answer_pings:
