@@ -40,7 +40,7 @@ from .sockets import TokenBucket
 OnViolation = Callable[[str, "str | None", ProtocolViolation], Awaitable[None]]
 PAYLOAD_SEPARATOR = "\x1e"  # Engine.IO v4 polling bodies: packets joined by RS
 MAX_PACKETS_PER_POST = 16  # what python-engineio decodes from one polling body
-_POLLING_BODY = "skillshare.polling_body"
+_POLLING_BODY = web.RequestKey("skillshare_polling_body", bytes)
 
 
 class _ReplayedBody:
@@ -125,15 +125,17 @@ class GuardedEngineIO(engineio.AsyncServer):
             await self.on_violation(eio_sid, violation, packet)
         await self.drop(eio_sid)
         if socket is None or not socket.upgraded:
-            self.refused.discard(eio_sid)  # polling: the session is gone; websocket: close() does it
+            self.refused.discard(eio_sid)  # polling: the socket is closed; websocket: close() does it
 
     async def drop(self, eio_sid: str) -> None:
         """Close a connection now: the disconnect handlers run, a CLOSE
         packet is queued, and nothing more is read from it. Unlike
         ``disconnect()`` this does not wait for the client to fetch its
-        queue (a polling client may never come back)."""
-        socket = self.sockets.pop(eio_sid, None)
-        if socket is not None:
+        queue (a polling client may never come back): a polling client's
+        next GET still gets what was queued (the refusal, then CLOSE), and
+        engine.io forgets the socket then, or at its next service sweep."""
+        socket = self.sockets.get(eio_sid)
+        if socket is not None and not socket.closed:
             await socket.close(wait=False, reason=self.reason.SERVER_DISCONNECT)
 
     def forget(self, eio_sid: str) -> None:
@@ -141,7 +143,8 @@ class GuardedEngineIO(engineio.AsyncServer):
 
     async def handle_request(self, request: web.Request) -> web.StreamResponse:  # type: ignore[override]
         sid = request.query.get("sid")
-        if sid is not None and sid not in self.sockets:
+        socket = self.sockets.get(sid) if sid is not None else None
+        if sid is not None and (socket is None or socket.closed):
             # a closed, refused or made-up session: refused without logging
             # the client's text (engine.io would log it once, at ERROR)
             return web.Response(status=400, text="unknown session")

@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from tests.support.rawsocket import RawSocket, acks_in, events_in
+from tests.support.rawsocket import PollingSocket, RawSocket, acks_in, events_in
 from tests.support.realtime import SocketUser, http_json, new_client_id, open_direct, register_user
 
 
@@ -206,3 +206,28 @@ async def test_events_before_connect_close_the_connection(make_client):
         assert await raw.until_closed(timeout=5) == ["1"]
     finally:
         await raw.close()
+
+
+@pytest.mark.parametrize("body, status", [
+    ('421["disconnect",{}]', 200),       # a socket.io violation inside a valid engine.io body
+    (b"\xff\xfe not utf-8", 400),         # an engine.io violation: the POST itself is refused
+    ("\x1e".join(["3"] * 17), 400),       # more packets than engine.io decodes from one body
+])
+async def test_polling_clients_get_the_refusal_then_the_session_is_gone(make_client, body, status):
+    node = await _node(make_client)
+    alice = await register_user(node, "alice")
+    polling = await PollingSocket(node).open(alice["access_token"])
+    try:
+        pending = asyncio.ensure_future(polling.get())  # like real clients, a poll in flight
+        await asyncio.sleep(0.2)
+        assert await polling.post(body) == status
+        packets = await pending
+        assert packets is not None, packets
+        ended = _ended(packets)
+        assert ended["reason"] == "protocol_error" and ended["error"]["code"] == "bad_request"
+        if status == 200:
+            assert acks_in(packets)[1]["error"]["code"] == "bad_request"
+        assert await polling.get() is None
+        assert await polling.post(VALID := '42["presence:set",{"status":"away"}]') == 400, VALID
+    finally:
+        await polling.close()

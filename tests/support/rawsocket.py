@@ -129,3 +129,37 @@ def rss_kib(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise RuntimeError(f"no VmRSS for {pid}")
+
+
+class PollingSocket:
+    """Engine.IO over HTTP long-polling, by hand: ``get()`` returns the
+    packets of one poll (``None`` for an HTTP error), ``post()`` the status."""
+
+    def __init__(self, base_url: str) -> None:
+        self.url = f"{base_url}/socket.io/?EIO=4&transport=polling"
+        self._http = aiohttp.ClientSession()
+        self.sid: str | None = None
+
+    async def open(self, token: str | None = None) -> "PollingSocket":
+        opening = await self.get()
+        assert opening and opening[0].startswith("0{"), opening
+        self.url += "&sid=" + json.loads(opening[0][1:])["sid"]
+        if token is not None:
+            assert await self.post("40" + json.dumps({"token": token})) == 200
+            reply = await self.get()
+            assert reply and reply[0].startswith("40{"), reply
+            self.sid = json.loads(reply[0][2:])["sid"]
+        return self
+
+    async def get(self, timeout: float = 10.0) -> list[str] | None:
+        async with self._http.get(self.url, timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+            body = await resp.text()
+            return body.split("\x1e") if resp.status == 200 else None
+
+    async def post(self, body: str | bytes) -> int:
+        async with self._http.post(self.url, data=body) as resp:
+            await resp.read()
+            return resp.status
+
+    async def close(self) -> None:
+        await self._http.close()
