@@ -11,6 +11,7 @@ import json
 import pytest
 
 from tests.support.rawsocket import PollingSocket, RawSocket, acks_in, events_in
+from tests.support.market import new_admin
 from tests.support.realtime import SocketUser, http_json, new_client_id, open_direct, register_user
 
 
@@ -61,11 +62,15 @@ async def test_reserved_event_names_close_the_socket(make_client, frame):
         await sender.close()
 
 
-async def test_a_disconnect_event_does_not_leave_a_socket_that_outlives_logout(make_client):
+@pytest.mark.parametrize("then", ["logout_all", "ban", "token_expiry"])
+async def test_a_disconnect_event_does_not_leave_a_socket_that_outlives_the_session(
+        make_client, then):
     """The reproduced defect: ``421["disconnect",{}]`` used to run the
     server's disconnect handler (user shown offline) while the socket stayed
-    open, still receiving chat after logout-all."""
-    node = await _node(make_client)
+    open, still receiving chat after logout-all, a ban or token expiry."""
+    ttl = 10  # the shortest access token lifetime the settings allow
+    client = await make_client(access_token_ttl=ttl, socket_expiry_warning=1)
+    node = str(client.make_url("")).rstrip("/")
     alice, bob = await register_user(node, "alice"), await register_user(node, "bob")
     room = await open_direct(node, alice["access_token"], bob["id"])
     raw = await RawSocket(node).open(alice["access_token"])
@@ -74,13 +79,24 @@ async def test_a_disconnect_event_does_not_leave_a_socket_that_outlives_logout(m
         ack = await watcher.call("presence:subscribe", {"user_ids": [alice["id"]]})
         assert ack["presence"][alice["id"]]["status"] == "online"
         await raw.send('421["disconnect",{}]')
-        await http_json("POST", f"{node}/api/v1/auth/logout-all", token=alice["access_token"])
-        await watcher.call("message:send", {"room_id": room["id"], "client_id": new_client_id(),
-                                            "body": "after logout"})
-        frames = await raw.until_closed(timeout=5)
-        assert not events_in(frames, "message")
         offline = await watcher.wait_for("presence", lambda p: p["user_id"] == alice["id"])
         assert offline["status"] == "offline"
+        if then == "logout_all":
+            await http_json("POST", f"{node}/api/v1/auth/logout-all", token=alice["access_token"])
+        elif then == "ban":
+            admin = await new_admin(client)
+            resp = await client.post(f"/api/v1/admin/users/{alice['id']}/ban", json={},
+                                     headers=admin["headers"])
+            assert resp.status == 200
+        else:
+            await asyncio.sleep(ttl + 0.5)  # bob's token expires too: nobody sends
+        if then != "token_expiry":
+            ack = await watcher.call("message:send", {"room_id": room["id"],
+                                                      "client_id": new_client_id(), "body": "x"})
+            assert ack["ok"]
+        frames = await raw.until_closed(timeout=5)
+        assert not events_in(frames, "message") and not events_in(frames, "session:expiring")
+        assert _ended(frames)["reason"] == "protocol_error"
     finally:
         await raw.close()
         await watcher.close()
