@@ -131,8 +131,8 @@ class GuardedEngineIO(engineio.AsyncServer):
         """Close a connection now: the disconnect handlers run, a CLOSE
         packet is queued, and nothing more is read from it. Unlike
         ``disconnect()`` this does not wait for the client to fetch its
-        queue (a polling client may never come back): a polling client's
-        next GET still gets what was queued (the refusal, then CLOSE), and
+        queue (a polling client may never come back): a poll in flight still
+        gets what was queued (the refusal); later requests get 400, and
         engine.io forgets the socket then, or at its next service sweep."""
         socket = self.sockets.get(eio_sid)
         if socket is not None and not socket.closed:
