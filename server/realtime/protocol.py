@@ -84,7 +84,7 @@ def decode_packet(packet_class: type[sio_packet.Packet],
     """A Socket.IO packet from an Engine.IO message, or why not."""
     if isinstance(data, (bytes, bytearray)):
         return BINARY
-    if not isinstance(data, str):
+    if not isinstance(data, str) or not data:
         return MALFORMED_PACKET
     try:
         return packet_class(encoded_packet=data)
