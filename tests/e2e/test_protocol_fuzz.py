@@ -32,6 +32,7 @@ RSS_GROWTH_LIMIT_KIB = 48 * 1024
 LOG_BYTES_PER_ATTACK = 400  # one short line per closed connection, with room to spare
 MAX_LOG_LINE = 300
 ATTACK_TIMEOUT_S = 30.0
+CHECK_INTERVAL_S = 0.5
 
 
 @pytest.fixture(scope="module")
@@ -92,16 +93,34 @@ async def _fuzz(node: NodeProcess, attacks: int, seed: int) -> None:
         await _chat(a, b, room["id"])
         assert node.proc is not None
         rss_before, log_before = rss_kib(node.proc.pid), len(node.log())
+        plan = [(rng.choice(ATTACKS), rng.randrange(2**32)) for _ in range(attacks)]
+        plan.reverse()
         outcomes: list[Outcome] = []
         started = time.monotonic()
-        for batch_start in range(0, attacks, CONCURRENCY):
-            batch = [rng.choice(ATTACKS) for _ in range(min(CONCURRENCY, attacks - batch_start))]
-            seeds = [rng.randrange(2**32) for _ in batch]
-            outcomes += await asyncio.gather(*(_bounded(attack, fuzzer, s)
-                                               for attack, s in zip(batch, seeds)))
-            await _healthy(node)
-            await _chat(a, b, room["id"])
-            await acks_out_of_order(node.url, alice["access_token"], rng)
+
+        async def attacker() -> None:
+            while plan:
+                attack, attack_seed = plan.pop()
+                outcomes.append(await _bounded(attack, fuzzer, attack_seed))
+
+        async def bystanders() -> int:
+            """Meanwhile the node serves and a well-behaved pair chats."""
+            rounds = 0
+            while not done.is_set() or rounds == 0:
+                await _healthy(node)
+                await _chat(a, b, room["id"])
+                await acks_out_of_order(node.url, alice["access_token"], rng)
+                rounds += 1
+                await asyncio.sleep(CHECK_INTERVAL_S)
+            return rounds
+
+        done = asyncio.Event()
+        checks = asyncio.ensure_future(bystanders())
+        await asyncio.gather(*(attacker() for _ in range(CONCURRENCY)))
+        done.set()
+        rounds = await checks
+        await _healthy(node)
+        await _chat(a, b, room["id"])
         rss_grown = rss_kib(node.proc.pid) - rss_before
         log = node.log()[log_before:]
     finally:
@@ -111,7 +130,7 @@ async def _fuzz(node: NodeProcess, attacks: int, seed: int) -> None:
     closed = sum(o.closed for o in outcomes)
     print(f"protocol fuzzer: {len(outcomes)} attacks in {time.monotonic() - started:.1f}s, "
           f"{closed} connections closed by the node, RSS +{rss_grown} KiB, "
-          f"log +{len(log)} bytes; {dict(sorted(by_attack.items()))}")
+          f"log +{len(log)} bytes, {rounds} bystander rounds; {dict(sorted(by_attack.items()))}")
     stayed_open = [o for o in outcomes if o.must_close and not o.closed]
     assert not stayed_open, f"seed {seed}: misbehaving clients not disconnected: {stayed_open[:5]}"
     assert rss_grown < RSS_GROWTH_LIMIT_KIB, f"seed {seed}: node grew {rss_grown} KiB"
@@ -128,9 +147,9 @@ def _seed() -> int:
 
 
 async def test_protocol_fuzz_bounded(node):
-    await _fuzz(node, attacks=96, seed=_seed())
+    await _fuzz(node, attacks=200, seed=_seed())
 
 
 @pytest.mark.slow
 async def test_protocol_fuzz_long(node):
-    await _fuzz(node, attacks=1500, seed=_seed())
+    await _fuzz(node, attacks=3000, seed=_seed())
