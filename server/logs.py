@@ -8,7 +8,7 @@ import logging
 import re
 import sys
 import traceback
-from typing import Any
+from typing import Any, TextIO
 
 import orjson
 from loguru import logger
@@ -66,15 +66,20 @@ class _InterceptHandler(logging.Handler):
         logger.opt(depth=6, exception=record.exc_info).log(level, record.getMessage())
 
 
-def configure_logging(level: str, *, json_lines: bool) -> None:
+def configure_logging(level: str, *, json_lines: bool, stream: TextIO | None = None) -> None:
+    """``stream``: where the human-readable lines go (default stderr)."""
     logger.remove()
     logger.configure(patcher=_patch)
     if json_lines:
-        logger.add(_json_sink, level=level)
+        logger.add(_json_sink, level=level, diagnose=False, backtrace=False)
     else:
         logger.add(
-            sys.stderr,
+            stream or sys.stderr,
             level=level,
+            # No local variables in tracebacks (they hold tokens and payloads),
+            # no frames above the one that caught the error.
+            diagnose=False,
+            backtrace=False,
             format=(
                 "<green>{time:HH:mm:ss.SSS}</green> <level>{level: <7}</level> "
                 "<cyan>{extra[request_id]}</cyan> {name}: {message}"

@@ -34,3 +34,8 @@ class RealtimeMetrics:
             "skillshare_socket_refused_total", "Refused connections by code.", ["code"],
             registry=registry,
         )
+        self.protocol_errors = Counter(
+            "skillshare_socket_protocol_errors_total",
+            "Connections closed for a protocol violation, by kind.", ["kind"],
+            registry=registry,
+        )

@@ -8,13 +8,20 @@ import logging
 from typing import Any
 
 import socketio
+from limits import parse as parse_limit
 
 from ..config import Settings
 from .metrics import RealtimeMetrics
+from .transport import GuardedServer
 
 # engine.io closes a connection whose frame exceeds this multiple of the
 # event payload limit; below it, the dispatcher answers ``payload_too_large``.
 HARD_FRAME_FACTOR = 2
+# Engine.IO frames of any kind one connection may send: this multiple of its
+# event rate, and of its event burst plus flood allowance (so the event rate
+# limit and flood limiter always act first on well-formed events); beyond it
+# the connection is closed as flooding (pings, pongs, noops, junk).
+FRAME_BUDGET_FACTOR = 2
 
 
 class _CountingMixin:
@@ -74,15 +81,28 @@ def _library_logger(name: str) -> logging.Logger:
     return log
 
 
-def build_server(settings: Settings, metrics: RealtimeMetrics) -> socketio.AsyncServer:
+def frame_budget(settings: Settings) -> tuple[float | None, int]:
+    """(frames per second, burst) per engine.io connection; no budget when
+    rate limits are off."""
+    if not settings.rate_limits_enabled:
+        return None, 1
+    item = parse_limit(settings.socket_event_rate)
+    rate = item.amount / item.get_expiry() * FRAME_BUDGET_FACTOR
+    return rate, (settings.socket_event_burst + settings.socket_flood_limit) * FRAME_BUDGET_FACTOR
+
+
+def build_server(settings: Settings, metrics: RealtimeMetrics) -> GuardedServer:
     manager: socketio.AsyncManager
     if settings.redis_url:
         manager = CountingRedisManager(settings.redis_url, channel="skillshare:socketio")
     else:
         manager = CountingManager()
     manager.delivery_metrics = metrics  # type: ignore[attr-defined]
-    return socketio.AsyncServer(
+    frame_rate, frame_burst = frame_budget(settings)
+    return GuardedServer(
         async_mode="aiohttp",
+        frame_rate=frame_rate,
+        frame_burst=frame_burst,
         client_manager=manager,
         cors_allowed_origins=cors_origins(settings),
         max_http_buffer_size=settings.socket_max_payload * HARD_FRAME_FACTOR,

@@ -86,6 +86,11 @@ def attach_realtime(app: web.Application) -> None:
     app[_REGISTRY] = registry
     sio.on("*", dispatcher.dispatch)
 
+    async def on_violation(eio_sid, sid, violation):  # noqa: ANN001
+        dispatcher.protocol_violation(eio_sid, registry.get(sid) if sid else None, violation)
+
+    sio.on_violation = on_violation
+
     async def connect(sid, environ, auth=None):  # noqa: ANN001
         await app[CONNECTIONS].on_connect(sid, environ, auth)
 

@@ -37,8 +37,13 @@ if TYPE_CHECKING:
     from aiohttp import web
     from socketio import AsyncServer
 
+    from .protocol import ProtocolViolation
+
 EventHandler = Callable[["SocketContext", Any], Awaitable[dict[str, Any] | None]]
 FLOOD_WINDOW_S = 10.0
+# A socket's refused events are logged once per this window (the metrics
+# count every one), so a client cannot turn bad events into log volume.
+REFUSAL_LOG_WINDOW_S = 10.0
 UNKNOWN_EVENT_LABEL = "unknown"
 
 
@@ -102,6 +107,7 @@ class SocketState:
     presence_visible: set[str] = field(default_factory=set)  # of those, the ones allowed
     refused: int = 0
     refused_since: float = 0.0
+    refusal_logged_at: float = float("-inf")
     expiry_task: asyncio.Task[None] | None = None
     closing: bool = False
 
@@ -243,9 +249,11 @@ class EventDispatcher:
             outcome = "ok"
         except ApiError as exc:
             ack, outcome = error_ack(exc), exc.code
-            if not isinstance(exc, RateLimited):
-                logger.info("socket {} event {!r} refused: {} {}", sid, str(event)[:64], exc.code,
-                            exc.details if exc.details is not None else exc.message)
+            if not isinstance(exc, RateLimited) and self._log_refusal_now(sid):
+                logger.info("socket {} event {!r} refused: {} {} (further refusals within {:.0f} s "
+                            "only counted)", sid, str(event)[:64], exc.code,
+                            str(exc.details if exc.details is not None else exc.message)[:200],
+                            REFUSAL_LOG_WINDOW_S)
         except DEPENDENCY_ERRORS as exc:
             logger.error("socket {} event {!r}: dependency unavailable: {!r}", sid,
                          str(event)[:64], exc)
@@ -256,6 +264,16 @@ class EventDispatcher:
         self._metrics.events.labels(label, outcome).inc()
         self._metrics.ack_latency.labels(label).observe(time.perf_counter() - started)
         return ack
+
+    def _log_refusal_now(self, sid: str) -> bool:
+        state = self._registry.get(sid)
+        if state is None:
+            return False
+        now = time.monotonic()
+        if now - state.refusal_logged_at < REFUSAL_LOG_WINDOW_S:
+            return False
+        state.refusal_logged_at = now
+        return True
 
     async def _handle(self, spec: EventSpec | None, event: str, sid: str,
                       args: tuple[Any, ...]) -> dict[str, Any]:
@@ -275,6 +293,18 @@ class EventDispatcher:
         parsed = parse_model(spec.model, payload) if spec.model is not None else payload
         result = await spec.handler(SocketContext(self._app, self._sio, state), parsed)
         return {"ok": True, **(result or {})}
+
+    def protocol_violation(self, eio_sid: str, state: SocketState | None,
+                           violation: "ProtocolViolation") -> None:
+        """A connection is being closed for a protocol violation: counted as
+        a refused event (the flood limiter's last straw), in the metrics,
+        and logged once, short, without the payload."""
+        self._metrics.protocol_errors.labels(violation.kind).inc()
+        if state is not None:
+            state.refused += 1
+            state.closing = True
+        logger.warning("connection {} closed: protocol violation {} ({})", eio_sid, violation.kind,
+                       f"user {state.user_id}" if state is not None else "not signed in")
 
     async def _refuse(self, state: SocketState) -> None:
         now = time.monotonic()

@@ -1,0 +1,245 @@
+"""python-socketio and python-engineio with protocol hygiene applied
+(``protocol.py``): every frame and packet is checked before the libraries
+dispatch it, and a violation closes the connection at once, before anything
+is buffered, with one short log line (by the ``on_violation`` hook).
+
+Extension points used (``tests/realtime/test_upstream_hooks.py`` fails if
+they change upstream): ``socketio.AsyncServer._engineio_server_class``,
+``_handle_eio_message`` (registered by ``AsyncServer.__init__`` as the
+engine.io ``message`` handler), ``_handle_eio_disconnect``,
+``_handle_connect/_disconnect/_event/_ack``, ``_send_packet``,
+``manager.callbacks``; engine.io's ``_async`` driver table (``websocket``,
+``translate_request``), ``AsyncSocket.close(wait=False)`` and its
+``closed``/``closing`` flags, and the websocket handler being a bound method
+of its ``AsyncSocket``."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import engineio
+import socketio
+from aiohttp import WSCloseCode, web
+from engineio.async_drivers import aiohttp as aiohttp_driver
+from socketio import packet as sio_packet
+
+from .protocol import (
+    FRAME_FLOOD,
+    MALFORMED_FRAME,
+    NAMESPACE,
+    TOO_MANY_PACKETS,
+    ProtocolViolation,
+    check_frame,
+    check_packet,
+    decode_packet,
+)
+from .sockets import TokenBucket
+
+OnViolation = Callable[[str, "str | None", ProtocolViolation], Awaitable[None]]
+PAYLOAD_SEPARATOR = "\x1e"  # Engine.IO v4 polling bodies: packets joined by RS
+MAX_PACKETS_PER_POST = 16  # what python-engineio decodes from one polling body
+_POLLING_BODY = web.RequestKey("skillshare_polling_body", bytes)
+
+
+class _ReplayedBody:
+    """The already-read polling body, for engine.io's ``wsgi.input.read()``."""
+
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+
+    async def read(self, length: int = -1) -> bytes:
+        body, self._body = self._body, b""
+        return body
+
+
+def _translate_request(request: web.Request) -> dict[str, Any]:
+    environ = aiohttp_driver.translate_request(request)
+    body = request.get(_POLLING_BODY)
+    if body is not None:
+        environ["wsgi.input"] = _ReplayedBody(body)
+    return environ
+
+
+class GuardedWebSocket(aiohttp_driver.WebSocket):
+    """Engine.IO's aiohttp websocket, checking each frame before Engine.IO
+    decodes it; stops reading once its socket is closed."""
+
+    async def wait(self) -> Any:
+        socket = self.handler.__self__  # the engine.io AsyncSocket this transport feeds
+        server: GuardedEngineIO = self.server
+        if socket.closed or socket.closing:
+            raise OSError("closed")
+        data = await super().wait()
+        if socket.closed or socket.closing:
+            raise OSError("closed")
+        violation = server.check_frame(socket.sid, data)
+        if violation is not None:
+            await server.refuse(socket.sid, violation)
+            raise OSError("protocol violation")
+        return data
+
+    async def close(self) -> None:
+        sid = self.handler.__self__.sid
+        refused = sid in self.server.refused
+        self.server.refused.discard(sid)
+        await self._sock.close(code=WSCloseCode.POLICY_VIOLATION if refused else WSCloseCode.OK)
+
+
+class GuardedEngineIO(engineio.AsyncServer):
+    """Engine.IO server that checks frames (websocket) and polling bodies,
+    keeps a frame budget per connection and can drop a connection without
+    waiting for its client."""
+
+    on_violation: Callable[[str, ProtocolViolation, Any], Awaitable[None]] | None = None
+
+    def __init__(self, *args: Any, frame_rate: float | None = None, frame_burst: int = 1,
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._async = {**self._async, "websocket": GuardedWebSocket,
+                       "translate_request": _translate_request}
+        self._frame_rate = frame_rate
+        self._frame_burst = frame_burst
+        self._budgets: dict[str, TokenBucket] = {}
+        self.refused: set[str] = set()
+
+    def check_frame(self, eio_sid: str, frame: str | bytes) -> ProtocolViolation | None:
+        violation = check_frame(frame)
+        if violation is None and self._frame_rate is not None:
+            bucket = self._budgets.get(eio_sid)
+            if bucket is None:
+                bucket = self._budgets[eio_sid] = TokenBucket(self._frame_rate, self._frame_burst)
+            if not bucket.take():
+                violation = FRAME_FLOOD
+        return violation
+
+    async def refuse(self, eio_sid: str, violation: ProtocolViolation, packet: Any = None) -> None:
+        """Close a misbehaving connection once; ``on_violation`` first tells
+        the client why (``packet``: the offending Socket.IO packet, if any)."""
+        if eio_sid in self.refused:
+            return
+        self.refused.add(eio_sid)
+        socket = self.sockets.get(eio_sid)
+        if self.on_violation is not None:
+            await self.on_violation(eio_sid, violation, packet)
+        await self.drop(eio_sid)
+        if socket is None or not socket.upgraded:
+            self.refused.discard(eio_sid)  # polling: the socket is closed; websocket: close() does it
+
+    async def drop(self, eio_sid: str) -> None:
+        """Close a connection now: the disconnect handlers run, a CLOSE
+        packet is queued, and nothing more is read from it. Unlike
+        ``disconnect()`` this does not wait for the client to fetch its
+        queue (a polling client may never come back): a poll in flight still
+        gets what was queued (the refusal); later requests get 400, and
+        engine.io forgets the socket then, or at its next service sweep."""
+        socket = self.sockets.get(eio_sid)
+        if socket is not None and not socket.closed:
+            await socket.close(wait=False, reason=self.reason.SERVER_DISCONNECT)
+
+    def forget(self, eio_sid: str) -> None:
+        self._budgets.pop(eio_sid, None)
+
+    async def handle_request(self, request: web.Request) -> web.StreamResponse:  # type: ignore[override]
+        sid = request.query.get("sid")
+        socket = self.sockets.get(sid) if sid is not None else None
+        if sid is not None and (socket is None or socket.closed):
+            # a closed, refused or made-up session: refused without logging
+            # the client's text (engine.io would log it once, at ERROR)
+            return web.Response(status=400, text="unknown session")
+        if request.method == "POST" and sid is not None:
+            violation = await self._check_polling_body(request, sid)
+            if violation is not None:
+                await self.refuse(sid, violation)
+                return web.Response(status=400, text="protocol violation")
+        return await super().handle_request(request)
+
+    async def _check_polling_body(self, request: web.Request, sid: str) -> ProtocolViolation | None:
+        length = request.content_length
+        if length is None or length > self.max_http_buffer_size:
+            return None  # engine.io refuses oversized bodies itself
+        try:
+            body = await request.content.readexactly(length)
+            packets = body.decode("utf-8").split(PAYLOAD_SEPARATOR) if body else []
+        except (UnicodeDecodeError, EOFError, ValueError):
+            return MALFORMED_FRAME
+        request[_POLLING_BODY] = body
+        if len(packets) > MAX_PACKETS_PER_POST:
+            return TOO_MANY_PACKETS
+        for frame in packets:
+            violation = self.check_frame(sid, frame)
+            if violation is not None:
+                return violation
+        return None
+
+
+class GuardedServer(socketio.AsyncServer):
+    """``socketio.AsyncServer`` that lets only well-formed packets through:
+    reserved event names, repeated CONNECTs, binary packets, unsolicited
+    acks and undecodable packets close the connection instead of reaching
+    the handlers (or being buffered). ``on_violation(eio_sid, sid, v)`` is
+    awaited first (logging, metrics, flood accounting)."""
+
+    def __init__(self, *args: Any, on_violation: OnViolation | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.on_violation = on_violation
+        self.eio.on_violation = self._refuse_frame
+
+    def _engineio_server_class(self) -> type[engineio.AsyncServer]:
+        return GuardedEngineIO
+
+    def _connected_sid(self, eio_sid: str) -> str | None:
+        sid = self.manager.sid_from_eio_sid(eio_sid, NAMESPACE)
+        return sid if sid is not None and self.manager.is_connected(sid, NAMESPACE) else None
+
+    async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
+        if eio_sid not in self.environ or eio_sid in self.eio.refused:
+            return  # a closed or refused connection: drop whatever was in flight
+        pkt = decode_packet(self.packet_class, data)
+        if isinstance(pkt, ProtocolViolation):
+            await self.eio.refuse(eio_sid, pkt)
+            return
+        sid = self._connected_sid(eio_sid)
+        pending = sid is not None and pkt.id in self.manager.callbacks.get(sid, {})
+        violation = check_packet(pkt, connected=sid is not None, ack_pending=pending)
+        if violation is not None:
+            await self.eio.refuse(eio_sid, violation, pkt)
+            return
+        if pkt.packet_type == sio_packet.CONNECT:
+            await self._handle_connect(eio_sid, pkt.namespace, pkt.data)
+        elif pkt.packet_type == sio_packet.DISCONNECT:
+            await self._handle_disconnect(eio_sid, pkt.namespace, self.reason.CLIENT_DISCONNECT)
+        elif pkt.packet_type == sio_packet.EVENT:
+            await self._handle_event(eio_sid, pkt.namespace, pkt.id, pkt.data)
+        else:
+            await self._handle_ack(eio_sid, pkt.namespace, pkt.id, pkt.data)
+
+    async def _refuse_frame(self, eio_sid: str, violation: ProtocolViolation,
+                            pkt: sio_packet.Packet | None) -> None:
+        """Tell the client why, in the contract's shape where the protocol
+        has a place for it, before engine.io drops the connection."""
+        packet_type = pkt.packet_type if pkt is not None else None
+        namespace = (pkt.namespace if pkt is not None else None) or NAMESPACE
+        ack_id = pkt.id if pkt is not None else None
+        sid = self._connected_sid(eio_sid)
+        if self.on_violation is not None:
+            await self.on_violation(eio_sid, sid, violation)
+        error = violation.error()
+        with contextlib.suppress(Exception):
+            if sid is None:
+                if packet_type == sio_packet.CONNECT:
+                    await self._send_packet(eio_sid, self.packet_class(
+                        sio_packet.CONNECT_ERROR, namespace=namespace,
+                        data={"message": violation.code, "data": error}))
+                return
+            if packet_type == sio_packet.EVENT and ack_id is not None:
+                await self._send_packet(eio_sid, self.packet_class(
+                    sio_packet.ACK, namespace=NAMESPACE, id=ack_id,
+                    data=[{"ok": False, "error": error}]))
+            await self.emit("session:ended", {"reason": violation.reason, "error": error},
+                            to=sid, ignore_queue=True)
+
+    async def _handle_eio_disconnect(self, eio_sid: str, reason: Any) -> None:
+        await super()._handle_eio_disconnect(eio_sid, reason)
+        self.eio.forget(eio_sid)

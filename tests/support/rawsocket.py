@@ -1,0 +1,165 @@
+"""A hand-driven Engine.IO v4 / Socket.IO v5 client over a raw websocket
+(and long-polling), so tests can send exactly the frames an attacker would:
+reserved event names, binary attachments, malformed packets."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+CLOSED = object()
+
+
+class RawSocket:
+    """One engine.io websocket connection. ``recv`` answers server pings
+    (unless ``answer_pings`` is off) and returns every other frame."""
+
+    def __init__(self, base_url: str, *, answer_pings: bool = True) -> None:
+        self.base_url = base_url
+        self.answer_pings = answer_pings
+        self.frames: list[str | bytes] = []
+        self.sid: str | None = None
+        self.close_code: int | None = None
+        self._http: aiohttp.ClientSession | None = None
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+
+    async def open(self, token: str | None = None) -> "RawSocket":
+        """Engine.IO handshake; with ``token``, the Socket.IO CONNECT too."""
+        self._http = aiohttp.ClientSession()
+        self._ws = await self._http.ws_connect(
+            f"{self.base_url}/socket.io/?EIO=4&transport=websocket", max_msg_size=0,
+        )
+        opening = await self.recv()
+        assert isinstance(opening, str) and opening.startswith("0{"), opening
+        if token is not None:
+            await self.send("40" + json.dumps({"token": token}))
+            reply = await self.recv()
+            assert isinstance(reply, str) and reply.startswith("40{"), reply
+            self.sid = json.loads(reply[2:])["sid"]
+        return self
+
+    async def send(self, frame: str | bytes) -> bool:
+        """Send one frame; False once the server has closed the connection."""
+        assert self._ws is not None
+        if self._ws.closed:
+            return False
+        try:
+            if isinstance(frame, bytes):
+                await self._ws.send_bytes(frame)
+            else:
+                await self._ws.send_str(frame)
+        except (ConnectionError, RuntimeError, aiohttp.ClientError):
+            return False
+        return True
+
+    async def recv(self, timeout: float = 5.0) -> Any:
+        """The next frame that is not a ping, or ``CLOSED``."""
+        assert self._ws is not None
+        while True:
+            msg = await self._ws.receive(timeout=timeout)
+            if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING,
+                            aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
+                if msg.type == aiohttp.WSMsgType.CLOSE:
+                    self.close_code = msg.data
+                return CLOSED
+            if msg.type == aiohttp.WSMsgType.TEXT and msg.data == "2":
+                if self.answer_pings:
+                    await self.send("3")
+                continue
+            self.frames.append(msg.data)
+            return msg.data
+
+    async def until_closed(self, timeout: float = 5.0) -> list[Any]:
+        """Read until the server closes the connection; returns the frames
+        seen on the way. Raises ``TimeoutError`` if it stays open."""
+        seen: list[Any] = []
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                raise TimeoutError(f"still open after {timeout}s; got {seen[-5:]}")
+            try:
+                frame = await self.recv(timeout=left)
+            except asyncio.TimeoutError:
+                continue
+            if frame is CLOSED:
+                return seen
+            seen.append(frame)
+
+    async def close(self) -> None:
+        if self._ws is not None:
+            await self._ws.close()
+        if self._http is not None:
+            await self._http.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._ws is None or self._ws.closed
+
+
+def events_in(frames: list[Any], name: str | None = None) -> list[list[Any]]:
+    """Socket.IO EVENT payloads (``42[...]``) among raw frames."""
+    out = []
+    for frame in frames:
+        if isinstance(frame, str) and frame.startswith("42["):
+            data = json.loads(frame[2:])
+            if name is None or data[0] == name:
+                out.append(data)
+    return out
+
+
+def acks_in(frames: list[Any]) -> dict[int, Any]:
+    """Socket.IO ACK payloads by id (``43<id>[...]``)."""
+    out = {}
+    for frame in frames:
+        if isinstance(frame, str) and frame.startswith("43"):
+            body = frame[2:]
+            digits = len(body) - len(body.lstrip("0123456789"))
+            out[int(body[:digits])] = json.loads(body[digits:])[0]
+    return out
+
+
+def rss_kib(pid: int) -> int:
+    """Resident set size of a process, from /proc/<pid>/status."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+class PollingSocket:
+    """Engine.IO over HTTP long-polling, by hand: ``get()`` returns the
+    packets of one poll (``None`` for an HTTP error), ``post()`` the status."""
+
+    def __init__(self, base_url: str) -> None:
+        self.url = f"{base_url}/socket.io/?EIO=4&transport=polling"
+        self._http = aiohttp.ClientSession()
+        self.sid: str | None = None
+
+    async def open(self, token: str | None = None) -> "PollingSocket":
+        opening = await self.get()
+        assert opening and opening[0].startswith("0{"), opening
+        self.url += "&sid=" + json.loads(opening[0][1:])["sid"]
+        if token is not None:
+            assert await self.post("40" + json.dumps({"token": token})) == 200
+            reply = await self.get()
+            assert reply and reply[0].startswith("40{"), reply
+            self.sid = json.loads(reply[0][2:])["sid"]
+        return self
+
+    async def get(self, timeout: float = 10.0) -> list[str] | None:
+        async with self._http.get(self.url, timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+            body = await resp.text()
+            return body.split("\x1e") if resp.status == 200 else None
+
+    async def post(self, body: str | bytes) -> int:
+        async with self._http.post(self.url, data=body) as resp:
+            await resp.read()
+            return resp.status
+
+    async def close(self) -> None:
+        await self._http.close()
