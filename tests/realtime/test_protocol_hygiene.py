@@ -105,10 +105,14 @@ async def test_a_disconnect_event_does_not_leave_a_socket_that_outlives_the_sess
 async def test_fake_connect_events_neither_fake_presence_nor_pass_the_socket_cap(make_client):
     node = await _node(make_client, socket_max_per_user=2)
     alice, bob = await register_user(node, "alice"), await register_user(node, "bob")
+    status, _ = await http_json("PATCH", f"{node}/api/v1/users/me", token=alice["access_token"],
+                                json={"presence_visibility": "public"})
+    assert status == 200
     watcher = await SocketUser(node, bob["access_token"], name="bob").connect()
     raw = await RawSocket(node).open(alice["access_token"])
     try:
-        await watcher.call("presence:subscribe", {"user_ids": [alice["id"]]})
+        subscribed = await watcher.call("presence:subscribe", {"user_ids": [alice["id"]]})
+        assert subscribed["ok"] and not subscribed.get("hidden"), subscribed
         for _ in range(5):
             if not await raw.send('42["connect",{},' + json.dumps({"token": alice["access_token"]}) + "]"):
                 break
