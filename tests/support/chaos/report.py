@@ -1,0 +1,146 @@
+"""What the soak checks at the end, and the short report it prints.
+
+Every acked message must have been shown to every member of its room exactly
+once (live, through ``room:sync`` after a reconnect or a hole, or through the
+final catch-up); the stored seqs of every room must be 1..N with nothing
+stored that no sender got an ack for; no message may be broadcast twice;
+no 5xx may come outside the outage windows (with a short grace for requests
+in flight), and no node may stop answering outside its own downtime."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from .clients import FINAL, LIVE, SYNC, ChatClient
+from .cluster import Fault
+from .probes import RestAnswer
+
+OUTAGE_GRACE_S = 3.0  # requests answered this soon after an outage still belong to it
+
+
+@dataclass
+class SoakReport:
+    seconds: float = 0.0
+    nodes: int = 0
+    users: int = 0
+    rooms: int = 0
+    faults: Counter[str] = field(default_factory=Counter)
+    sent: int = 0
+    acked: int = 0
+    expected_deliveries: int = 0
+    live: int = 0
+    recovered: int = 0
+    final_sync: int = 0
+    lost: int = 0
+    duplicates: int = 0
+    seq_gaps: int = 0
+    seq_duplicates: int = 0
+    unacked_stored: int = 0
+    ack_errors: Counter[str] = field(default_factory=Counter)
+    refused: list[Any] = field(default_factory=list)
+    rest_total: int = 0
+    rest_5xx_in_outage: int = 0
+    rest_5xx_outside: list[RestAnswer] = field(default_factory=list)
+    rest_failures_outside: list[RestAnswer] = field(default_factory=list)
+    presence: dict[str, list[float]] = field(default_factory=dict)
+    presence_failures: list[str] = field(default_factory=list)
+    recovery_failures: list[str] = field(default_factory=list)
+
+    def problems(self) -> list[str]:
+        found = [f"{self.lost} acked deliveries lost"] if self.lost else []
+        if self.duplicates:
+            found.append(f"{self.duplicates} duplicate deliveries or stored duplicates")
+        if self.seq_gaps or self.seq_duplicates:
+            found.append(f"seqs: {self.seq_gaps} gaps, {self.seq_duplicates} duplicates")
+        if self.unacked_stored or self.sent != self.acked:
+            found.append(f"sent {self.sent}, acked {self.acked}, stored unacked {self.unacked_stored}")
+        if self.refused:
+            found.append(f"sends refused: {self.refused[:3]}")
+        if self.rest_5xx_outside:
+            found.append(f"5xx outside outages: {self.rest_5xx_outside[:5]}")
+        if self.rest_failures_outside:
+            found.append(f"no answer outside outages: {self.rest_failures_outside[:5]}")
+        return found + self.presence_failures + self.recovery_failures
+
+    def lines(self) -> list[str]:
+        faults = ", ".join(f"{n} {k}" for k, n in sorted(self.faults.items())) or "none"
+        presence = "; ".join(
+            f"{k} max {max(v):.1f} s over {len(v)}" for k, v in sorted(self.presence.items()) if v
+        ) or "not measured"
+        return [
+            f"chaos soak: {self.seconds:.0f} s, {self.nodes} nodes, {self.users} users, "
+            f"{self.rooms} rooms; faults: {faults}",
+            f"messages: sent {self.sent}, acked {self.acked}; deliveries to members "
+            f"{self.expected_deliveries}: live {self.live}, recovered through sync "
+            f"{self.recovered}, final sync {self.final_sync}; lost {self.lost}, "
+            f"duplicates {self.duplicates}",
+            f"seqs: gaps {self.seq_gaps}, duplicates {self.seq_duplicates}, stored but never "
+            f"acked {self.unacked_stored}; retried send acks: {dict(self.ack_errors) or 'none'}",
+            f"rest: {self.rest_total} requests, 5xx in outage windows {self.rest_5xx_in_outage}, "
+            f"5xx outside {len(self.rest_5xx_outside)}, unanswered outside outages "
+            f"{len(self.rest_failures_outside)}",
+            f"presence convergence: {presence}",
+        ]
+
+
+def check_messages(report: SoakReport, clients: list[ChatClient],
+                   stored: dict[str, list[dict[str, Any]]], members: dict[str, list[str]]) -> None:
+    """``stored``: every room's messages as ``room:sync`` from seq 0 returns them."""
+    acked = {m["id"]: m for c in clients for m in c.acked.values()}
+    report.sent = sum(c.sent for c in clients)
+    report.acked = sum(len(c.acked) for c in clients)
+    for c in clients:
+        report.ack_errors.update(c.ack_errors)
+        report.refused.extend(c.refused)
+        report.duplicates += sum(n - 1 for n in c.live_receipts.values() if n > 1)
+    for room_id, messages in stored.items():
+        seqs = [m["seq"] for m in messages]
+        report.seq_duplicates += len(seqs) - len(set(seqs))
+        top = max(seqs, default=0)
+        report.seq_gaps += len(set(range(1, top + 1)) - set(seqs))
+        keys = Counter((m["sender_id"], m["client_id"]) for m in messages)
+        report.duplicates += sum(n - 1 for n in keys.values() if n > 1)
+        report.unacked_stored += sum(1 for m in messages if m["id"] not in acked)
+    by_id = {m["id"]: m for messages in stored.values() for m in messages}
+    report.lost += sum(1 for mid in acked if mid not in by_id)  # acked but not stored
+    by_user = {c.user_id: c for c in clients}
+    for mid, message in acked.items():
+        for member in members[message["room_id"]]:
+            client = by_user.get(member)
+            if client is None:
+                continue
+            report.expected_deliveries += 1
+            shown = client.views[message["room_id"]].shown.get(message["seq"])
+            if shown is None:
+                report.lost += 1
+            elif shown[0] != mid:
+                report.duplicates += 1  # another message shown at this seq
+            else:
+                report.live += shown[1] == LIVE
+                report.recovered += shown[1] == SYNC
+                report.final_sync += shown[1] == FINAL
+    for c in clients:
+        report.duplicates += sum(len(v.conflicts) for v in c.views.values())
+
+
+def check_rest(report: SoakReport, answers: list[RestAnswer], faults: list[Fault]) -> None:
+    report.rest_total = len(answers)
+    outages = [f for f in faults if f.outage]
+    for answer in answers:
+        in_outage = any(f.overlaps(answer.started, answer.ended, grace=OUTAGE_GRACE_S)
+                        for f in outages)
+        if answer.status is not None and answer.status >= 500:
+            if in_outage:
+                report.rest_5xx_in_outage += 1
+            else:
+                report.rest_5xx_outside.append(answer)
+        elif answer.status is None and not in_outage:
+            node_down = any(
+                f.kind == "node_kill" and f.target == f"node{answer.node}"
+                and f.overlaps(answer.started, answer.ended, grace=OUTAGE_GRACE_S)
+                for f in faults
+            )
+            if not node_down:
+                report.rest_failures_outside.append(answer)
