@@ -178,7 +178,7 @@ class Soak:
             await probe.stop()
             for c in self._everyone():
                 await c.stop()
-        check_rest(self.report, probe.answers, self.cluster.faults)
+        check_rest(self.report, probe.answers, self.cluster.faults, started)
         self.report.seconds = time.monotonic() - started
         return self.report
 
