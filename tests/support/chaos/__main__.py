@@ -17,11 +17,14 @@ def main() -> int:
     parser.add_argument("--users", type=int, default=12)
     parser.add_argument("--send-interval", type=float, default=1.0,
                         help="seconds between one user's messages")
+    parser.add_argument("--burst", type=int, default=3,
+                        help="sends one user has in flight at once")
     parser.add_argument("--seed", type=int, default=8)
     parser.add_argument("--workdir", type=Path, help="keep node logs here")
     args = parser.parse_args()
     config = SoakConfig(duration_s=args.minutes * 60, users=args.users,
-                        send_interval_s=args.send_interval, seed=args.seed)
+                        send_interval_s=args.send_interval, burst=args.burst,
+                        seed=args.seed)
     with tempfile.TemporaryDirectory(prefix="skillshare-chaos-") as tmp:
         workdir = args.workdir or Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)

@@ -113,7 +113,7 @@ class ChatClient:
 
     def __init__(
         self, *, name: str, user_id: str, token: str, rooms: list[str], urls: list[str],
-        home: int, send_interval: float | None, rng: random.Random,
+        home: int, send_interval: float | None, rng: random.Random, burst: int = 1,
     ) -> None:
         self.name = name
         self.user_id = user_id
@@ -121,6 +121,7 @@ class ChatClient:
         self.urls = urls
         self.home = home
         self.send_interval = send_interval
+        self.burst = burst
         self.rng = rng
         self.views = {room_id: RoomView() for room_id in rooms}
         self.conn: Connection | None = None
@@ -137,6 +138,8 @@ class ChatClient:
         self.live_receipts: Counter[str] = Counter()  # message id -> live events received
         self.connects = 0
         self.last_ack_at = 0.0  # monotonic time of the latest ok send ack
+        self.last_live_at = 0.0  # monotonic time of the latest live message
+        self.presence_events: list[tuple[float, dict[str, Any]]] = []
         self._tasks: list[asyncio.Task[Any]] = []
         self._gap_syncs: set[str] = set()
 
@@ -194,6 +197,7 @@ class ChatClient:
         for url in urls:
             conn = Connection(url)
             conn.sio.on("message", self._on_message)
+            conn.sio.on("presence", self._on_presence)
             conn.sio.on("disconnect", lambda *_a, c=conn: c.closed.set())
             try:
                 await asyncio.wait_for(conn.sio.connect(
@@ -236,6 +240,7 @@ class ChatClient:
         if view is None:
             return
         self.live_receipts[message["id"]] += 1
+        self.last_live_at = time.monotonic()
         view.deliver(message, LIVE)
         room_id = message["room_id"]
         if view.has_hole and room_id not in self._gap_syncs:
@@ -243,6 +248,9 @@ class ChatClient:
             task = asyncio.create_task(self._fill_gap(room_id, view))
             self._tasks.append(task)
             task.add_done_callback(self._tasks.remove)
+
+    async def _on_presence(self, event: dict[str, Any]) -> None:
+        self.presence_events.append((time.monotonic(), event))
 
     async def _fill_gap(self, room_id: str, view: RoomView) -> None:
         try:
@@ -259,18 +267,26 @@ class ChatClient:
 
     # -- sending -------------------------------------------------------------
     async def _send_loop(self) -> None:
+        """Every ``send_interval`` (jittered) a burst of ``burst`` sends to
+        one room, all in flight at once as a hurried user (or the SDK's
+        queue) would; each is retried with its ``client_id`` until acked."""
         assert self.send_interval is not None
         rooms = list(self.views)
-        while not self.closing:
-            if not self.pending:
-                if not self.sending:
-                    return
+        while self.sending and not self.closing:
+            room_id = self.rng.choice(rooms)
+            burst = []
+            for _ in range(self.burst):
                 self.sent += 1
-                self.pending.append(Outgoing(str(uuid.uuid4()), self.rng.choice(rooms),
-                                             f"{self.name} #{self.sent}"))
+                out = Outgoing(str(uuid.uuid4()), room_id, f"{self.name} #{self.sent}")
+                self.pending.append(out)
+                burst.append(self._deliver_send(out))
+            await asyncio.gather(*burst)
+            await asyncio.sleep(self.rng.uniform(0.5, 1.5) * self.send_interval * self.burst)
+
+    async def _deliver_send(self, out: Outgoing) -> None:
+        while not self.closing:
             await self.ready.wait()
             conn = self.conn
-            out = self.pending[0]
             out.attempts += 1
             try:
                 ack = await conn.call("message:send", {"room_id": out.room_id,
@@ -281,13 +297,14 @@ class ChatClient:
                 if exc.code not in RETRYABLE_CODES:
                     self.refused.append(exc.detail)  # a defect: reported, retried unless final
                 if exc.code in FINAL_CODES:
-                    self.pending.pop(0)
+                    self.pending.remove(out)
+                    return
                 await asyncio.sleep(self.rng.uniform(*RECONNECT_DELAY_S))
                 continue
             self.acked[out.client_id] = ack["message"]
             self.last_ack_at = time.monotonic()
-            self.pending.pop(0)
-            await asyncio.sleep(self.rng.uniform(0.5, 1.5) * self.send_interval)
+            self.pending.remove(out)
+            return
 
     async def drained(self) -> None:
         while self.pending or not self.ready.is_set():

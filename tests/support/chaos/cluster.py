@@ -90,10 +90,12 @@ class ChaosCluster:
         await asyncio.to_thread(self.nodes[index].start, NODE_START_TIMEOUT_S)
         fault.ended = time.monotonic()
 
-    async def restart_redis(self) -> Fault:
-        """Kill redis-server and start a new, empty one on the same port."""
+    async def restart_redis(self, down_s: float) -> Fault:
+        """Kill redis-server; ``down_s`` later start a new, empty one on the
+        same port."""
         fault = self._begin("redis_restart", "redis", outage=True)
         await asyncio.to_thread(self.redis.kill)
+        await asyncio.sleep(down_s)
         await asyncio.to_thread(self.redis.start)
         fault.ended = time.monotonic()
         return fault

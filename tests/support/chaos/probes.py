@@ -21,7 +21,7 @@ PRESENCE_POLL_S = 0.2
 @dataclass(frozen=True)
 class RestAnswer:
     node: int
-    path: str
+    path: str  # "GET /healthz"
     started: float
     ended: float
     status: int | None  # None: no HTTP answer
@@ -59,23 +59,27 @@ class RestProbe:
         assert self._session is not None
         while True:
             for path in self.paths:
-                self.answers.append(await self._get(node, path))
+                self.answers.append(await self._request(node, "GET", path))
+            self.answers.append(await self._request(node, "PATCH", "/api/v1/users/me",
+                                                    {"bio": f"probe {len(self.answers)}"}))
             await asyncio.sleep(REST_PAUSE_S)
 
-    async def _get(self, node: int, path: str) -> RestAnswer:
+    async def _request(self, node: int, method: str, path: str,
+                       body: dict[str, Any] | None = None) -> RestAnswer:
         assert self._session is not None
         started = time.monotonic()
+        name = f"{method} {path}"
         try:
-            async with self._session.get(self.urls[node] + path) as resp:
+            async with self._session.request(method, self.urls[node] + path, json=body) as resp:
                 await resp.read()
-                return RestAnswer(node, path, started, time.monotonic(), resp.status)
+                return RestAnswer(node, name, started, time.monotonic(), resp.status)
         except aiohttp.ClientConnectorError:
             failure = "refused"
         except asyncio.TimeoutError:
             failure = "stalled"
         except aiohttp.ClientError as exc:
             failure = type(exc).__name__
-        return RestAnswer(node, path, started, time.monotonic(), None, failure)
+        return RestAnswer(node, name, started, time.monotonic(), None, failure)
 
 
 async def presence_of(watcher: ChatClient, user_ids: list[str]) -> dict[str, str]:

@@ -45,6 +45,7 @@ class SoakReport:
     rest_5xx_outside: list[str] = field(default_factory=list)
     rest_failures_outside: list[str] = field(default_factory=list)
     presence: dict[str, list[float]] = field(default_factory=dict)
+    presence_bounds: str = ""
     presence_failures: list[str] = field(default_factory=list)
     recovery_failures: list[str] = field(default_factory=list)
 
@@ -67,7 +68,7 @@ class SoakReport:
     def lines(self) -> list[str]:
         faults = ", ".join(f"{n} {k}" for k, n in sorted(self.faults.items())) or "none"
         presence = "; ".join(
-            f"{k} max {max(v):.1f} s over {len(v)}" for k, v in sorted(self.presence.items()) if v
+            f"{k}: max {max(v):.1f} s ({len(v)}x)" for k, v in sorted(self.presence.items()) if v
         ) or "not measured"
         return [
             f"chaos soak: {self.seconds:.0f} s, {self.nodes} nodes, {self.users} users, "
@@ -82,6 +83,7 @@ class SoakReport:
             f"5xx outside {len(self.rest_5xx_outside)}, unanswered outside outages "
             f"{len(self.rest_failures_outside)}",
             f"presence convergence: {presence}",
+            f"  ({self.presence_bounds})",
         ]
 
 
@@ -128,7 +130,7 @@ def check_messages(report: SoakReport, clients: list[ChatClient],
 def describe(answer: RestAnswer, faults: list[Fault], origin: float) -> str:
     """``node1 GET /x -> 503 at +41.2 s (3.4 s after redis_restart ended)``."""
     what = answer.status if answer.status is not None else answer.failure
-    text = f"node{answer.node} GET {answer.path} -> {what} at +{answer.started - origin:.1f} s"
+    text = f"node{answer.node} {answer.path} -> {what} at +{answer.started - origin:.1f} s"
     ended = [f for f in faults if f.ended is not None and f.ended <= answer.started]
     if ended:
         last = max(ended, key=lambda f: f.ended or 0.0)

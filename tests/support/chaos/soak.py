@@ -16,7 +16,7 @@ from typing import Any
 from tests.support.realtime import http_json, register_user
 
 from .clients import ChatClient, ClientFailure
-from .cluster import ChaosCluster, Fault
+from .cluster import HEARTBEAT_INTERVAL_S, NODE_TTL_S, SWEEP_INTERVAL_S, ChaosCluster, Fault
 from .probes import RestProbe, wait_presence
 from .report import SoakReport, check_messages, check_rest
 
@@ -26,6 +26,7 @@ PRESENCE_BOUND_S = 30.0
 RECOVERY_TIMEOUT_S = 90.0  # everyone reconnected, caught up and acked again
 DRAIN_TIMEOUT_S = 120.0
 DB_PAUSE_S = 5.0
+REDIS_DOWN_S = 2.0  # between killing redis-server and starting the new one
 ROOM_SIZE = 3
 
 
@@ -35,6 +36,7 @@ class SoakConfig:
     nodes: int = 3
     users: int = 12
     send_interval_s: float = 1.0  # per user: ~users/interval messages per second in all
+    burst: int = 3  # sends a user has in flight at once (same room)
     quiet_s: float = 3.0  # steady chat between faults
     seed: int = 8
 
@@ -46,7 +48,10 @@ class Soak:
         self.cluster = cluster
         self.log = log
         self.rng = random.Random(config.seed)
-        self.report = SoakReport(nodes=config.nodes, users=config.users)
+        self.report = SoakReport(nodes=config.nodes, users=config.users, presence_bounds=(
+            f"documented: a dead node's users offline within node_ttl + sweep = "
+            f"{NODE_TTL_S + SWEEP_INTERVAL_S:.1f} s (contract: 30 s), other changes within 2 s, "
+            f"after a Redis restart at the next heartbeat ({HEARTBEAT_INTERVAL_S} s)"))
         self.clients: list[ChatClient] = []
         self.watcher: ChatClient | None = None
         self.members: dict[str, list[str]] = {}
@@ -72,6 +77,7 @@ class Soak:
                 name=f"soak{i}", user_id=u["id"], token=u["access_token"],
                 rooms=rooms_of[u["id"]], urls=urls, home=i % len(urls),
                 send_interval=self.config.send_interval_s, rng=random.Random(self.rng.random()),
+                burst=self.config.burst,
             ))
         self.watcher = ChatClient(name="watcher", user_id=watcher["id"],
                                   token=watcher["access_token"], rooms=[everyone["id"]],
@@ -95,34 +101,56 @@ class Soak:
 
     async def _recovered(self, after: str) -> None:
         """Every client connected and caught up, every sender acked again
-        since now, and presence showing everyone online; else a recovery
-        failure."""
+        and every member got a live message since now (fan-out works again),
+        and presence showing everyone online; else a recovery failure."""
         started = time.monotonic()
         try:
             await asyncio.wait_for(self._all_ready(started), RECOVERY_TIMEOUT_S)
         except asyncio.TimeoutError:
-            stuck = [c.name for c in self._everyone() if not c.ready.is_set() or c.pending]
+            stuck = [c.name for c in self._everyone() if not c.ready.is_set()
+                     or (c in self.clients and min(c.last_ack_at, c.last_live_at) <= started)]
             self.report.recovery_failures.append(f"no recovery after {after}: {stuck}")
             raise
-        await self._presence("online_after_" + after,
-                             {c.user_id: "online" for c in self.clients})
+        await self._presence("", {c.user_id: "online" for c in self.clients})
         self.log(f"  recovered after {after} in {time.monotonic() - started:.1f} s")
 
     async def _all_ready(self, since: float) -> None:
         while True:
             if all(c.ready.is_set() for c in self._everyone()) and all(
-                    c.last_ack_at > since for c in self.clients):
+                    c.last_ack_at > since and c.last_live_at > since for c in self.clients):
                 return
             await asyncio.sleep(0.1)
 
-    async def _presence(self, what: str, expected: dict[str, str]) -> None:
+    async def _presence(self, what: str, expected: dict[str, str],
+                        since: float | None = None) -> None:
+        """How long until the cluster answers ``expected`` for these users,
+        counted from ``since`` (default now); beyond the contract's bound it
+        is a failure."""
         assert self.watcher is not None
+        since = time.monotonic() if since is None else since
         try:
-            took = await wait_presence(self.watcher, expected, timeout=PRESENCE_BOUND_S)
+            await wait_presence(self.watcher, expected,
+                                timeout=PRESENCE_BOUND_S - (time.monotonic() - since))
         except TimeoutError as exc:
-            self.report.presence_failures.append(f"{what}: {exc}")
+            self.report.presence_failures.append(f"{what or 'everyone online'}: {exc}")
             return
-        self.report.presence.setdefault(what, []).append(took)
+        if what:
+            self.report.presence.setdefault(what, []).append(time.monotonic() - since)
+
+    async def _live_offline_events(self, users: list[str], since: float, connects: int) -> None:
+        """The watcher, subscribed and connected throughout, got a live
+        ``offline`` event for each of ``users`` (not only the snapshot)."""
+        watcher = self.watcher
+        assert watcher is not None
+        deadline = since + PRESENCE_BOUND_S
+        missing = set(users)
+        while missing and time.monotonic() < deadline and watcher.connects == connects:
+            missing -= {e["user_id"] for t, e in watcher.presence_events
+                        if t >= since and e.get("status") == "offline"}
+            await asyncio.sleep(0.1)
+        if missing and watcher.connects == connects:
+            self.report.presence_failures.append(
+                f"no live offline presence event for {sorted(missing)} within {PRESENCE_BOUND_S} s")
 
     # -- faults --------------------------------------------------------------
     async def kill_node(self, index: int) -> None:
@@ -130,18 +158,27 @@ class Soak:
         held = victims[: max(1, len(victims) // 2)] if victims else []
         for c in held:
             c.hold()  # these stay away: their users must go offline
+        assert self.watcher is not None
+        connects = self.watcher.connects
         fault = await self.cluster.kill_node(index)
         self.log(f"  SIGKILL node{index} ({len(victims)} clients, {len(held)} held away)")
         if held:
-            await self._presence("offline_after_node_kill", {c.user_id: "offline" for c in held})
+            await self._presence("node kill: offline", {c.user_id: "offline" for c in held},
+                                 since=fault.started)
+            await self._live_offline_events([c.user_id for c in held], fault.started, connects)
         await self.cluster.restart_node(fault, index)
+        released = time.monotonic()
         for c in held:
             c.release()
+        await self._presence("node kill: back online after reconnecting",
+                             {c.user_id: "online" for c in held}, since=released)
         await self._recovered(f"node{index} kill")
 
     async def restart_redis(self) -> None:
-        await self.cluster.restart_redis()
-        self.log("  redis-server killed and restarted")
+        fault = await self.cluster.restart_redis(REDIS_DOWN_S)
+        self.log(f"  redis-server killed, started again {REDIS_DOWN_S:.0f} s later")
+        await self._presence("redis restart: everyone online again",
+                             {c.user_id: "online" for c in self.clients}, since=fault.ended)
         await self._recovered("redis restart")
 
     async def pause_database(self) -> Fault:
