@@ -34,6 +34,7 @@ def _check(report: SoakReport, workdir: Path) -> None:
     assert min(report.faults.values()) >= 1
 
 
+@pytest.mark.timeout(600)  # a loaded 2-core machine: recovery waits are generous
 async def test_chaos_soak_one_minute(tmp_path: Path) -> None:
     """Each fault at least once (one cycle takes ~30-60 s on a loaded machine)."""
     report = await run_soak(SoakConfig(duration_s=30.0, users=9), tmp_path, log=print)
@@ -41,6 +42,7 @@ async def test_chaos_soak_one_minute(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
 async def test_chaos_soak_ten_minutes(tmp_path: Path) -> None:
     report = await run_soak(SoakConfig(duration_s=600.0, users=12), tmp_path, log=print)
     _check(report, tmp_path)

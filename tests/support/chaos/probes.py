@@ -26,6 +26,7 @@ class RestAnswer:
     ended: float
     status: int | None  # None: no HTTP answer
     failure: str | None = None  # refused | stalled | <exception name>
+    error_code: str | None = None  # error.code of an error answer in the contract's shape
 
 
 class RestProbe:
@@ -72,7 +73,12 @@ class RestProbe:
         try:
             async with self._session.request(method, self.urls[node] + path, json=body) as resp:
                 await resp.read()
-                return RestAnswer(node, name, started, time.monotonic(), resp.status)
+                code = None
+                if resp.status >= 400:
+                    code = error_code(await resp.json(content_type=None)
+                                      if resp.content_type == "application/json" else None)
+                return RestAnswer(node, name, started, time.monotonic(), resp.status,
+                                  error_code=code)
         except aiohttp.ClientConnectorError:
             failure = "refused"
         except asyncio.TimeoutError:
@@ -80,6 +86,14 @@ class RestProbe:
         except aiohttp.ClientError as exc:
             failure = type(exc).__name__
         return RestAnswer(node, name, started, time.monotonic(), None, failure)
+
+
+def error_code(body: Any) -> str | None:
+    """``error.code`` when ``body`` is the contract's error shape, else None."""
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict) and {"code", "message", "details", "request_id"} <= set(error):
+        return str(error["code"])
+    return None
 
 
 async def presence_of(watcher: ChatClient, user_ids: list[str]) -> dict[str, str]:

@@ -9,6 +9,7 @@ in flight), and no node may stop answering outside its own downtime."""
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +18,12 @@ from .clients import FINAL, LIVE, SYNC, ChatClient
 from .cluster import Fault
 from .probes import RestAnswer
 
+# Lines a node writes only for a bug: a REST handler or a socket event
+# handler raised something unexpected, or a task died unobserved.
+UNEXPECTED_LOG_LINES = re.compile(
+    r"unhandled error in |socket \S+ event .* failed$|Task exception was never retrieved",
+    re.MULTILINE,
+)
 OUTAGE_GRACE_S = 3.0  # requests answered this soon after an outage still belong to it
 
 
@@ -44,8 +51,11 @@ class SoakReport:
     rest_5xx_in_outage: int = 0
     rest_5xx_outside: list[str] = field(default_factory=list)
     rest_failures_outside: list[str] = field(default_factory=list)
+    rest_4xx: list[str] = field(default_factory=list)  # the probes only send valid requests
+    rest_bad_errors: list[str] = field(default_factory=list)  # not the contract's error shape
     presence: dict[str, list[float]] = field(default_factory=dict)
     presence_bounds: str = ""
+    unexpected_log_lines: list[str] = field(default_factory=list)
     presence_failures: list[str] = field(default_factory=list)
     recovery_failures: list[str] = field(default_factory=list)
 
@@ -61,8 +71,14 @@ class SoakReport:
             found.append(f"sends refused: {self.refused[:3]}")
         if self.rest_5xx_outside:
             found.append(f"5xx outside outages: {self.rest_5xx_outside[:5]}")
+        if self.rest_4xx:
+            found.append(f"4xx to valid requests: {self.rest_4xx[:5]}")
+        if self.rest_bad_errors:
+            found.append(f"errors not in the contract's shape: {self.rest_bad_errors[:5]}")
         if self.rest_failures_outside:
             found.append(f"no answer outside outages: {self.rest_failures_outside[:5]}")
+        if self.unexpected_log_lines:
+            found.append(f"unexpected errors in node logs: {self.unexpected_log_lines[:5]}")
         return found + self.presence_failures + self.recovery_failures
 
     def lines(self) -> list[str]:
@@ -81,7 +97,7 @@ class SoakReport:
             f"acked {self.unacked_stored}; retried send acks: {dict(self.ack_errors) or 'none'}",
             f"rest: {self.rest_total} requests, 5xx in outage windows {self.rest_5xx_in_outage}, "
             f"5xx outside {len(self.rest_5xx_outside)}, unanswered outside outages "
-            f"{len(self.rest_failures_outside)}",
+            f"{len(self.rest_failures_outside)}, 4xx {len(self.rest_4xx)}",
             f"presence convergence: {presence}",
             f"  ({self.presence_bounds})",
         ]
@@ -145,6 +161,10 @@ def check_rest(report: SoakReport, answers: list[RestAnswer], faults: list[Fault
     for answer in answers:
         in_outage = any(f.overlaps(answer.started, answer.ended, grace=OUTAGE_GRACE_S)
                         for f in outages)
+        if answer.status is not None and answer.status >= 400 and answer.error_code is None:
+            report.rest_bad_errors.append(describe(answer, faults, origin))
+        if answer.status is not None and 400 <= answer.status < 500:
+            report.rest_4xx.append(describe(answer, faults, origin) + f" {answer.error_code}")
         if answer.status is not None and answer.status >= 500:
             if in_outage:
                 report.rest_5xx_in_outage += 1
@@ -158,3 +178,11 @@ def check_rest(report: SoakReport, answers: list[RestAnswer], faults: list[Fault
             )
             if not node_down:
                 report.rest_failures_outside.append(describe(answer, faults, origin))
+
+
+def check_logs(report: SoakReport, logs: dict[str, str]) -> None:
+    for name, text in logs.items():
+        for match in UNEXPECTED_LOG_LINES.finditer(text):
+            start = text.rfind("\n", 0, match.start()) + 1
+            end = text.find("\n", match.end())
+            report.unexpected_log_lines.append(f"{name}: {text[start:end if end >= 0 else None]}")

@@ -18,7 +18,7 @@ from tests.support.realtime import http_json, register_user
 from .clients import ChatClient, ClientFailure
 from .cluster import HEARTBEAT_INTERVAL_S, NODE_TTL_S, SWEEP_INTERVAL_S, ChaosCluster, Fault
 from .probes import RestProbe, wait_presence
-from .report import SoakReport, check_messages, check_rest
+from .report import SoakReport, check_logs, check_messages, check_rest
 
 # The contract's outer presence bound (a node dying: offline within 30 s);
 # docs/realtime.md gives node_ttl + sweep_interval for the configured timings.
@@ -216,6 +216,7 @@ class Soak:
             for c in self._everyone():
                 await c.stop()
         check_rest(self.report, probe.answers, self.cluster.faults, started)
+        check_logs(self.report, {f"node{i}": n.log() for i, n in enumerate(self.cluster.nodes)})
         self.report.seconds = time.monotonic() - started
         return self.report
 
