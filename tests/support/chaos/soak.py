@@ -211,6 +211,9 @@ class Soak:
                         cycle += 1
             await asyncio.sleep(self.config.quiet_s)
             await self._finish()
+        except (asyncio.TimeoutError, ClientFailure) as exc:
+            # Recorded in report.recovery_failures; the rest cannot be judged.
+            self.report.recovery_failures.append(f"soak stopped early: {exc!r}")
         finally:
             await probe.stop()
             for c in self._everyone():
