@@ -84,7 +84,7 @@ class Soak:
                                   urls=urls, home=0, send_interval=None,
                                   rng=random.Random(self.rng.random()))
         self.report.rooms = len(groups)
-        return watcher["access_token"], next(iter(self.members))
+        return watcher["access_token"], everyone["id"]
 
     @staticmethod
     async def _group(url: str, owner: dict, others: list[dict], name: str) -> dict:
