@@ -1,7 +1,8 @@
 """Chaos soak: three node processes sharing one redis-server and the
 database (in a process of its own), users chatting in rooms spread over the
 nodes while a node is SIGKILLed and restarted, Redis is killed and started
-again empty, and the database is paused (SIGSTOP) for 5 s — repeatedly.
+again empty, and the database is paused (SIGSTOP) for 5 s — repeatedly (the
+10-minute run also kills a node while the database is paused).
 
 Nothing acked may be lost or duplicated, seqs stay gap-free, presence
 converges within the contract's bound, and no REST probe gets a 5xx outside
@@ -28,10 +29,8 @@ def _check(report: SoakReport, workdir: Path) -> None:
     assert report.seq_gaps == 0 and report.seq_duplicates == 0
     assert report.live + report.recovered + report.final_sync == report.expected_deliveries
     assert report.live > 0  # fan-out worked between the faults
-    assert report.faults == {"kill_node": report.faults["kill_node"],
-                             "restart_redis": report.faults["restart_redis"],
-                             "pause_database": report.faults["pause_database"]}
-    assert min(report.faults.values()) >= 1
+    for fault in ("kill_node", "restart_redis", "pause_database"):
+        assert report.faults[fault] >= 1
 
 
 @pytest.mark.timeout(600)  # a loaded 2-core machine: recovery waits are generous
@@ -44,6 +43,8 @@ async def test_chaos_soak_one_minute(tmp_path: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
 async def test_chaos_soak_ten_minutes(tmp_path: Path) -> None:
-    report = await run_soak(SoakConfig(duration_s=600.0, users=12), tmp_path, log=print)
+    report = await run_soak(SoakConfig(duration_s=600.0, users=12, overlap=True), tmp_path,
+                            log=print)
     _check(report, tmp_path)
+    assert report.faults["kill_node_during_database_pause"] >= 3
     assert report.faults["kill_node"] >= 3  # every node killed at least once

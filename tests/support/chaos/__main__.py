@@ -20,11 +20,13 @@ def main() -> int:
     parser.add_argument("--burst", type=int, default=3,
                         help="sends one user has in flight at once")
     parser.add_argument("--seed", type=int, default=8)
+    parser.add_argument("--overlap", action="store_true",
+                        help="also kill a node while the database is paused")
     parser.add_argument("--workdir", type=Path, help="keep node logs here")
     args = parser.parse_args()
     config = SoakConfig(duration_s=args.minutes * 60, users=args.users,
                         send_interval_s=args.send_interval, burst=args.burst,
-                        seed=args.seed)
+                        seed=args.seed, overlap=args.overlap)
     with tempfile.TemporaryDirectory(prefix="skillshare-chaos-") as tmp:
         workdir = args.workdir or Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)

@@ -203,7 +203,7 @@ class ChatClient:
                 await asyncio.wait_for(conn.sio.connect(
                     url, auth={"token": self.token}, transports=["websocket"],
                     wait_timeout=CONNECT_TIMEOUT_S), CONNECT_TIMEOUT_S * 2)
-            except (socketio.exceptions.ConnectionError, asyncio.TimeoutError, OSError):
+            except Exception:  # refused, timed out, reset: try the next node
                 await conn.close()
                 continue
             self.connects += 1

@@ -39,6 +39,7 @@ class SoakConfig:
     burst: int = 3  # sends a user has in flight at once (same room)
     quiet_s: float = 3.0  # steady chat between faults
     seed: int = 8
+    overlap: bool = False  # also: a node killed while the database is paused
 
 
 class Soak:
@@ -187,6 +188,19 @@ class Soak:
         await self._recovered("database pause")
         return fault
 
+    async def kill_node_during_database_pause(self) -> None:
+        """Two faults at once: a node dies with writes stuck in the paused
+        database (they may land after it is gone); it restarts once the
+        database is back."""
+        index = self.rng.randrange(self.config.nodes)
+        self.log(f"  database SIGSTOP for {DB_PAUSE_S:.0f} s, node{index} SIGKILLed meanwhile")
+        pause = asyncio.create_task(self.cluster.pause_database(DB_PAUSE_S))
+        await asyncio.sleep(DB_PAUSE_S / 2)
+        fault = await self.cluster.kill_node(index)
+        await pause
+        await self.cluster.restart_node(fault, index)
+        await self._recovered(f"node{index} kill during a database pause")
+
     # -- the run -------------------------------------------------------------
     async def run(self) -> SoakReport:
         started = time.monotonic()
@@ -198,6 +212,8 @@ class Soak:
         try:
             await self._recovered("start")
             actions = [self.kill_node, self.restart_redis, self.pause_database]
+            if self.config.overlap:
+                actions.append(self.kill_node_during_database_pause)
             cycle = 0
             while cycle == 0 or time.monotonic() - started < self.config.duration_s:
                 for step, action in enumerate(actions):
