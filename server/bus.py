@@ -98,7 +98,7 @@ class RedisBus(Bus):
 
     def _resubscribed(self, connection: Any) -> None:
         """redis-py reconnected the subscription by itself (its command
-        retry), so the listener saw no error: Redis may still have restarted
+        retry) and the listener saw no error; Redis may still have restarted
         empty, so the reconnect handlers run all the same."""
         task = asyncio.get_running_loop().create_task(self._reconnected(),
                                                       name="redis-bus-reconnected")

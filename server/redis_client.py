@@ -3,9 +3,8 @@ URLs (``redis+sentinel://host:26379,host2:26379/<service>/<db>``)."""
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 from typing import Any
+from urllib.parse import urlsplit
 
 import redis.asyncio as redis
 from redis.asyncio.retry import Retry
@@ -16,7 +15,10 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 # A connection pooled before Redis restarted fails its next command with
 # "Connection closed by server" (nothing was executed); redis-py's URL
 # constructor retries nothing, so without this every such connection turned
-# one request into a 503, however long after the restart.
+# one request into a 503, however long after the restart. Only connection
+# errors are retried (not timeouts), as redis-py's own default client does:
+# a command is run twice only if the connection broke after Redis ran it and
+# before the reply arrived.
 CONNECTION_RETRIES = 3
 RETRY_BACKOFF_BASE_S = 0.05
 RETRY_BACKOFF_CAP_S = 1.0
