@@ -48,3 +48,39 @@ async def test_chaos_soak_ten_minutes(tmp_path: Path) -> None:
     _check(report, tmp_path)
     assert report.faults["kill_node_during_database_pause"] >= 3
     assert report.faults["kill_node"] >= 3  # every node killed at least once
+
+
+def test_the_soak_checks_count_lost_duplicated_and_gapped_messages() -> None:
+    """The checks themselves, on made-up observations: a soak that passes
+    would have noticed each of these."""
+    import random
+
+    from tests.support.chaos.clients import LIVE, SYNC, ChatClient
+    from tests.support.chaos.report import check_messages
+
+    def client(user: str) -> ChatClient:
+        return ChatClient(name=user, user_id=user, token="", rooms=["r"], urls=[], home=0,
+                          send_interval=None, rng=random.Random(0))
+
+    def msg(seq: int, sender: str, cid: str) -> dict:
+        return {"id": f"r:{seq}", "room_id": "r", "seq": seq, "sender_id": sender, "client_id": cid}
+
+    alice, bob = client("alice"), client("bob")
+    stored = [msg(1, "alice", "c1"), msg(2, "alice", "c2"), msg(4, "alice", "c2")]
+    alice.sent = 3
+    alice.acked = {"c1": stored[0], "c2": stored[1], "c3": msg(3, "alice", "c3")}
+    for view_of, seqs in ((alice, [1, 2, 4]), (bob, [1])):
+        for seq in seqs:
+            view_of.views["r"].deliver(next(m for m in stored if m["seq"] == seq),
+                                       LIVE if seq == 1 else SYNC)
+    bob.live_receipts["r:1"] = 2  # broadcast twice
+    report = SoakReport()
+    check_messages(report, [alice, bob], {"r": stored}, {"r": ["alice", "bob"]})
+    assert report.sent == report.acked == 3
+    assert report.seq_gaps == 1  # seq 3 missing
+    assert report.unacked_stored == 1  # r:4 was never acked
+    # c3 acked but not stored (1), not shown to alice (1) nor bob (1); r:2 not shown to bob (1)
+    assert report.lost == 4
+    assert report.duplicates == 2  # bob's double broadcast, c2 stored twice
+    assert report.live == 2 and report.recovered == 1
+    assert report.problems()
