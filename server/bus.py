@@ -67,6 +67,7 @@ class RedisBus(Bus):
         self._task: asyncio.Task[None] | None = None
         self._on_error = on_error
         self._subscribed = asyncio.Event()
+        self._reconnect_tasks: set[asyncio.Task[None]] = set()
 
     async def _reconnected(self) -> None:
         logger.info("bus: redis connection is back")
@@ -92,16 +93,29 @@ class RedisBus(Bus):
             await asyncio.wait_for(self._subscribed.wait(), timeout=5)
 
     async def stop(self) -> None:
-        await cancel_and_wait([self._task])
+        await cancel_and_wait([self._task, *self._reconnect_tasks])
         self._task = None
+
+    def _resubscribed(self, connection: Any) -> None:
+        """redis-py reconnected the subscription by itself (its command
+        retry) and the listener saw no error; Redis may still have restarted
+        empty, so the reconnect handlers run all the same."""
+        task = asyncio.get_running_loop().create_task(self._reconnected(),
+                                                      name="redis-bus-reconnected")
+        self._reconnect_tasks.add(task)
+        task.add_done_callback(self._reconnect_tasks.discard)
 
     async def _listen(self) -> None:
         delay = 0.5
         lost = False
         while True:
             pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            connection = None
             try:
                 await pubsub.psubscribe(CHANNEL_PREFIX + "*")
+                connection = pubsub.connection
+                if connection is not None:
+                    connection.register_connect_callback(self._resubscribed)
                 self._subscribed.set()
                 delay = 0.5
                 if lost:
@@ -127,5 +141,7 @@ class RedisBus(Bus):
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RECONNECT_MAX_DELAY)
             finally:
+                if connection is not None:
+                    connection.deregister_connect_callback(self._resubscribed)
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()

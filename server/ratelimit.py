@@ -14,6 +14,7 @@ from loguru import logger
 
 from .errors import RateLimited
 from .metrics import Metrics
+from .redis_client import retry_options
 
 
 class RateLimiter:
@@ -30,7 +31,8 @@ class RateLimiter:
 
     def __init__(self, *, redis_url: str | None, enabled: bool, metrics: Metrics) -> None:
         if redis_url:
-            storage = storage_from_string(f"async+{redis_url}", implementation="redispy")
+            storage = storage_from_string(f"async+{redis_url}", implementation="redispy",
+                                          **retry_options())
         else:
             storage = storage_from_string("async+memory://")
         self._storage = storage

@@ -88,3 +88,22 @@ async def test_a_logout_survives_redis_losing_its_data(make_client, redis_proces
     assert statuses == [401, 401]
     resp = await node_b.get("/api/v1/users/me", headers=headers)
     assert (await error_of(resp))["code"] == "token_revoked"
+
+
+async def test_requests_after_a_redis_restart_get_no_503_from_stale_connections(
+        make_client, redis_process, redis_url):
+    """Found by the chaos soak: every connection pooled before Redis restarted
+    failed its next command with 503, however long after the restart."""
+    client = await make_client(redis_url=redis_url)
+    account = await register(client)
+    headers = bearer(account["access_token"])
+
+    async def burst() -> list[int]:
+        resps = await asyncio.gather(*(client.get("/api/v1/users/me", headers=headers)
+                                       for _ in range(20)))
+        return [r.status for r in resps]
+
+    assert set(await burst()) == {200}  # fills the pool with several connections
+    redis_process.kill()
+    redis_process.start()
+    assert set(await burst()) == {200}
