@@ -40,6 +40,20 @@ class RateLimiter:
         self._enabled = enabled
         self._metrics = metrics
         self._parsed: dict[str, RateLimitItem] = {}
+        self._storage_down = False
+
+    def _storage_failed(self, action: str, name: str, exc: Exception) -> None:
+        """One short line per outage: a traceback per request would flood the
+        log exactly when Redis is down and every request fails the same way."""
+        if not self._storage_down:
+            self._storage_down = True
+            logger.warning("rate limit storage failed ({} {}: {}); requests are allowed "
+                           "until it is back", action, name, type(exc).__name__)
+
+    def _storage_ok(self) -> None:
+        if self._storage_down:
+            self._storage_down = False
+            logger.info("rate limit storage is back")
 
     def _item(self, limit: str) -> RateLimitItem:
         item = self._parsed.get(limit)
@@ -60,11 +74,13 @@ class RateLimiter:
             return
         item = self._item(limit)
         try:
-            if await self._limiter.hit(item, name, *keys):
-                return
-            retry_after = await self._retry_after(item, (name, *keys))
-        except Exception:
-            logger.exception("rate limit storage failed for {}; allowing", name)
+            allowed = await self._limiter.hit(item, name, *keys)
+            retry_after = 0 if allowed else await self._retry_after(item, (name, *keys))
+        except Exception as exc:
+            self._storage_failed("hit", name, exc)
+            return
+        self._storage_ok()
+        if allowed:
             return
         self._metrics.rate_limited.labels(name).inc()
         raise RateLimited(retry_after)
@@ -90,14 +106,14 @@ class RateLimiter:
             elif isinstance(self._storage, RedisStorage):
                 bridge = self._storage.bridge
                 await bridge.get_connection().lpop(bridge.prefixed_key(key))
-        except Exception:
-            logger.exception("rate limit storage failed refunding {}", name)
+        except Exception as exc:
+            self._storage_failed("refund", name, exc)
 
     async def clear(self, name: str, limit: str, *keys: str) -> None:
         try:
             await self._limiter.clear(self._item(limit), name, *keys)
-        except Exception:
-            logger.exception("rate limit storage failed clearing {}", name)
+        except Exception as exc:
+            self._storage_failed("clear", name, exc)
 
 
 class Reservation:
