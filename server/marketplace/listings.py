@@ -22,12 +22,17 @@ from .text import (
     tag_tokens,
 )
 from .people import active_users
+from .vocabulary import QueryUnit, Vocabulary, default_vocabulary, unit_tokens
 from .snapshots import EXPIRED, RankingSnapshots, is_snapshot_cursor, query_key
 from .views import export_doc, listing_view
 
 TITLE_WEIGHT = 3
 TAG_WEIGHT = 2
 TEXT_WEIGHT = 1
+# A query's own words and their synonyms count double a related skill's.
+SYNONYM_WEIGHT = 2
+RELATED_WEIGHT = 1
+MAX_EXPANDED_TOKENS = 64  # tokens of the expanded query sent to the candidate filter
 
 
 class SkillIndexer(Protocol):
@@ -53,17 +58,30 @@ def searchable(fields: dict[str, Any]) -> dict[str, Any]:
     return {"title_tokens": title, "tag_tokens": tags, "tokens": list(tokens)}
 
 
-def relevance(doc: dict[str, Any], query: list[str]) -> int:
-    title, tags, text = set(doc["title_tokens"]), set(doc["tag_tokens"]), set(doc["tokens"])
+def relevance(doc: dict[str, Any], units: list[QueryUnit]) -> int:
+    """Each query unit scores its best term: (2 for the query's words and
+    their synonyms, 1 for related skills) x (3 in the title, else 2 in the
+    tags, else 1 in the description)."""
+    fields = ((TITLE_WEIGHT, set(doc["title_tokens"])), (TAG_WEIGHT, set(doc["tag_tokens"])),
+              (TEXT_WEIGHT, set(doc["tokens"])))
     score = 0
-    for token in query:
-        if token in title:
-            score += TITLE_WEIGHT
-        elif token in tags:
-            score += TAG_WEIGHT
-        elif token in text:
-            score += TEXT_WEIGHT
+    for unit in units:
+        best = 0
+        for weight, terms in ((SYNONYM_WEIGHT, unit.synonyms), (RELATED_WEIGHT, unit.related)):
+            for term in terms:
+                for field_weight, present in fields:
+                    if present.issuperset(term):
+                        best = max(best, weight * field_weight)
+                        break
+        score += best
     return score
+
+
+def rank_lexical(candidates: list[dict[str, Any]], units: list[QueryUnit]
+                 ) -> list[tuple[int, str]]:
+    """``(score, id)`` best first (ties: newer first), scores above 0 only."""
+    scored = ((relevance(d, units), d["_id"]) for d in candidates)
+    return sorted((s for s in scored if s[0] > 0), reverse=True)
 
 
 def clean_tags(tags: list[str]) -> list[str]:
@@ -77,7 +95,9 @@ class ListingService:
     def __init__(
         self, *, listings: ListingStore, users: UserStore, audit: AuditStore,
         skills: SkillIndexer, snapshots: RankingSnapshots, clock: Clock,
+        vocabulary: Vocabulary | None = None,
     ) -> None:
+        self._vocabulary = vocabulary or default_vocabulary()
         self._listings = listings
         self._snapshots = snapshots
         self._users = users
@@ -216,10 +236,10 @@ class ListingService:
         new listings never repeat or skip one (docs/marketplace.md)."""
         key = query_key(tokens=tokens, filters=filters)
         if position is None:
-            candidates = await self._listings.search_candidates(tokens, filters)
-            ranked = sorted(
-                ((relevance(d, tokens), d["_id"]) for d in candidates), reverse=True
-            )
+            units = self._vocabulary.units(tokens)
+            expanded = list(dict.fromkeys(tokens + unit_tokens(units)))[:MAX_EXPANDED_TOKENS]
+            candidates = await self._listings.search_candidates(expanded, filters)
+            ranked = rank_lexical(candidates, units)
             page = await self._snapshots.first_page(
                 viewer_id=viewer_id, kind="listings", key=key,
                 ids=[listing_id for _, listing_id in ranked],

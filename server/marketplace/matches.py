@@ -22,10 +22,12 @@ from ..storage.users import ACTIVE, UserStore
 from .people import active_users
 from .snapshots import EXPIRED, RankingSnapshots, is_snapshot_cursor
 from .text import skill_key
+from .vocabulary import Vocabulary, default_vocabulary
 
 MUTUAL_BONUS = 10
 THEY_TEACH_WEIGHT = 3
 YOU_TEACH_WEIGHT = 2
+RELATED_SKILL_WEIGHT = 1  # a related skill (vocabulary) instead of the same one
 MAX_RANKED = 1000  # people ranked (and kept in a snapshot) per first page
 
 
@@ -56,8 +58,9 @@ def reason_for(name: str, they_teach: list[str], you_teach: list[str]) -> str:
 class MatchService:
     def __init__(
         self, *, users: UserStore, listings: ListingStore, index: SkillIndexStore,
-        snapshots: RankingSnapshots, clock: Clock,
+        snapshots: RankingSnapshots, clock: Clock, vocabulary: Vocabulary | None = None,
     ) -> None:
+        self._vocabulary = vocabulary or default_vocabulary()
         self._users = users
         self._snapshots = snapshots
         self._listings = listings
@@ -121,6 +124,32 @@ class MatchService:
         ]
         return {"items": items, "next_cursor": page.next_cursor}
 
+    def _expand(self, skills: dict[str, str]) -> list[str]:
+        """Skill keys plus their synonyms and related skills (vocabulary)."""
+        out: dict[str, None] = dict.fromkeys(skills)
+        for key in skills:
+            out.update(dict.fromkeys(sorted(self._vocabulary.same_skill(key))))
+            out.update(dict.fromkeys(sorted(self._vocabulary.related_skills(key))))
+        return list(out)
+
+    def _meet(self, wanted: dict[str, str], offered: dict[str, str]
+              ) -> tuple[list[str], list[str]]:
+        """Offered names meeting a wanted skill — the same skill (by key or
+        vocabulary synonym) first, else a related one — and which of them
+        are only related."""
+        names: list[str] = []
+        related: list[str] = []
+        for key in wanted:
+            same = [n for k, n in offered.items() if k in self._vocabulary.same_skill(key)]
+            near = [] if same else [n for k, n in offered.items()
+                                    if k in self._vocabulary.related_skills(key)]
+            for name in same + near:
+                if name not in names:
+                    names.append(name)
+                    if not same:
+                        related.append(name)
+        return names, related
+
     async def _rank(self, me: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
         """Everyone matching ``me`` now, best first (ties by user id), as
         ``(user id, {score, mutual, they_teach, you_teach})``."""
@@ -130,7 +159,7 @@ class MatchService:
         await self._index.put(user_id, offered=list(my_offered), wanted=list(my_wanted),
                               now=self._clock.now())
         found = await self._index.candidates(
-            user_id, offered=list(my_offered), wanted=list(my_wanted)
+            user_id, offered=self._expand(my_offered), wanted=self._expand(my_wanted)
         )
         people = list((await active_users(self._users, (c["_id"] for c in found))).values())
         listing_tags = await self._listings.tags_by_owner([p["_id"] for p in people])
@@ -138,12 +167,14 @@ class MatchService:
         for person in people:
             offered = await self._offered(person, listing_tags.get(person["_id"], []))
             wanted = _skills(person.get("skills_wanted"))
-            they_teach = [offered[k] for k in my_wanted if k in offered]
-            you_teach = [my_offered[k] for k in wanted if k in my_offered]
+            they_teach, they_related = self._meet(my_wanted, offered)
+            you_teach, you_related = self._meet(wanted, my_offered)
             if not they_teach and not you_teach:
                 continue  # stale index entry
             mutual = bool(they_teach and you_teach)
-            score = (THEY_TEACH_WEIGHT * len(they_teach) + YOU_TEACH_WEIGHT * len(you_teach)
+            score = (THEY_TEACH_WEIGHT * (len(they_teach) - len(they_related))
+                     + YOU_TEACH_WEIGHT * (len(you_teach) - len(you_related))
+                     + RELATED_SKILL_WEIGHT * (len(they_related) + len(you_related))
                      + (MUTUAL_BONUS if mutual else 0))
             ranked.append((person["_id"], {
                 "score": score, "mutual": mutual, "they_teach": they_teach,
