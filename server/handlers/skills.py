@@ -86,7 +86,8 @@ async def search_listings(request: web.Request) -> web.Response:
                              owner=params.owner, level=params.level, mode=params.mode,
                              sort=params.sort)
     page = await request.app[LISTINGS].search(filters, limit=params.limit, cursor=params.cursor,
-                                              viewer_id=claims.user_id if claims else None)
+                                              viewer_id=claims.user_id if claims else None,
+                                              client_ip=client_ip(request))
     return json_response(page)
 
 
