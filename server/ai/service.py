@@ -119,7 +119,7 @@ class SemanticService:
         if not text:
             return None
         vectors = await self.bounded(lambda: self.embed([text], op="query", user=user),
-                                     where="search")
+                                     op="query", where="search")
         return (vectors or {}).get(text)
 
     async def vectors(self, texts: list[str], *, user: str, where: str
@@ -127,17 +127,18 @@ class SemanticService:
         """Vectors of ``texts``, embedding missing ones within the timeout;
         on failure what the cache has."""
         texts = [safe_text(t) for t in texts]
-        found = await self.bounded(lambda: self.embed(texts, op=where, user=user), where=where)
+        found = await self.bounded(lambda: self.embed(texts, op=where, user=user), op=where,
+                                   where=where)
         return found if found is not None else await self.cached(texts)
 
-    async def bounded(self, call, *, where: str):  # type: ignore[no-untyped-def]
+    async def bounded(self, call, *, op: str, where: str):  # type: ignore[no-untyped-def]
         try:
             return await asyncio.wait_for(call(), self._timeout)
         except ProviderError as exc:
             logger.warning("AI provider unavailable for {} ({}); ranking locally", where,
                            exc.kind)
         except (asyncio.TimeoutError, TimeoutError):
-            self.metrics.calls.labels(where, "timeout").inc()
+            self.metrics.calls.labels(op, "timeout").inc()
             logger.warning("AI provider timed out for {}; ranking locally", where)
         self.metrics.fallbacks.labels(where).inc()
         return None

@@ -22,6 +22,10 @@ DIMENSIONS = 64
 RELATED_SHARE = 0.3
 API_KEY = "test-gemini-key"
 HANG_S = 3600
+# What this "model" knows beyond the shipped vocabulary, so tests can tell
+# a semantic match from a vocabulary one.
+EXTRA_SYNONYMS = {"telecaster": "guitar", "stratocaster": "guitar", "bandurria": "guitar",
+                  "jamon": "cooking"}
 
 
 def _dim(label: str) -> int:
@@ -32,7 +36,8 @@ def embed(text: str) -> list[float]:
     """Each concept the text names (or word no concept covers) is one
     direction; related skills lean a little towards each other."""
     vector = [0.0] * DIMENSIONS
-    for unit in default_vocabulary().units(search_tokens(text)):
+    tokens = [EXTRA_SYNONYMS.get(t, t) for t in search_tokens(text)]
+    for unit in default_vocabulary().units(tokens):
         vector[_dim(" ".join(unit.synonyms[0]))] += 1.0
         for term in unit.related:
             vector[_dim(" ".join(term))] += RELATED_SHARE
