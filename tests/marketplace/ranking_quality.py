@@ -4,7 +4,7 @@ today's ranking before issue 14 (token overlap 3/2/1), the local default
 
 Reproduce the table in docs/marketplace.md:
     .venv/bin/python -m tests.marketplace.ranking_quality
-(the Gemini row needs the test server: tests/marketplace/test_ranking_quality.py)."""
+(the Gemini row runs the real client against tests/support/gemini.py)."""
 
 from __future__ import annotations
 
@@ -92,6 +92,28 @@ def ranker_bm25(docs: list[dict[str, Any]], *, expand: bool) -> Ranker:
     return rank
 
 
+async def ranker_semantic(docs: list[dict[str, Any]], embed) -> Ranker:  # type: ignore[no-untyped-def]
+    """The Gemini blend as the service ranks: vocabulary score plus
+    similarity points; ``embed(texts)`` gives unit vectors (queries are
+    embedded up front, so the ranker itself is synchronous)."""
+    from server.ai.vectors import normalise
+    from server.marketplace.listings import embedding_text
+
+    vocabulary = default_vocabulary()
+    texts = [embedding_text({"title": t, "description": d, "tags": g})
+             for t, d, _, g in LISTINGS.values()]
+    vectors = await embed(texts)
+    embedded = [{**doc, "embedding": normalise(v)} for doc, v in zip(docs, vectors)]
+    queries = [query_text(q) for q in QUERIES]
+    query_vectors = dict(zip(queries, [normalise(v) for v in await embed(queries)]))
+
+    def rank(query: str) -> list[str]:
+        units = vocabulary.units(search_tokens(query)[:MAX_QUERY_TOKENS])
+        ranked = rank_lexical(embedded, units, query_vectors[query])
+        return _names(docs, [i for _, i in ranked])
+    return rank
+
+
 def _vocab_ids(texts: list[list[str]]) -> tuple[list[list[int]], dict[str, int]]:
     ids: dict[str, int] = {}
     encoded = [[ids.setdefault(t, len(ids)) for t in text] for text in texts]
@@ -121,6 +143,26 @@ def table() -> dict[str, float]:
     }
 
 
+async def gemini_row() -> float:
+    """The blend with the real google-genai client against the test server."""
+    from server.ai.gemini import GeminiClient, GeminiConfig
+    from tests.support.gemini import API_KEY, FakeGemini
+
+    server = FakeGemini()
+    await server.start()
+    client = GeminiClient(GeminiConfig(api_key=API_KEY, embed_model="gemini-embedding-001",
+                                       model="gemini-2.5-flash", base_url=server.url,
+                                       timeout=5))
+    try:
+        return mean_ndcg(await ranker_semantic(corpus(), client.embed))
+    finally:
+        await client.close()
+        await server.close()
+
+
 if __name__ == "__main__":
-    for name, value in table().items():
+    import asyncio
+
+    rows = {**table(), "Gemini blend (google-genai, test server)": asyncio.run(gemini_row())}
+    for name, value in rows.items():
         print(f"| {name} | {value:.3f} |")

@@ -8,6 +8,7 @@ from tests.marketplace.ranking_quality import (
     corpus,
     mean_ndcg,
     ranker_local,
+    gemini_row,
     ranker_today,
     table,
 )
@@ -29,6 +30,16 @@ def test_guitar_finds_the_six_string_listing_first():
     rank = ranker_local(corpus())
     assert rank("guitar")[:3] and "strum" in rank("guitar")[:3]
     assert ranker_today(corpus())("guitar").count("strum") == 0  # the issue's example
+
+
+async def test_gemini_blend_through_the_test_server():
+    """The Gemini row: the real client against tests/support/gemini.py
+    (whose embeddings follow the vocabulary plus a few words of its own,
+    so this measures the plumbing and the blend, not Google's model)."""
+    docs = corpus()
+    gemini = await gemini_row()
+    assert gemini >= mean_ndcg(ranker_local(docs)) - 0.05
+    assert gemini > mean_ndcg(ranker_today(docs))
 
 
 def test_bm25_is_measured():
