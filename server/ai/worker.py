@@ -7,6 +7,7 @@ work stays pending in the documents (``embed_pending``)."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 from loguru import logger
 
@@ -21,11 +22,14 @@ INTERVAL_S = 30.0
 MAX_BACKOFF_S = 600.0
 MAX_PENDING_WHYS = 200  # explanations waiting; more are dropped (asked again later)
 WHYS_PER_ROUND = 10
+MAX_BACKFILL = 100_000  # people re-indexed at start (entries from before names were kept)
 
 
 class EmbeddingWorker:
     def __init__(self, *, semantic: SemanticService, listings: ListingStore,
-                 index: SkillIndexStore, interval: float = INTERVAL_S) -> None:
+                 index: SkillIndexStore, reindex: Callable[[str], Awaitable[None]],
+                 interval: float = INTERVAL_S) -> None:
+        self._reindex = reindex
         self._semantic = semantic
         self._listings = listings
         self._index = index
@@ -41,7 +45,28 @@ class EmbeddingWorker:
             self._whys[prompt] = None
             self._wake.set()
 
+    async def backfill(self) -> None:
+        """Make what predates the worker pending: listings without the flag,
+        people indexed without their skill names."""
+        marked = await self._listings.mark_unembedded()
+        people = 0
+        while people < MAX_BACKFILL:
+            ids = await self._index.without_names(BATCH)
+            if not ids:
+                break
+            for user_id in ids:
+                await self._reindex(user_id)
+            people += len(ids)
+        if marked or people:
+            logger.info("embedding worker: {} listings and {} people to embed", marked, people)
+
     async def run(self) -> None:
+        try:
+            await self.backfill()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("embedding worker: back-fill failed; new changes still embed")
         delay = self._interval
         while True:
             try:

@@ -55,7 +55,8 @@ async def build_marketplace(
     snapshots = RankingSnapshots(store=snapshot_store, clock=clock)
     worker = None
     if semantic is not None:
-        worker = EmbeddingWorker(semantic=semantic, listings=listing_store, index=skill_index)
+        worker = EmbeddingWorker(semantic=semantic, listings=listing_store, index=skill_index,
+                                 reindex=lambda user_id: matches.refresh(user_id))
     matches = MatchService(users=users, listings=listing_store, index=skill_index,
                            snapshots=snapshots, clock=clock, semantic=semantic,
                            on_change=worker.wake if worker else None,

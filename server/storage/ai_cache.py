@@ -5,16 +5,24 @@ hold no personal data: the hash of a text and the vector or sentence."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from pymongo import UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 
 
+# An entry is dropped this long after it was written: listings keep their
+# own vector, so an expired entry only costs a call when a text comes back.
+CACHE_TTL = timedelta(days=30)
+
+
 class AiCacheStore:
     def __init__(self, db: AsyncDatabase) -> None:
         self._cache = db["ai_cache"]
+
+    async def create_indexes(self) -> None:
+        await self._cache.create_index("at", expireAfterSeconds=int(CACHE_TTL.total_seconds()))
 
     async def get_many(self, ids: list[str]) -> dict[str, dict[str, Any]]:
         if not ids:

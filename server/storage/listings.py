@@ -57,6 +57,7 @@ class ListingStore:
         await self._listings.create_index([("owner_id", ASCENDING), ("_id", DESCENDING)])
         await self._listings.create_index([("category", ASCENDING), ("_id", DESCENDING)])
         await self._listings.create_index([("tags", ASCENDING)])
+        await self._listings.create_index([("embed_pending", ASCENDING)])
 
     async def create(self, doc: dict[str, Any], *, now: datetime) -> dict[str, Any]:
         full = {
@@ -201,10 +202,16 @@ class ListingStore:
 
     async def embedding_pending(self, limit: int) -> list[dict[str, Any]]:
         """Visible listings whose text changed since embedded (or never was)."""
-        query = {"visible": True,
-                 "$or": [{"embed_pending": True}, {"embedding": {"$exists": False}}]}
+        query = {"embed_pending": True, "visible": True}
         return await self._listings.find(query, EMBED_SOURCE_FIELDS).limit(limit) \
             .to_list(length=limit)
+
+    async def mark_unembedded(self) -> int:
+        """Listings from before embeddings (no ``embed_pending`` field) become
+        pending; one scan when the embedding worker starts."""
+        result = await self._listings.update_many(
+            {"embed_pending": {"$exists": False}}, {"$set": {"embed_pending": True}})
+        return result.modified_count
 
     async def set_embedding(self, listing_id: str, vector: list[float], *,
                             updated_at: datetime) -> None:

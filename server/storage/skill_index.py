@@ -20,6 +20,7 @@ class SkillIndexStore:
     async def create_indexes(self) -> None:
         await self._index.create_index([("offered", ASCENDING)])
         await self._index.create_index([("wanted", ASCENDING)])
+        await self._index.create_index([("embed_pending", ASCENDING)])
 
     async def put(
         self, user_id: str, *, offered: list[str], wanted: list[str], now: datetime,
@@ -47,6 +48,11 @@ class SkillIndexStore:
     async def embedding_pending(self, limit: int) -> list[dict[str, Any]]:
         cursor = self._index.find({"embed_pending": True}, {"names": 1})
         return await cursor.limit(limit).to_list(length=limit)
+
+    async def without_names(self, limit: int) -> list[str]:
+        """People indexed before skill names were kept (to re-index)."""
+        cursor = self._index.find({"names": {"$exists": False}}, {"_id": 1})
+        return [d["_id"] for d in await cursor.limit(limit).to_list(length=limit)]
 
     async def embedded(self, user_id: str, names: list[str]) -> None:
         """Names embedded, unless they changed meanwhile."""

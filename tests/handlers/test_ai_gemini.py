@@ -209,3 +209,25 @@ async def test_no_email_name_or_message_reaches_gemini(ai_client, gemini):
     for word in forbidden:
         assert word.lower() not in sent, word
     assert not re.search(r"[\w.+-]+@[\w-]+\.[\w.]+", sent)
+
+
+async def test_data_from_before_gemini_is_back_filled(make_client, ai_client, gemini):
+    local = await make_client()
+    ada = await new_user(local, "Ada", skills_offered=skills("Telecaster"))
+    listing = await create_listing(local, ada, title="Country licks", category="music",
+                                   tags=["telecaster"], description="Twang.")
+    # as stored before this change: no embedding fields, no skill names in the index
+    await local.app[DB]["listings"].update_one({"_id": listing["id"]},
+                                               {"$unset": {"embed_pending": ""}})
+    assert "names" not in await local.app[DB]["skill_index"].find_one({"_id": ada["id"]})
+
+    client = await ai_client()  # same database, now with Gemini
+    await client.app[EMBEDDER].backfill()
+    await drain(client)
+    stored = await client.app[DB]["listings"].find_one({"_id": listing["id"]})
+    assert stored["embedding"] and stored["embed_pending"] is False
+    entry = await client.app[DB]["skill_index"].find_one({"_id": ada["id"]})
+    assert entry["names"] == ["Telecaster"] and entry["embed_pending"] is False
+    me = await new_user(client, "Me", skills_wanted=skills("Guitar"))
+    items = await page_all(client, "/api/v1/matches", me["headers"])
+    assert [i["user"]["id"] for i in items] == [ada["id"]]
