@@ -80,7 +80,10 @@ class GeminiClient:
             response = await asyncio.wait_for(
                 self._client.aio.models.generate_content(
                     model=self._config.model, contents=prompt,
-                    config=types.GenerateContentConfig(max_output_tokens=MAX_WHY_TOKENS)),
+                    # no thinking: on 2.5 models it would spend the output budget
+                    config=types.GenerateContentConfig(
+                        max_output_tokens=MAX_WHY_TOKENS,
+                        thinking_config=types.ThinkingConfig(thinking_budget=0))),
                 self._config.timeout)
         except Exception as exc:
             raise ProviderError(_kind(exc), str(exc)[:200]) from exc
