@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from typing import Protocol
+from collections.abc import Awaitable, Callable
+from typing import Protocol, TypeVar
 
 from loguru import logger
 from prometheus_client import CollectorRegistry, Counter
@@ -26,6 +27,7 @@ from .vectors import normalise
 EMBED_BATCH = 100  # texts per batchEmbedContents call
 MAX_TEXT_CHARS = 2000  # what of one text is sent
 GLOBAL_KEY = "all"
+T = TypeVar("T")
 
 
 class Embedder(Protocol):
@@ -131,7 +133,10 @@ class SemanticService:
                                    where=where)
         return found if found is not None else await self.cached(texts)
 
-    async def bounded(self, call, *, op: str, where: str):  # type: ignore[no-untyped-def]
+    async def bounded(self, call: Callable[[], Awaitable[T]], *, op: str, where: str
+                      ) -> T | None:
+        """``call()``'s answer, or None (counted, logged) when the provider
+        failed, a budget is spent or ``timeout`` passed."""
         try:
             return await asyncio.wait_for(call(), self._timeout)
         except ProviderError as exc:

@@ -9,10 +9,16 @@ Reproduce the table in docs/marketplace.md:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from server.marketplace.listings import TAG_WEIGHT, TEXT_WEIGHT, TITLE_WEIGHT, rank_lexical, searchable
+from server.marketplace.listings import (
+    TAG_WEIGHT,
+    TEXT_WEIGHT,
+    TITLE_WEIGHT,
+    rank_lexical,
+    searchable,
+)
 from server.marketplace.text import MAX_QUERY_TOKENS, search_tokens
 from server.marketplace.vocabulary import default_vocabulary
 from tests.marketplace.labelled_set import LISTINGS, QUERIES, query_text
@@ -92,7 +98,10 @@ def ranker_bm25(docs: list[dict[str, Any]], *, expand: bool) -> Ranker:
     return rank
 
 
-async def ranker_semantic(docs: list[dict[str, Any]], embed) -> Ranker:  # type: ignore[no-untyped-def]
+Embed = Callable[[list[str]], Awaitable[list[list[float]]]]
+
+
+async def ranker_semantic(docs: list[dict[str, Any]], embed: Embed) -> Ranker:
     """The Gemini blend as the service ranks: vocabulary score plus
     similarity points; ``embed(texts)`` gives unit vectors (queries are
     embedded up front, so the ranker itself is synchronous)."""
