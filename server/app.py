@@ -40,6 +40,7 @@ from .keys import (
     CLOCK,
     CONSENT,
     DB,
+    EMBEDDER,
     LIMITER,
     LISTINGS,
     MAIL,
@@ -62,6 +63,7 @@ from .keys import (
 from .logs import mask_url
 from .mail.service import MailService
 from .mail.transports import MailTransport, OutboxTransport, SmtpTransport
+from .ai.setup import build_semantic
 from .marketplace.setup import build_marketplace
 from .metrics import Metrics
 from .middlewares import MIDDLEWARES
@@ -214,11 +216,14 @@ async def consent_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def marketplace_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Listings, skill requests, reviews, matches and moderation."""
+    """Listings, skill requests, reviews, matches and moderation; with
+    SKILLSHARE_AI_PROVIDER=gemini, the embedding worker (owned here)."""
+    semantic = build_semantic(app[SETTINGS], db=app[DB], budget=app[LIMITER],
+                              registry=app[METRICS].registry, clock=app[CLOCK])
     services = await build_marketplace(
         db=app[DB], users=app[USERS], audit=app[AUDIT], sessions=app[SESSIONS], mail=app[MAIL],
         profiles=app[PROFILES], bus=app[BUS], rooms=app[ROOMS], notifier=app[NOTIFIER],
-        consent=app[CONSENT],
+        consent=app[CONSENT], semantic=semantic,
         public_url=public_url(app[SETTINGS]), clock=app[CLOCK],
     )
     app[LISTINGS] = services.listings
@@ -226,7 +231,16 @@ async def marketplace_ctx(app: web.Application) -> AsyncIterator[None]:
     app[REVIEWS] = services.reviews
     app[MATCHES] = services.matches
     app[MODERATION] = services.moderation
-    yield
+    app[EMBEDDER] = services.embedder
+    tasks = []
+    if services.embedder is not None:
+        tasks.append(asyncio.create_task(services.embedder.run(), name="ai-embedding-worker"))
+    try:
+        yield
+    finally:
+        await cancel_and_wait(tasks)
+        if semantic is not None:
+            await semantic.close()
 
 
 async def purge_ctx(app: web.Application) -> AsyncIterator[None]:

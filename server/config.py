@@ -126,6 +126,15 @@ class Settings(BaseSettings):
     call_invite_limit: str = "30/minute"  # call:invite per caller
     call_relay_allow_private: bool = False  # the relay may contact private/CGNAT/ULA addresses (LAN)
     max_blocks_per_user: int = Field(1000, ge=1)  # people one user may block at once
+    # AI-assisted matching (docs/marketplace.md, "Semantic ranking with Gemini")
+    ai_provider: Literal["local", "gemini"] = "local"
+    gemini_api_key: str | None = None
+    gemini_embed_model: str = "gemini-embedding-001"
+    gemini_model: str = "gemini-2.5-flash"
+    gemini_base_url: str | None = None  # proxies and tests; unset = Google's endpoint
+    ai_timeout: float = Field(2.0, gt=0, le=60)  # s; past it a request ranks locally
+    ai_user_limit: str = "60/hour"  # Gemini calls made for one user's searches and matches
+    ai_global_limit: str = "2000/hour"  # Gemini calls this deployment makes (texts embedded)
 
     @field_validator(
         "secret_key", "cors_origins", "turn_urls", "stun_urls",
@@ -138,7 +147,7 @@ class Settings(BaseSettings):
     @field_validator(
         "register_limit", "login_account_limit", "login_ip_limit", "forgot_password_limit",
         "api_limit", "room_create_limit", "request_create_limit", "call_invite_limit",
-        "listing_create_limit", "search_limit",
+        "listing_create_limit", "search_limit", "ai_user_limit", "ai_global_limit",
         "socket_event_rate",
     )
     @classmethod
@@ -193,6 +202,9 @@ class Settings(BaseSettings):
     def _production(self) -> "Settings":
         if self.env == "production" and not self.secret_key:
             raise ValueError("SKILLSHARE_SECRET_KEY is required when SKILLSHARE_ENV=production")
+        if self.ai_provider == "gemini" and not self.gemini_api_key:
+            raise ValueError(
+                "SKILLSHARE_GEMINI_API_KEY is required when SKILLSHARE_AI_PROVIDER=gemini")
         if self.password_min_length > self.password_max_length:
             raise ValueError("SKILLSHARE_PASSWORD_MIN_LENGTH exceeds SKILLSHARE_PASSWORD_MAX_LENGTH")
         return self

@@ -19,7 +19,11 @@ async def list_matches(request: web.Request) -> web.Response:
     (`you_teach`), best first: a mutual swap scores highest. Offered skills
     are the profile's `skills_offered` plus the tags of one's listings;
     names compare case-, space- and punctuation-insensitively, ignoring a
-    trailing version number ("Python 3" = "python"). The ranking is made
+    trailing version number ("Python 3" = "python"); synonyms from the
+    skill vocabulary are the same skill ("Six-string" = "Guitar") and
+    related skills count less; with SKILLSHARE_AI_PROVIDER=gemini, skills
+    with similar embeddings match too and an item may carry `why`, a
+    short explanation written once by Gemini. The ranking is made
     on the first page and kept 30 minutes for the caller: later pages read
     it, so profile edits meanwhile never repeat or skip anyone; an expired
     cursor is 400 `validation_error` on `cursor`."""

@@ -68,7 +68,10 @@ async def create_listing(request: web.Request) -> web.Response:
             response=ListingPage, auth=False, errors=[400, 401, 429])
 async def search_listings(request: web.Request) -> web.Response:
     """Words in `q` match titles, tags and descriptions (title matches weigh
-    most). Sorted by relevance when `q` is given, else newest first; filters
+    most), and so do their synonyms and, weighing less, related skills from
+    the shipped skill vocabulary ("guitar" finds "six-string"); with
+    SKILLSHARE_AI_PROVIDER=gemini, similarity of Gemini embeddings is
+    blended in (the local ranking if Gemini fails or is slow). Sorted by relevance when `q` is given, else newest first; filters
     combine. Cursor pagination never repeats or skips a listing that existed
     when paging began: a relevance search is ranked once, on the first page,
     and its cursor (valid 30 minutes, for the same caller and query) reads
@@ -86,7 +89,8 @@ async def search_listings(request: web.Request) -> web.Response:
                              owner=params.owner, level=params.level, mode=params.mode,
                              sort=params.sort)
     page = await request.app[LISTINGS].search(filters, limit=params.limit, cursor=params.cursor,
-                                              viewer_id=claims.user_id if claims else None)
+                                              viewer_id=claims.user_id if claims else None,
+                                              client_ip=client_ip(request))
     return json_response(page)
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from ..ai.service import SemanticService
+from ..ai.vectors import cosine
 from ..auth.sessions import ClientInfo
 from ..clock import Clock
 from ..errors import Forbidden, NotFound, ValidationFailed
@@ -22,12 +24,22 @@ from .text import (
     tag_tokens,
 )
 from .people import active_users
+from .vocabulary import QueryUnit, Vocabulary, default_vocabulary, unit_tokens
 from .snapshots import EXPIRED, RankingSnapshots, is_snapshot_cursor, query_key
 from .views import export_doc, listing_view
 
 TITLE_WEIGHT = 3
 TAG_WEIGHT = 2
 TEXT_WEIGHT = 1
+# A query's own words and their synonyms count double a related skill's.
+SYNONYM_WEIGHT = 2
+RELATED_WEIGHT = 1
+MAX_EXPANDED_TOKENS = 64  # tokens of the expanded query sent to the candidate filter
+# With Gemini: a listing whose embedding is this similar to the query's
+# gains up to SEMANTIC_WEIGHT points (a title hit of the query's own word).
+SEMANTIC_WEIGHT = 6
+MIN_SIMILARITY = 0.5
+MAX_SEMANTIC_CANDIDATES = 500  # newest embedded listings also ranked by similarity alone
 
 
 class SkillIndexer(Protocol):
@@ -50,20 +62,47 @@ def searchable(fields: dict[str, Any]) -> dict[str, Any]:
     title = search_tokens(fields["title"])
     tags = tag_tokens(fields["tags"])
     tokens = dict.fromkeys(title + tags + search_tokens(fields["description"]))
-    return {"title_tokens": title, "tag_tokens": tags, "tokens": list(tokens)}
+    return {"title_tokens": title, "tag_tokens": tags, "tokens": list(tokens),
+            "embed_pending": True}
 
 
-def relevance(doc: dict[str, Any], query: list[str]) -> int:
-    title, tags, text = set(doc["title_tokens"]), set(doc["tag_tokens"]), set(doc["tokens"])
+def embedding_text(doc: dict[str, Any]) -> str:
+    """What of a listing is embedded: its title, tags and description."""
+    return "\n".join([doc.get("title", ""), ", ".join(doc.get("tags", [])),
+                      doc.get("description", "")]).strip()
+
+
+def relevance(doc: dict[str, Any], units: list[QueryUnit]) -> int:
+    """Each query unit scores its best term: (2 for the query's words and
+    their synonyms, 1 for related skills) x (3 in the title, else 2 in the
+    tags, else 1 in the description)."""
+    fields = ((TITLE_WEIGHT, set(doc["title_tokens"])), (TAG_WEIGHT, set(doc["tag_tokens"])),
+              (TEXT_WEIGHT, set(doc["tokens"])))
     score = 0
-    for token in query:
-        if token in title:
-            score += TITLE_WEIGHT
-        elif token in tags:
-            score += TAG_WEIGHT
-        elif token in text:
-            score += TEXT_WEIGHT
+    for unit in units:
+        best = 0
+        for weight, terms in ((SYNONYM_WEIGHT, unit.synonyms), (RELATED_WEIGHT, unit.related)):
+            for term in terms:
+                for field_weight, present in fields:
+                    if present.issuperset(term):
+                        best = max(best, weight * field_weight)
+                        break
+        score += best
     return score
+
+
+def semantic_points(similarity: float) -> int:
+    return round(SEMANTIC_WEIGHT * similarity) if similarity >= MIN_SIMILARITY else 0
+
+
+def rank_lexical(candidates: list[dict[str, Any]], units: list[QueryUnit],
+                 vector: list[float] | None = None) -> list[tuple[int, str]]:
+    """``(score, id)`` best first (ties: newer first), scores above 0 only;
+    with a query ``vector``, similarity points are added (blend)."""
+    scored = ((relevance(d, units)
+               + (semantic_points(cosine(vector, d.get("embedding"))) if vector else 0),
+               d["_id"]) for d in candidates)
+    return sorted((s for s in scored if s[0] > 0), reverse=True)
 
 
 def clean_tags(tags: list[str]) -> list[str]:
@@ -77,7 +116,10 @@ class ListingService:
     def __init__(
         self, *, listings: ListingStore, users: UserStore, audit: AuditStore,
         skills: SkillIndexer, snapshots: RankingSnapshots, clock: Clock,
+        vocabulary: Vocabulary | None = None, semantic: SemanticService | None = None,
     ) -> None:
+        self._semantic = semantic
+        self._vocabulary = vocabulary or default_vocabulary()
         self._listings = listings
         self._snapshots = snapshots
         self._users = users
@@ -187,13 +229,16 @@ class ListingService:
         return query
 
     async def search(self, f: ListingFilters, *, limit: int, cursor: str | None,
-                     viewer_id: str | None = None) -> dict[str, Any]:
+                     viewer_id: str | None = None, client_ip: str | None = None
+                     ) -> dict[str, Any]:
         tokens = search_tokens(f.q or "")[:MAX_QUERY_TOKENS]
         sort = f.sort or ("relevance" if tokens else "newest")
         position = decode_cursor(cursor)
         filters = self._store_filters(f)
         if sort == "relevance" and tokens:
-            return await self._by_relevance(tokens, filters, limit, position, viewer_id)
+            requester = viewer_id or f"ip:{client_ip or '-'}"
+            return await self._by_relevance(tokens, filters, limit, position, viewer_id,
+                                            text=f.q or "", requester=requester)
         if position is not None and (position.get("k") != "n" or not is_id(position.get("id"))):
             raise ValidationFailed.field("cursor", "Invalid cursor for this sort.")
         if tokens:
@@ -209,17 +254,27 @@ class ListingService:
 
     async def _by_relevance(
         self, tokens: list[str], filters: dict[str, Any], limit: int,
-        position: dict[str, Any] | None, viewer_id: str | None,
+        position: dict[str, Any] | None, viewer_id: str | None, *, text: str = "",
+        requester: str = "-",
     ) -> dict[str, Any]:
         """Ranked once, on the first page, into a ranking snapshot; later
         pages read their slice of it (scores as ranked then), so edits and
         new listings never repeat or skip one (docs/marketplace.md)."""
         key = query_key(tokens=tokens, filters=filters)
         if position is None:
-            candidates = await self._listings.search_candidates(tokens, filters)
-            ranked = sorted(
-                ((relevance(d, tokens), d["_id"]) for d in candidates), reverse=True
-            )
+            units = self._vocabulary.units(tokens)
+            expanded = list(dict.fromkeys(tokens + unit_tokens(units)))[:MAX_EXPANDED_TOKENS]
+            vector = None
+            if self._semantic is not None:
+                vector = await self._semantic.query_vector(text, user=requester)
+            candidates = await self._listings.search_candidates(
+                expanded, filters, embedding=vector is not None)
+            if vector is not None:
+                seen = {d["_id"] for d in candidates}
+                candidates += [
+                    d for d in await self._listings.semantic_candidates(
+                        filters, limit=MAX_SEMANTIC_CANDIDATES) if d["_id"] not in seen]
+            ranked = rank_lexical(candidates, units, vector)
             page = await self._snapshots.first_page(
                 viewer_id=viewer_id, kind="listings", key=key,
                 ids=[listing_id for _, listing_id in ranked],

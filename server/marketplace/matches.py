@@ -11,8 +11,11 @@ later pages read, so they never re-rank."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from ..ai.service import SemanticService, safe_text
+from ..ai.vectors import cosine
 from ..clock import Clock
 from ..errors import Unauthorized, ValidationFailed
 from ..storage.ids import decode_cursor
@@ -22,10 +25,17 @@ from ..storage.users import ACTIVE, UserStore
 from .people import active_users
 from .snapshots import EXPIRED, RankingSnapshots, is_snapshot_cursor
 from .text import skill_key
+from .vocabulary import Vocabulary, default_vocabulary
 
 MUTUAL_BONUS = 10
 THEY_TEACH_WEIGHT = 3
 YOU_TEACH_WEIGHT = 2
+RELATED_SKILL_WEIGHT = 1  # a related skill (vocabulary) instead of the same one
+# With Gemini: an offered skill this similar to a wanted one (embeddings of
+# the two names) is a match too, worth up to SEMANTIC_SKILL_WEIGHT points.
+SEMANTIC_SKILL_WEIGHT = 2
+MIN_SKILL_SIMILARITY = 0.6
+MAX_SEMANTIC_PEOPLE = 500  # most recently indexed people also compared by embedding
 MAX_RANKED = 1000  # people ranked (and kept in a snapshot) per first page
 
 
@@ -56,8 +66,15 @@ def reason_for(name: str, they_teach: list[str], you_teach: list[str]) -> str:
 class MatchService:
     def __init__(
         self, *, users: UserStore, listings: ListingStore, index: SkillIndexStore,
-        snapshots: RankingSnapshots, clock: Clock,
+        snapshots: RankingSnapshots, clock: Clock, vocabulary: Vocabulary | None = None,
+        semantic: SemanticService | None = None,
+        on_change: Callable[[], None] | None = None,
+        request_why: Callable[[str], None] | None = None,
     ) -> None:
+        self._semantic = semantic
+        self._on_change = on_change
+        self._request_why = request_why
+        self._vocabulary = vocabulary or default_vocabulary()
         self._users = users
         self._snapshots = snapshots
         self._listings = listings
@@ -87,10 +104,14 @@ class MatchService:
         if user.get("status") != ACTIVE:
             await self._index.remove(user["_id"])
             return
-        await self._index.put(
-            user["_id"], offered=list(await self._offered(user)),
-            wanted=list(_skills(user.get("skills_wanted"))), now=self._clock.now(),
-        )
+        offered, wanted = await self._offered(user), _skills(user.get("skills_wanted"))
+        await self._index.put(user["_id"], offered=list(offered), wanted=list(wanted),
+                              now=self._clock.now(), names=self._embeddable(offered, wanted))
+        if self._on_change is not None:
+            self._on_change()
+
+    def _embeddable(self, offered: dict[str, str], wanted: dict[str, str]) -> list[str] | None:
+        return _names(offered, wanted) if self._semantic is not None else None
 
     async def remove(self, user_id: str) -> None:
         await self._index.remove(user_id)
@@ -119,7 +140,45 @@ class MatchService:
             _match_item(people[person_id], extra)
             for person_id, extra in zip(page.ids, page.extras) if person_id in people
         ]
+        if self._semantic is not None:
+            await self._add_whys(items)
         return {"items": items, "next_cursor": page.next_cursor}
+
+    async def _add_whys(self, items: list[dict[str, Any]]) -> None:
+        """Each item's cached "why"; missing ones are asked of the worker
+        (written once, in the background: a later request shows them)."""
+        prompts = [why_prompt(i["they_teach"], i["you_teach"]) for i in items]
+        cached = await self._semantic.whys(prompts) if self._semantic else {}
+        for item, prompt in zip(items, prompts):
+            item["why"] = cached.get(prompt)
+            if item["why"] is None and self._request_why is not None:
+                self._request_why(prompt)
+
+    def _expand(self, skills: dict[str, str]) -> list[str]:
+        """Skill keys plus their synonyms and related skills (vocabulary)."""
+        out: dict[str, None] = dict.fromkeys(skills)
+        for key in skills:
+            out.update(dict.fromkeys(sorted(self._vocabulary.same_skill(key))))
+            out.update(dict.fromkeys(sorted(self._vocabulary.related_skills(key))))
+        return list(out)
+
+    def _meet(self, wanted: dict[str, str], offered: dict[str, str]
+              ) -> tuple[list[str], list[str]]:
+        """Offered names meeting a wanted skill — the same skill (by key or
+        vocabulary synonym) first, else a related one — and which of them
+        are only related."""
+        names: list[str] = []
+        related: list[str] = []
+        for key in wanted:
+            same = [n for k, n in offered.items() if k in self._vocabulary.same_skill(key)]
+            near = [] if same else [n for k, n in offered.items()
+                                    if k in self._vocabulary.related_skills(key)]
+            for name in same + near:
+                if name not in names:
+                    names.append(name)
+                    if not same:
+                        related.append(name)
+        return names, related
 
     async def _rank(self, me: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
         """Everyone matching ``me`` now, best first (ties by user id), as
@@ -128,29 +187,88 @@ class MatchService:
         my_offered = await self._offered(me)
         my_wanted = _skills(me.get("skills_wanted"))
         await self._index.put(user_id, offered=list(my_offered), wanted=list(my_wanted),
-                              now=self._clock.now())
+                              now=self._clock.now(),
+                              names=self._embeddable(my_offered, my_wanted))
         found = await self._index.candidates(
-            user_id, offered=list(my_offered), wanted=list(my_wanted)
+            user_id, offered=self._expand(my_offered), wanted=self._expand(my_wanted)
         )
+        if self._semantic is not None:
+            known = {c["_id"] for c in found}
+            found += [c for c in await self._index.recent(user_id, limit=MAX_SEMANTIC_PEOPLE)
+                      if c["_id"] not in known]
         people = list((await active_users(self._users, (c["_id"] for c in found))).values())
         listing_tags = await self._listings.tags_by_owner([p["_id"] for p in people])
+        profiles = {}
+        for person in people:
+            profiles[person["_id"]] = (
+                await self._offered(person, listing_tags.get(person["_id"], [])),
+                _skills(person.get("skills_wanted")))
+        vectors: dict[str, list[float]] = {}
+        if self._semantic is not None:
+            names = _names(my_offered, my_wanted)
+            for offered, wanted in profiles.values():
+                names += _names(offered, wanted)
+            vectors = await self._semantic.vectors(names, user=user_id, where="matches")
         ranked = []
         for person in people:
-            offered = await self._offered(person, listing_tags.get(person["_id"], []))
-            wanted = _skills(person.get("skills_wanted"))
-            they_teach = [offered[k] for k in my_wanted if k in offered]
-            you_teach = [my_offered[k] for k in wanted if k in my_offered]
+            offered, wanted = profiles[person["_id"]]
+            they_teach, they_related = self._meet(my_wanted, offered)
+            you_teach, you_related = self._meet(wanted, my_offered)
+            bonus = 0
+            if vectors:
+                for names, near, side_wanted, side_offered in (
+                        (they_teach, they_related, my_wanted, offered),
+                        (you_teach, you_related, wanted, my_offered)):
+                    for name, similarity in _similar(side_wanted, side_offered, vectors):
+                        if name not in names:
+                            names.append(name)
+                            near.append(name)
+                            bonus += round(SEMANTIC_SKILL_WEIGHT * similarity)
             if not they_teach and not you_teach:
                 continue  # stale index entry
             mutual = bool(they_teach and you_teach)
-            score = (THEY_TEACH_WEIGHT * len(they_teach) + YOU_TEACH_WEIGHT * len(you_teach)
-                     + (MUTUAL_BONUS if mutual else 0))
+            score = (THEY_TEACH_WEIGHT * (len(they_teach) - len(they_related))
+                     + YOU_TEACH_WEIGHT * (len(you_teach) - len(you_related))
+                     + RELATED_SKILL_WEIGHT * (len(they_related) + len(you_related))
+                     + bonus + (MUTUAL_BONUS if mutual else 0))
             ranked.append((person["_id"], {
                 "score": score, "mutual": mutual, "they_teach": they_teach,
                 "you_teach": you_teach,
             }))
         ranked.sort(key=lambda r: (-r[1]["score"], r[0]))
         return ranked[:MAX_RANKED]
+
+
+def why_prompt(they_teach: list[str], you_teach: list[str]) -> str:
+    """What Gemini is asked for a match's "why": skill names only, never
+    anyone's name, e-mail or messages."""
+    parts = []
+    if they_teach:
+        parts.append(f"The other person can teach skills the learner wants: "
+                     f"{', '.join(they_teach)}.")
+    if you_teach:
+        parts.append(f"The other person wants to learn skills the learner offers: "
+                     f"{', '.join(you_teach)}.")
+    return ("Two people on a skill-exchange platform were matched. " + " ".join(parts)
+            + " In one short sentence (at most 25 words), say why this is a good match. "
+              "Do not use names.")
+
+
+def _names(offered: dict[str, str], wanted: dict[str, str]) -> list[str]:
+    """The skill names that may be embedded: what is offered, then wanted."""
+    return list(dict.fromkeys([*offered.values(), *wanted.values()]))
+
+
+def _similar(wanted: dict[str, str], offered: dict[str, str],
+             vectors: dict[str, list[float]]) -> list[tuple[str, float]]:
+    """Offered names whose embedding is close to a wanted one's."""
+    out = []
+    for name in offered.values():
+        best = max((cosine(vectors.get(safe_text(w)), vectors.get(safe_text(name)))
+                    for w in wanted.values()), default=0.0)
+        if best >= MIN_SKILL_SIMILARITY:
+            out.append((name, best))
+    return out
 
 
 def _match_item(person: dict[str, Any], match: dict[str, Any]) -> dict[str, Any]:

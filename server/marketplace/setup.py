@@ -7,6 +7,9 @@ from dataclasses import dataclass
 
 from pymongo.asynchronous.database import AsyncDatabase
 
+from ..ai.service import SemanticService
+from ..ai.worker import EmbeddingWorker
+
 from ..auth.sessions import SESSIONS_REVOKED_TOPIC, SessionService
 from ..bus import Bus
 from ..clock import Clock
@@ -35,13 +38,14 @@ class Marketplace:
     reviews: ReviewService
     matches: MatchService
     moderation: ModerationService
+    embedder: EmbeddingWorker | None = None  # with Gemini: run() it in the background
 
 
 async def build_marketplace(
     *, db: AsyncDatabase, users: UserStore, audit: AuditStore, sessions: SessionService,
     mail: MailService, profiles: ProfileService, bus: Bus, rooms: DirectRooms | None,
     notifier: Notifier | None, public_url: str, clock: Clock,
-    consent: RequestConsent | None = None,
+    consent: RequestConsent | None = None, semantic: SemanticService | None = None,
 ) -> Marketplace:
     listing_store = ListingStore(db)
     request_store = SkillRequestStore(db)
@@ -49,10 +53,16 @@ async def build_marketplace(
     skill_index = SkillIndexStore(db)
     snapshot_store = RankingSnapshotStore(db)
     snapshots = RankingSnapshots(store=snapshot_store, clock=clock)
+    worker = None
+    if semantic is not None:
+        worker = EmbeddingWorker(semantic=semantic, listings=listing_store, index=skill_index,
+                                 reindex=lambda user_id: matches.refresh(user_id))
     matches = MatchService(users=users, listings=listing_store, index=skill_index,
-                           snapshots=snapshots, clock=clock)
+                           snapshots=snapshots, clock=clock, semantic=semantic,
+                           on_change=worker.wake if worker else None,
+                           request_why=worker.request_why if worker else None)
     listings = ListingService(listings=listing_store, users=users, audit=audit, skills=matches,
-                              snapshots=snapshots, clock=clock)
+                              snapshots=snapshots, clock=clock, semantic=semantic)
     requests = RequestService(
         requests=request_store, listings=listings, users=users, rooms=rooms,
         notifier=notifier, mail=mail, public_url=public_url, clock=clock, consent=consent,
@@ -70,4 +80,4 @@ async def build_marketplace(
     profiles.add_exporter("reviews", reviews.export)
     bus.subscribe(SESSIONS_REVOKED_TOPIC, moderation.sync_owner)
     return Marketplace(listings=listings, requests=requests, reviews=reviews, matches=matches,
-                       moderation=moderation)
+                       moderation=moderation, embedder=worker)

@@ -67,5 +67,6 @@ def review_view(doc: dict[str, Any], users: dict[str, dict[str, Any]]) -> dict[s
 
 def export_doc(doc: dict[str, Any]) -> dict[str, Any]:
     out = {k: v for k, v in doc.items() if k not in ("_id", "tokens", "title_tokens",
-                                                     "tag_tokens", "open_key")}
+                                                     "tag_tokens", "open_key", "embedding",
+                                                     "embed_pending")}
     return {"id": doc["_id"], **out}

@@ -229,6 +229,9 @@ class MatchOut(BaseModel):
     they_teach: list[str] = Field(description="Skills you want that they offer")
     you_teach: list[str] = Field(description="Skills they want that you offer")
     reason: str
+    why: str | None = Field(
+        None, description="With SKILLSHARE_AI_PROVIDER=gemini: a short explanation written "
+                          "by Gemini from the skill names, once made (else absent or null)")
 
 
 class MatchPage(BaseModel):

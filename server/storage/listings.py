@@ -31,6 +31,8 @@ CLOCK_SKEW = timedelta(minutes=1)
 MAX_WINDOWS = 40
 MAX_SEARCH_CANDIDATES = 2000
 SEARCH_FIELDS = {"_id": 1, "title_tokens": 1, "tag_tokens": 1, "tokens": 1}
+SEMANTIC_FIELDS = {**SEARCH_FIELDS, "embedding": 1}
+EMBED_SOURCE_FIELDS = {"title": 1, "description": 1, "tags": 1, "updated_at": 1}
 # What a purged owner's listing keeps: its id (skill requests and reviews
 # point at it) and its rating counters; no text the owner wrote.
 PURGED_LISTING_FIELDS = ("_id", "owner_id", "rating_sum", "rating_count", "created_at")
@@ -55,6 +57,7 @@ class ListingStore:
         await self._listings.create_index([("owner_id", ASCENDING), ("_id", DESCENDING)])
         await self._listings.create_index([("category", ASCENDING), ("_id", DESCENDING)])
         await self._listings.create_index([("tags", ASCENDING)])
+        await self._listings.create_index([("embed_pending", ASCENDING)])
 
     async def create(self, doc: dict[str, Any], *, now: datetime) -> dict[str, Any]:
         full = {
@@ -178,17 +181,44 @@ class ListingStore:
         return found
 
     async def search_candidates(
-        self, tokens: list[str], filters: dict[str, Any]
+        self, tokens: list[str], filters: dict[str, Any], *, embedding: bool = False,
     ) -> list[dict[str, Any]]:
         """Visible listings sharing at least one token, only the fields
         ranking needs; the newest ``MAX_SEARCH_CANDIDATES`` at most."""
         query = {**filters, "visible": True, "tokens": {"$in": tokens}}
-        cursor = self._listings.find(query, SEARCH_FIELDS)
+        cursor = self._listings.find(query, SEMANTIC_FIELDS if embedding else SEARCH_FIELDS)
         docs = await cursor.to_list(length=None)
         if len(docs) > MAX_SEARCH_CANDIDATES:
             docs.sort(key=lambda d: d["_id"], reverse=True)
             docs = docs[:MAX_SEARCH_CANDIDATES]
         return docs
+
+    async def semantic_candidates(self, filters: dict[str, Any], *, limit: int
+                                  ) -> list[dict[str, Any]]:
+        """The newest ``limit`` visible listings that have an embedding."""
+        query = {**filters, "visible": True, "embedding": {"$exists": True}}
+        cursor = self._listings.find(query, SEMANTIC_FIELDS).sort("_id", DESCENDING)
+        return await cursor.limit(limit).to_list(length=limit)
+
+    async def embedding_pending(self, limit: int) -> list[dict[str, Any]]:
+        """Visible listings whose text changed since embedded (or never was)."""
+        query = {"embed_pending": True, "visible": True}
+        return await self._listings.find(query, EMBED_SOURCE_FIELDS).limit(limit) \
+            .to_list(length=limit)
+
+    async def mark_unembedded(self) -> int:
+        """Listings from before embeddings (no ``embed_pending`` field) become
+        pending; one scan when the embedding worker starts."""
+        result = await self._listings.update_many(
+            {"embed_pending": {"$exists": False}}, {"$set": {"embed_pending": True}})
+        return result.modified_count
+
+    async def set_embedding(self, listing_id: str, vector: list[float], *,
+                            updated_at: datetime) -> None:
+        """Store the vector unless the listing was edited since it was read."""
+        await self._listings.update_one(
+            {"_id": listing_id, "updated_at": updated_at},
+            {"$set": {"embedding": vector, "embed_pending": False}})
 
     async def purge_owned(self, owner_id: str, *, now: datetime, limit: int) -> int:
         """Replace up to ``limit`` of the owner's listings by deleted stubs

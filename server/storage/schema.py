@@ -7,6 +7,7 @@ from __future__ import annotations
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from .ai_cache import AiCacheStore
 from .audit import AuditStore
 from .blocks import BlockStore
 from .listings import ListingStore
@@ -25,7 +26,7 @@ from .users import UserStore
 INDEXED_STORES = (
     UserStore, SessionStore, UserTokenStore, MailQueueStore, AuditStore,
     ListingStore, SkillRequestStore, ReviewStore, SkillIndexStore, RankingSnapshotStore,
-    RoomStore, MessageStore, ReadMarkerStore, BlockStore,
+    RoomStore, MessageStore, ReadMarkerStore, BlockStore, AiCacheStore,
 )
 
 

@@ -20,15 +20,44 @@ class SkillIndexStore:
     async def create_indexes(self) -> None:
         await self._index.create_index([("offered", ASCENDING)])
         await self._index.create_index([("wanted", ASCENDING)])
+        await self._index.create_index([("embed_pending", ASCENDING)])
 
     async def put(
-        self, user_id: str, *, offered: list[str], wanted: list[str], now: datetime
+        self, user_id: str, *, offered: list[str], wanted: list[str], now: datetime,
+        names: list[str] | None = None,
     ) -> None:
+        """``names``: the skills' display names (embedded with Gemini, by a
+        background worker, when they change)."""
+        extra: dict[str, Any] = {}
+        if names is not None:
+            current = await self._index.find_one({"_id": user_id}, {"names": 1})
+            if current is None or current.get("names") != names:
+                extra = {"names": names, "embed_pending": True}
         await self._index.update_one(
             {"_id": user_id},
-            {"$set": {"offered": offered, "wanted": wanted, "updated_at": now}},
+            {"$set": {"offered": offered, "wanted": wanted, "updated_at": now, **extra}},
             upsert=True,
         )
+
+    async def recent(self, user_id: str, *, limit: int) -> list[dict[str, Any]]:
+        """The ``limit`` most recently indexed people other than ``user_id``
+        (semantic match candidates, compared by embedding)."""
+        cursor = self._index.find({"_id": {"$ne": user_id}}).sort("updated_at", -1)
+        return await cursor.limit(limit).to_list(length=limit)
+
+    async def embedding_pending(self, limit: int) -> list[dict[str, Any]]:
+        cursor = self._index.find({"embed_pending": True}, {"names": 1})
+        return await cursor.limit(limit).to_list(length=limit)
+
+    async def without_names(self, limit: int) -> list[str]:
+        """People indexed before skill names were kept (to re-index)."""
+        cursor = self._index.find({"names": {"$exists": False}}, {"_id": 1})
+        return [d["_id"] for d in await cursor.limit(limit).to_list(length=limit)]
+
+    async def embedded(self, user_id: str, names: list[str]) -> None:
+        """Names embedded, unless they changed meanwhile."""
+        await self._index.update_one({"_id": user_id, "names": names},
+                                     {"$set": {"embed_pending": False}})
 
     async def put_many(self, entries: list[dict[str, Any]]) -> None:
         if entries:
