@@ -11,6 +11,7 @@ from aiohttp import web
 from loguru import logger
 
 from .auth.accounts import AccountLimits, AccountService
+from .auth.oidc.setup import build_sign_in
 from .auth.passwords import Passwords
 from .auth.purge import AccountPurge, PurgeStores, purge_counter
 from .auth.sessions import SessionService
@@ -26,6 +27,7 @@ from .handlers import (
     blocks,
     calls,
     matches,
+    oidc,
     ops,
     requests,
     rooms,
@@ -57,6 +59,7 @@ from .keys import (
     ROUTE_SPECS,
     SESSIONS,
     SETTINGS,
+    SIGN_IN,
     SKILL_REQUESTS,
     USERS,
 )
@@ -75,6 +78,7 @@ from .redis_client import connect_redis
 from .storage.audit import AuditStore
 from .storage.blocks import BlockStore
 from .storage.database import open_database
+from .storage.identities import IdentityStore
 from .storage.listings import ListingStore
 from .storage.mail_queue import MailQueueStore
 from .storage.messages import MessageStore
@@ -92,7 +96,7 @@ from .tasks import cancel_and_wait
 
 PURGE_INTERVAL_S = 3600
 ROUTE_TABLES = [
-    accounts.routes, users.routes, blocks.routes, skills.routes, requests.routes, matches.routes,
+    accounts.routes, oidc.routes, users.routes, blocks.routes, skills.routes, requests.routes, matches.routes,
     admin.routes, rooms.routes, calls.routes, ops.routes, webapp.routes,
 ]
 
@@ -203,6 +207,23 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
         await mail.stop()
 
 
+async def sign_in_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Sign-in providers (server/auth/oidc/) and the HTTP session they use."""
+    settings = app[SETTINGS]
+    sign_in = build_sign_in(
+        settings.oidc_provider_configs(), db=app[DB], users=app[USERS],
+        sessions=app[SESSIONS], audit=app[AUDIT], public_url=public_url(settings),
+        flow_ttl=settings.oidc_flow_ttl, http_timeout=settings.oidc_http_timeout,
+        clock=app[CLOCK],
+    )
+    app[SIGN_IN] = sign_in
+    app[PROFILES].add_exporter("sign_in_providers", sign_in.export)
+    try:
+        yield
+    finally:
+        await sign_in.close()
+
+
 async def consent_ctx(app: web.Application) -> AsyncIterator[None]:
     """Blocks and relations (server/consent): before the real-time core,
     calls and the marketplace, which all ask it."""
@@ -254,7 +275,7 @@ async def purge_ctx(app: web.Application) -> AsyncIterator[None]:
             read_markers=ReadMarkerStore(db), listings=ListingStore(db),
             skill_requests=SkillRequestStore(db), reviews=ReviewStore(db),
             skill_index=SkillIndexStore(db), snapshots=RankingSnapshotStore(db),
-            blocks=BlockStore(db),
+            blocks=BlockStore(db), identities=IdentityStore(db),
         ),
         mail=app[MAIL], forget_presence=app[PRESENCE].forget,
         grace=timedelta(days=app[SETTINGS].deleted_user_grace_days), clock=app[CLOCK],
@@ -287,7 +308,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     app[SETTINGS] = settings
     app[CLOCK] = clock or Clock()
     app[METRICS] = Metrics()
-    app.cleanup_ctx.extend([database_ctx, redis_ctx, services_ctx, consent_ctx])
+    app.cleanup_ctx.extend([database_ctx, redis_ctx, services_ctx, sign_in_ctx, consent_ctx])
     attach_realtime(app)  # Socket.IO server + realtime_ctx (rooms, chat, presence)
     attach_calls(app)  # call:* events + calls_ctx (call state, media relay)
     app.cleanup_ctx.extend([marketplace_ctx, purge_ctx])

@@ -135,10 +135,16 @@ class Settings(BaseSettings):
     ai_timeout: float = Field(2.0, gt=0, le=60)  # s; past it a request ranks locally
     ai_user_limit: str = "60/hour"  # Gemini calls made for one user's searches and matches
     ai_global_limit: str = "2000/hour"  # Gemini calls this deployment makes (texts embedded)
+    # Sign-in providers (docs/accounts.md): names here, and per name the
+    # SKILLSHARE_OIDC_<NAME>_* variables (read by server/auth/oidc/providers.py)
+    oidc_providers: StrList = Field(default_factory=list)
+    oidc: dict[str, dict[str, str]] = Field(default_factory=dict)  # per-name values (TOML/tests)
+    oidc_flow_ttl: int = Field(600, ge=60, le=86400)  # s a sign-in at a provider may take
+    oidc_http_timeout: float = Field(10.0, gt=0, le=120)  # s per call to a provider
 
     @field_validator(
         "secret_key", "cors_origins", "turn_urls", "stun_urls",
-        "require_verified_email_for", mode="before",
+        "require_verified_email_for", "oidc_providers", mode="before",
     )
     @classmethod
     def _lists(cls, value: Any) -> Any:
@@ -207,7 +213,21 @@ class Settings(BaseSettings):
                 "SKILLSHARE_GEMINI_API_KEY is required when SKILLSHARE_AI_PROVIDER=gemini")
         if self.password_min_length > self.password_max_length:
             raise ValueError("SKILLSHARE_PASSWORD_MIN_LENGTH exceeds SKILLSHARE_PASSWORD_MAX_LENGTH")
+        from .auth.oidc.providers import OidcConfigError, load_providers
+
+        try:
+            load_providers(self.oidc_providers, self.oidc, os.environ,
+                           production=self.env == "production")
+        except OidcConfigError as exc:
+            raise ValueError(str(exc)) from None
         return self
+
+    def oidc_provider_configs(self) -> list[Any]:
+        """The sign-in providers (server/auth/oidc/providers.py), validated."""
+        from .auth.oidc.providers import load_providers
+
+        return load_providers(self.oidc_providers, self.oidc, os.environ,
+                              production=self.env == "production")
 
     @classmethod
     def settings_customise_sources(

@@ -110,6 +110,27 @@ class EmailTaken(Conflict):
     code, message = "email_taken", "That email address is already registered."
 
 
+class SignInFailed(BadRequest):
+    """Signing in (or linking) with a sign-in provider did not succeed."""
+
+    code, message = "sign_in_failed", "Signing in with this provider did not succeed."
+
+
+class IdentityTaken(Conflict):
+    """This provider account is linked already (to this or another account),
+    or the account has another account of that provider linked."""
+
+    code, message = "identity_taken", "This sign-in provider account is already linked."
+
+
+class LastSignInMethod(Conflict):
+    """Unlinking would leave the account without a password and without
+    another provider: no way to sign in."""
+
+    code, message = ("last_sign_in_method",
+                     "Set a password or link another provider before unlinking this one.")
+
+
 class BlockLimitReached(Conflict):
     code, message = "block_limit_reached", "You have blocked as many people as allowed."
 

@@ -43,6 +43,7 @@ class RouteSpec:
     auth: bool = True
     errors: list[int] = field(default_factory=list)
     description: str | None = None
+    html: bool = False  # a browser page: its own errors are text/html pages
 
 
 class Routes:
@@ -65,11 +66,12 @@ class Routes:
         auth: bool = True,
         errors: list[int] | None = None,
         description: str | None = None,
+        html: bool = False,
     ) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
             self.specs.append(RouteSpec(
                 method, path, handler, summary, tags, body, query, response, status, auth,
-                errors or [], description or (handler.__doc__ or "").strip() or None,
+                errors or [], description or (handler.__doc__ or "").strip() or None, html,
             ))
             return handler
         return register

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
 
     from .auth.accounts import AccountService
+    from .auth.oidc.service import SignInService
     from .auth.purge import AccountPurge
     from .auth.sessions import SessionService
     from .bus import Bus
@@ -54,6 +55,7 @@ USERS = web.AppKey("users", "UserStore")
 AUDIT = web.AppKey("audit", "AuditStore")
 SESSIONS = web.AppKey("sessions", "SessionService")
 ACCOUNTS = web.AppKey("accounts", "AccountService")
+SIGN_IN = web.AppKey("sign_in", "SignInService")  # sign-in providers (server/auth/oidc/)
 PURGE = web.AppKey("purge", "AccountPurge")
 PROFILES = web.AppKey("profiles", "ProfileService")
 CONSENT = web.AppKey("consent", "ConsentService")  # blocks, relations, presence visibility

@@ -16,6 +16,8 @@ REF_TEMPLATE = "#/components/schemas/{model}"
 API_PREFIX = "/api/"
 RETRY_AFTER_HEADER = {"description": "Seconds to wait before trying again.",
                       "schema": {"type": "integer", "minimum": 1}}
+LOCATION_HEADER = {"description": "Where the browser goes next.",
+                   "schema": {"type": "string"}}
 STATUS_TEXT = {
     400: "Invalid input (`validation_error`, `bad_request`)",
     401: "Not signed in, or a bad, expired or revoked token",
@@ -103,11 +105,16 @@ def build_openapi(specs: list[RouteSpec], *, version: str, server_url: str | Non
         ok: dict[str, Any] = {"description": "Success"}
         if spec.response is not None and spec.status != 204:
             ok["content"] = {"application/json": {"schema": refs[(spec.response, "serialization")]}}
+        if 300 <= spec.status < 400:
+            ok = {"description": "Redirect", "headers": {"Location": LOCATION_HEADER}}
         responses[str(spec.status)] = ok
         for status in sorted(set(spec.errors) | _implied_errors(spec)):
+            content: dict[str, Any] = {"application/json": {"schema": error_ref}}
+            if spec.html:  # a page for the person; the middleware's own errors stay JSON
+                content["text/html"] = {"schema": {"type": "string"}}
             responses[str(status)] = {
                 "description": STATUS_TEXT.get(status, "Internal error"),
-                "content": {"application/json": {"schema": error_ref}},
+                "content": content,
             }
             if status == 429:
                 responses[str(status)]["headers"] = {"Retry-After": RETRY_AFTER_HEADER}

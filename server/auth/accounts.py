@@ -14,6 +14,7 @@ from loguru import logger
 from ..clock import Clock
 from ..errors import (
     BadRequest,
+    Conflict,
     EmailNotVerified,
     InvalidCredentials,
     NotFound,
@@ -251,6 +252,19 @@ class AccountService:
         await self._sessions.revoke_all(user["_id"], client=client, reason="password_change",
                                         except_session_id=claims.session_id)
         await self._record("account.password_change", actor_id=user["_id"], target=user["_id"],
+                           client=client)
+
+    async def set_password(self, user_id: str, *, new_password: str, client: ClientInfo) -> None:
+        """A first password for an account that signs in with a provider;
+        409 when it has one (change it with the current one instead)."""
+        self._passwords.validate(new_password, field="new_password")
+        password_hash = await self._passwords.hash(new_password)
+        if not await self._users.set_first_password_hash(user_id, password_hash,
+                                                         now=self._clock.now()):
+            if await self._users.get_active(user_id) is None:
+                raise Unauthorized("This account is no longer active.")
+            raise Conflict("This account has a password already; change it instead.")
+        await self._record("account.password_set", actor_id=user_id, target=user_id,
                            client=client)
 
     async def delete(self, user_id: str, client: ClientInfo) -> None:

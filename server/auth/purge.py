@@ -23,6 +23,7 @@ from ..clock import Clock
 from ..mail.service import MailService
 from ..storage.audit import AuditStore
 from ..storage.blocks import BlockStore
+from ..storage.identities import IdentityStore
 from ..storage.listings import ListingStore
 from ..storage.messages import MessageStore
 from ..storage.ranking_snapshots import RankingSnapshotStore
@@ -60,6 +61,7 @@ class PurgeStores:
     skill_index: SkillIndexStore
     snapshots: RankingSnapshotStore
     blocks: BlockStore
+    identities: IdentityStore
 
 
 class AccountPurge:
@@ -131,6 +133,7 @@ class AccountPurge:
         done["sessions"] = await s.sessions.scrub_user(user_id)
         done["user_tokens"] = await s.user_tokens.delete_for_user(user_id)
         done["blocks"] = await s.blocks.forget_user(user_id)
+        done["identities"] = await s.identities.delete_for_user(user_id)
         done["audit_ips"] = await s.audit.scrub_ips(user_id)
         done["mails"] = await self._mail.forget(
             user_id, email=user.get("deleted_email") or user.get("email"),

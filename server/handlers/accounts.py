@@ -9,6 +9,7 @@ import secrets
 from aiohttp import web
 
 from ..auth.sessions import TokenPair
+from ..config import Settings
 from ..errors import Unauthorized, ValidationFailed
 from ..http import Routes, authenticate, body, client_info, json_response, path_id, query
 from ..keys import ACCOUNTS, SESSIONS, SETTINGS
@@ -40,8 +41,15 @@ CSRF_HEADER = "X-CSRF-Token"
 def _with_cookies(request: web.Request, pair: TokenPair, status: int) -> web.Response:
     """Token pair in the body, and for browsers the refresh token in an
     httpOnly cookie plus a readable CSRF cookie for the double-submit check."""
-    settings = request.app[SETTINGS]
     response = json_response(token_pair(pair), status=status)
+    set_session_cookies(response, request.app[SETTINGS], pair)
+    return response
+
+
+def set_session_cookies(response: web.StreamResponse, settings: Settings,
+                        pair: TokenPair) -> None:
+    """The browser's session: what a password sign-in sets (also used by the
+    sign-in providers' callback)."""
     secure = settings.production
     response.set_cookie(
         REFRESH_COOKIE, pair.refresh_token, max_age=settings.refresh_token_ttl,
@@ -51,7 +59,6 @@ def _with_cookies(request: web.Request, pair: TokenPair, status: int) -> web.Res
         CSRF_COOKIE, secrets.token_urlsafe(24), max_age=settings.refresh_token_ttl,
         path="/", httponly=False, secure=secure, samesite="Strict",
     )
-    return response
 
 
 def _clear_cookies(response: web.StreamResponse) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..http import Routes, authenticate, body, client_info, json_response, path_id
-from ..keys import ACCOUNTS, CONSENT, PROFILES
+from ..keys import ACCOUNTS, CONSENT, PROFILES, SIGN_IN
 from ..schemas.accounts import PrivateUser, ProfilePatch, PublicUser
 from .views import private_user, public_user
 
@@ -18,7 +18,9 @@ PREFIX = "/api/v1/users"
             errors=[401])
 async def get_me(request: web.Request) -> web.Response:
     claims = await authenticate(request)
-    return json_response(private_user(await request.app[PROFILES].me(claims.user_id)))
+    me = private_user(await request.app[PROFILES].me(claims.user_id))
+    me["identities"] = await request.app[SIGN_IN].linked_view(claims.user_id)
+    return json_response(me)
 
 
 @routes.patch(f"{PREFIX}/me", summary="Edit my profile", tags=TAGS, body=ProfilePatch,

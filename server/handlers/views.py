@@ -25,6 +25,7 @@ def private_user(doc: dict[str, Any]) -> dict[str, Any]:
         **public_user(doc),
         "email": doc.get("email"),
         "email_verified": bool(doc.get("email_verified")),
+        "has_password": bool(doc.get("password_hash")),
         "role": doc.get("role", "user"),
         "updated_at": doc.get("updated_at"),
         "presence_visibility": doc.get("presence_visibility") or "contacts",

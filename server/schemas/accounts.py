@@ -82,9 +82,23 @@ class PublicUser(BaseModel):
     created_at: datetime
 
 
+class LinkedIdentity(BaseModel):
+    """A sign-in provider linked to the account (docs/accounts.md)."""
+
+    provider: str
+    display_name: str
+    email: str | None = None
+    linked_at: datetime
+    last_used_at: datetime | None = None
+
+
 class PrivateUser(PublicUser):
     email: str
     email_verified: bool
+    has_password: bool = Field(True, description="False for an account that signs in only "
+                               "with providers (it may set one: POST /auth/password/set).")
+    identities: list[LinkedIdentity] | None = Field(
+        None, description="Linked sign-in providers (in GET /users/me).")
     role: Literal["user", "admin"] = "user"
     updated_at: datetime | None = None
     presence_visibility: Literal["contacts", "public"] = Field(

@@ -10,9 +10,11 @@ from pymongo.errors import DuplicateKeyError
 from .ai_cache import AiCacheStore
 from .audit import AuditStore
 from .blocks import BlockStore
+from .identities import IdentityStore
 from .listings import ListingStore
 from .mail_queue import MailQueueStore
 from .messages import MessageStore
+from .oidc_flows import OidcFlowStore
 from .ranking_snapshots import RankingSnapshotStore
 from .read_markers import ReadMarkerStore
 from .reviews import ReviewStore
@@ -27,6 +29,7 @@ INDEXED_STORES = (
     UserStore, SessionStore, UserTokenStore, MailQueueStore, AuditStore,
     ListingStore, SkillRequestStore, ReviewStore, SkillIndexStore, RankingSnapshotStore,
     RoomStore, MessageStore, ReadMarkerStore, BlockStore, AiCacheStore,
+    IdentityStore, OidcFlowStore,
 )
 
 

@@ -37,12 +37,14 @@ class UserStore:
         await self._users.create_index([("status", ASCENDING), ("deleted_at", ASCENDING)])
 
     async def create(
-        self, *, email: str, password_hash: str, display_name: str, now: datetime
+        self, *, email: str, password_hash: str | None, display_name: str, now: datetime,
+        email_verified: bool = False,
     ) -> dict[str, Any]:
+        """``password_hash`` None: an account that signs in with a provider."""
         doc = {
             "_id": new_id(),
             "email": email,
-            "email_verified": False,
+            "email_verified": email_verified,
             "password_hash": password_hash,
             "display_name": display_name,
             "bio": "",
@@ -73,6 +75,10 @@ class UserStore:
         cursor = self._users.find({"_id": {"$in": user_ids}, "status": ACTIVE})
         return await cursor.to_list(length=len(user_ids))
 
+    async def delete_unused(self, user_id: str) -> None:
+        """Undo a ``create`` whose next step failed (nothing points at it yet)."""
+        await self._users.delete_one({"_id": user_id})
+
     async def find_by_email(self, email: str) -> dict[str, Any] | None:
         return await self._users.find_one({"email": email})
 
@@ -88,6 +94,15 @@ class UserStore:
         await self._users.update_one(
             {"_id": user_id}, {"$set": {"password_hash": password_hash, "updated_at": now}}
         )
+
+    async def set_first_password_hash(self, user_id: str, password_hash: str, *,
+                                      now: datetime) -> bool:
+        """Only for an active account without a password (signs in with a provider)."""
+        result = await self._users.update_one(
+            {"_id": user_id, "status": ACTIVE, "password_hash": None},
+            {"$set": {"password_hash": password_hash, "updated_at": now}},
+        )
+        return result.matched_count == 1
 
     async def mark_email_verified(self, user_id: str, *, now: datetime) -> bool:
         result = await self._users.update_one(

@@ -13,6 +13,7 @@ export const ErrorCodes = Object.freeze({
   // server codes (CONTRACT §2)
   validation_error: 400,
   bad_request: 400,
+  sign_in_failed: 400,
   unauthorized: 401,
   invalid_credentials: 401,
   token_expired: 401,
@@ -26,6 +27,8 @@ export const ErrorCodes = Object.freeze({
   method_not_allowed: 405,
   conflict: 409,
   email_taken: 409,
+  identity_taken: 409,
+  last_sign_in_method: 409,
   block_limit_reached: 409, // POST /users/{id}/block past SKILLSHARE_MAX_BLOCKS_PER_USER
   busy: 409, // call:invite: the callee is in another call
   offline: 409, // call:invite: the callee has no connected socket

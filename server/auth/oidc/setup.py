@@ -1,0 +1,36 @@
+"""``build_sign_in``: the provider clients over one HTTP session, and the
+service over the stores."""
+
+from __future__ import annotations
+
+import aiohttp
+from pymongo.asynchronous.database import AsyncDatabase
+
+from ...clock import Clock
+from ...storage.audit import AuditStore
+from ...storage.identities import IdentityStore
+from ...storage.oidc_flows import OidcFlowStore
+from ...storage.users import UserStore
+from ..sessions import SessionService
+from .clients import build_client
+from .providers import ProviderConfig
+from .service import SignInService
+
+USER_AGENT = "skillshare-sign-in"
+
+
+def build_sign_in(
+    providers: list[ProviderConfig], *, db: AsyncDatabase, users: UserStore,
+    sessions: SessionService, audit: AuditStore, public_url: str, flow_ttl: int,
+    http_timeout: float, clock: Clock,
+) -> SignInService:
+    http = aiohttp.ClientSession(headers={"User-Agent": USER_AGENT}) if providers else None
+    clients = {}
+    if http is not None:
+        clients = {p.name: build_client(p, http=http, timeout=http_timeout, clock=clock)
+                   for p in providers}
+    return SignInService(
+        providers=clients, flows=OidcFlowStore(db), identities=IdentityStore(db), users=users,
+        sessions=sessions, audit=audit, public_url=public_url, flow_ttl=flow_ttl, clock=clock,
+        close=http.close if http is not None else None,
+    )

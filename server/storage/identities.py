@@ -1,0 +1,57 @@
+"""The ``identities`` collection: accounts at sign-in providers linked to
+ours, one document per (provider, subject)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pymongo import ASCENDING
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from ..errors import IdentityTaken
+from .ids import new_id
+
+
+class IdentityStore:
+    def __init__(self, db: AsyncDatabase) -> None:
+        self._identities = db["identities"]
+
+    async def create_indexes(self) -> None:
+        await self._identities.create_index(
+            [("provider", ASCENDING), ("subject", ASCENDING)], unique=True,
+            name="provider_subject_unique")
+        # one account per provider for each user (unlink first to switch)
+        await self._identities.create_index(
+            [("user_id", ASCENDING), ("provider", ASCENDING)], unique=True,
+            name="user_provider_unique")
+
+    async def find(self, provider: str, subject: str) -> dict[str, Any] | None:
+        return await self._identities.find_one({"provider": provider, "subject": subject})
+
+    async def create(
+        self, *, user_id: str, provider: str, subject: str, email: str | None, now: datetime
+    ) -> dict[str, Any]:
+        doc = {"_id": new_id(), "user_id": user_id, "provider": provider, "subject": subject,
+               "email": email, "linked_at": now, "last_used_at": now}
+        try:
+            await self._identities.insert_one(doc)
+        except DuplicateKeyError:
+            raise IdentityTaken() from None
+        return doc
+
+    async def touch(self, identity_id: str, *, now: datetime) -> None:
+        await self._identities.update_one({"_id": identity_id}, {"$set": {"last_used_at": now}})
+
+    async def for_user(self, user_id: str) -> list[dict[str, Any]]:
+        cursor = self._identities.find({"user_id": user_id}).sort("linked_at", ASCENDING)
+        return await cursor.to_list(length=None)
+
+    async def delete(self, user_id: str, provider: str) -> bool:
+        result = await self._identities.delete_one({"user_id": user_id, "provider": provider})
+        return result.deleted_count == 1
+
+    async def delete_for_user(self, user_id: str) -> int:
+        result = await self._identities.delete_many({"user_id": user_id})
+        return result.deleted_count
