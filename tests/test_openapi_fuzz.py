@@ -34,7 +34,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from tests.support.services import ROOT, NodeProcess
+from tests.support.services import ROOT, NodeProcess, free_port
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_headers_conformance, response_schema_conformance]
@@ -83,7 +83,12 @@ def node(tmp_path_factory: pytest.TempPathFactory, mongo_url: str) -> Iterator[F
     env = {**_clean_env(), "SKILLSHARE_RATE_LIMITS": "off",
            "SKILLSHARE_PASSWORD_HASH_TIME_COST": "1", "SKILLSHARE_PASSWORD_HASH_MEMORY_KIB": "1024",
            "SKILLSHARE_MONGO_URL": mongo_url, "SKILLSHARE_MONGO_DB": f"t_fuzz_{secrets.token_hex(4)}",
-           "SKILLSHARE_DATA_DIR": str(data), "SKILLSHARE_LOG_LEVEL": "WARNING"}
+           "SKILLSHARE_DATA_DIR": str(data), "SKILLSHARE_LOG_LEVEL": "WARNING",
+           # a sign-in provider that does not answer: start, link and callback
+           # take their error paths (HTML pages for the browser routes)
+           "SKILLSHARE_OIDC_PROVIDERS": "demo",
+           "SKILLSHARE_OIDC_DEMO_ISSUER": f"http://127.0.0.1:{free_port()}",
+           "SKILLSHARE_OIDC_DEMO_CLIENT_ID": "fuzz", "SKILLSHARE_OIDC_DEMO_CLIENT_SECRET": "fuzz"}
     proc = NodeProcess(env, log_path=Path(data) / "node.log")
     proc.start()
     admin_env = {**env, "SKILLSHARE_PORT": str(proc.port)}

@@ -17,7 +17,8 @@ import pytest
 
 from server.app import create_app
 from server.config import Settings
-from server.keys import DB
+from server.clock import Clock, FrozenClock
+from server.keys import DB, PURGE
 from tests.support.api import DEFAULT_PASSWORD, bearer, error_of, register, unique_email
 from tests.support.oidc_provider import OidcProviderProcess
 from tests.support.services import free_port
@@ -52,7 +53,8 @@ class Site:
 
 
 async def make_site(provider: OidcProviderProcess, aiohttp_client: Callable[..., Any],
-                    make_settings: Callable[..., Settings], **overrides: Any) -> Site:
+                    make_settings: Callable[..., Settings], clock: Clock | None = None,
+                    **overrides: Any) -> Site:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     registered = await provider.register_client(url + CALLBACK)
@@ -62,7 +64,8 @@ async def make_site(provider: OidcProviderProcess, aiohttp_client: Callable[...,
                          **registered}},
         **overrides,
     )
-    client = await aiohttp_client(create_app(settings), server_kwargs={"port": port})
+    client = await aiohttp_client(create_app(settings, clock=clock),
+                                  server_kwargs={"port": port})
     return Site(url=url, client=client, provider=provider)
 
 
@@ -462,3 +465,22 @@ async def test_unlink_never_leaves_an_account_without_a_way_in(
     assert login.status == 200
     actions = {a["action"] async for a in site.db["audit_log"].find({"target": me["id"]})}
     assert {"account.oidc_login", "account.password_set", "account.oidc_unlink"} <= actions
+
+
+async def test_deleted_accounts_lose_their_identities_at_the_purge(
+    provider: OidcProviderProcess, aiohttp_client: Any, make_settings: Any, new_browser: Any
+) -> None:
+    clock = FrozenClock()
+    site = await make_site(provider, aiohttp_client, make_settings, clock=clock)
+    sub, email = await new_person(site)
+    browser = new_browser()
+    assert (await sign_in(site, browser, sub)).status == 302
+    pair = await refresh_with_cookie(site, browser)
+    assert (await site.client.delete("/api/v1/users/me",
+                                     headers=bearer(pair["access_token"]))).status == 204
+    # deleted: the provider no longer signs into it
+    assert_refused(await sign_in(site, new_browser(), sub), 400, "no longer active")
+
+    clock.advance(31 * 86400)
+    assert await site.client.app[PURGE].purge_due() == 1
+    assert await site.db["identities"].count_documents({"subject": sub}) == 0
