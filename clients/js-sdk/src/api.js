@@ -104,6 +104,18 @@ export class AuthApi {
   changePassword(currentPassword, newPassword) {
     return this._http.post('/auth/password/change', { current_password: currentPassword, new_password: newPassword });
   }
+  /** A first password for an account that signs in only with providers. @param {string} newPassword */
+  setPassword(newPassword) { return this._http.post('/auth/password/set', { new_password: newPassword }); }
+
+  // Sign-in providers (OpenID Connect, GitHub): docs/accounts.md
+  /** @returns {Promise<{items: {name: string, display_name: string}[]}>} */
+  providers() { return this._http.get('/auth/oidc/providers', { auth: false }); }
+  /** Where the browser goes to sign in with a provider (a full-page navigation). @param {string} name */
+  providerSignInUrl(name) { return this._http.url(`/auth/oidc/${enc(name)}/start`); }
+  /** Starts linking a provider to the signed-in account; open the answer's authorization_url in this tab. @param {string} name */
+  linkProvider(name) { return this._http.post(`/auth/oidc/${enc(name)}/link`); }
+  /** 409 last_sign_in_method when it is the account's only way in. @param {string} name */
+  unlinkProvider(name) { return this._http.delete(`/auth/oidc/${enc(name)}/link`); }
 }
 
 export class UsersApi {

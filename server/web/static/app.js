@@ -741,11 +741,74 @@
 
   // ---- profile ----------------------------------------------------------------
 
+  // ---- sign-in providers (docs/accounts.md) ---------------------------------
+
+  async function loadProviders() {
+    try {
+      const res = await client.auth.providers();
+      state.providers = (res && res.items) || [];
+    } catch (err) {
+      state.providers = [];
+    }
+    const box = $('provider-buttons');
+    box.replaceChildren(...state.providers.map((p) => h('a', {
+      class: 'button secondary', href: client.auth.providerSignInUrl(p.name),
+    }, `Continue with ${p.display_name}`)));
+    box.hidden = state.providers.length === 0;
+  }
+
+  function renderSignInMethods(me) {
+    const linked = new Map((me.identities || []).map((i) => [i.provider, i]));
+    const providers = state.providers || [];
+    $('sign-in-methods').hidden = providers.length === 0 && linked.size === 0 && me.has_password !== false;
+    $('set-password-form').hidden = me.has_password !== false;
+    const names = new Map(providers.map((p) => [p.name, p.display_name]));
+    for (const [name, i] of linked) if (!names.has(name)) names.set(name, i.display_name);
+    $('linked-providers').replaceChildren(...[...names].map(([name, label]) => {
+      const identity = linked.get(name);
+      const action = identity
+        ? h('button', { type: 'button', class: 'link', onclick: () => unlinkProvider(name) }, 'Unlink')
+        : h('button', { type: 'button', class: 'link', onclick: () => linkProvider(name) }, 'Link');
+      return h('li', {}, `${label}${identity ? ` · linked${identity.email ? ` (${identity.email})` : ''}` : ''} `, action);
+    }));
+  }
+
+  async function linkProvider(name) {
+    try {
+      const { authorization_url: url } = await client.auth.linkProvider(name);
+      location.assign(url);
+    } catch (err) {
+      banner(describe(err));
+    }
+  }
+
+  async function unlinkProvider(name) {
+    try {
+      await client.auth.unlinkProvider(name);
+      banner('Unlinked.', 'info');
+      await loadProfile();
+    } catch (err) {
+      banner(describe(err));
+    }
+  }
+
+  $('set-password-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    const form = e.currentTarget;
+    submitting(form, async () => {
+      await client.auth.setPassword(formData(form).new_password);
+      form.reset();
+      banner('Password set. You can now also sign in with your email and password.', 'info');
+      await loadProfile();
+    });
+  });
+
   async function loadProfile() {
     const form = $('profile-form');
     try {
       const me = await client.users.me();
       state.me = { ...state.me, ...me };
+      renderSignInMethods(me);
       form.elements.display_name.value = me.display_name || '';
       form.elements.timezone.value = me.timezone || '';
       form.elements.bio.value = me.bio || '';
@@ -800,6 +863,7 @@
 
   async function start() {
     loadCategories();
+    loadProviders();
     try {
       const user = await client.auth.resume();
       if (user) {
