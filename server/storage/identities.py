@@ -41,6 +41,13 @@ class IdentityStore:
             raise IdentityTaken() from None
         return doc
 
+    async def restore(self, doc: dict[str, Any]) -> None:
+        """Put back a document just deleted (an unlink that must not happen)."""
+        try:
+            await self._identities.insert_one(doc)
+        except DuplicateKeyError:
+            pass
+
     async def touch(self, identity_id: str, *, now: datetime) -> None:
         await self._identities.update_one({"_id": identity_id}, {"$set": {"last_used_at": now}})
 

@@ -6,6 +6,7 @@ provider and comes back to the callback."""
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -95,7 +96,8 @@ async def at_provider(browser: aiohttp.ClientSession, url: str, sub: str) -> str
     (not opened yet)."""
     url = f"{url}&login_hint={quote(sub)}"
     for _ in range(MAX_REDIRECTS):
-        if urlsplit(url).path == CALLBACK:
+        path = urlsplit(url).path
+        if path.startswith("/api/v1/auth/oidc/") and path.endswith("/callback"):
             return url
         async with browser.get(url, allow_redirects=False) as response:
             assert response.status in (302, 303), (response.status, await response.text())
@@ -484,3 +486,36 @@ async def test_deleted_accounts_lose_their_identities_at_the_purge(
     clock.advance(31 * 86400)
     assert await site.client.app[PURGE].purge_due() == 1
     assert await site.db["identities"].count_documents({"subject": sub}) == 0
+
+
+async def test_concurrent_unlinks_keep_one_way_in(
+    provider: OidcProviderProcess, aiohttp_client: Any, make_settings: Any, new_browser: Any
+) -> None:
+    """Two providers on a password-less account, both unlinked at once: one
+    unlink wins, the other is refused 409 and its link stays."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    oidc = {}
+    for name in ("demo", "other"):
+        registered = await provider.register_client(f"{url}/api/v1/auth/oidc/{name}/callback")
+        oidc[name] = {"issuer": provider.issuer, **registered}
+    settings = make_settings(public_url=url, oidc_providers=["demo", "other"], oidc=oidc)
+    client = await aiohttp_client(create_app(settings), server_kwargs={"port": port})
+    site = Site(url=url, client=client, provider=provider)
+    sub, _ = await new_person(site)
+    browser = new_browser()
+    assert (await sign_in(site, browser, sub)).status == 302
+    token = (await refresh_with_cookie(site, browser))["access_token"]
+    async with browser.post(f"{url}/api/v1/auth/oidc/other/link",
+                            headers=bearer(token)) as response:
+        link_url = (await response.json())["authorization_url"]
+    linked = await open_callback(browser, await at_provider(browser, link_url, sub))
+    assert linked.status == 302, linked
+
+    statuses = sorted(r.status for r in await asyncio.gather(
+        client.delete("/api/v1/auth/oidc/demo/link", headers=bearer(token)),
+        client.delete("/api/v1/auth/oidc/other/link", headers=bearer(token)),
+    ))
+    assert statuses == [204, 409]
+    me = await (await client.get("/api/v1/users/me", headers=bearer(token))).json()
+    assert len(me["identities"]) == 1

@@ -39,3 +39,12 @@ def test_relayed_call_carries_video_both_ways() -> None:
     run = run_node_tests(["test/browser/call-relay.browser.test.mjs"])
     assert run.returncode == 0 and run.failed == 0, explain(run)
     assert run.passed >= 1, explain(run)
+
+
+def test_sign_in_with_a_provider_in_chromium() -> None:
+    """"Continue with …" against a real OpenID provider (tests/js/oidc_provider.mjs),
+    then the profile's linked providers, set-password and unlink."""
+    _require_chromium()
+    run = run_node_tests(["test/browser/oidc.browser.test.mjs"])
+    assert run.returncode == 0 and run.failed == 0, explain(run)
+    assert run.passed >= 2, explain(run)

@@ -8,7 +8,8 @@
 // account named by the authorization request's login_hint and grants what
 // the client asked for, so a test drives the whole flow over HTTP.
 // Test hooks (loopback only, this process only):
-//   POST /test/accounts {sub, email, email_verified, name}  add or replace an account
+//   POST /test/accounts {sub, email, email_verified, name, default}  add or replace an
+//        account (default: signed in when the request has no login_hint, as in a browser)
 //   POST /test/tamper {claims: {...}, exp_offset, foreign_key}  the next ID token
 //        issued is re-signed with these changes (by the provider's own key,
 //        or by a key that is not in its JWKS when foreign_key is true)
@@ -25,6 +26,7 @@ const signingJwk = { ...(await jose.exportJWK(privateKey)), kid: KID, alg: 'RS25
 const foreign = (await jose.generateKeyPair('RS256')).privateKey;
 
 const accounts = new Map();
+let defaultSub = null;
 let tamper = null;
 
 const provider = new Provider(issuer, {
@@ -72,7 +74,7 @@ async function interaction(req, res) {
   const details = await provider.interactionDetails(req, res);
   const { prompt, params } = details;
   if (prompt.name === 'login') {
-    const sub = params.login_hint;
+    const sub = params.login_hint || defaultSub;
     if (!accounts.has(sub)) {
       res.writeHead(400, { 'content-type': 'text/plain' });
       res.end(`unknown test account ${sub}`);
@@ -101,8 +103,9 @@ const server = http.createServer(async (req, res) => {
   try {
     if (req.url.startsWith('/interaction/')) return await interaction(req, res);
     if (req.method === 'POST' && req.url === '/test/accounts') {
-      const { sub, ...claims } = await readJson(req);
+      const { sub, default: isDefault, ...claims } = await readJson(req);
       accounts.set(sub, claims);
+      if (isDefault) defaultSub = sub;
       res.writeHead(204).end();
       return;
     }

@@ -226,12 +226,17 @@ class SignInService:
         """Refused (409 ``last_sign_in_method``) when it is the only way in."""
         user = await self._users.get_active(user_id)
         linked = await self._identities.for_user(user_id)
-        if user is None or not any(i["provider"] == provider for i in linked):
+        identity = next((i for i in linked if i["provider"] == provider), None)
+        if user is None or identity is None:
             raise NotFound("This provider is not linked to your account.")
         if not user.get("password_hash") and len(linked) == 1:
             raise LastSignInMethod()
         if not await self._identities.delete(user_id, provider):
             raise NotFound("This provider is not linked to your account.")
+        if not user.get("password_hash") and not await self._identities.for_user(user_id):
+            # another unlink of this account ran at the same time: keep this one
+            await self._identities.restore(identity)
+            raise LastSignInMethod()
         await self._record("account.oidc_unlink", user_id, client, provider=provider)
 
     async def linked_view(self, user_id: str) -> list[dict[str, Any]]:

@@ -30,10 +30,11 @@ export function freePort() {
 
 /**
  * @param {Record<string, string>} [env] extra SKILLSHARE_* settings
+ * @param {{port?: number}} [opts] a port chosen beforehand (e.g. for a redirect URI)
  * @returns {Promise<{url: string, port: number, dataDir: string, logs: () => string, stop: () => Promise<void>}>}
  */
-export async function startServer(env = {}) {
-  const port = await freePort();
+export async function startServer(env = {}, { port: chosenPort } = {}) {
+  const port = chosenPort || await freePort();
   const dataDir = mkdtempSync(join(tmpdir(), 'skillshare-sdk-'));
   let output = '';
   const proc = spawn(python(), ['-m', 'server', 'serve'], {
