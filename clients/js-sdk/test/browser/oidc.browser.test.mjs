@@ -27,7 +27,7 @@ async function startProvider() {
 
 async function post(url, body) {
   const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
-  assert.ok(res.ok, await res.text());
+  if (!res.ok) throw new Error(`${url}: ${res.status} ${await res.text()}`);
   return res.status === 204 ? null : res.json();
 }
 
