@@ -214,7 +214,7 @@ async def sign_in_ctx(app: web.Application) -> AsyncIterator[None]:
         settings.oidc_provider_configs(), db=app[DB], users=app[USERS],
         sessions=app[SESSIONS], audit=app[AUDIT], public_url=public_url(settings),
         flow_ttl=settings.oidc_flow_ttl, http_timeout=settings.oidc_http_timeout,
-        clock=app[CLOCK],
+        limiter=app[LIMITER], start_limit=settings.oidc_start_limit, clock=app[CLOCK],
     )
     app[SIGN_IN] = sign_in
     app[PROFILES].add_exporter("sign_in_providers", sign_in.export)

@@ -141,6 +141,7 @@ class Settings(BaseSettings):
     oidc: dict[str, dict[str, str]] = Field(default_factory=dict)  # per-name values (TOML/tests)
     oidc_flow_ttl: int = Field(600, ge=60, le=86400)  # s a sign-in at a provider may take
     oidc_http_timeout: float = Field(10.0, gt=0, le=120)  # s per call to a provider
+    oidc_start_limit: str = "30/minute"  # sign-ins (and links) started per IP; each stores a flow
 
     @field_validator(
         "secret_key", "cors_origins", "turn_urls", "stun_urls",
@@ -154,7 +155,7 @@ class Settings(BaseSettings):
         "register_limit", "login_account_limit", "login_ip_limit", "forgot_password_limit",
         "api_limit", "room_create_limit", "request_create_limit", "call_invite_limit",
         "listing_create_limit", "search_limit", "ai_user_limit", "ai_global_limit",
-        "socket_event_rate",
+        "socket_event_rate", "oidc_start_limit",
     )
     @classmethod
     def _rate_limit_spec(cls, value: str) -> str:

@@ -9,7 +9,15 @@ from aiohttp import web
 from loguru import logger
 
 from ..errors import ApiError, SignInFailed
-from ..http import Routes, authenticate, body, client_info, json_response, parse_model
+from ..http import (
+    Routes,
+    authenticate,
+    body,
+    client_info,
+    client_ip,
+    json_response,
+    parse_model,
+)
 from ..keys import ACCOUNTS, SETTINGS, SIGN_IN
 from ..logs import request_id_var
 from ..schemas.oidc import CallbackQuery, LinkOut, ProviderList, SetPasswordIn
@@ -43,7 +51,7 @@ def _error_page(error: ApiError) -> web.Response:
     response = web.Response(
         text=ERROR_PAGE.format(message=escape(error.message),
                                request_id=escape(request_id_var.get() or "-")),
-        status=error.status, content_type="text/html",
+        status=error.status, content_type="text/html", headers=error.headers,
     )
     response.del_cookie(FLOW_COOKIE, path=PREFIX)
     return response
@@ -69,13 +77,14 @@ async def list_providers(request: web.Request) -> web.Response:
 
 
 @routes.get(PREFIX + "/{name}/start", summary="Start signing in with a provider", tags=TAGS,
-            status=302, auth=False, errors=[404], html=True)
+            status=302, auth=False, errors=[404, 429], html=True)
 async def start(request: web.Request) -> web.StreamResponse:
     """Redirects the browser to the provider (authorization code flow with
     `state`, `nonce` and PKCE S256); the flow is bound to this browser by a
     short-lived HttpOnly cookie. Failures are an HTML page."""
     try:
-        flow = await request.app[SIGN_IN].start(_provider_name(request))
+        flow = await request.app[SIGN_IN].start(_provider_name(request),
+                                                client_ip=client_ip(request))
     except ApiError as exc:
         return _error_page(exc)
     response = _redirect(flow.authorization_url)
@@ -115,12 +124,13 @@ async def callback(request: web.Request) -> web.StreamResponse:
 
 
 @routes.post(PREFIX + "/{name}/link", summary="Start linking a provider to my account",
-             tags=TAGS, response=LinkOut, errors=[401, 404])
+             tags=TAGS, response=LinkOut, errors=[401, 404, 429])
 async def link(request: web.Request) -> web.Response:
     """Answers the provider's URL for the browser to open, and sets the flow's
     cookie; the callback then links the provider's account to mine."""
     claims = await authenticate(request)
-    flow = await request.app[SIGN_IN].start(_provider_name(request), link_user_id=claims.user_id)
+    flow = await request.app[SIGN_IN].start(_provider_name(request), client_ip=client_ip(request),
+                                            link_user_id=claims.user_id)
     response = json_response({"authorization_url": flow.authorization_url})
     _flow_cookie(response, request, flow.browser_secret)
     return response

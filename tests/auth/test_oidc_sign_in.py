@@ -519,3 +519,17 @@ async def test_concurrent_unlinks_keep_one_way_in(
     assert statuses == [204, 409]
     me = await (await client.get("/api/v1/users/me", headers=bearer(token))).json()
     assert len(me["identities"]) == 1
+
+
+async def test_starting_sign_ins_is_limited_per_ip(
+    provider: OidcProviderProcess, aiohttp_client: Any, make_settings: Any, new_browser: Any
+) -> None:
+    site = await make_site(provider, aiohttp_client, make_settings, oidc_start_limit="2/minute")
+    browser = new_browser()
+    await start(site, browser)
+    await start(site, browser)
+    async with browser.get(site.url + START, allow_redirects=False) as response:
+        assert response.status == 429
+        assert response.content_type == "text/html"
+        assert int(response.headers["Retry-After"]) >= 1
+    assert await site.db["oidc_flows"].count_documents({}) == 2

@@ -26,6 +26,7 @@ from loguru import logger
 from ...clock import Clock
 from ...errors import EmailTaken, IdentityTaken, LastSignInMethod, NotFound, SignInFailed
 from ...logs import mask_email
+from ...ratelimit import RateLimiter
 from ...schemas.human_text import TextError, clean_text
 from ...storage.audit import AuditStore
 from ...storage.identities import IdentityStore
@@ -70,9 +71,12 @@ class SignInService:
         self, *, providers: dict[str, ProviderClient], flows: OidcFlowStore,
         identities: IdentityStore, users: UserStore, sessions: SessionService,
         audit: AuditStore, public_url: str, flow_ttl: int, clock: Clock,
+        limiter: RateLimiter, start_limit: str,
         close: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._close = close
+        self._limiter = limiter
+        self._start_limit = start_limit
         self._providers = providers
         self._flows = flows
         self._identities = identities
@@ -101,10 +105,12 @@ class SignInService:
     def redirect_uri(self, name: str) -> str:
         return self._public_url + CALLBACK_PATH.format(name=name)
 
-    async def start(self, name: str, *, link_user_id: str | None = None) -> StartedFlow:
+    async def start(self, name: str, *, client_ip: str | None,
+                    link_user_id: str | None = None) -> StartedFlow:
         """A new flow: state, nonce and PKCE verifier kept server-side under
-        the state, bound to a fresh browser secret."""
+        the state, bound to a fresh browser secret. Limited per IP."""
         client = self._client(name)
+        await self._limiter.hit("oidc_start", self._start_limit, client_ip or "-")
         state, nonce = generate_token(SECRET_CHARS), generate_token(SECRET_CHARS)
         verifier, browser = generate_token(SECRET_CHARS), generate_token(SECRET_CHARS)
         url = await client.authorization_url(

@@ -7,6 +7,7 @@ import aiohttp
 from pymongo.asynchronous.database import AsyncDatabase
 
 from ...clock import Clock
+from ...ratelimit import RateLimiter
 from ...storage.audit import AuditStore
 from ...storage.identities import IdentityStore
 from ...storage.oidc_flows import OidcFlowStore
@@ -22,7 +23,7 @@ USER_AGENT = "skillshare-sign-in"
 def build_sign_in(
     providers: list[ProviderConfig], *, db: AsyncDatabase, users: UserStore,
     sessions: SessionService, audit: AuditStore, public_url: str, flow_ttl: int,
-    http_timeout: float, clock: Clock,
+    http_timeout: float, limiter: RateLimiter, start_limit: str, clock: Clock,
 ) -> SignInService:
     http = aiohttp.ClientSession(headers={"User-Agent": USER_AGENT}) if providers else None
     clients = {}
@@ -32,5 +33,6 @@ def build_sign_in(
     return SignInService(
         providers=clients, flows=OidcFlowStore(db), identities=IdentityStore(db), users=users,
         sessions=sessions, audit=audit, public_url=public_url, flow_ttl=flow_ttl, clock=clock,
+        limiter=limiter, start_limit=start_limit,
         close=http.close if http is not None else None,
     )
