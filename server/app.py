@@ -215,6 +215,7 @@ async def sign_in_ctx(app: web.Application) -> AsyncIterator[None]:
         sessions=app[SESSIONS], audit=app[AUDIT], public_url=public_url(settings),
         flow_ttl=settings.oidc_flow_ttl, http_timeout=settings.oidc_http_timeout,
         limiter=app[LIMITER], start_limit=settings.oidc_start_limit, clock=app[CLOCK],
+        registry=app[METRICS].registry,
     )
     app[SIGN_IN] = sign_in
     app[PROFILES].add_exporter("sign_in_providers", sign_in.export)

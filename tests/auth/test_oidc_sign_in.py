@@ -222,6 +222,8 @@ async def test_a_new_person_gets_an_account_and_a_browser_session(
         ("demo", sub)]
     actions = [a["action"] async for a in site.db["audit_log"].find({"target": me["id"]})]
     assert "account.oidc_login" in actions
+    metrics = await (await site.client.get("/metrics")).text()
+    assert 'skillshare_oidc_callbacks_total{outcome="signed_in",provider="demo"} 1.0' in metrics
 
 
 async def test_the_same_subject_always_signs_into_the_same_account(
@@ -314,6 +316,8 @@ async def test_a_forged_state_is_refused(site: Site, new_browser: Any) -> None:
     forged = f"{site.url}{CALLBACK}?code={quote(query['code'][0])}&state=forged-state"
     assert_refused(await open_callback(browser, forged), 400, "Please start again")
     await _nothing_signed_in(site, browser, email)
+    metrics = await (await site.client.get("/metrics")).text()
+    assert 'skillshare_oidc_callbacks_total{outcome="refused",provider="demo"} 1.0' in metrics
 
 
 async def test_a_state_from_another_browser_is_refused(site: Site, new_browser: Any) -> None:
@@ -378,6 +382,8 @@ async def test_provider_down_leaves_nothing_half_created(
         provider.stop()
     assert_refused(await open_callback(browser, callback), 503, "cannot be reached")
     await _nothing_signed_in(site, browser, email)
+    metrics = await (await site.client.get("/metrics")).text()
+    assert 'skillshare_oidc_callbacks_total{outcome="unavailable",provider="demo"} 1.0' in metrics
     assert await site.db["identities"].count_documents({}) == 0
 
 

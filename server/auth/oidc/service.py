@@ -22,9 +22,17 @@ from typing import Any
 from authlib.common.security import generate_token
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from loguru import logger
+from prometheus_client import Counter
 
 from ...clock import Clock
-from ...errors import EmailTaken, IdentityTaken, LastSignInMethod, NotFound, SignInFailed
+from ...errors import (
+    EmailTaken,
+    IdentityTaken,
+    LastSignInMethod,
+    NotFound,
+    SignInFailed,
+    Unavailable,
+)
 from ...logs import mask_email
 from ...ratelimit import RateLimiter
 from ...schemas.human_text import TextError, clean_text
@@ -71,9 +79,10 @@ class SignInService:
         self, *, providers: dict[str, ProviderClient], flows: OidcFlowStore,
         identities: IdentityStore, users: UserStore, sessions: SessionService,
         audit: AuditStore, public_url: str, flow_ttl: int, clock: Clock,
-        limiter: RateLimiter, start_limit: str,
+        limiter: RateLimiter, start_limit: str, outcomes: Counter | None = None,
         close: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
+        self._outcomes = outcomes
         self._close = close
         self._limiter = limiter
         self._start_limit = start_limit
@@ -127,7 +136,27 @@ class SignInService:
 
     async def complete(self, name: str, *, code: str, state: str, browser_secret: str | None,
                        client: ClientInfo) -> Completed:
+        """The callback: counted per provider and outcome (signed_in, linked,
+        refused, unavailable) in ``skillshare_oidc_callbacks_total``."""
         provider = self._client(name)
+        try:
+            done = await self._complete(provider, name, code=code, state=state,
+                                        browser_secret=browser_secret, client=client)
+        except SignInFailed:
+            self._count(name, "refused")
+            raise
+        except Unavailable:
+            self._count(name, "unavailable")
+            raise
+        self._count(name, "linked" if done.linked_provider else "signed_in")
+        return done
+
+    def _count(self, name: str, outcome: str) -> None:
+        if self._outcomes is not None:
+            self._outcomes.labels(name, outcome).inc()
+
+    async def _complete(self, provider: ProviderClient, name: str, *, code: str, state: str,
+                        browser_secret: str | None, client: ClientInfo) -> Completed:
         flow = await self._flows.consume(state, now=self._clock.now()) if state else None
         if (flow is None or flow["provider"] != name or not browser_secret
                 or not hmac.compare_digest(flow["browser"], hash_secret(browser_secret))):

@@ -4,6 +4,7 @@ service over the stores."""
 from __future__ import annotations
 
 import aiohttp
+from prometheus_client import CollectorRegistry, Counter
 from pymongo.asynchronous.database import AsyncDatabase
 
 from ...clock import Clock
@@ -24,6 +25,7 @@ def build_sign_in(
     providers: list[ProviderConfig], *, db: AsyncDatabase, users: UserStore,
     sessions: SessionService, audit: AuditStore, public_url: str, flow_ttl: int,
     http_timeout: float, limiter: RateLimiter, start_limit: str, clock: Clock,
+    registry: CollectorRegistry | None = None,
 ) -> SignInService:
     http = aiohttp.ClientSession(headers={"User-Agent": USER_AGENT}) if providers else None
     clients = {}
@@ -34,5 +36,9 @@ def build_sign_in(
         providers=clients, flows=OidcFlowStore(db), identities=IdentityStore(db), users=users,
         sessions=sessions, audit=audit, public_url=public_url, flow_ttl=flow_ttl, clock=clock,
         limiter=limiter, start_limit=start_limit,
+        outcomes=Counter("skillshare_oidc_callbacks_total",
+                         "Sign-in provider callbacks by provider and outcome "
+                         "(signed_in, linked, refused, unavailable).",
+                         ["provider", "outcome"], registry=registry) if registry else None,
         close=http.close if http is not None else None,
     )
