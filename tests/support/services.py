@@ -119,8 +119,8 @@ class TurnProcess:
     everything else) and overrides only what a test must: loopback listening
     and relay addresses, ports, loopback peers allowed (every peer is on
     127.0.0.1 here; production denies them), no TLS (no certificate here),
-    no CLI, the shared secret, a short allocation lifetime and its own log,
-    pid and database files under ``workdir``.
+    no CLI, the shared secret, a short allocation lifetime and its own
+    (verbose) log, pid and database files under ``workdir``.
     """
 
     def __init__(self, workdir: Path, *, secret: str,
@@ -154,7 +154,7 @@ class TurnProcess:
             f"--max-allocate-lifetime={self.allocation_lifetime_s}",
             "--userdb", str(self.workdir / "turndb"),
             "--pidfile", str(self.workdir / "turnserver.pid"),
-            "--log-file", str(self.log_path), "--simple-log", "--no-stdout-log",
+            "--log-file", str(self.log_path), "--simple-log", "--no-stdout-log", "--verbose",
         ]
 
     def start(self) -> None:
