@@ -104,9 +104,9 @@ class RedisProcess:
 
 
 TURN_CONFIG = ROOT / "config" / "turnserver.conf"
-#: Allocation lifetime the test coturn grants (``max-allocate-lifetime``):
-#: short, so browsers refresh their allocations within a test (Chromium
-#: refreshes at half a lifetime below two minutes).
+#: Longest allocation lifetime the test coturn grants to a client asking for
+#: one (``max-allocate-lifetime``): short, so allocations must be refreshed
+#: within a test. (Chromium asks for none and gets coturn's default 600 s.)
 TEST_TURN_ALLOCATION_LIFETIME_S = 6
 #: Relay ports each test coturn may use (its own range above a free port).
 TEST_TURN_RELAY_PORTS = 40

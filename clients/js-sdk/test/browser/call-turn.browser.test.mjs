@@ -11,8 +11,8 @@ import { openBrowser } from './support.mjs';
 
 const TURN_PORT = process.env.SKILLSHARE_TEST_TURN_PORT;
 const TURN_SECRET = process.env.SKILLSHARE_TEST_TURN_SECRET;
-/** The allocation lifetime the test coturn grants (Chromium refreshes at half of it). */
-const ALLOCATION_LIFETIME_S = Number(process.env.SKILLSHARE_TEST_TURN_LIFETIME);
+/** How long after its credentials expired the first call must still carry media. */
+const AFTER_EXPIRY_S = 8;
 /** Credentials the node hands out expire this soon, so a call outlives them. */
 const TURN_TTL_S = 12;
 /** The SDK falls back to the server's relay when ICE has not connected by then. */
@@ -23,7 +23,7 @@ let server;
 let user;
 
 before(async () => {
-  assert.ok(TURN_PORT && TURN_SECRET && ALLOCATION_LIFETIME_S > 0,
+  assert.ok(TURN_PORT && TURN_SECRET,
     'run through tests/e2e/test_turn.py, which starts coturn');
   server = await startServer({
     SKILLSHARE_TURN_URLS: `turn:127.0.0.1:${TURN_PORT}?transport=udp,turn:127.0.0.1:${TURN_PORT}?transport=tcp`,
@@ -219,9 +219,11 @@ test('credentials expiring mid-call keep the media; the next call gets fresh one
   const first = await run(() => T.call({ policy: 'relay', editA: T.only('udp'), editB: T.only('udp') }));
   assert.deepEqual(first.outcomes.map((o) => o.connected?.path), ['turn', 'turn'], JSON.stringify(first.outcomes));
   const expiry = Math.max(...first.expiry);
-  // Past the expiry by two allocation lifetimes: every allocation alive now
-  // was refreshed with the expired credentials.
-  const waitMs = (expiry + 2 * ALLOCATION_LIFETIME_S + 1) * 1000 - Date.now();
+  // Chromium's allocations last coturn's default 600 s (it asks for no
+  // lifetime), so this shows the media outliving the credentials; periodic
+  // refreshes with expired credentials are tested at protocol level
+  // (tests/e2e/test_turn.py), and the hang-up's REFRESH is in coturn's log.
+  const waitMs = (expiry + AFTER_EXPIRY_S) * 1000 - Date.now();
   assert.ok(Date.now() < expiry * 1000, `the call connected before its credentials expired (at ${expiry})`);
   await run((ms) => T.sleep(ms), waitMs);
   const late = await run((ms) => T.flow(ms), FLOW_WINDOW_MS);
