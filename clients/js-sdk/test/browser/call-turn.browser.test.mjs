@@ -4,7 +4,7 @@
 // UDP and TCP, credentials expiring mid-call, wrong and stale credentials
 // (`turn_failed`), and the fallback order direct -> TURN -> server relay
 // with the path reported in call:stats and the server's metrics.
-import { after, before, test } from 'node:test';
+import { after, afterEach, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { PASSWORD, startServer, uniqueEmail } from '../support/server.mjs';
 import { openBrowser } from './support.mjs';
@@ -39,6 +39,11 @@ before(async () => {
   await page.evaluate(pageHelpers);
   await page.evaluate(({ emails, password, p2pTimeoutMs }) => window.T.signIn(emails, password, { p2pTimeoutMs }),
     { emails: [uniqueEmail('turn-a'), uniqueEmail('turn-b')], password: PASSWORD, p2pTimeoutMs: P2P_TIMEOUT_MS });
+});
+
+afterEach(async () => {
+  // A failed test must not leave its call up for the next one (users are busy in one call).
+  await user?.page.evaluate(() => window.T?.cleanUp());
 });
 
 after(async () => {
@@ -157,6 +162,12 @@ function pageHelpers() {
           remote: { type: remote.candidateType },
         };
       }));
+    },
+    async cleanUp() {
+      T.blockDirect(false);
+      const open = (T.current || []).filter((c) => c.state !== 'ended');
+      await Promise.all(open.map((c) => c.end().catch(() => {})));
+      T.current = [];
     },
     async hangUp() {
       const [callA, callB] = T.current;
