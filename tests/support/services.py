@@ -57,7 +57,34 @@ def cluster_node_env(
     return env
 
 
-class RedisProcess:
+class ChildProcess:
+    """A service process a test owns: stopped with SIGTERM (SIGKILL when it
+    does not exit in time) or killed outright, then forgotten."""
+
+    proc: subprocess.Popen | None = None
+
+    def _terminate(self, timeout: float) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        code = self.proc.returncode
+        self.proc = None
+        return code
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=10)
+        self.proc = None
+
+
+class RedisProcess(ChildProcess):
     """A redis-server of our own on a free port; stop, start and kill it at will."""
 
     def __init__(self, workdir: Path) -> None:
@@ -82,16 +109,7 @@ class RedisProcess:
         wait_for_port(self.port, proc=self.proc)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=10)
-        self.proc = None
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(timeout=10)
-        self.proc = None
+        self._terminate(timeout=10)
 
     def flushall(self) -> None:
         import redis
@@ -112,7 +130,7 @@ TEST_TURN_ALLOCATION_LIFETIME_S = 6
 TEST_TURN_RELAY_PORTS = 40
 
 
-class TurnProcess:
+class TurnProcess(ChildProcess):
     """A real coturn ``turnserver`` of our own, on free loopback ports.
 
     It reads the kit's ``config/turnserver.conf`` (``use-auth-secret`` and
@@ -164,19 +182,7 @@ class TurnProcess:
         wait_for_port(self.port, proc=self.proc)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        self.proc = None
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(timeout=10)
-        self.proc = None
+        self._terminate(timeout=10)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -204,7 +210,7 @@ def _free_port_range(count: int) -> int:
     raise RuntimeError(f"no {count} consecutive free UDP ports on 127.0.0.1")
 
 
-class NodeProcess:
+class NodeProcess(ChildProcess):
     """``python -m server serve`` in its own process, like production."""
 
     def __init__(self, env: dict[str, str], *, log_path: Path) -> None:
@@ -227,24 +233,8 @@ class NodeProcess:
         wait_for_port(self.port, timeout=timeout, proc=self.proc)
 
     def terminate(self, timeout: float = 20.0) -> int | None:
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        code = self.proc.returncode
-        self.proc = None
-        return code
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(timeout=10)
-        self.proc = None
+        """SIGTERM; the exit code (SIGKILL after ``timeout``)."""
+        return self._terminate(timeout)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -263,7 +253,7 @@ server.stop()
 """
 
 
-class DatabaseProcess:
+class DatabaseProcess(ChildProcess):
     """The embedded database (SecantusDB) in a child process of its own, so a
     test can pause it (SIGSTOP) and resume it (SIGCONT) under running nodes."""
 
@@ -296,10 +286,4 @@ class DatabaseProcess:
         """SIGTERM and wait: WiredTiger must close before the directory goes."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGCONT)
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
+        self._terminate(timeout=30)
