@@ -29,9 +29,10 @@ fi
 .venv/bin/python -m pip install --quiet -e '.[embedded,test]'
 
 # Node packages for the JS client, SDK and browser tests.
+# Installed again whenever the lock file changed since the last install.
 for dir in tests/js clients/js-sdk; do
-  if [ -f "$dir/package-lock.json" ] && [ ! -d "$dir/node_modules" ]; then
-    (cd "$dir" && npm ci --silent --no-audit --no-fund)
+  if [ -f "$dir/package-lock.json" ] && ! cmp -s "$dir/package-lock.json" "$dir/node_modules/.installed-lock"; then
+    (cd "$dir" && npm ci --silent --no-audit --no-fund && cp package-lock.json node_modules/.installed-lock)
   fi
 done
 
