@@ -9,13 +9,13 @@ from typing import Any
 
 import aiohttp
 
-from .services import free_port, wait_for_port
+from .services import ChildProcess, free_port, wait_for_port
 
 JS_DIR = Path(__file__).resolve().parents[1] / "js"
 SCRIPT = JS_DIR / "oidc_provider.mjs"
 
 
-class OidcProviderProcess:
+class OidcProviderProcess(ChildProcess):
     """``start()`` / ``stop()``; ``issuer`` is its URL. Clients register with
     ``register_client(redirect_uri)``; accounts and tampered ID tokens are
     set with the script's test hooks."""
@@ -23,24 +23,16 @@ class OidcProviderProcess:
     def __init__(self) -> None:
         self.port = free_port()
         self.issuer = f"http://127.0.0.1:{self.port}"
-        self._proc: subprocess.Popen | None = None
+        self.proc: subprocess.Popen | None = None
 
     def start(self) -> None:
-        self._proc = subprocess.Popen(
-            ["node", str(SCRIPT), str(self.port)], cwd=JS_DIR,
-            stdout=subprocess.DEVNULL,
+        self.proc = subprocess.Popen(
+            ["node", str(SCRIPT), str(self.port)], cwd=JS_DIR, stdout=subprocess.DEVNULL,
         )
-        wait_for_port(self.port, proc=self._proc)
+        wait_for_port(self.port, proc=self.proc)
 
     def stop(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
-        self._proc = None
+        self._terminate(timeout=10)
 
     async def _post(self, path: str, data: dict[str, Any]) -> Any:
         async with aiohttp.ClientSession() as http:
