@@ -25,6 +25,7 @@ class ConfigError(Exception):
     """A bad setting; the message is one line naming the variable."""
 
 
+MIN_BACKUP_KEY_CHARS = 16  # a passphrase; scrypt stretches it per archive
 StrList = Annotated[list[str], NoDecode]
 
 
@@ -135,6 +136,11 @@ class Settings(BaseSettings):
     ai_timeout: float = Field(2.0, gt=0, le=60)  # s; past it a request ranks locally
     ai_user_limit: str = "60/hour"  # Gemini calls made for one user's searches and matches
     ai_global_limit: str = "2000/hour"  # Gemini calls this deployment makes (texts embedded)
+    # Backups (docs/operations.md): scheduled ones only on the embedded default
+    backup_dir: Path | None = None  # unset: no scheduled backups
+    backup_interval: float = Field(86400.0, ge=1)  # s between scheduled backups
+    backup_keep: int = Field(7, ge=1)  # newest scheduled archives kept; older ones deleted
+    backup_key: str | None = None  # encrypts archives (AES-256-GCM, key from scrypt)
 
     @field_validator(
         "secret_key", "cors_origins", "turn_urls", "stun_urls",
@@ -196,6 +202,13 @@ class Settings(BaseSettings):
             for key in value:
                 if len(key) < 32:
                     raise ValueError("each key must be at least 32 characters")
+        return value or None
+
+    @field_validator("backup_key")
+    @classmethod
+    def _backup_key_length(cls, value: str | None) -> str | None:
+        if value and len(value) < MIN_BACKUP_KEY_CHARS:
+            raise ValueError(f"must be at least {MIN_BACKUP_KEY_CHARS} characters")
         return value or None
 
     @model_validator(mode="after")

@@ -128,10 +128,11 @@ class EmbeddedDatabase:
 
 @asynccontextmanager
 async def open_database(
-    *, mongo_url: str | None, db_name: str, data_dir: Path
+    *, mongo_url: str | None, db_name: str, data_dir: Path, create_indexes: bool = True,
 ) -> AsyncIterator[AsyncDatabase]:
     """The database, with every store's indexes created (idempotently)
-    before the caller can write anything."""
+    before the caller can write anything. ``create_indexes=False`` is for
+    readers that must leave the database exactly as it is (backups)."""
     embedded: EmbeddedDatabase | None = None
     if mongo_url is None:
         embedded = EmbeddedDatabase(data_dir)
@@ -146,7 +147,8 @@ async def open_database(
     )
     try:
         db = client[db_name]
-        await create_all_indexes(db)
+        if create_indexes:
+            await create_all_indexes(db)
         yield db
     finally:
         await client.close()
