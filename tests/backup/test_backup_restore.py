@@ -61,13 +61,15 @@ def _refused(result: subprocess.CompletedProcess, *words: str) -> str:
     return line
 
 
+def _documents(archive: Path, collection: str, *, key: str | None = None) -> list[dict]:
+    return [bson.decode(raw) for name, docs in _Scan(archive, key=key).batches()
+            if name == collection for raw in docs]
+
+
 def _messages_by_room(archive: Path, *, key: str | None = None) -> dict[str, list[int]]:
     seqs: dict[str, list[int]] = defaultdict(list)
-    for name, docs in _Scan(archive, key=key).batches():
-        if name == "messages":
-            for raw in docs:
-                doc = bson.decode(raw)
-                seqs[doc["room_id"]].append(doc["seq"])
+    for doc in _documents(archive, "messages", key=key):
+        seqs[doc["room_id"]].append(doc["seq"])
     return seqs
 
 
@@ -169,7 +171,11 @@ async def _keep_sending(url: str, room_id: str, user: dict, stop: asyncio.Event)
     sent = 0
     try:
         while not stop.is_set():
-            await _send(sock, room_id, f"{user['id']} #{sent}")
+            message = await _send(sock, room_id, f"{user['id']} #{sent}")
+            # A second collection written after the first: a dump that is not
+            # one moment sees read markers ahead of the messages it copied.
+            read = await sock.call("message:read", {"room_id": room_id, "seq": message["seq"]})
+            assert read["ok"], read
             sent += 1
     finally:
         await sock.close()
@@ -215,6 +221,8 @@ async def test_backup_while_people_chat_is_one_consistent_moment(tmp_path):
             assert set(by_room) <= set(rooms)
             for room_id, seqs in by_room.items():
                 assert sorted(seqs) == list(range(1, len(seqs) + 1)), (archive.name, room_id)
+            for marker in _documents(archive, "read_markers"):
+                assert marker["seq"] <= len(by_room[marker["room_id"]]), (archive.name, marker)
         assert any(_messages_by_room(archives[-1]).values())
 
         # The same archive restores into another database on the shared server.
