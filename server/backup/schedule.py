@@ -11,10 +11,11 @@ from pathlib import Path
 from loguru import logger
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import PyMongoError
 
 from ..clock import Clock
 from ..private_files import private_dir
-from .archive import ArchiveWriter
+from .archive import ArchiveError, ArchiveWriter
 from .snapshot import dump_database
 
 ARCHIVE_PREFIX = "skillshare-"
@@ -66,6 +67,9 @@ class BackupScheduler:
                 await self.take()
             except asyncio.CancelledError:
                 raise
+            except (ArchiveError, OSError, PyMongoError) as exc:
+                self._metrics.outcomes.labels("failure").inc()
+                logger.error("scheduled backup into {} failed: {}", self._directory, exc)
             except Exception:
                 self._metrics.outcomes.labels("failure").inc()
                 logger.exception("scheduled backup into {} failed", self._directory)

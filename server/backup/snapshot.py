@@ -33,6 +33,7 @@ from pymongo.read_preferences import ReadPreference
 
 from ..clock import Clock, isoformat
 from .archive import (
+    FORMAT_VERSION,
     KIND_COLLECTION,
     KIND_DOCUMENTS,
     KIND_MANIFEST,
@@ -109,7 +110,7 @@ async def dump_database(db: AsyncDatabase, writer: ArchiveWriter, *, source: str
         finally:
             await session.abort_transaction()
     manifest = {
-        "format": MANIFEST_FORMAT, "format_version": 1, "created_at": isoformat(created_at),
+        "format": MANIFEST_FORMAT, "format_version": FORMAT_VERSION, "created_at": isoformat(created_at),
         "source": source, "database": db.name, "collections": collections,
     }
     writer.write(KIND_MANIFEST, json_util.dumps(manifest, json_options=JSON_OPTIONS).encode(),
@@ -188,9 +189,9 @@ def _parse_manifest(body: bytes, path: Path) -> dict[str, Any]:
         raise ArchiveError(f"{path} is damaged (its manifest is not readable)") from None
     if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
         raise ArchiveError(f"{path} is damaged (its manifest is not a Skill Share manifest)")
-    if manifest.get("format_version") != 1:
+    if manifest.get("format_version") != FORMAT_VERSION:
         raise ArchiveError(f"{path} has manifest version {manifest.get('format_version')}; "
-                           "this version of Skill Share reads version 1")
+                           f"this version of Skill Share reads version {FORMAT_VERSION}")
     return manifest
 
 
@@ -232,8 +233,8 @@ async def restore_database(db: AsyncDatabase, path: Path, *, key: str | None,
                 await db.drop_collection(name)
     existing = set(await db.list_collection_names())
     for entry in manifest["collections"]:
-        if entry["name"] not in existing and entry.get("options"):
-            await db.create_collection(entry["name"], **entry["options"])
+        if entry["name"] not in existing:  # empty ones too, with their options
+            await db.create_collection(entry["name"], **(entry.get("options") or {}))
         await _create_indexes(db, entry)
     # The second read is checked as it goes, like the first; memory holds
     # one batch at a time.

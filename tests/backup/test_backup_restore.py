@@ -320,6 +320,15 @@ def test_restore_into_a_database_with_data_needs_force(archives, tmp_path):
     assert counts["users"] == 50 and counts["messages"] == 29
 
 
+def test_bad_backup_settings_and_targets_are_refused_in_one_line(tmp_path):
+    short = _cli(_env(tmp_path / "var", BACKUP_KEY="short"), "backup", "--out",
+                 str(tmp_path / "x.ssbak"))
+    assert short.returncode == 2 and short.stderr.count("\n") == 1, short.stderr
+    assert "SKILLSHARE_BACKUP_KEY" in short.stderr
+    nowhere = tmp_path / "no such folder" / "x.ssbak"
+    _refused(_cli(_env(tmp_path / "var"), "backup", "--out", str(nowhere)), "cannot write")
+
+
 def test_backup_of_an_embedded_database_in_use_is_refused_in_one_line(tmp_path):
     data_dir = tmp_path / "var"
     node = NodeProcess(_env(data_dir), log_path=tmp_path / "node.log")
@@ -375,3 +384,24 @@ async def test_a_running_embedded_node_takes_scheduled_backups_and_prunes_them(t
     restored = _cli(_env(tmp_path / "fresh", BACKUP_KEY=BACKUP_KEY), "restore", str(newest))
     assert restored.returncode == 0, restored.stderr
     assert user["id"]
+
+
+async def test_a_failing_scheduled_backup_is_counted_and_the_node_keeps_serving(tmp_path):
+    not_a_folder = tmp_path / "backups"
+    not_a_folder.write_text("a file where the folder should be")
+    env = _env(tmp_path / "var", BACKUP_DIR=str(not_a_folder),
+               BACKUP_INTERVAL=SCHEDULE_INTERVAL_S)
+    node = NodeProcess(env, log_path=tmp_path / "node.log")
+    node.start()
+    try:
+        deadline = time.monotonic() + SCHEDULE_DEADLINE_S
+        async with aiohttp.ClientSession() as http:
+            while 'skillshare_backups_total{outcome="failure"} 2.0' not in (
+                    await (await http.get(f"{node.url}/metrics")).text()):
+                assert time.monotonic() < deadline, node.log()
+                await asyncio.sleep(0.2)
+        assert (await register_user(node.url, "still-serving"))["id"]
+    finally:
+        assert node.terminate() == 0, node.log()
+    assert "scheduled backup into" in node.log() and "cannot write" in node.log()
+    assert "Traceback" not in node.log()
