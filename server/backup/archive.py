@@ -153,6 +153,11 @@ def read_records(path: Path, *, key: str | None) -> Iterator[tuple[bytes, bytes]
             if not (1 <= log2_n <= MAX_SCRYPT_LOG2_N and r and p):
                 raise ArchiveError(f"{path} has a damaged header (key derivation parameters)")
             aead = AESGCM(_derive_key(key, salt, log2_n, r, p))
+        elif key:
+            # A forged archive would simply be written unencrypted: with a key
+            # set, only sealed archives are accepted.
+            raise ArchiveError(f"{path} is not encrypted, so SKILLSHARE_BACKUP_KEY cannot "
+                               "authenticate it; unset SKILLSHARE_BACKUP_KEY to restore it anyway")
         yield from _frames(fh, path, header, aead)
     finally:
         fh.close()

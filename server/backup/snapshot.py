@@ -110,8 +110,8 @@ async def dump_database(db: AsyncDatabase, writer: ArchiveWriter, *, source: str
         finally:
             await session.abort_transaction()
     manifest = {
-        "format": MANIFEST_FORMAT, "format_version": FORMAT_VERSION, "created_at": isoformat(created_at),
-        "source": source, "database": db.name, "collections": collections,
+        "format": MANIFEST_FORMAT, "format_version": FORMAT_VERSION,
+        "created_at": isoformat(created_at), "source": source, "database": db.name, "collections": collections,
     }
     writer.write(KIND_MANIFEST, json_util.dumps(manifest, json_options=JSON_OPTIONS).encode(),
                  last=True)

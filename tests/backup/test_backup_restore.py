@@ -278,7 +278,7 @@ def _damaged(source: Path, target: Path, *, cut: int | None = None,
 
 @pytest.mark.parametrize("kind", ["plain", "sealed"])
 def test_truncated_and_tampered_archives_are_refused_in_one_line(archives, tmp_path, kind):
-    env = _env(tmp_path / "var", BACKUP_KEY=BACKUP_KEY)
+    env = _env(tmp_path / "var", **({"BACKUP_KEY": BACKUP_KEY} if kind == "sealed" else {}))
     source = archives[kind]
     size = source.stat().st_size
     cut_short = _damaged(source, tmp_path / "short.ssbak", cut=size - 7)
@@ -299,6 +299,8 @@ def test_wrong_key_missing_key_and_other_versions_are_refused(archives, tmp_path
     _refused(_cli(env, "restore", str(sealed)), "encrypted", "SKILLSHARE_BACKUP_KEY")
     wrong = {**env, "SKILLSHARE_BACKUP_KEY": "not the backup passphrase"}
     _refused(_cli(wrong, "restore", str(sealed)), "wrong SKILLSHARE_BACKUP_KEY")
+    keyed = {**env, "SKILLSHARE_BACKUP_KEY": BACKUP_KEY}
+    _refused(_cli(keyed, "restore", str(archives["plain"])), "is not encrypted")
     future = bytearray(archives["plain"].read_bytes())
     future[9] = 9  # format version (u16 after the 8-byte magic): 9
     (tmp_path / "future.ssbak").write_bytes(bytes(future))
