@@ -60,9 +60,21 @@ class BackupScheduler:
         self._clock = clock
         self._metrics = metrics
 
+    def first_delay(self) -> float:
+        """Seconds until the first backup: a node restarted more often than
+        the interval still backs up on time, because the schedule continues
+        from the newest archive in the folder (none: back up now)."""
+        archives = self._archives()
+        if not archives:
+            return 0.0
+        age = self._clock.time() - archives[-1].stat().st_mtime
+        return min(self._interval, max(0.0, self._interval - age))
+
     async def run(self) -> None:
+        delay = self.first_delay()
         while True:
-            await asyncio.sleep(self._interval)
+            await asyncio.sleep(delay)
+            delay = self._interval
             try:
                 await self.take()
             except asyncio.CancelledError:
@@ -94,9 +106,13 @@ class BackupScheduler:
         self.prune()
         return path
 
+    def _archives(self) -> list[Path]:
+        """This schedule's archives, oldest first (their names sort by time)."""
+        return sorted(self._directory.glob(f"{ARCHIVE_PREFIX}*{ARCHIVE_SUFFIX}"))
+
     def prune(self) -> list[Path]:
         """Delete all but the newest ``keep`` archives of this schedule."""
-        archives = sorted(self._directory.glob(f"{ARCHIVE_PREFIX}*{ARCHIVE_SUFFIX}"))
+        archives = self._archives()
         doomed = archives[:-self._keep] if len(archives) > self._keep else []
         for old in doomed:
             old.unlink(missing_ok=True)
