@@ -8,11 +8,18 @@ PYTHON="${PYTHON:-python3}"
 need_apt=()
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
+command -v turnserver >/dev/null 2>&1 || need_apt+=(coturn)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing ${need_apt[*]} (apt)"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  if [[ " ${need_apt[*]} " == *" coturn "* ]] && command -v systemctl >/dev/null 2>&1 \
+      && [ -d /run/systemd/system ]; then
+    # Tests start their own turnserver on free ports; the package's system
+    # service (enabled on install where systemd runs) must not hold 3478.
+    $SUDO systemctl disable --now coturn >/dev/null 2>&1 || true
+  fi
 fi
 
 if [ ! -x .venv/bin/python ]; then
@@ -22,9 +29,10 @@ fi
 .venv/bin/python -m pip install --quiet -e '.[embedded,test]'
 
 # Node packages for the JS client, SDK and browser tests.
+# Installed again whenever the lock file changed since the last install.
 for dir in tests/js clients/js-sdk; do
-  if [ -f "$dir/package-lock.json" ] && [ ! -d "$dir/node_modules" ]; then
-    (cd "$dir" && npm ci --silent --no-audit --no-fund)
+  if [ -f "$dir/package-lock.json" ] && ! cmp -s "$dir/package-lock.json" "$dir/node_modules/.installed-lock"; then
+    (cd "$dir" && npm ci --silent --no-audit --no-fund && cp package-lock.json node_modules/.installed-lock)
   fi
 done
 

@@ -28,6 +28,10 @@ class ConfigError(Exception):
 MIN_BACKUP_KEY_CHARS = 16  # a passphrase; scrypt stretches it per archive
 StrList = Annotated[list[str], NoDecode]
 
+#: Shortest TURN credential lifetime accepted. Production keeps the default
+#: (an hour); a few seconds let tests watch credentials expire mid-call.
+TURN_TTL_MIN_S = 5
+
 
 def _split_list(value: Any) -> Any:
     if isinstance(value, str):
@@ -86,7 +90,7 @@ class Settings(BaseSettings):
     mail_from: str = "Skill Share <no-reply@skillshare.local>"
     turn_urls: StrList = Field(default_factory=list)
     turn_secret: str | None = None
-    turn_ttl: int = Field(3600, ge=60, le=86400)
+    turn_ttl: int = Field(3600, ge=TURN_TTL_MIN_S, le=86400)
     stun_urls: StrList = Field(default_factory=list)
     sentry_dsn: str | None = None
     cors_origins: StrList = Field(default_factory=list)

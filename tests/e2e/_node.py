@@ -31,11 +31,12 @@ def ensure_node_modules() -> None:
         subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=SDK, check=True)
 
 
-def run_node_tests(files: list[str]) -> NodeRun:
+def run_node_tests(files: list[str], env: dict[str, str] | None = None) -> NodeRun:
     """``node --test`` with the TAP reporter; the server under test is
-    started by the suites themselves from this venv's Python."""
+    started by the suites themselves from this venv's Python. ``env`` adds
+    variables (e.g. where a service the test started listens)."""
     ensure_node_modules()
-    env = {**os.environ, "SKILLSHARE_PYTHON": sys.executable}
+    env = {**os.environ, **(env or {}), "SKILLSHARE_PYTHON": sys.executable}
     proc = subprocess.run(
         ["node", "--test", "--test-concurrency=1", "--test-reporter=tap", *files],
         cwd=SDK, env=env, capture_output=True, text=True, timeout=NODE_TIMEOUT_S,

@@ -14,7 +14,14 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import TEST_SECRET
-from tests.support.realtime import SocketUser, http_json, new_client_id, open_direct, register_user
+from tests.support.realtime import (
+    SocketUser,
+    http_json,
+    new_client_id,
+    open_direct,
+    open_group,
+    register_user,
+)
 from tests.support.services import NodeProcess, RedisProcess, cluster_node_env
 
 NODE_TTL = 3.0  # presence heartbeat TTL in these tests (30 s bound, kept short)
@@ -66,19 +73,9 @@ async def _users(cluster: Cluster, *names: str) -> list[dict]:
     return [await register_user(cluster.urls[i % 3], name) for i, name in enumerate(names)]
 
 
-async def _group(url: str, owner: dict, others: list[dict], name: str = "g") -> dict:
-    for other in others:  # a group needs a relation with each member (consent)
-        await open_direct(url, other["access_token"], owner["id"])
-    status, room = await http_json("POST", f"{url}/api/v1/rooms", token=owner["access_token"],
-                                   json={"type": "group", "name": name,
-                                         "member_ids": [u["id"] for u in others]})
-    assert status == 201, room
-    return room
-
-
 async def test_presence_chat_typing_and_read_across_nodes(cluster):
     alice, bob, carol = await _users(cluster, "alice", "bob", "carol")
-    room = await _group(cluster.urls[0], alice, [bob, carol])
+    room = await open_group(cluster.urls[0], alice, [bob, carol])
     a = await SocketUser(cluster.urls[0], alice["access_token"], name="alice@0").connect()
     c = await SocketUser(cluster.urls[2], carol["access_token"], name="carol@2").connect()
     b = None
@@ -120,7 +117,7 @@ async def test_presence_chat_typing_and_read_across_nodes(cluster):
 
 async def test_concurrent_senders_on_three_nodes_get_gap_free_seqs(cluster):
     users = await _users(cluster, "u0", "u1", "u2")
-    room = await _group(cluster.urls[0], users[0], users[1:], "busy")
+    room = await open_group(cluster.urls[0], users[0], users[1:], "busy")
     sockets = [await SocketUser(cluster.urls[i], u["access_token"], name=f"u{i}").connect()
                for i, u in enumerate(users)]
     per_sender = 25

@@ -113,3 +113,17 @@ async def open_direct(base_url: str, token: str, other_id: str) -> dict[str, Any
                                    json={"type": "direct", "user_id": other_id})
     assert status in (200, 201), body
     return body
+
+
+async def open_group(base_url: str, owner: dict[str, Any], others: list[dict[str, Any]],
+                     name: str = "g") -> dict[str, Any]:
+    """A group room of ``owner`` and ``others``. Consent asks for a relation
+    with each member: each of them first opens a direct room with the owner."""
+    for other in others:
+        await open_direct(base_url, other["access_token"], owner["id"])
+    status, room = await http_json("POST", f"{base_url}/api/v1/rooms",
+                                   token=owner["access_token"],
+                                   json={"type": "group", "name": name,
+                                         "member_ids": [u["id"] for u in others]})
+    assert status == 201, room
+    return room

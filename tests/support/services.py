@@ -57,7 +57,34 @@ def cluster_node_env(
     return env
 
 
-class RedisProcess:
+class ChildProcess:
+    """A service process a test owns: stopped with SIGTERM (SIGKILL when it
+    does not exit in time) or killed outright, then forgotten."""
+
+    proc: subprocess.Popen | None = None
+
+    def _terminate(self, timeout: float) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        code = self.proc.returncode
+        self.proc = None
+        return code
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=10)
+        self.proc = None
+
+
+class RedisProcess(ChildProcess):
     """A redis-server of our own on a free port; stop, start and kill it at will."""
 
     def __init__(self, workdir: Path) -> None:
@@ -82,16 +109,7 @@ class RedisProcess:
         wait_for_port(self.port, proc=self.proc)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=10)
-        self.proc = None
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(timeout=10)
-        self.proc = None
+        self._terminate(timeout=10)
 
     def flushall(self) -> None:
         import redis
@@ -103,7 +121,96 @@ class RedisProcess:
             client.close()
 
 
-class NodeProcess:
+TURN_CONFIG = ROOT / "config" / "turnserver.conf"
+#: Longest allocation lifetime the test coturn grants to a client asking for
+#: one (``max-allocate-lifetime``): short, so allocations must be refreshed
+#: within a test. (Chromium asks for none and gets coturn's default 600 s.)
+TEST_TURN_ALLOCATION_LIFETIME_S = 6
+#: Relay ports each test coturn may use (its own range above a free port).
+TEST_TURN_RELAY_PORTS = 40
+
+
+class TurnProcess(ChildProcess):
+    """A real coturn ``turnserver`` of our own, on free loopback ports.
+
+    It reads the kit's ``config/turnserver.conf`` (``use-auth-secret`` and
+    everything else) and overrides only what a test must: loopback listening
+    and relay addresses, ports, loopback peers allowed (every peer is on
+    127.0.0.1 here; production denies them), no TLS (no certificate here),
+    no CLI, the shared secret, a short allocation lifetime and its own
+    (verbose) log, pid and database files under ``workdir``.
+    """
+
+    def __init__(self, workdir: Path, *, secret: str,
+                 allocation_lifetime_s: int = TEST_TURN_ALLOCATION_LIFETIME_S) -> None:
+        binary = shutil.which("turnserver")
+        if binary is None:
+            raise RuntimeError("turnserver is not installed (apt-get install coturn)")
+        self.binary = binary
+        self.workdir = workdir
+        self.secret = secret
+        self.allocation_lifetime_s = allocation_lifetime_s
+        self.port = free_port()
+        self.min_relay_port = _free_port_range(TEST_TURN_RELAY_PORTS)
+        self.log_path = workdir / "turnserver.log"
+        self.proc: subprocess.Popen | None = None
+
+    def urls(self, *, transport: str | None = None) -> list[str]:
+        suffix = f"?transport={transport}" if transport else ""
+        return [f"turn:127.0.0.1:{self.port}{suffix}"]
+
+    def command(self) -> list[str]:
+        return [
+            self.binary, "-c", str(TURN_CONFIG),
+            "--listening-ip", "127.0.0.1", "--relay-ip", "127.0.0.1",
+            "--listening-port", str(self.port),
+            "--min-port", str(self.min_relay_port),
+            "--max-port", str(self.min_relay_port + TEST_TURN_RELAY_PORTS - 1),
+            "--allow-loopback-peers", "--allowed-peer-ip=127.0.0.1",
+            "--no-tls", "--no-dtls", "--no-cli",
+            "--static-auth-secret", self.secret,
+            f"--max-allocate-lifetime={self.allocation_lifetime_s}",
+            "--userdb", str(self.workdir / "turndb"),
+            "--pidfile", str(self.workdir / "turnserver.pid"),
+            "--log-file", str(self.log_path), "--simple-log", "--no-stdout-log", "--verbose",
+        ]
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            self.command(), cwd=self.workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        wait_for_port(self.port, proc=self.proc)
+
+    def stop(self) -> None:
+        self._terminate(timeout=10)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def _free_port_range(count: int) -> int:
+    """The first of ``count`` consecutive UDP ports free right now on
+    127.0.0.1 (tried from a free port upwards)."""
+    for _ in range(50):
+        first = free_port()
+        if first + count > 65535:
+            continue
+        socks = []
+        try:
+            for port in range(first, first + count):
+                sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                socks.append(sock)
+                sock.bind(("127.0.0.1", port))
+            return first
+        except OSError:
+            continue
+        finally:
+            for sock in socks:
+                sock.close()
+    raise RuntimeError(f"no {count} consecutive free UDP ports on 127.0.0.1")
+
+
+class NodeProcess(ChildProcess):
     """``python -m server serve`` in its own process, like production."""
 
     def __init__(self, env: dict[str, str], *, log_path: Path) -> None:
@@ -126,24 +233,8 @@ class NodeProcess:
         wait_for_port(self.port, timeout=timeout, proc=self.proc)
 
     def terminate(self, timeout: float = 20.0) -> int | None:
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        code = self.proc.returncode
-        self.proc = None
-        return code
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(timeout=10)
-        self.proc = None
+        """SIGTERM; the exit code (SIGKILL after ``timeout``)."""
+        return self._terminate(timeout)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -162,7 +253,7 @@ server.stop()
 """
 
 
-class DatabaseProcess:
+class DatabaseProcess(ChildProcess):
     """The embedded database (SecantusDB) in a child process of its own, so a
     test can pause it (SIGSTOP) and resume it (SIGCONT) under running nodes."""
 
@@ -195,10 +286,4 @@ class DatabaseProcess:
         """SIGTERM and wait: WiredTiger must close before the directory goes."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGCONT)
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
+        self._terminate(timeout=30)

@@ -28,6 +28,7 @@ const EARLY_EVENT_TTL_MS = 10_000;
  * @property {MediaStream} remotestream  the remote media (again after a relay fallback)
  * @property {{path: 'p2p'|'turn'|'relay', setup_ms: number}} connected
  * @property {{reason: string, by: string|null}} ended
+ * @property {ApiError} error  the call failed (e.g. `turn_failed`); `ended` follows
  */
 
 /** @extends {Emitter<CallEvents>} */
@@ -52,6 +53,7 @@ export class Call extends Emitter {
     /** @type {RTCPeerConnection|null} */ this.peerConnection = null;
     /** @type {RTCIceCandidateInit[]} */ this._pendingCandidates = [];
     this._forceRelay = false;
+    /** @type {'all'|'relay'} */ this.iceTransportPolicy = manager.options.iceTransportPolicy || 'all';
     this._startedAt = 0;
     /** @type {ReturnType<typeof setTimeout>|null} */ this._p2pTimer = null;
     this._statsReported = false;
@@ -73,12 +75,13 @@ export class Call extends Emitter {
 
   /**
    * Accepts an incoming call.
-   * @param {{localStream?: MediaStream|null, forceRelay?: boolean}} [opts]
+   * @param {{localStream?: MediaStream|null, forceRelay?: boolean, iceTransportPolicy?: 'all'|'relay'}} [opts]
    */
   async accept(opts = {}) {
     if (this.state !== CallState.Incoming) throw new ApiError('conflict', `Cannot accept a call in state ${this.state}.`);
     this.localStream = opts.localStream ?? null;
     this._forceRelay = Boolean(opts.forceRelay);
+    if (opts.iceTransportPolicy) this.iceTransportPolicy = opts.iceTransportPolicy;
     if (!this.iceServers) {
       try {
         this.iceServers = (await this._m.api.iceServers()).ice_servers;
@@ -184,9 +187,26 @@ export class Call extends Emitter {
       await this._useRelay();
       return;
     }
-    const pc = this._newPeerConnection(this.direction === 'incoming');
+    const pc = this._newPeerConnection(this.direction === 'incoming', this.iceTransportPolicy);
+    /** @type {{url: string, error_code: number, error_text: string}[]} */
+    const turnErrors = [];
+    let relayCandidates = 0;
     pc.onicecandidate = (e) => {
-      if (e.candidate) this._signal({ type: 'candidate', candidate: e.candidate.toJSON() }).catch(() => {});
+      if (!e.candidate) return;
+      if (e.candidate.type === 'relay') relayCandidates += 1;
+      this._signal({ type: 'candidate', candidate: e.candidate.toJSON() }).catch(() => {});
+    };
+    pc.onicecandidateerror = (e) => {
+      const ev = /** @type {RTCPeerConnectionIceErrorEvent} */ (e);
+      if (/^turns?:/.test(ev.url || '')) {
+        turnErrors.push({ url: ev.url, error_code: ev.errorCode, error_text: ev.errorText });
+      }
+    };
+    pc.onicegatheringstatechange = () => {
+      // TURN-only calls cannot connect without a relay candidate: say so
+      // instead of waiting for ICE that has nothing to check.
+      if (pc !== this.peerConnection || pc.iceGatheringState !== 'complete') return;
+      if (this.iceTransportPolicy === 'relay' && relayCandidates === 0) this._turnFailed(turnErrors);
     };
     pc.onconnectionstatechange = () => {
       if (pc !== this.peerConnection) return;
@@ -208,11 +228,12 @@ export class Call extends Emitter {
   /**
    * A peer connection with local tracks (or receive-only transceivers) and remote-track wiring.
    * @param {boolean} [answering] true for the callee's peer-to-peer connection (it answers an offer)
+   * @param {'all'|'relay'} [iceTransportPolicy] "relay": TURN candidates only
    */
-  _newPeerConnection(answering = false) {
+  _newPeerConnection(answering = false, iceTransportPolicy = 'all') {
     const PC = this._m.RTCPeerConnection;
     if (!PC) throw new ApiError('call_failed', 'RTCPeerConnection is not available here.');
-    const pc = new PC({ iceServers: this.iceServers || [] });
+    const pc = new PC({ iceServers: this.iceServers || [], iceTransportPolicy });
     this.peerConnection = pc;
     this.remoteStream = new MediaStream();
     const stream = this.remoteStream;
@@ -234,6 +255,24 @@ export class Call extends Emitter {
       else if (this.media[kind]) pc.addTransceiver(kind, { direction: 'recvonly' });
     }
     return pc;
+  }
+
+  /**
+   * A TURN-only call got no relay candidate (wrong or expired credentials,
+   * TURN server unreachable): fail it with `turn_failed`.
+   * @param {{url: string, error_code: number, error_text: string}[]} errors
+   */
+  _turnFailed(errors) {
+    if (this.state !== CallState.Connecting || this.path === 'relay') return;
+    const turnUrls = (this.iceServers || []).filter((s) => [s.urls].flat().some((u) => /^turns?:/.test(String(u))));
+    const why = errors.length
+      ? errors.map((e) => `${e.url}: ${e.error_code} ${e.error_text}`.trim()).join('; ')
+      : (turnUrls.length ? 'no answer from the TURN server' : 'no TURN server configured');
+    const err = new ApiError('turn_failed', `No TURN relay candidate (${why}).`, { details: { errors } });
+    this._reportStats('turn', false);
+    this.emit('error', err);
+    this._m.rt.emit('error', err);
+    this.end('turn_failed').catch(() => {});
   }
 
   _fallBack() {
@@ -285,6 +324,7 @@ export class Call extends Emitter {
     if (this._p2pTimer) clearTimeout(this._p2pTimer);
     const setupMs = Math.round(performance.now() - this._startedAt);
     if (this.path !== 'relay') this.path = await selectedPath(/** @type {RTCPeerConnection} */ (this.peerConnection));
+    if (this.state !== CallState.Connecting) return;
     this._setState(CallState.Connected);
     this.emit('connected', { path: /** @type {any} */ (this.path), setup_ms: setupMs });
     this._reportStats(/** @type {any} */ (this.path), true, setupMs);
@@ -396,7 +436,8 @@ export class Calls extends Emitter {
    * Calls a user. Resolves a Call in state "ringing" once the server has
    * accepted the invite; media starts when the callee accepts.
    * @param {string} userId
-   * @param {{localStream?: MediaStream|null, media?: {audio: boolean, video: boolean}, forceRelay?: boolean}} [opts]
+   * @param {{localStream?: MediaStream|null, media?: {audio: boolean, video: boolean}, forceRelay?: boolean,
+   *   iceTransportPolicy?: 'all'|'relay'}} [opts]
    * @returns {Promise<Call>}
    */
   async invite(userId, opts = {}) {
@@ -409,6 +450,7 @@ export class Calls extends Emitter {
     const call = new Call({ manager: this, id: ack.call_id, peerId: userId, direction: 'outgoing', media, iceServers: ack.ice_servers });
     call.localStream = stream;
     call._forceRelay = Boolean(opts.forceRelay);
+    if (opts.iceTransportPolicy) call.iceTransportPolicy = opts.iceTransportPolicy;
     this._add(call);
     return call;
   }

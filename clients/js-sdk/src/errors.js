@@ -41,6 +41,7 @@ export const ErrorCodes = Object.freeze({
   not_signed_in: 0,
   aborted: 0,
   call_failed: 0,
+  turn_failed: 0, // a call restricted to TURN (iceTransportPolicy "relay") got no TURN allocation
 });
 
 /** Codes a client may retry (same request, later). */

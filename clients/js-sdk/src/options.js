@@ -21,6 +21,8 @@
  * @property {number} syncPageSize `room:sync` page size
  * @property {number} p2pTimeoutMs a call that has not connected peer-to-peer by then falls back to the relay
  * @property {boolean} relayFallback whether calls may fall back to the server's media relay
+ * @property {'all'|'relay'} iceTransportPolicy calls' ICE policy: "all" tries direct, then TURN (and then
+ *   the server's relay); "relay" uses TURN only (a call whose TURN allocation fails ends with `turn_failed`)
  * @property {string[]} transports Socket.IO transports
  * @property {typeof fetch|null} fetch fetch implementation (default: globalThis.fetch)
  * @property {{getItem(k:string):string|null, setItem(k:string,v:string):void, removeItem(k:string):void}|null} storage
@@ -43,6 +45,7 @@ export const DEFAULT_OPTIONS = Object.freeze({
   syncPageSize: 100,
   p2pTimeoutMs: 10_000,
   relayFallback: true,
+  iceTransportPolicy: 'all',
   transports: ['websocket'],
   fetch: null,
   storage: null,
@@ -62,6 +65,9 @@ export function mergeOptions(options = {}) {
   merged.baseUrl = String(merged.baseUrl).replace(/\/+$/, '');
   if (merged.refreshMode !== 'body' && merged.refreshMode !== 'cookie') {
     throw new TypeError('SkillShareClient: refreshMode must be "body" or "cookie"');
+  }
+  if (merged.iceTransportPolicy !== 'all' && merged.iceTransportPolicy !== 'relay') {
+    throw new TypeError('SkillShareClient: iceTransportPolicy must be "all" or "relay"');
   }
   return merged;
 }

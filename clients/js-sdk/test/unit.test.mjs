@@ -13,6 +13,15 @@ test('options are merged over named defaults; unknown options are refused', () =
   client.close();
 });
 
+test('calls\' iceTransportPolicy is "all" by default, "relay" on request, nothing else', () => {
+  assert.equal(DEFAULT_OPTIONS.iceTransportPolicy, 'all');
+  const client = new SkillShareClient({ iceTransportPolicy: 'relay' });
+  assert.equal(client.options.iceTransportPolicy, 'relay');
+  client.close();
+  assert.throws(() => new SkillShareClient({ iceTransportPolicy: 'turn' }), /iceTransportPolicy must be "all" or "relay"/);
+  assert.equal(ErrorCodes.turn_failed, 0);
+});
+
 test('ApiError maps the envelope, Retry-After and non-envelope bodies', async () => {
   const body = { error: { code: 'rate_limited', message: 'slow down', details: { retry_after: 7 }, request_id: 'r1' } };
   const err = await ApiError.fromResponse(new Response(JSON.stringify(body), { status: 429, headers: { 'Retry-After': '7' } }));

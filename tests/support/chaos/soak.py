@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.support.realtime import http_json, register_user
+from tests.support.realtime import open_group, register_user
 
 from .clients import ChatClient, ClientFailure
 from .cluster import HEARTBEAT_INTERVAL_S, NODE_TTL_S, SWEEP_INTERVAL_S, ChaosCluster, Fault
@@ -67,12 +67,12 @@ class Soak:
         groups = [[users[(i + k) % n] for k in range(ROOM_SIZE)] for i in range(0, n, 2)]
         rooms_of: dict[str, list[str]] = {u["id"]: [] for u in users}
         for index, group in enumerate(groups):
-            room = await self._group(urls[index % len(urls)], group[0], group[1:], f"soak {index}")
+            room = await open_group(urls[index % len(urls)], group[0], group[1:], f"soak {index}")
             self.members[room["id"]] = [u["id"] for u in group]
             for u in group:
                 rooms_of[u["id"]].append(room["id"])
         # The watcher shares a room with everyone, so it may see their presence.
-        everyone = await self._group(urls[0], watcher, users, "everyone")
+        everyone = await open_group(urls[0], watcher, users, "everyone")
         for i, u in enumerate(users):
             self.clients.append(ChatClient(
                 name=f"soak{i}", user_id=u["id"], token=u["access_token"],
@@ -86,14 +86,6 @@ class Soak:
                                   rng=random.Random(self.rng.random()))
         self.report.rooms = len(groups)
         return watcher["access_token"], everyone["id"]
-
-    @staticmethod
-    async def _group(url: str, owner: dict, others: list[dict], name: str) -> dict:
-        status, room = await http_json("POST", f"{url}/api/v1/rooms", token=owner["access_token"],
-                                       json={"type": "group", "name": name,
-                                             "member_ids": [u["id"] for u in others]})
-        assert status == 201, room
-        return room
 
     # -- waiting for the system ----------------------------------------------
     def _everyone(self) -> list[ChatClient]:
