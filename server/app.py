@@ -16,6 +16,8 @@ from .auth.passwords import Passwords
 from .auth.purge import AccountPurge, PurgeStores, purge_counter
 from .auth.sessions import SessionService
 from .auth.tokens import AccessTokens
+from .backup.commands import backup_source
+from .backup.schedule import BackupMetrics, BackupScheduler
 from .bus import Bus, RedisBus
 from .calls.setup import attach_calls
 from .clock import Clock
@@ -303,6 +305,35 @@ async def _purge_deleted_users(purge: AccountPurge) -> None:
         await asyncio.sleep(PURGE_INTERVAL_S)
 
 
+async def backup_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Scheduled backups of the embedded database (SKILLSHARE_BACKUP_DIR); a
+    shared SKILLSHARE_MONGO_URL is backed up by `skillshare backup` or the
+    database's own tooling, not by every node."""
+    settings = app[SETTINGS]
+    if settings.backup_dir is None:
+        yield
+        return
+    if settings.mongo_url is not None:
+        logger.warning("SKILLSHARE_BACKUP_DIR is ignored with SKILLSHARE_MONGO_URL: back up the "
+                       "shared database with `skillshare backup` (docs/operations.md)")
+        yield
+        return
+    scheduler = BackupScheduler(
+        db=app[DB], directory=settings.backup_dir, interval=settings.backup_interval,
+        keep=settings.backup_keep, key=settings.backup_key,
+        source=backup_source(settings), clock=app[CLOCK],
+        metrics=BackupMetrics(app[METRICS].registry),
+    )
+    logger.info("scheduled backups every {} s into {} (keeping {}, {})",
+                settings.backup_interval, settings.backup_dir, settings.backup_keep,
+                "encrypted" if settings.backup_key else "not encrypted")
+    task = asyncio.create_task(scheduler.run(), name="scheduled-backups")
+    try:
+        yield
+    finally:
+        await cancel_and_wait([task])
+
+
 def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Application:
     app = web.Application(middlewares=MIDDLEWARES, client_max_size=settings.max_body_bytes)
     protocol_log.install()
@@ -312,7 +343,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     app.cleanup_ctx.extend([database_ctx, redis_ctx, services_ctx, sign_in_ctx, consent_ctx])
     attach_realtime(app)  # Socket.IO server + realtime_ctx (rooms, chat, presence)
     attach_calls(app)  # call:* events + calls_ctx (call state, media relay)
-    app.cleanup_ctx.extend([marketplace_ctx, purge_ctx])
+    app.cleanup_ctx.extend([marketplace_ctx, purge_ctx, backup_ctx])
     specs = []
     for table in ROUTE_TABLES:
         table.add_to(app)

@@ -1,5 +1,5 @@
 """``skillshare`` console script: ``serve`` runs a node; ``seed`` fills the
-database with demo data."""
+database with demo data; ``backup`` and ``restore`` (docs/operations.md)."""
 
 from __future__ import annotations
 
@@ -7,15 +7,21 @@ import argparse
 import asyncio
 import os
 import sys
+from pathlib import Path
 
 from aiohttp import web
 from loguru import logger
+from pymongo.errors import PyMongoError
 
 from .config import ConfigError, Settings, load_settings
 from .logs import configure_logging
+from .backup.archive import ArchiveError
 from .private_files import PRIVATE_UMASK
 from .storage.database import EmbeddedDatabaseBusy
 from .storage.schema import IndexBuildFailed
+
+
+MAX_ERROR_CHARS = 300  # a driver error (server selection lists every host) kept to one line
 
 
 def _init_sentry(settings: Settings) -> None:
@@ -62,6 +68,12 @@ def main(argv: list[str] | None = None) -> int:
     admin = commands.add_parser("admin", help="grant or revoke the admin role")
     admin.add_argument("action", choices=["grant", "revoke"])
     admin.add_argument("email")
+    backup = commands.add_parser("backup", help="write one consistent archive of the database")
+    backup.add_argument("--out", required=True, type=Path, help="archive file to write")
+    restore = commands.add_parser("restore", help="load an archive into an empty database")
+    restore.add_argument("archive", type=Path)
+    restore.add_argument("--force", action="store_true",
+                         help="drop the database's data and replace it with the archive's")
     args = parser.parse_args(argv)
     # Everything this process creates (data dir, embedded database files,
     # outbox mails, keys) is for its own user only.
@@ -77,6 +89,19 @@ def main(argv: list[str] | None = None) -> int:
     except (EmbeddedDatabaseBusy, IndexBuildFailed) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except ArchiveError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except PyMongoError as exc:
+        if args.command not in ("backup", "restore"):
+            raise
+        print(f"error: database: {_one_line(exc)}", file=sys.stderr)
+        return 1
+
+
+def _one_line(exc: Exception) -> str:
+    text = " ".join(str(exc).split())
+    return text[:MAX_ERROR_CHARS] + ("…" if len(text) > MAX_ERROR_CHARS else "")
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
@@ -93,6 +118,16 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
         ok = asyncio.run(run_admin(settings, action=args.action, email=args.email))
         return 0 if ok else 1
+    if args.command == "backup":
+        from .backup.commands import run_backup
+
+        print(asyncio.run(run_backup(settings, out=args.out)))
+        return 0
+    if args.command == "restore":
+        from .backup.commands import run_restore
+
+        print(asyncio.run(run_restore(settings, archive=args.archive, force=args.force)))
+        return 0
     return 1
 
 

@@ -25,6 +25,7 @@ class ConfigError(Exception):
     """A bad setting; the message is one line naming the variable."""
 
 
+MIN_BACKUP_KEY_CHARS = 16  # a passphrase; scrypt stretches it per archive
 StrList = Annotated[list[str], NoDecode]
 
 #: Shortest TURN credential lifetime accepted. Production keeps the default
@@ -146,6 +147,11 @@ class Settings(BaseSettings):
     oidc_flow_ttl: int = Field(600, ge=60, le=86400)  # s a sign-in at a provider may take
     oidc_http_timeout: float = Field(10.0, gt=0, le=120)  # s per call to a provider
     oidc_start_limit: str = "30/minute"  # sign-ins (and links) started per IP; each stores a flow
+    # Backups (docs/operations.md): scheduled ones only on the embedded default
+    backup_dir: Path | None = None  # unset: no scheduled backups
+    backup_interval: float = Field(86400.0, ge=1)  # s between scheduled backups
+    backup_keep: int = Field(7, ge=1)  # newest scheduled archives kept; older ones deleted
+    backup_key: str | None = None  # encrypts archives (AES-256-GCM, key from scrypt)
 
     @field_validator(
         "secret_key", "cors_origins", "turn_urls", "stun_urls",
@@ -207,6 +213,13 @@ class Settings(BaseSettings):
             for key in value:
                 if len(key) < 32:
                     raise ValueError("each key must be at least 32 characters")
+        return value or None
+
+    @field_validator("backup_key")
+    @classmethod
+    def _backup_key_length(cls, value: str | None) -> str | None:
+        if value and len(value) < MIN_BACKUP_KEY_CHARS:
+            raise ValueError(f"must be at least {MIN_BACKUP_KEY_CHARS} characters")
         return value or None
 
     @model_validator(mode="after")

@@ -6,6 +6,7 @@ database is handed out only once every store's indexes exist."""
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import secrets
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -36,6 +37,32 @@ class EmbeddedDatabaseBusy(RuntimeError):
     """Another process has the embedded database's directory open."""
 
 
+WIREDTIGER_LOCK_FILE = "WiredTiger.lock"
+
+
+def _busy(path: Path) -> EmbeddedDatabaseBusy:
+    return EmbeddedDatabaseBusy(
+        f"the embedded database in {path} is in use by another process "
+        "(a running `skillshare serve`?); stop it first, or set "
+        "SKILLSHARE_MONGO_URL to a database both can share"
+    )
+
+
+def _refuse_if_locked(path: Path) -> None:
+    """WiredTiger holds an fcntl lock on its lock file while a process has the
+    directory open. Asking first (and letting go at once) turns that into one
+    line, instead of the library's own error lines on stderr."""
+    lock_file = path / WIREDTIGER_LOCK_FILE
+    if not lock_file.exists():
+        return
+    with open(lock_file, "rb+") as fh:
+        try:
+            fcntl.lockf(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise _busy(path) from None
+        fcntl.lockf(fh, fcntl.LOCK_UN)
+
+
 class EmbeddedDatabase:
     """SecantusDB running in this process on a loopback port, with
     authentication required. Every start creates a new random password for
@@ -62,6 +89,7 @@ class EmbeddedDatabase:
         secure_tree(self.path)
         self.url_file = data_dir / EMBEDDED_URL_FILE
         self._roles = tuple(roles)
+        _refuse_if_locked(self.path)
         self._password = secrets.token_urlsafe(PASSWORD_BYTES)
         try:
             self._server = SecantusDBServer(
@@ -71,11 +99,7 @@ class EmbeddedDatabase:
         except Exception as exc:  # WiredTigerError; its module is SecantusDB's own
             if "busy" not in str(exc).lower():
                 raise
-            raise EmbeddedDatabaseBusy(
-                f"the embedded database in {self.path} is in use by another process "
-                "(a running `skillshare serve`?); stop it first, or set "
-                "SKILLSHARE_MONGO_URL to a database both can share"
-            ) from None
+            raise _busy(self.path) from None
         self._provision_node_user()
 
     def _provision_node_user(self) -> None:
@@ -128,10 +152,11 @@ class EmbeddedDatabase:
 
 @asynccontextmanager
 async def open_database(
-    *, mongo_url: str | None, db_name: str, data_dir: Path
+    *, mongo_url: str | None, db_name: str, data_dir: Path, create_indexes: bool = True,
 ) -> AsyncIterator[AsyncDatabase]:
     """The database, with every store's indexes created (idempotently)
-    before the caller can write anything."""
+    before the caller can write anything. ``create_indexes=False`` is for
+    readers that must leave the database exactly as it is (backups)."""
     embedded: EmbeddedDatabase | None = None
     if mongo_url is None:
         embedded = EmbeddedDatabase(data_dir)
@@ -146,7 +171,8 @@ async def open_database(
     )
     try:
         db = client[db_name]
-        await create_all_indexes(db)
+        if create_indexes:
+            await create_all_indexes(db)
         yield db
     finally:
         await client.close()
