@@ -10,6 +10,7 @@ from pymongo.errors import DuplicateKeyError
 from .ai_cache import AiCacheStore
 from .audit import AuditStore
 from .blocks import BlockStore
+from .fields import FieldCrypto
 from .listings import ListingStore
 from .mail_queue import MailQueueStore
 from .messages import MessageStore
@@ -28,6 +29,11 @@ INDEXED_STORES = (
     ListingStore, SkillRequestStore, ReviewStore, SkillIndexStore, RankingSnapshotStore,
     RoomStore, MessageStore, ReadMarkerStore, BlockStore, AiCacheStore,
 )
+# Stores that encrypt fields take a FieldCrypto; creating indexes needs no key.
+FIELD_STORES = (
+    UserStore, SessionStore, MailQueueStore, AuditStore, SkillRequestStore, ReviewStore,
+    MessageStore,
+)
 
 
 class IndexBuildFailed(RuntimeError):
@@ -38,7 +44,9 @@ async def create_all_indexes(db: AsyncDatabase) -> None:
     """Idempotent: existing indexes are left as they are."""
     for store_class in INDEXED_STORES:
         try:
-            await store_class(db).create_indexes()
+            store = (store_class(db, FieldCrypto.plaintext()) if store_class in FIELD_STORES
+                     else store_class(db))
+            await store.create_indexes()
         except DuplicateKeyError as exc:
             raise IndexBuildFailed(
                 f"database {db.name!r} holds duplicates that {store_class.__name__}'s unique "
