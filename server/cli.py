@@ -1,5 +1,6 @@
 """``skillshare`` console script: ``serve`` runs a node; ``seed`` fills the
-database with demo data."""
+database with demo data; ``rotate-data-key`` re-encrypts under the newest
+data key."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from .config import ConfigError, Settings, load_settings
 from .logs import configure_logging
 from .private_files import PRIVATE_UMASK
 from .storage.database import EmbeddedDatabaseBusy
+from .storage.rotation import ROTATION_BATCH
 from .storage.schema import IndexBuildFailed
 
 
@@ -62,6 +64,10 @@ def main(argv: list[str] | None = None) -> int:
     admin = commands.add_parser("admin", help="grant or revoke the admin role")
     admin.add_argument("action", choices=["grant", "revoke"])
     admin.add_argument("email")
+    rotate = commands.add_parser(
+        "rotate-data-key",
+        help="re-encrypt the fields encrypted at rest under the newest SKILLSHARE_DATA_KEY")
+    rotate.add_argument("--batch-size", type=int, default=ROTATION_BATCH)
     args = parser.parse_args(argv)
     # Everything this process creates (data dir, embedded database files,
     # outbox mails, keys) is for its own user only.
@@ -93,6 +99,11 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
         ok = asyncio.run(run_admin(settings, action=args.action, email=args.email))
         return 0 if ok else 1
+    if args.command == "rotate-data-key":
+        from .rotate_data_key import run_rotate_data_key
+
+        report = asyncio.run(run_rotate_data_key(settings, batch_size=args.batch_size))
+        return 0 if not report.failed and not report.raced else 1
     return 1
 
 
