@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import secrets
+import subprocess
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -25,6 +28,7 @@ from server.storage.users import UserStore
 from tests.support.api import DEFAULT_PASSWORD, bearer, error_of
 from tests.support.market import create_listing, new_user
 from tests.support.realtime import SocketUser, new_client_id
+from tests.support.services import ROOT
 
 KEY_A = "data-key-A-" + "a" * 40
 KEY_B = "data-key-B-" + "b" * 40
@@ -307,3 +311,32 @@ def test_field_crypto_round_trip_and_key_checks():
         FieldCrypto([])
     with pytest.raises(ValueError):
         FieldCrypto([KEY_A, KEY_A])
+
+
+async def test_rotate_data_key_command_while_the_node_runs(make_client, mongo_url, db_name,
+                                                           tmp_path):
+    """``skillshare rotate-data-key`` as an operator runs it, beside a node
+    that keeps serving (configured ``[B, A]``)."""
+    client = await make_client(data_key=[KEY_A], trusted_proxies=1)
+    used = await _realistic_use(client)
+    node = await make_client(data_key=[KEY_B, KEY_A])  # the restarted node
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SKILLSHARE_")}
+    env.update({"SKILLSHARE_ENV": "test", "SKILLSHARE_MONGO_URL": mongo_url,
+                "SKILLSHARE_MONGO_DB": db_name, "SKILLSHARE_DATA_DIR": str(tmp_path / "cli"),
+                "SKILLSHARE_SECRET_KEY": "s" * 40, "SKILLSHARE_DATA_KEY": f"{KEY_B},{KEY_A}"})
+    command = [sys.executable, "-m", "server", "rotate-data-key", "--batch-size", "2"]
+    result = await asyncio.to_thread(subprocess.run, command, cwd=ROOT, env=env,
+                                     capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "rotate-data-key: messages" in result.stderr and "re-encrypted" in result.stderr
+    # meanwhile and afterwards the node serves; B alone now reads everything
+    login = await _ok(await node.post("/api/v1/auth/login", json={
+        "email": used["sam"]["email"].upper(), "password": DEFAULT_PASSWORD}))
+    assert login["user"]["email"] == used["sam"]["email"].lower()
+    db = AsyncMongoClient(mongo_url, tz_aware=True)[db_name]
+    only_b = FieldCrypto([KEY_B])
+    for name in ENCRYPTED_FIELDS:
+        only_b.open_all(name, await db[name].find({}).to_list(None))  # no error
+    again = await asyncio.to_thread(subprocess.run, command, cwd=ROOT, env=env,
+                                    capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0 and "0 re-encrypted" in again.stderr, again.stderr
