@@ -26,7 +26,7 @@ from server.storage.reviews import ReviewStore
 from server.storage.rotation import rotate_data_key
 from server.storage.users import UserStore
 from tests.support.api import DEFAULT_PASSWORD, bearer, error_of
-from tests.support.market import create_listing, new_user
+from tests.support.market import create_listing, new_admin, new_user
 from tests.support.realtime import SocketUser, new_client_id
 from tests.support.services import ROOT
 
@@ -340,3 +340,18 @@ async def test_rotate_data_key_command_while_the_node_runs(make_client, mongo_ur
     again = await asyncio.to_thread(subprocess.run, command, cwd=ROOT, env=env,
                                     capture_output=True, text=True, timeout=120)
     assert again.returncode == 0 and "0 re-encrypted" in again.stderr, again.stderr
+
+
+async def test_admin_finds_a_user_by_email_in_any_case(client):
+    admin = await new_admin(client)
+    sam = await new_user(client, "Sam")
+    url = "/api/v1/admin/users"
+    found = await _ok(await client.get(url, params={"email": sam["email"].upper()},
+                                       headers=admin["headers"]))
+    assert found["items"] == [{"id": sam["id"], "display_name": "Sam", "role": "user",
+                               "status": "active", "email": sam["email"].lower()}]
+    none = await _ok(await client.get(url, params={"email": "nobody@example.com"},
+                                      headers=admin["headers"]))
+    assert none["items"] == []
+    refused = await client.get(url, params={"email": sam["email"]}, headers=sam["headers"])
+    assert refused.status == 403
