@@ -56,4 +56,7 @@ async def run_rotate_data_key(settings: Settings, *, batch_size: int) -> Rotatio
         "{} unreadable", report.passes, report.scanned, report.rewritten,
         ", ".join(f"{k} {v}" for k, v in report.by_collection.items()), len(report.failed),
     )
+    if report.raced:
+        logger.warning("rotate-data-key: {} documents changed while being re-encrypted; "
+                       "run it again", report.raced)
     return report

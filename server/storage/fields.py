@@ -51,7 +51,9 @@ ENCRYPTED_FIELDS: dict[str, dict[str, str]] = {
     "skill_requests": {"message": "message"},
     "reviews": {"comment": "comment"},
     "sessions": {"ip": "ip", "user_agent": "user_agent"},
-    "mail_queue": {"to": "to", "subject": "subject", "text": "text", "html": "html"},
+    # last_error: an SMTP server's refusal quotes the recipient's address
+    "mail_queue": {"to": "to", "subject": "subject", "text": "text", "html": "html",
+                   "last_error": "last_error"},
     "audit_log": {"ip": "ip"},
 }
 # Blind indexes kept next to an encrypted field: index field -> source field.

@@ -23,7 +23,7 @@ COLLECTION = "mail_queue"
 
 
 class MailQueueStore:
-    """``to``, ``subject``, ``text`` and ``html`` are stored encrypted
+    """``to``, ``subject``, ``text``, ``html`` and ``last_error`` are stored encrypted
     (server/storage/fields.py); ``to_index``, the blind index of ``to``,
     finds the mails to an address."""
 
@@ -82,7 +82,9 @@ class MailQueueStore:
     async def schedule_retry(
         self, mail_id: str, *, error: str, next_attempt_at: datetime, give_up: bool
     ) -> None:
-        fields: dict[str, Any] = {"last_error": error[:500], "next_attempt_at": next_attempt_at}
+        fields: dict[str, Any] = {
+            "last_error": self._fields.encrypt(COLLECTION, "last_error", mail_id, error[:500]),
+            "next_attempt_at": next_attempt_at}
         if give_up:
             fields["status"] = FAILED
         await self._mails.update_one({"_id": mail_id}, {"$set": fields})
