@@ -42,12 +42,13 @@ class UserStore:
             name="email_unique",
             partialFilterExpression={"email": {"$type": "string"}},
         )
+        # Sparse, not partial: the embedded database plans equality and $in
+        # on a sparse index but scans the collection for a partial one.
         await self._users.create_index(
-            [(EMAIL_INDEX, ASCENDING)],
-            unique=True,
-            name="email_index_unique",
-            partialFilterExpression={EMAIL_INDEX: {"$type": "string"}},
+            [(EMAIL_INDEX, ASCENDING)], unique=True, sparse=True, name="email_index_unique",
         )
+        # Rows from before encryption are found by their plaintext ``email``.
+        await self._users.create_index([("email", ASCENDING)], name="email_lookup")
         await self._users.create_index([("status", ASCENDING), ("deleted_at", ASCENDING)])
 
     def _open(self, doc: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -98,10 +99,9 @@ class UserStore:
         """Case-insensitive, through the blind index under every configured
         key; rows from before encryption (plaintext ``email``, no index)
         are found too until ``rotate-data-key`` has encrypted them."""
-        indexes = self._fields.blind_indexes(email)
-        doc = await self._users.find_one({"$or": [
-            {EMAIL_INDEX: {"$in": indexes}}, {"email": normalise_email(email)},
-        ]})
+        doc = await self._users.find_one({EMAIL_INDEX: {"$in": self._fields.blind_indexes(email)}})
+        if doc is None:  # two indexed queries: the embedded database scans for an $or
+            doc = await self._users.find_one({"email": normalise_email(email)})
         return self._open(doc)
 
     async def update_profile(
