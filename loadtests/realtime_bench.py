@@ -42,6 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 SECRET = "bench-secret-key-" + "y" * 32
+DATA_KEY = "bench-data-key-" + "z" * 32
 
 
 def pct(values: list[float], q: float) -> float:
@@ -79,11 +80,13 @@ async def history_bench(messages: int, repeat: int) -> dict:
     from pymongo import AsyncMongoClient
     from secantus import SecantusDBServer
 
+    from server.bus import Bus
     from server.clock import Clock
     from server.realtime.chat import ChatService
     from server.realtime.notifier import Notifier
     from server.realtime.rooms import RoomService
     from server.realtime.sequences import SequenceCache
+    from server.storage.fields import FieldCrypto
     from server.storage.messages import MessageStore, message_id
     from server.storage.read_markers import ReadMarkerStore
     from server.storage.rooms import RoomStore
@@ -99,7 +102,8 @@ async def history_bench(messages: int, repeat: int) -> dict:
     client = AsyncMongoClient(server.uri, tz_aware=True)
     db = client["bench"]
     try:
-        store, rooms_store, markers = MessageStore(db), RoomStore(db), ReadMarkerStore(db)
+        fields = FieldCrypto([DATA_KEY])  # as in production: bodies encrypted at rest
+        store, rooms_store, markers = MessageStore(db, fields), RoomStore(db), ReadMarkerStore(db)
         await store.create_indexes()
         await rooms_store.create_indexes()
         now = datetime.now(timezone.utc)
@@ -121,7 +125,8 @@ async def history_bench(messages: int, repeat: int) -> dict:
         def services() -> tuple[RoomService, ChatService]:
             seqs = SequenceCache(store)
             rooms = RoomService(rooms=rooms_store, messages=store, markers=markers,
-                                users=UserStore(db), sequences=seqs, clock=Clock())
+                                users=UserStore(db, fields), sequences=seqs, clock=Clock(),
+                                consent=None, notifier=Notifier(NoEmit()), bus=Bus())
             chat = ChatService(rooms=rooms, messages=store, markers=markers, sequences=seqs,
                                notifier=Notifier(NoEmit()), clock=Clock())
             return rooms, chat
@@ -290,6 +295,7 @@ def fanout_bench(nodes: int, rooms: int, members: int, inflight: int, workers: i
         env = {k: v for k, v in os.environ.items() if not k.startswith("SKILLSHARE_")}
         env.update({"SKILLSHARE_ENV": "test", "SKILLSHARE_MONGO_URL": f"mongodb://127.0.0.1:{db_port}",
                     "SKILLSHARE_MONGO_DB": "bench", "SKILLSHARE_SECRET_KEY": SECRET,
+                    "SKILLSHARE_DATA_KEY": DATA_KEY,
                     "SKILLSHARE_RATE_LIMITS": "off", "SKILLSHARE_LOG_LEVEL": "WARNING",
                     "SKILLSHARE_PASSWORD_HASH_TIME_COST": "1", "SKILLSHARE_PASSWORD_HASH_MEMORY_KIB": "1024",
                     "SKILLSHARE_DATA_DIR": str(work / "data")})

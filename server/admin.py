@@ -10,6 +10,7 @@ from .clock import Clock
 from .config import Settings
 from .storage.audit import AuditStore
 from .storage.database import open_database
+from .storage.fields import FieldCrypto
 from .storage.users import UserStore
 
 CLI_ACTIONS = {"grant": "admin", "revoke": "user"}
@@ -35,8 +36,9 @@ async def set_role_by_email(
 async def run_admin(settings: Settings, *, action: str, email: str) -> bool:
     async with open_database(mongo_url=settings.mongo_url, db_name=settings.mongo_db,
                              data_dir=settings.data_dir) as db:
+        fields = FieldCrypto(settings.data_keys())
         user = await set_role_by_email(
-            users=UserStore(db), audit=AuditStore(db), email=email,
+            users=UserStore(db, fields), audit=AuditStore(db, fields), email=email,
             role=CLI_ACTIONS[action], clock=Clock(),
         )
     if user is None:

@@ -45,6 +45,7 @@ from .keys import (
     CONSENT,
     DB,
     EMBEDDER,
+    FIELDS,
     LIMITER,
     LISTINGS,
     MAIL,
@@ -81,6 +82,7 @@ from .storage.audit import AuditStore
 from .storage.blocks import BlockStore
 from .storage.database import open_database
 from .storage.identities import IdentityStore
+from .storage.fields import FieldCrypto
 from .storage.listings import ListingStore
 from .storage.mail_queue import MailQueueStore
 from .storage.messages import MessageStore
@@ -113,6 +115,7 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
         mongo_url=settings.mongo_url, db_name=settings.mongo_db, data_dir=settings.data_dir
     ) as db:
         app[DB] = db
+        app[FIELDS] = FieldCrypto(settings.data_keys())
         yield
 
 
@@ -146,11 +149,12 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
     """Stores and the account services over them (``open_database`` has
     created every index already)."""
     settings, clock, db, metrics = app[SETTINGS], app[CLOCK], app[DB], app[METRICS]
-    users = UserStore(db)
-    sessions = SessionStore(db)
+    fields = app[FIELDS]
+    users = UserStore(db, fields)
+    sessions = SessionStore(db, fields)
     user_tokens = UserTokenStore(db)
-    mail_queue = MailQueueStore(db)
-    audit = AuditStore(db)
+    mail_queue = MailQueueStore(db, fields)
+    audit = AuditStore(db, fields)
 
     redis = app[REDIS]
     revocations = RedisRevocationList(redis) if redis is not None else MemoryRevocationList(clock)
@@ -213,7 +217,7 @@ async def sign_in_ctx(app: web.Application) -> AsyncIterator[None]:
     """Sign-in providers (server/auth/oidc/) and the HTTP session they use."""
     settings = app[SETTINGS]
     sign_in = build_sign_in(
-        settings.oidc_provider_configs(), db=app[DB], users=app[USERS],
+        settings.oidc_provider_configs(), db=app[DB], fields=app[FIELDS], users=app[USERS],
         sessions=app[SESSIONS], audit=app[AUDIT], public_url=public_url(settings),
         flow_ttl=settings.oidc_flow_ttl, http_timeout=settings.oidc_http_timeout,
         limiter=app[LIMITER], start_limit=settings.oidc_start_limit, clock=app[CLOCK],
@@ -231,8 +235,8 @@ async def consent_ctx(app: web.Application) -> AsyncIterator[None]:
     """Blocks and relations (server/consent): before the real-time core,
     calls and the marketplace, which all ask it."""
     consent = await build_consent(
-        db=app[DB], users=app[USERS], audit=app[AUDIT], bus=app[BUS], clock=app[CLOCK],
-        max_blocks=app[SETTINGS].max_blocks_per_user,
+        db=app[DB], fields=app[FIELDS], users=app[USERS], audit=app[AUDIT], bus=app[BUS],
+        clock=app[CLOCK], max_blocks=app[SETTINGS].max_blocks_per_user,
     )
     app[CONSENT] = consent
     app[PROFILES].add_exporter("blocks", consent.export)
@@ -245,7 +249,8 @@ async def marketplace_ctx(app: web.Application) -> AsyncIterator[None]:
     semantic = build_semantic(app[SETTINGS], db=app[DB], budget=app[LIMITER],
                               registry=app[METRICS].registry, clock=app[CLOCK])
     services = await build_marketplace(
-        db=app[DB], users=app[USERS], audit=app[AUDIT], sessions=app[SESSIONS], mail=app[MAIL],
+        db=app[DB], fields=app[FIELDS], users=app[USERS], audit=app[AUDIT],
+        sessions=app[SESSIONS], mail=app[MAIL],
         profiles=app[PROFILES], bus=app[BUS], rooms=app[ROOMS], notifier=app[NOTIFIER],
         consent=app[CONSENT], semantic=semantic,
         public_url=public_url(app[SETTINGS]), clock=app[CLOCK],
@@ -270,15 +275,15 @@ async def marketplace_ctx(app: web.Application) -> AsyncIterator[None]:
 async def purge_ctx(app: web.Application) -> AsyncIterator[None]:
     """The purge of deleted accounts and its hourly task; last, because it
     erases from every area's collections and presence."""
-    db = app[DB]
+    db, fields = app[DB], app[FIELDS]
     purge = AccountPurge(
         stores=PurgeStores(
-            users=app[USERS], sessions=SessionStore(db), user_tokens=UserTokenStore(db),
-            audit=app[AUDIT], rooms=RoomStore(db), messages=MessageStore(db),
+            users=app[USERS], sessions=SessionStore(db, fields), user_tokens=UserTokenStore(db),
+            audit=app[AUDIT], rooms=RoomStore(db), messages=MessageStore(db, fields),
             read_markers=ReadMarkerStore(db), listings=ListingStore(db),
-            skill_requests=SkillRequestStore(db), reviews=ReviewStore(db),
+            skill_requests=SkillRequestStore(db, fields), reviews=ReviewStore(db, fields),
             skill_index=SkillIndexStore(db), snapshots=RankingSnapshotStore(db),
-            blocks=BlockStore(db), identities=IdentityStore(db),
+            blocks=BlockStore(db), identities=IdentityStore(db, fields),
         ),
         mail=app[MAIL], forget_presence=app[PRESENCE].forget,
         grace=timedelta(days=app[SETTINGS].deleted_user_grace_days), clock=app[CLOCK],

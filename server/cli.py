@@ -1,5 +1,6 @@
 """``skillshare`` console script: ``serve`` runs a node; ``seed`` fills the
-database with demo data; ``backup`` and ``restore`` (docs/operations.md)."""
+database with demo data; ``backup`` and ``restore`` (docs/operations.md);
+``rotate-data-key`` re-encrypts under the newest data key."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from .logs import configure_logging
 from .backup.archive import ArchiveError
 from .private_files import PRIVATE_UMASK
 from .storage.database import EmbeddedDatabaseBusy
+from .storage.rotation import ROTATION_BATCH
 from .storage.schema import IndexBuildFailed
 
 
@@ -74,6 +76,10 @@ def main(argv: list[str] | None = None) -> int:
     restore.add_argument("archive", type=Path)
     restore.add_argument("--force", action="store_true",
                          help="drop the database's data and replace it with the archive's")
+    rotate = commands.add_parser(
+        "rotate-data-key",
+        help="re-encrypt the fields encrypted at rest under the newest SKILLSHARE_DATA_KEY")
+    rotate.add_argument("--batch-size", type=int, default=ROTATION_BATCH)
     args = parser.parse_args(argv)
     # Everything this process creates (data dir, embedded database files,
     # outbox mails, keys) is for its own user only.
@@ -128,6 +134,11 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
         print(asyncio.run(run_restore(settings, archive=args.archive, force=args.force)))
         return 0
+    if args.command == "rotate-data-key":
+        from .rotate_data_key import run_rotate_data_key
+
+        report = asyncio.run(run_rotate_data_key(settings, batch_size=args.batch_size))
+        return 0 if not report.failed and not report.raced else 1
     return 1
 
 

@@ -27,6 +27,7 @@ class ConfigError(Exception):
 
 MIN_BACKUP_KEY_CHARS = 16  # a passphrase; scrypt stretches it per archive
 StrList = Annotated[list[str], NoDecode]
+DATA_KEY_FILE = "data_key"  # development only: the generated SKILLSHARE_DATA_KEY
 
 #: Shortest TURN credential lifetime accepted. Production keeps the default
 #: (an hour); a few seconds let tests watch credentials expire mid-call.
@@ -75,6 +76,7 @@ class Settings(BaseSettings):
     mongo_db: str = "skillshare"
     redis_url: str | None = None
     secret_key: StrList | None = None  # newest first; older keys still verify
+    data_key: StrList | None = None  # field encryption at rest; newest first, all decrypt
     jwt_issuer: str = "skillshare"
     jwt_audience: str = "skillshare-api"
     access_token_ttl: int = Field(900, ge=10, le=86400)
@@ -155,7 +157,7 @@ class Settings(BaseSettings):
 
     @field_validator(
         "secret_key", "cors_origins", "turn_urls", "stun_urls",
-        "require_verified_email_for", "oidc_providers", mode="before",
+        "require_verified_email_for", "oidc_providers", "data_key", mode="before",
     )
     @classmethod
     def _lists(cls, value: Any) -> Any:
@@ -206,7 +208,7 @@ class Settings(BaseSettings):
             raise ValueError("must start with smtp:// or smtps://")
         return value or None
 
-    @field_validator("secret_key")
+    @field_validator("secret_key", "data_key")
     @classmethod
     def _key_length(cls, value: list[str] | None) -> list[str] | None:
         if value:
@@ -226,6 +228,8 @@ class Settings(BaseSettings):
     def _production(self) -> "Settings":
         if self.env == "production" and not self.secret_key:
             raise ValueError("SKILLSHARE_SECRET_KEY is required when SKILLSHARE_ENV=production")
+        if self.env == "production" and not self.data_key:
+            raise ValueError("SKILLSHARE_DATA_KEY is required when SKILLSHARE_ENV=production")
         if self.ai_provider == "gemini" and not self.gemini_api_key:
             raise ValueError(
                 "SKILLSHARE_GEMINI_API_KEY is required when SKILLSHARE_AI_PROVIDER=gemini")
@@ -272,6 +276,21 @@ class Settings(BaseSettings):
         if self.secret_key:
             return list(self.secret_key)
         path = self.data_dir / "secret_key"
+        private_dir(self.data_dir)
+        if path.exists():
+            secure_tree(path)
+            return [path.read_text().strip()]
+        key = secrets.token_urlsafe(48)
+        write_private_file(path, key.encode())
+        return [key]
+
+    def data_keys(self) -> list[str]:
+        """The master keys for fields encrypted at rest, newest first. In
+        development with no key set, a key is generated once and kept in the
+        data dir (0600), like the signing key."""
+        if self.data_key:
+            return list(self.data_key)
+        path = self.data_dir / DATA_KEY_FILE
         private_dir(self.data_dir)
         if path.exists():
             secure_tree(path)

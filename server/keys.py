@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from .realtime.sockets import EventDispatcher
     from .ratelimit import RateLimiter
     from .storage.audit import AuditStore
+    from .storage.fields import FieldCrypto
     from .storage.users import UserStore
 
 SETTINGS = web.AppKey("settings", "Settings")
@@ -47,6 +48,7 @@ CLOCK = web.AppKey("clock", "Clock")
 METRICS = web.AppKey("metrics", "Metrics")
 ROUTE_SPECS = web.AppKey("route_specs", "list[RouteSpec]")
 DB = web.AppKey("db", "AsyncDatabase")
+FIELDS = web.AppKey("fields", "FieldCrypto")  # encryption at rest (server/storage/fields.py)
 REDIS = web.AppKey("redis", "Redis | None")
 BUS = web.AppKey("bus", "Bus")
 LIMITER = web.AppKey("limiter", "RateLimiter")

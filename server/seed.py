@@ -24,6 +24,7 @@ from .errors import EmailTaken
 from .marketplace.listings import searchable
 from .marketplace.text import normalise_tags, skill_key
 from .storage.database import open_database
+from .storage.fields import FieldCrypto
 from .storage.listings import ListingStore
 from .storage.reviews import ReviewStore
 from .storage.rooms import RoomStore, direct_key
@@ -91,8 +92,8 @@ class SeedReport:
     statuses: dict[str, int] = field(default_factory=dict)
 
 
-async def seed_database(db: Any, *, users: int, random_seed: int, password_hash: str,
-                        now: datetime | None = None) -> SeedReport:
+async def seed_database(db: Any, *, fields: FieldCrypto, users: int, random_seed: int,
+                        password_hash: str, now: datetime | None = None) -> SeedReport:
     """Write the demo data into ``db``, whose indexes ``open_database`` has
     created; the data satisfies every unique index (one direct room per pair,
     one open request per learner and listing, one review per request)."""
@@ -100,8 +101,8 @@ async def seed_database(db: Any, *, users: int, random_seed: int, password_hash:
     now = now or datetime.now(timezone.utc)
     report = SeedReport()
     started = time.perf_counter()
-    user_store, listing_store = UserStore(db), ListingStore(db)
-    request_store, review_store = SkillRequestStore(db), ReviewStore(db)
+    user_store, listing_store = UserStore(db, fields), ListingStore(db)
+    request_store, review_store = SkillRequestStore(db, fields), ReviewStore(db, fields)
     skill_index = SkillIndexStore(db)
     all_skills = [(cat, s) for cat, names in SKILLS.items() for s in names]
 
@@ -215,8 +216,8 @@ async def run_seed(settings: Settings, *, users: int, random_seed: int) -> SeedR
     password_hash = await passwords.hash(DEMO_PASSWORD)
     async with open_database(mongo_url=settings.mongo_url, db_name=settings.mongo_db,
                              data_dir=settings.data_dir) as db:
-        report = await seed_database(db, users=users, random_seed=random_seed,
-                                     password_hash=password_hash)
+        report = await seed_database(db, fields=FieldCrypto(settings.data_keys()), users=users,
+                                     random_seed=random_seed, password_hash=password_hash)
     logger.info(
         "seeded {} users ({} already there), {} listings, {} requests {}, {} reviews in {}s; "
         "sign in as {} with password {!r}",

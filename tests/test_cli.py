@@ -40,6 +40,15 @@ def test_production_refuses_without_secret_key(tmp_path):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+def test_production_refuses_without_data_key(tmp_path):
+    result = _run_cli({"SKILLSHARE_ENV": "production", "SKILLSHARE_DATA_DIR": str(tmp_path),
+                       "SKILLSHARE_SECRET_KEY": "k" * 40})
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "SKILLSHARE_DATA_KEY" in lines[0], result.stderr
+    assert not (tmp_path / "data_key").exists()
+
+
 def test_toml_config_file(tmp_path):
     config = tmp_path / "skillshare.toml"
     config.write_text('port = "seventy"\n')
@@ -76,7 +85,8 @@ async def test_embedded_default_keeps_data_across_restart(tmp_path):
 
 async def test_production_logs_are_json_lines(tmp_path, mongo_url):
     env = {**_clean_env(), **LOW_COST, "SKILLSHARE_ENV": "production",
-           "SKILLSHARE_SECRET_KEY": "k" * 40, "SKILLSHARE_MONGO_URL": mongo_url,
+           "SKILLSHARE_SECRET_KEY": "k" * 40, "SKILLSHARE_DATA_KEY": "d" * 40,
+           "SKILLSHARE_MONGO_URL": mongo_url,
            "SKILLSHARE_MONGO_DB": "t_jsonlogs", "SKILLSHARE_DATA_DIR": str(tmp_path)}
     node = NodeProcess(env, log_path=tmp_path / "node.log")
     node.start()

@@ -41,6 +41,7 @@ async def test_outbox_mails_and_the_development_key_are_private(make_client, tmp
     assert _mode(data_dir) == 0o700
     assert _mode(data_dir / "outbox") == 0o700
     assert _mode(data_dir / "secret_key") == 0o600
+    assert _mode(data_dir / "data_key") == 0o600  # SKILLSHARE_DATA_KEY, generated in dev
     for mail in mails:
         assert _mode(mail) == 0o600, mail
     assert not [p for p in (data_dir / "outbox").iterdir() if p.suffix != ".eml"]

@@ -9,6 +9,7 @@ from ..bus import Bus
 from ..clock import Clock
 from ..storage.audit import AuditStore
 from ..storage.blocks import BlockStore
+from ..storage.fields import FieldCrypto
 from ..storage.rooms import RoomStore
 from ..storage.skill_requests import SkillRequestStore
 from ..storage.users import UserStore
@@ -16,10 +17,10 @@ from .service import ConsentService
 
 
 async def build_consent(
-    *, db: AsyncDatabase, users: UserStore, audit: AuditStore, bus: Bus, clock: Clock,
+    *, db: AsyncDatabase, fields: FieldCrypto, users: UserStore, audit: AuditStore, bus: Bus, clock: Clock,
     max_blocks: int,
 ) -> ConsentService:
     return ConsentService(
-        blocks=BlockStore(db), rooms=RoomStore(db), requests=SkillRequestStore(db), users=users,
-        audit=audit, bus=bus, clock=clock, max_blocks=max_blocks,
+        blocks=BlockStore(db), rooms=RoomStore(db), requests=SkillRequestStore(db, fields),
+        users=users, audit=audit, bus=bus, clock=clock, max_blocks=max_blocks,
     )

@@ -7,12 +7,14 @@ from aiohttp import web
 from ..http import Routes, body, client_info, json_response, path_id, query, require_admin
 from ..keys import MODERATION
 from ..schemas.marketplace import (
+    AdminUserList,
     AdminUserOut,
     AuditPage,
     AuditQuery,
     ListingOut,
     ReasonIn,
     RoleIn,
+    UserByEmailQuery,
 )
 
 routes = Routes()
@@ -83,6 +85,18 @@ async def set_role(request: web.Request) -> web.Response:
         path_id(request), data.role, actor_id=claims.user_id, client=client_info(request)
     )
     return json_response(user)
+
+
+@routes.get(PREFIX + "/users", summary="Find a user by email", tags=TAGS,
+            query=UserByEmailQuery, response=AdminUserList, errors=[400, 403])
+async def user_by_email(request: web.Request) -> web.Response:
+    """`?email=`: the account with exactly this address, compared
+    case-insensitively (`items` is empty or has one entry). Emails are
+    encrypted at rest and looked up through a keyed blind index, so there is
+    no partial-match search."""
+    await require_admin(request)
+    params = query(request, UserByEmailQuery)
+    return json_response(await request.app[MODERATION].find_by_email(params.email))
 
 
 @routes.get(PREFIX + "/audit", summary="The audit log", tags=TAGS, query=AuditQuery,

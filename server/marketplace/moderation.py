@@ -53,6 +53,14 @@ class ModerationService:
                            owner_id=doc["owner_id"])
         return await self._listings.get(listing_id, viewer_id=actor_id, role="admin")
 
+    async def find_by_email(self, email: str) -> dict[str, Any]:
+        """The account with this address (exact, case-insensitive: emails
+        are encrypted at rest and found through their blind index, so no
+        substring search), deleted ones included while they keep it."""
+        user = await self._users.find_by_email(email)
+        items = [] if user is None else [{**_admin_user(user), "email": user.get("email")}]
+        return {"items": items}
+
     async def _target(self, user_id: str, actor_id: str) -> dict[str, Any]:
         user = await self._users.get(user_id) if is_id(user_id) else None
         if user is None or user.get("status") == DELETED:

@@ -16,6 +16,7 @@ from ..clock import Clock
 from ..mail.service import MailService
 from ..profiles import ProfileService
 from ..storage.audit import AuditStore
+from ..storage.fields import FieldCrypto
 from ..storage.listings import ListingStore
 from ..storage.ranking_snapshots import RankingSnapshotStore
 from ..storage.reviews import ReviewStore
@@ -42,14 +43,14 @@ class Marketplace:
 
 
 async def build_marketplace(
-    *, db: AsyncDatabase, users: UserStore, audit: AuditStore, sessions: SessionService,
+    *, db: AsyncDatabase, fields: FieldCrypto, users: UserStore, audit: AuditStore, sessions: SessionService,
     mail: MailService, profiles: ProfileService, bus: Bus, rooms: DirectRooms | None,
     notifier: Notifier | None, public_url: str, clock: Clock,
     consent: RequestConsent | None = None, semantic: SemanticService | None = None,
 ) -> Marketplace:
     listing_store = ListingStore(db)
-    request_store = SkillRequestStore(db)
-    review_store = ReviewStore(db)
+    request_store = SkillRequestStore(db, fields)
+    review_store = ReviewStore(db, fields)
     skill_index = SkillIndexStore(db)
     snapshot_store = RankingSnapshotStore(db)
     snapshots = RankingSnapshots(store=snapshot_store, clock=clock)

@@ -22,6 +22,7 @@ from ..keys import (
     CONNECTIONS,
     CONSENT,
     DB,
+    FIELDS,
     METRICS,
     NOTIFIER,
     PRESENCE,
@@ -106,7 +107,8 @@ def attach_realtime(app: web.Application) -> None:
 async def realtime_ctx(app: web.Application) -> AsyncIterator[None]:
     settings, clock, db, metrics = app[SETTINGS], app[CLOCK], app[DB], app[REALTIME_METRICS]
     sio = app[SIO]
-    rooms_store, messages, markers = RoomStore(db), MessageStore(db), ReadMarkerStore(db)
+    rooms_store, markers = RoomStore(db), ReadMarkerStore(db)
+    messages = MessageStore(db, app[FIELDS])
     sequences = SequenceCache(messages)
     notifier = Notifier(sio, on_error=metrics.bus_errors.inc)
     rooms = RoomService(rooms=rooms_store, messages=messages, markers=markers, users=app[USERS],

@@ -284,3 +284,15 @@ class AuditPage(BaseModel):
 class AuditQuery(PageQuery):
     action: str | None = Field(None, max_length=64, examples=["user.ban"])
     actor_id: str | None = Field(None, max_length=64)
+
+
+class UserByEmailQuery(StrictModel):
+    email: str = Field(..., min_length=3, max_length=320, examples=["ada@example.com"])
+
+
+class AdminUserWithEmailOut(AdminUserOut):
+    email: str | None
+
+
+class AdminUserList(BaseModel):
+    items: list[AdminUserWithEmailOut]

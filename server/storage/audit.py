@@ -10,12 +10,18 @@ from typing import Any
 from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 
+from .fields import FieldCrypto
 from .ids import new_id
+
+COLLECTION = "audit_log"
 
 
 class AuditStore:
-    def __init__(self, db: AsyncDatabase) -> None:
-        self._log = db["audit_log"]
+    """``ip`` is stored encrypted (server/storage/fields.py)."""
+
+    def __init__(self, db: AsyncDatabase, fields: FieldCrypto) -> None:
+        self._log = db[COLLECTION]
+        self._fields = fields
 
     async def create_indexes(self) -> None:
         await self._log.create_index([("actor_id", ASCENDING), ("_id", DESCENDING)])
@@ -33,10 +39,10 @@ class AuditStore:
         at: datetime,
         details: dict[str, Any] | None = None,
     ) -> None:
-        await self._log.insert_one({
+        await self._log.insert_one(self._fields.seal(COLLECTION, {
             "_id": new_id(), "action": action, "actor_id": actor_id, "target": target,
             "ip": ip, "request_id": request_id, "at": at, "details": details or {},
-        })
+        }))
 
     async def page(
         self,
@@ -54,7 +60,7 @@ class AuditStore:
         if actor_id:
             query["actor_id"] = actor_id
         cursor = self._log.find(query).sort("_id", DESCENDING).limit(limit)
-        return await cursor.to_list(length=limit)
+        return self._fields.open_all(COLLECTION, await cursor.to_list(length=limit))
 
     async def scrub_ips(self, user_id: str) -> int:
         """Blank the IP of every entry the user acted in or was the target

@@ -1,5 +1,6 @@
 """The ``identities`` collection: accounts at sign-in providers linked to
-ours, one document per (provider, subject)."""
+ours, one document per (provider, subject). ``email`` (the provider's) is
+stored encrypted (server/storage/fields.py)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,16 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from ..errors import IdentityTaken
+from .fields import FieldCrypto
 from .ids import new_id
+
+COLLECTION = "identities"
 
 
 class IdentityStore:
-    def __init__(self, db: AsyncDatabase) -> None:
-        self._identities = db["identities"]
+    def __init__(self, db: AsyncDatabase, fields: FieldCrypto) -> None:
+        self._identities = db[COLLECTION]
+        self._fields = fields
 
     async def create_indexes(self) -> None:
         await self._identities.create_index(
@@ -28,7 +33,8 @@ class IdentityStore:
             name="user_provider_unique")
 
     async def find(self, provider: str, subject: str) -> dict[str, Any] | None:
-        return await self._identities.find_one({"provider": provider, "subject": subject})
+        return self._fields.open(COLLECTION, await self._identities.find_one(
+            {"provider": provider, "subject": subject}))
 
     async def create(
         self, *, user_id: str, provider: str, subject: str, email: str | None, now: datetime
@@ -36,7 +42,7 @@ class IdentityStore:
         doc = {"_id": new_id(), "user_id": user_id, "provider": provider, "subject": subject,
                "email": email, "linked_at": now, "last_used_at": now}
         try:
-            await self._identities.insert_one(doc)
+            await self._identities.insert_one(self._fields.seal(COLLECTION, doc))
         except DuplicateKeyError:
             raise IdentityTaken() from None
         return doc
@@ -44,7 +50,7 @@ class IdentityStore:
     async def restore(self, doc: dict[str, Any]) -> None:
         """Put back a document just deleted (an unlink that must not happen)."""
         try:
-            await self._identities.insert_one(doc)
+            await self._identities.insert_one(self._fields.seal(COLLECTION, doc))
         except DuplicateKeyError:
             pass
 
@@ -53,7 +59,7 @@ class IdentityStore:
 
     async def for_user(self, user_id: str) -> list[dict[str, Any]]:
         cursor = self._identities.find({"user_id": user_id}).sort("linked_at", ASCENDING)
-        return await cursor.to_list(length=None)
+        return self._fields.open_all(COLLECTION, await cursor.to_list(length=None))
 
     async def delete(self, user_id: str, provider: str) -> bool:
         result = await self._identities.delete_one({"user_id": user_id, "provider": provider})

@@ -11,6 +11,7 @@ from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 
 from .atomic import update_and_get
+from .fields import FieldCrypto
 from .ids import new_id
 
 PENDING = "pending"
@@ -18,17 +19,24 @@ SENT = "sent"
 FAILED = "failed"
 SENT_RETENTION = timedelta(days=7)
 CLAIM_ATTEMPTS = 5
+COLLECTION = "mail_queue"
 
 
 class MailQueueStore:
-    def __init__(self, db: AsyncDatabase) -> None:
-        self._mails = db["mail_queue"]
+    """``to``, ``subject``, ``text``, ``html`` and ``last_error`` are stored encrypted
+    (server/storage/fields.py); ``to_index``, the blind index of ``to``,
+    finds the mails to an address."""
+
+    def __init__(self, db: AsyncDatabase, fields: FieldCrypto) -> None:
+        self._mails = db[COLLECTION]
+        self._fields = fields
 
     async def create_indexes(self) -> None:
         await self._mails.create_index([("status", ASCENDING), ("next_attempt_at", ASCENDING)])
         await self._mails.create_index("purge_at", expireAfterSeconds=0)
         await self._mails.create_index("user_ids")
         await self._mails.create_index("to")
+        await self._mails.create_index("to_index")
 
     async def enqueue(
         self, *, to: str, subject: str, text: str, html: str, kind: str, now: datetime,
@@ -37,11 +45,11 @@ class MailQueueStore:
         """``user_ids``: the accounts the mail is to or about, so the purge
         of one of them finds it."""
         mail_id = new_id()
-        await self._mails.insert_one({
+        await self._mails.insert_one(self._fields.seal(COLLECTION, {
             "_id": mail_id, "to": to, "subject": subject, "text": text, "html": html,
             "kind": kind, "status": PENDING, "attempts": 0, "created_at": now,
             "next_attempt_at": now, "last_error": None, "user_ids": user_ids or [],
-        })
+        }))
         return mail_id
 
     async def claim_due(self, *, now: datetime, lease: timedelta) -> dict[str, Any] | None:
@@ -61,7 +69,7 @@ class MailQueueStore:
                 {"$set": {"next_attempt_at": now + lease}, "$inc": {"attempts": 1}},
             )
             if claimed is not None:
-                return claimed
+                return self._fields.open(COLLECTION, claimed)
         return None
 
     async def mark_sent(self, mail_id: str, *, now: datetime) -> None:
@@ -74,13 +82,15 @@ class MailQueueStore:
     async def schedule_retry(
         self, mail_id: str, *, error: str, next_attempt_at: datetime, give_up: bool
     ) -> None:
-        fields: dict[str, Any] = {"last_error": error[:500], "next_attempt_at": next_attempt_at}
+        fields: dict[str, Any] = {
+            "last_error": self._fields.encrypt(COLLECTION, "last_error", mail_id, error[:500]),
+            "next_attempt_at": next_attempt_at}
         if give_up:
             fields["status"] = FAILED
         await self._mails.update_one({"_id": mail_id}, {"$set": fields})
 
     async def get(self, mail_id: str) -> dict[str, Any] | None:
-        return await self._mails.find_one({"_id": mail_id})
+        return self._fields.open(COLLECTION, await self._mails.find_one({"_id": mail_id}))
 
     async def delete_concerning(
         self, *, user_id: str, email: str | None, created_before: datetime
@@ -90,6 +100,10 @@ class MailQueueStore:
         address may belong to a new account since). Returns their ids."""
         clauses: list[dict[str, Any]] = [{"user_ids": user_id}]
         if email:
+            # the blind index under every configured key; plaintext ``to``
+            # for mails queued before encryption
+            clauses.append({"to_index": {"$in": self._fields.blind_indexes(email)},
+                            "created_at": {"$lte": created_before}})
             clauses.append({"to": email, "created_at": {"$lte": created_before}})
         ids = [doc["_id"] async for doc in self._mails.find({"$or": clauses}, {"_id": 1})]
         if ids:

@@ -16,6 +16,7 @@ from pymongo import ASCENDING, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from .fields import FieldCrypto
 from .ids import DELETED_USER_ID
 
 SEQ_DIGITS = 10
@@ -23,6 +24,7 @@ SENDER_CLIENT_INDEX = "sender_client_unique"
 # Offsets probed (as one $in query) when looking for the end of a room.
 PROBE_STEPS = tuple(2 ** k for k in range(34))
 PROBE_POINTS = 64
+COLLECTION = "messages"
 
 
 def message_id(room_id: str, seq: int) -> str:
@@ -47,8 +49,11 @@ class ClientIdUsed:
 
 
 class MessageStore:
-    def __init__(self, db: AsyncDatabase) -> None:
-        self._messages = db["messages"]
+    """``body`` is stored encrypted (server/storage/fields.py)."""
+
+    def __init__(self, db: AsyncDatabase, fields: FieldCrypto) -> None:
+        self._messages = db[COLLECTION]
+        self._fields = fields
 
     async def create_indexes(self) -> None:
         await self._messages.create_index(
@@ -62,7 +67,7 @@ class MessageStore:
     async def insert(self, doc: dict[str, Any]) -> None | SeqTaken | ClientIdUsed:
         """One write. ``None`` when stored; otherwise which unique key clashed."""
         try:
-            await self._messages.insert_one(doc)
+            await self._messages.insert_one(self._fields.seal(COLLECTION, doc))
         except DuplicateKeyError as exc:
             pattern = (exc.details or {}).get("keyPattern") or {}
             message = str((exc.details or {}).get("errmsg", exc))
@@ -73,13 +78,16 @@ class MessageStore:
 
     async def insert_many_unchecked(self, docs: list[dict[str, Any]]) -> None:
         """Bulk load for benchmarks and imports: no idempotency handling."""
-        await self._messages.insert_many(docs, ordered=False)
+        await self._messages.insert_many([self._fields.seal(COLLECTION, d) for d in docs],
+                                         ordered=False)
 
     async def by_client_id(self, sender_id: str, client_id: str) -> dict[str, Any] | None:
-        return await self._messages.find_one({"sender_id": sender_id, "client_id": client_id})
+        return self._fields.open(COLLECTION, await self._messages.find_one(
+            {"sender_id": sender_id, "client_id": client_id}))
 
     async def get(self, room_id: str, seq: int) -> dict[str, Any] | None:
-        return await self._messages.find_one({"_id": message_id(room_id, seq)})
+        return self._fields.open(COLLECTION,
+                                 await self._messages.find_one({"_id": message_id(room_id, seq)}))
 
     async def range(self, room_id: str, *, after_seq: int, upto_seq: int) -> list[dict[str, Any]]:
         """Messages with ``after_seq < seq <= upto_seq``, in seq order."""
@@ -90,7 +98,7 @@ class MessageStore:
         )
         docs = await cursor.to_list(length=None)
         docs.sort(key=lambda d: d["seq"])
-        return docs
+        return self._fields.open_all(COLLECTION, docs)
 
     async def count_from_others(
         self, room_id: str, user_id: str, *, after_seq: int, upto_seq: int
@@ -139,7 +147,8 @@ class MessageStore:
         return result.deleted_count
 
     async def export_sent(self, sender_id: str) -> list[dict[str, Any]]:
-        return await self._messages.find({"sender_id": sender_id}).to_list(length=None)
+        return self._fields.open_all(
+            COLLECTION, await self._messages.find({"sender_id": sender_id}).to_list(length=None))
 
     async def tombstone_sent(self, sender_id: str, *, limit: int) -> int:
         """Turn up to ``limit`` of the sender's messages into tombstones: same

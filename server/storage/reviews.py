@@ -12,13 +12,20 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from ..errors import Conflict
+from .fields import FieldCrypto
 from .ids import DELETED_USER_ID, new_id
 from .transactions import Tx
 
 
+COLLECTION = "reviews"
+
+
 class ReviewStore:
-    def __init__(self, db: AsyncDatabase) -> None:
-        self._reviews = db["reviews"]
+    """``comment`` is stored encrypted (server/storage/fields.py)."""
+
+    def __init__(self, db: AsyncDatabase, fields: FieldCrypto) -> None:
+        self._reviews = db[COLLECTION]
+        self._fields = fields
 
     async def create_indexes(self) -> None:
         await self._reviews.create_index([("request_id", ASCENDING)], unique=True)
@@ -41,7 +48,7 @@ class ReviewStore:
             "created_at": now,
         }
         try:
-            await self._reviews.insert_one(doc, session=tx)
+            await self._reviews.insert_one(self._fields.seal(COLLECTION, doc), session=tx)
         except DuplicateKeyError:
             raise Conflict("This request has already been reviewed.",
                            code="already_reviewed") from None
@@ -49,7 +56,7 @@ class ReviewStore:
 
     async def insert_many(self, docs: list[dict[str, Any]]) -> None:
         if docs:
-            await self._reviews.insert_many(docs)
+            await self._reviews.insert_many([self._fields.seal(COLLECTION, d) for d in docs])
 
     async def page(
         self, listing_id: str, *, limit: int, before_id: str | None
@@ -58,11 +65,13 @@ class ReviewStore:
         if before_id:
             query["_id"] = {"$lt": before_id}
         cursor = self._reviews.find(query).sort("_id", DESCENDING).limit(limit)
-        return await cursor.to_list(length=limit)
+        return self._fields.open_all(COLLECTION, await cursor.to_list(length=limit))
 
     async def of_user(self, user_id: str) -> dict[str, list[dict[str, Any]]]:
         written = await self._reviews.find({"reviewer_id": user_id}).to_list(length=None)
         received = await self._reviews.find({"teacher_id": user_id}).to_list(length=None)
+        self._fields.open_all(COLLECTION, written)
+        self._fields.open_all(COLLECTION, received)
         return {"written": written, "received": received}
 
     async def anonymise_reviewer(self, reviewer_id: str) -> int:

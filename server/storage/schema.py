@@ -11,6 +11,7 @@ from .ai_cache import AiCacheStore
 from .audit import AuditStore
 from .blocks import BlockStore
 from .identities import IdentityStore
+from .fields import FieldCrypto
 from .listings import ListingStore
 from .mail_queue import MailQueueStore
 from .messages import MessageStore
@@ -31,6 +32,11 @@ INDEXED_STORES = (
     RoomStore, MessageStore, ReadMarkerStore, BlockStore, AiCacheStore,
     IdentityStore, OidcFlowStore,
 )
+# Stores that encrypt fields take a FieldCrypto; creating indexes needs no key.
+FIELD_STORES = (
+    UserStore, SessionStore, MailQueueStore, AuditStore, SkillRequestStore, ReviewStore,
+    MessageStore, IdentityStore,
+)
 
 
 class IndexBuildFailed(RuntimeError):
@@ -41,7 +47,9 @@ async def create_all_indexes(db: AsyncDatabase) -> None:
     """Idempotent: existing indexes are left as they are."""
     for store_class in INDEXED_STORES:
         try:
-            await store_class(db).create_indexes()
+            store = (store_class(db, FieldCrypto.plaintext()) if store_class in FIELD_STORES
+                     else store_class(db))
+            await store.create_indexes()
         except DuplicateKeyError as exc:
             raise IndexBuildFailed(
                 f"database {db.name!r} holds duplicates that {store_class.__name__}'s unique "

@@ -10,14 +10,19 @@ from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 
 from .atomic import update_and_get
+from .fields import FieldCrypto
 from .ids import new_id
 
 USED_HASHES_KEPT = 50
+COLLECTION = "sessions"
 
 
 class SessionStore:
-    def __init__(self, db: AsyncDatabase) -> None:
-        self._sessions = db["sessions"]
+    """``ip`` and ``user_agent`` are stored encrypted (server/storage/fields.py)."""
+
+    def __init__(self, db: AsyncDatabase, fields: FieldCrypto) -> None:
+        self._sessions = db[COLLECTION]
+        self._fields = fields
 
     async def create_indexes(self) -> None:
         await self._sessions.create_index([("user_id", ASCENDING), ("revoked_at", ASCENDING)])
@@ -47,11 +52,11 @@ class SessionStore:
             "ip": ip,
             "user_agent": (user_agent or "")[:256],
         }
-        await self._sessions.insert_one(doc)
+        await self._sessions.insert_one(self._fields.seal(COLLECTION, doc))
         return doc
 
     async def get(self, session_id: str) -> dict[str, Any] | None:
-        return await self._sessions.find_one({"_id": session_id})
+        return self._fields.open(COLLECTION, await self._sessions.find_one({"_id": session_id}))
 
     async def rotate(
         self,
@@ -65,16 +70,17 @@ class SessionStore:
     ) -> dict[str, Any] | None:
         """Swap the refresh hash atomically; None when ``old_hash`` is not the
         current one (used, or lost a race) or the session is gone."""
-        return await update_and_get(
+        return self._fields.open(COLLECTION, await update_and_get(
             self._sessions,
             {"_id": session_id, "refresh_hash": old_hash, "revoked_at": None,
              "expires_at": {"$gt": now}},
             {
                 "$set": {"refresh_hash": new_hash, "last_used_at": now,
-                         "expires_at": expires_at, "ip": ip},
+                         "expires_at": expires_at,
+                         "ip": self._fields.encrypt(COLLECTION, "ip", session_id, ip)},
                 "$push": {"used_hashes": {"$each": [old_hash], "$slice": -USED_HASHES_KEPT}},
             },
-        )
+        ))
 
     async def revoke(self, session_id: str, *, now: datetime, user_id: str | None = None) -> bool:
         query: dict[str, Any] = {"_id": session_id, "revoked_at": None}
@@ -111,7 +117,7 @@ class SessionStore:
         cursor = self._sessions.find(
             query, {"refresh_hash": 0, "used_hashes": 0},
         ).sort("_id", DESCENDING).limit(limit)
-        return await cursor.to_list(length=limit)
+        return self._fields.open_all(COLLECTION, await cursor.to_list(length=limit))
 
     async def revoked_since(self, since: datetime) -> list[str]:
         """Ids of sessions revoked after ``since`` (start-up only: rebuilding
@@ -121,7 +127,7 @@ class SessionStore:
 
     async def list_all(self, user_id: str) -> list[dict[str, Any]]:
         cursor = self._sessions.find({"user_id": user_id}, {"refresh_hash": 0, "used_hashes": 0})
-        return await cursor.to_list(length=10000)
+        return self._fields.open_all(COLLECTION, await cursor.to_list(length=10000))
 
     async def scrub_user(self, user_id: str) -> int:
         """A purged account's sessions lose where they came from (IP, user

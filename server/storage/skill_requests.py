@@ -17,6 +17,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from ..errors import Conflict
+from .fields import FieldCrypto
 from .ids import DELETED_USER_ID, new_id
 from .transactions import Tx
 
@@ -27,6 +28,7 @@ CANCELLED = "cancelled"
 COMPLETED = "completed"
 OPEN_STATES = (PENDING, ACCEPTED)
 PURGED_LISTING_TITLE = "Deleted listing"
+COLLECTION = "skill_requests"
 
 
 def open_key(learner_id: str, listing_id: str) -> str:
@@ -34,8 +36,11 @@ def open_key(learner_id: str, listing_id: str) -> str:
 
 
 class SkillRequestStore:
-    def __init__(self, db: AsyncDatabase) -> None:
-        self._requests = db["skill_requests"]
+    """``message`` is stored encrypted (server/storage/fields.py)."""
+
+    def __init__(self, db: AsyncDatabase, fields: FieldCrypto) -> None:
+        self._requests = db[COLLECTION]
+        self._fields = fields
 
     async def create_indexes(self) -> None:
         await self._requests.create_index(
@@ -63,7 +68,7 @@ class SkillRequestStore:
             "updated_at": now,
         }
         try:
-            await self._requests.insert_one(doc)
+            await self._requests.insert_one(self._fields.seal(COLLECTION, doc))
         except DuplicateKeyError:
             raise Conflict(
                 "You already have an open request for this listing.", code="request_exists"
@@ -72,10 +77,10 @@ class SkillRequestStore:
 
     async def insert_many(self, docs: list[dict[str, Any]]) -> None:
         if docs:
-            await self._requests.insert_many(docs)
+            await self._requests.insert_many([self._fields.seal(COLLECTION, d) for d in docs])
 
     async def get(self, request_id: str) -> dict[str, Any] | None:
-        return await self._requests.find_one({"_id": request_id})
+        return self._fields.open(COLLECTION, await self._requests.find_one({"_id": request_id}))
 
     async def transition(
         self, request_id: str, *, from_status: str, to_status: str, now: datetime,
@@ -116,11 +121,11 @@ class SkillRequestStore:
         if before_id:
             query["_id"] = {"$lt": before_id}
         cursor = self._requests.find(query).sort("_id", DESCENDING).limit(limit)
-        return await cursor.to_list(length=limit)
+        return self._fields.open_all(COLLECTION, await cursor.to_list(length=limit))
 
     async def of_user(self, user_id: str) -> list[dict[str, Any]]:
         cursor = self._requests.find({"$or": [{"teacher_id": user_id}, {"learner_id": user_id}]})
-        return await cursor.to_list(length=None)
+        return self._fields.open_all(COLLECTION, await cursor.to_list(length=None))
 
     async def anonymise_party(self, user_id: str, *, now: datetime) -> int:
         """A purged account leaves the requests it was part of: its id

@@ -11,6 +11,7 @@ from pymongo.errors import DuplicateKeyError
 
 from ..errors import EmailTaken
 from .atomic import update_and_get
+from .fields import FieldCrypto, normalise_email
 from .ids import new_id
 
 ACTIVE = "active"
@@ -21,11 +22,18 @@ PURGED_DISPLAY_NAME = "Deleted user"
 # the audit log point at it), that it was deleted and when, its role (the
 # audit log of admin actions stays readable).
 PURGED_USER_FIELDS = ("_id", "status", "role", "created_at", "deleted_at")
+COLLECTION = "users"
+EMAIL_INDEX = "email_index"  # blind index of the (encrypted) email: lookups, uniqueness
 
 
 class UserStore:
-    def __init__(self, db: AsyncDatabase) -> None:
-        self._users = db["users"]
+    """``email`` (and ``deleted_email``) are stored encrypted
+    (server/storage/fields.py); ``email_index``, their keyed blind index,
+    is unique and is what sign-in looks up."""
+
+    def __init__(self, db: AsyncDatabase, fields: FieldCrypto) -> None:
+        self._users = db[COLLECTION]
+        self._fields = fields
 
     async def create_indexes(self) -> None:
         await self._users.create_index(
@@ -34,7 +42,17 @@ class UserStore:
             name="email_unique",
             partialFilterExpression={"email": {"$type": "string"}},
         )
+        # Sparse, not partial: the embedded database plans equality and $in
+        # on a sparse index but scans the collection for a partial one.
+        await self._users.create_index(
+            [(EMAIL_INDEX, ASCENDING)], unique=True, sparse=True, name="email_index_unique",
+        )
+        # Rows from before encryption are found by their plaintext ``email``.
+        await self._users.create_index([("email", ASCENDING)], name="email_lookup")
         await self._users.create_index([("status", ASCENDING), ("deleted_at", ASCENDING)])
+
+    def _open(self, doc: dict[str, Any] | None) -> dict[str, Any] | None:
+        return self._fields.open(COLLECTION, doc)
 
     async def create(
         self, *, email: str, password_hash: str | None, display_name: str, now: datetime,
@@ -57,38 +75,48 @@ class UserStore:
             "created_at": now,
             "updated_at": now,
         }
+        # During a key rotation, rows not re-indexed yet carry an older
+        # key's blind index, which the unique index cannot compare with.
+        if await self.find_by_email(email) is not None:
+            raise EmailTaken()
         try:
-            await self._users.insert_one(doc)
+            await self._users.insert_one(self._fields.seal(COLLECTION, doc))
         except DuplicateKeyError:
             raise EmailTaken() from None
         return doc
 
     async def get(self, user_id: str) -> dict[str, Any] | None:
-        return await self._users.find_one({"_id": user_id})
+        return self._open(await self._users.find_one({"_id": user_id}))
 
     async def get_active(self, user_id: str) -> dict[str, Any] | None:
-        return await self._users.find_one({"_id": user_id, "status": ACTIVE})
+        return self._open(await self._users.find_one({"_id": user_id, "status": ACTIVE}))
 
     async def get_many_active(self, user_ids: list[str]) -> list[dict[str, Any]]:
         if not user_ids:
             return []  # (the driver refuses to_list(length=0))
         cursor = self._users.find({"_id": {"$in": user_ids}, "status": ACTIVE})
-        return await cursor.to_list(length=len(user_ids))
+        return self._fields.open_all(COLLECTION, await cursor.to_list(length=len(user_ids)))
 
     async def delete_unused(self, user_id: str) -> None:
         """Undo a ``create`` whose next step failed (nothing points at it yet)."""
         await self._users.delete_one({"_id": user_id})
 
     async def find_by_email(self, email: str) -> dict[str, Any] | None:
-        return await self._users.find_one({"email": email})
+        """Case-insensitive, through the blind index under every configured
+        key; rows from before encryption (plaintext ``email``, no index)
+        are found too until ``rotate-data-key`` has encrypted them."""
+        doc = await self._users.find_one({EMAIL_INDEX: {"$in": self._fields.blind_indexes(email)}})
+        if doc is None:  # two indexed queries: the embedded database scans for an $or
+            doc = await self._users.find_one({"email": normalise_email(email)})
+        return self._open(doc)
 
     async def update_profile(
         self, user_id: str, changes: dict[str, Any], *, now: datetime
     ) -> dict[str, Any] | None:
-        return await update_and_get(
+        return self._open(await update_and_get(
             self._users, {"_id": user_id, "status": ACTIVE},
-            {"$set": {**changes, "updated_at": now}},
-        )
+            {"$set": {**self._fields.set_fields(COLLECTION, user_id, changes), "updated_at": now}},
+        ))
 
     async def set_password_hash(self, user_id: str, password_hash: str, *, now: datetime) -> None:
         await self._users.update_one(
@@ -132,7 +160,7 @@ class UserStore:
             {"_id": user_id, "status": {"$ne": DELETED}},
             {
                 "$set": {"status": DELETED, "deleted_at": now, "updated_at": now},
-                "$rename": {"email": "deleted_email"},
+                "$rename": {"email": "deleted_email", EMAIL_INDEX: f"deleted_{EMAIL_INDEX}"},
             },
         )
         return result.matched_count == 1
@@ -143,7 +171,7 @@ class UserStore:
         cursor = self._users.find(
             {"status": DELETED, "deleted_at": {"$lt": deleted_before}, "purged": {"$ne": True}}
         ).limit(limit)
-        return await cursor.to_list(length=limit)
+        return self._fields.open_all(COLLECTION, await cursor.to_list(length=limit))
 
     async def mark_purged(self, user_id: str, *, now: datetime) -> bool:
         """The last step of a purge: the account document keeps only

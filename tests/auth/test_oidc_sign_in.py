@@ -19,7 +19,7 @@ import pytest
 from server.app import create_app
 from server.config import Settings
 from server.clock import Clock, FrozenClock
-from server.keys import DB, PURGE
+from server.keys import DB, FIELDS, PURGE
 from tests.support.api import DEFAULT_PASSWORD, bearer, error_of, register, unique_email
 from tests.support.oidc_provider import OidcProviderProcess
 from tests.support.services import free_port
@@ -165,11 +165,14 @@ def assert_refused(outcome: Outcome, status: int, phrase: str) -> None:
 
 
 async def counts(site: Site, email: str) -> dict[str, int]:
-    users = await site.db["users"].find({"email": email}).to_list(None)
+    """Accounts with ``email`` (found through its blind index: the address
+    itself is stored encrypted), their identities and sessions."""
+    index = site.client.app[FIELDS].blind_indexes(email)
+    users = await site.db["users"].find({"email_index": {"$in": index}}).to_list(None)
     ids = [u["_id"] for u in users]
     return {
         "users": len(users),
-        "identities": await site.db["identities"].count_documents({"email": email}),
+        "identities": await site.db["identities"].count_documents({"user_id": {"$in": ids}}),
         "sessions": await site.db["sessions"].count_documents({"user_id": {"$in": ids}}),
     }
 
@@ -216,6 +219,8 @@ async def test_a_new_person_gets_an_account_and_a_browser_session(
                                       headers=bearer(pair["access_token"]))).json()
     assert [(i["provider"], i["display_name"], i["email"]) for i in me["identities"]] == [
         ("demo", "Demo Provider", email)]
+    stored = await site.db["identities"].find_one({"user_id": me["id"]})
+    assert stored["email"].startswith("enc:v1:")  # the provider's address, encrypted at rest
     export = await (await site.client.get("/api/v1/users/me/export",
                                           headers=bearer(pair["access_token"]))).json()
     assert [(i["provider"], i["subject"]) for i in export["sign_in_providers"]] == [

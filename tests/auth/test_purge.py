@@ -13,7 +13,8 @@ from typing import Any
 
 from server.auth.purge import BATCH_SIZE
 from server.clock import FrozenClock
-from server.keys import DB, MAIL, PURGE, REDIS, SETTINGS
+from server.storage.fields import ENCRYPTED_FIELDS, FieldCrypto
+from server.keys import DB, FIELDS, MAIL, PURGE, REDIS, SETTINGS
 from server.mail.transports import USERS_HEADER
 from server.storage.ids import DELETED_USER_ID
 from server.storage.messages import MessageStore, message_id
@@ -65,10 +66,14 @@ async def _send(sock: SocketUser, room_id: str, body: str) -> dict[str, Any]:
     return ack["message"]
 
 
-async def _database_text(db: Any) -> dict[str, str]:
+async def _database_text(db: Any, fields: FieldCrypto) -> dict[str, str]:
+    """Every document, with the fields encrypted at rest decrypted: what
+    the purge must have erased is the plaintext, not just its ciphertext."""
     out = {}
     for name in await db.list_collection_names():
         docs = await db[name].find({}).to_list(length=None)
+        if name in ENCRYPTED_FIELDS:
+            fields.open_all(name, docs)
         out[name] = json.dumps(docs, default=str, ensure_ascii=False)
     return out
 
@@ -175,7 +180,7 @@ async def test_purge_leaves_nothing_of_the_person_and_others_keep_a_consistent_v
         pass
     outbox = app[SETTINGS].data_dir / "outbox"
     needles = [email, name, *PERSON_IPS, *agents, *written.values()]
-    before = "\n".join((await _database_text(app[DB])).values()) + _outbox_text(outbox)
+    before = "\n".join((await _database_text(app[DB], app[FIELDS])).values()) + _outbox_text(outbox)
     assert all(n in before for n in (email, name, *PERSON_IPS, *agents)), "test set-up"
 
     # Within the grace period nothing is purged.
@@ -187,7 +192,7 @@ async def test_purge_leaves_nothing_of_the_person_and_others_keep_a_consistent_v
     metrics = await (await client.get("/metrics")).text()
     assert 'skillshare_account_purges_total{outcome="purged"} 1.0' in metrics
 
-    for collection, text in (await _database_text(app[DB])).items():
+    for collection, text in (await _database_text(app[DB], app[FIELDS])).items():
         for needle in needles:
             assert needle not in text, f"{needle!r} still in {collection}"
     outbox_text = _outbox_text(outbox)
@@ -250,7 +255,7 @@ async def test_a_large_history_is_tombstoned_in_batches_and_stays_gap_free(make_
                                        json={"type": "direct", "user_id": zelda["id"]}), 201)
     count = 2 * BATCH_SIZE + 7
     now = clock.now()
-    await MessageStore(app[DB]).insert_many_unchecked([{
+    await MessageStore(app[DB], app[FIELDS]).insert_many_unchecked([{
         "_id": message_id(room["id"], seq), "room_id": room["id"], "seq": seq,
         "sender_id": zelda["id"] if seq % 3 else ada["id"], "client_id": new_client_id(),
         "body": f"message {seq}", "created_at": now,
@@ -259,7 +264,8 @@ async def test_a_large_history_is_tombstoned_in_batches_and_stays_gap_free(make_
     clock.advance(1)
     assert await app[PURGE].purge_due() == 1
 
-    docs = await app[DB]["messages"].find({"room_id": room["id"]}).to_list(length=None)
+    docs = app[FIELDS].open_all("messages", await app[DB]["messages"].find(
+        {"room_id": room["id"]}).to_list(length=None))
     assert sorted(d["seq"] for d in docs) == list(range(1, count + 1))
     assert not [d for d in docs if d["sender_id"] == zelda["id"]]
     tombstones = [d for d in docs if d.get("deleted")]
@@ -273,5 +279,6 @@ async def test_the_internal_users_header_never_leaves_by_smtp(make_client, smtp_
     account = await register(client, display_name="Linus")
     message = await smtp_server.wait_for(account["email"], "Confirm")
     assert USERS_HEADER not in message
-    doc = await client.app[DB]["mail_queue"].find_one({"to": account["email"]})
+    doc = await client.app[DB]["mail_queue"].find_one(
+        {"to_index": client.app[FIELDS].blind_index(account["email"])})
     assert doc["user_ids"] == [account["user"]["id"]]

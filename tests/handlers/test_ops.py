@@ -58,7 +58,7 @@ async def test_security_headers_on_every_response(client):
 
 
 async def test_hsts_in_production(make_client):
-    client = await make_client(env="production")
+    client = await make_client(env="production", data_key=["d" * 40])
     resp = await client.get("/healthz")
     assert resp.headers["Strict-Transport-Security"].startswith("max-age=")
 

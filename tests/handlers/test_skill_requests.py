@@ -1,6 +1,6 @@
 import asyncio
 
-from server.keys import DB
+from server.keys import DB, FIELDS
 from tests.support.api import error_of
 from tests.support.market import create_listing, new_user, page_all
 
@@ -26,7 +26,7 @@ async def _act(client, user, request_id, action, status=200):
 
 async def _mails(client, kind):
     docs = await client.app[DB]["mail_queue"].find({"kind": kind}).to_list(length=None)
-    return sorted(d["to"] for d in docs)
+    return sorted(d["to"] for d in client.app[FIELDS].open_all("mail_queue", docs))
 
 
 async def test_request_accept_complete_review(client):

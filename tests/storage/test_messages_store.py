@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 import pytest
 from pymongo import AsyncMongoClient
 
+from server.storage.fields import FieldCrypto
 from server.storage.messages import ClientIdUsed, MessageStore, SeqTaken, message_id
 
 ROOM = "r" * 24
@@ -21,7 +22,7 @@ def _doc(seq: int, *, sender: str = "s", client: str | None = None) -> dict:
 @pytest.fixture
 async def store(mongo_url, db_name):
     client = AsyncMongoClient(mongo_url)
-    s = MessageStore(client[db_name])
+    s = MessageStore(client[db_name], FieldCrypto(["test-data-key-" + "x" * 32]))
     await s.create_indexes()
     yield s
     await client.close()

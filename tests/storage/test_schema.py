@@ -13,8 +13,11 @@ from pymongo import AsyncMongoClient
 import server.storage
 from server.seed import seed_database
 from server.storage.database import open_database
+from server.storage.fields import FieldCrypto
 from server.storage.rooms import RoomStore
 from server.storage.schema import INDEXED_STORES, create_all_indexes
+
+TEST_DATA_KEY = "test-data-key-" + "x" * 32
 
 # With these, the old seed wrote two direct rooms for the same pair of people.
 SEED_USERS, RANDOM_SEED = 60, 9
@@ -41,7 +44,7 @@ def test_every_store_with_indexes_is_in_the_schema():
 
 
 async def test_seed_data_satisfies_every_unique_index(mongo_db):
-    report = await seed_database(mongo_db, users=SEED_USERS, random_seed=RANDOM_SEED,
+    report = await seed_database(mongo_db, fields=FieldCrypto([TEST_DATA_KEY]), users=SEED_USERS, random_seed=RANDOM_SEED,
                                  password_hash="$argon2id$demo")
     assert report.users == SEED_USERS
     await create_all_indexes(mongo_db)

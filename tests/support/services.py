@@ -46,6 +46,8 @@ def cluster_node_env(
     env.update({
         "SKILLSHARE_ENV": "test", "SKILLSHARE_MONGO_URL": mongo_url, "SKILLSHARE_MONGO_DB": db,
         "SKILLSHARE_REDIS_URL": redis_url, "SKILLSHARE_SECRET_KEY": secret_key,
+        # every node reads what the others encrypted
+        "SKILLSHARE_DATA_KEY": "cluster-data-key-" + "d" * 32,
         "SKILLSHARE_DATA_DIR": str(data_dir), "SKILLSHARE_PASSWORD_HASH_TIME_COST": "1",
         "SKILLSHARE_PASSWORD_HASH_MEMORY_KIB": "1024", "SKILLSHARE_REGISTER_LIMIT": "10000/hour",
         "SKILLSHARE_API_LIMIT": "100000/minute", "SKILLSHARE_LOG_LEVEL": "INFO",

@@ -10,6 +10,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from ...clock import Clock
 from ...ratelimit import RateLimiter
 from ...storage.audit import AuditStore
+from ...storage.fields import FieldCrypto
 from ...storage.identities import IdentityStore
 from ...storage.oidc_flows import OidcFlowStore
 from ...storage.users import UserStore
@@ -22,7 +23,7 @@ USER_AGENT = "skillshare-sign-in"
 
 
 def build_sign_in(
-    providers: list[ProviderConfig], *, db: AsyncDatabase, users: UserStore,
+    providers: list[ProviderConfig], *, db: AsyncDatabase, fields: FieldCrypto, users: UserStore,
     sessions: SessionService, audit: AuditStore, public_url: str, flow_ttl: int,
     http_timeout: float, limiter: RateLimiter, start_limit: str, clock: Clock,
     registry: CollectorRegistry | None = None,
@@ -33,7 +34,7 @@ def build_sign_in(
         clients = {p.name: build_client(p, http=http, timeout=http_timeout, clock=clock)
                    for p in providers}
     return SignInService(
-        providers=clients, flows=OidcFlowStore(db), identities=IdentityStore(db), users=users,
+        providers=clients, flows=OidcFlowStore(db), identities=IdentityStore(db, fields), users=users,
         sessions=sessions, audit=audit, public_url=public_url, flow_ttl=flow_ttl, clock=clock,
         limiter=limiter, start_limit=start_limit,
         outcomes=Counter("skillshare_oidc_callbacks_total",
