@@ -16,12 +16,16 @@ the archive's own salt; the nonce is the frame's index plus a last-frame
 flag (the STREAM construction), and the header is the associated data of
 every frame. Frames therefore cannot be altered, reordered, dropped or
 appended to, the manifest is authenticated like the rest, and an archive
-cut short lacks its sealed last frame. Without a key the manifest's SHA-256
-per collection catches corruption (not a deliberate forgery: use a key for
-that)."""
+cut short lacks its sealed last frame. Without a key every payload is
+followed by a SHA-256 over the header, the frame's index and last-frame flag
+and the payload, so damage anywhere (the manifest's index definitions
+included), reordering and truncation are caught the same way — corruption,
+not a deliberate forgery: use a key for that."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import secrets
 import struct
@@ -48,6 +52,7 @@ SCRYPT_LOG2_N, SCRYPT_R, SCRYPT_P = 15, 8, 1
 MAX_SCRYPT_LOG2_N = 20
 KEY_BYTES = 32
 TAG_BYTES = 16
+CHECKSUM_BYTES = 32  # SHA-256 after each payload of an unencrypted archive
 NONCE_INDEX_BYTES = 11  # + 1 byte last-frame flag = the 12-byte GCM nonce
 # A frame holds one batch of documents (a few MiB at most when written);
 # anything claiming more is a damaged length, not a frame.
@@ -68,6 +73,10 @@ def _derive_key(secret: str, salt: bytes, log2_n: int, r: int, p: int) -> bytes:
 
 def _nonce(index: int, last: bool) -> bytes:
     return index.to_bytes(NONCE_INDEX_BYTES, "big") + (b"\x01" if last else b"\x00")
+
+
+def _checksum(header: bytes, index: int, last: bool, payload: bytes) -> bytes:
+    return hashlib.sha256(header + _nonce(index, last) + payload).digest()
 
 
 class ArchiveWriter:
@@ -106,6 +115,8 @@ class ArchiveWriter:
         payload = kind + body
         if self._aead is not None:
             payload = self._aead.encrypt(_nonce(self._index, last), payload, self._header)
+        else:
+            payload += _checksum(self._header, self._index, last, payload)
         self._file.write(FRAME_LENGTH.pack(len(payload)))
         self._file.write(payload)
         self._index += 1
@@ -178,22 +189,35 @@ def _frames(fh: BinaryIO, path: Path, header: bytes,
         payload = fh.read(length)
         if len(payload) < length:
             raise ArchiveError(f"{path} is truncated (frame {index} is incomplete)")
-        last = False
         if aead is not None:
             payload, last = _open_frame(aead, payload, index, header, path)
+        else:
+            payload, last = _check_frame(payload, index, header, path)
         kind, body = payload[:1], payload[1:]
         if kind == KIND_MANIFEST:
-            if aead is not None and not last:
-                raise ArchiveError(f"{path} has been tampered with (manifest not sealed last)")
+            if not last:
+                raise ArchiveError(
+                    f"{path} has been tampered with (manifest not marked as the last frame)")
             if fh.read(1):
                 raise ArchiveError(f"{path} is damaged (data after its manifest)")
         elif last:
-            raise ArchiveError(f"{path} has been tampered with (a sealed last frame is not the "
+            raise ArchiveError(f"{path} has been tampered with (the frame marked last is not the "
                                "manifest)")
         yield kind, body
         if kind == KIND_MANIFEST:
             return
         index += 1
+
+
+def _check_frame(framed: bytes, index: int, header: bytes, path: Path) -> tuple[bytes, bool]:
+    if len(framed) <= CHECKSUM_BYTES:
+        raise ArchiveError(f"{path} is damaged (frame {index} is too short)")
+    payload, digest = framed[:-CHECKSUM_BYTES], framed[-CHECKSUM_BYTES:]
+    for last in (False, True):
+        if hmac.compare_digest(digest, _checksum(header, index, last, payload)):
+            return payload, last
+    raise ArchiveError(f"{path} is damaged or has been tampered with (frame {index} fails its "
+                       "checksum)")
 
 
 def _open_frame(aead: AESGCM, sealed: bytes, index: int, header: bytes,

@@ -288,6 +288,15 @@ def test_truncated_and_tampered_archives_are_refused_in_one_line(archives, tmp_p
     tampered = _damaged(source, tmp_path / "tampered.ssbak", flip_at=0.6)
     line = _refused(_cli(env, "restore", str(tampered)))
     assert "tampered" in line or "damaged" in line, line
+    if kind == "plain":
+        # An edit that keeps the manifest valid JSON (an index renamed) is
+        # caught too: every frame, the manifest included, has its checksum.
+        data = source.read_bytes()
+        at = data.rindex(b"tokens_1")
+        edited = tmp_path / "edited.ssbak"
+        edited.write_bytes(data[:at] + b"tokens_2" + data[at + len(b"tokens_1"):])
+        line = _refused(_cli(env, "restore", str(edited)))
+        assert "damaged or has been tampered with" in line, line
     # Nothing was loaded: the good archive still restores without --force.
     good = _cli(env, "restore", str(source))
     assert good.returncode == 0, good.stderr
