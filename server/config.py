@@ -275,14 +275,7 @@ class Settings(BaseSettings):
         key is generated once and kept in the data dir."""
         if self.secret_key:
             return list(self.secret_key)
-        path = self.data_dir / "secret_key"
-        private_dir(self.data_dir)
-        if path.exists():
-            secure_tree(path)
-            return [path.read_text().strip()]
-        key = secrets.token_urlsafe(48)
-        write_private_file(path, key.encode())
-        return [key]
+        return [self._development_key("secret_key")]
 
     def data_keys(self) -> list[str]:
         """The master keys for fields encrypted at rest, newest first. In
@@ -290,14 +283,18 @@ class Settings(BaseSettings):
         data dir (0600), like the signing key."""
         if self.data_key:
             return list(self.data_key)
-        path = self.data_dir / DATA_KEY_FILE
+        return [self._development_key(DATA_KEY_FILE)]
+
+    def _development_key(self, name: str) -> str:
+        """The key kept in ``<data dir>/<name>`` (0600), made on first use."""
+        path = self.data_dir / name
         private_dir(self.data_dir)
         if path.exists():
             secure_tree(path)
-            return [path.read_text().strip()]
+            return path.read_text().strip()
         key = secrets.token_urlsafe(48)
         write_private_file(path, key.encode())
-        return [key]
+        return key
 
 
 def load_settings(**overrides: Any) -> Settings:
