@@ -12,7 +12,6 @@ import asyncio
 import os
 import random
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 
@@ -23,7 +22,7 @@ from tests.conftest import TEST_SECRET
 from tests.support.protocol_fuzz import ATTACKS, Fuzzer, Outcome, acks_out_of_order
 from tests.support.rawsocket import rss_kib
 from tests.support.realtime import SocketUser, new_client_id, open_direct, register_user
-from tests.support.services import NodeProcess, RedisProcess, cluster_node_env
+from tests.support.services import NodeProcess, RedisProcess, one_node
 
 PING_INTERVAL_S, PING_TIMEOUT_S = 2.0, 3.0  # so half-open clients are found quickly
 CONCURRENCY = 8
@@ -38,20 +37,12 @@ CHECK_INTERVAL_S = 0.5
 @pytest.fixture(scope="module")
 def node(mongo_url: str, redis_process: RedisProcess,
          tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
-    if redis_process.proc is None or redis_process.proc.poll() is not None:
-        redis_process.start()
-    workdir = tmp_path_factory.mktemp("fuzz-node")
-    env = cluster_node_env(mongo_url=mongo_url, db=f"f_{uuid.uuid4().hex[:10]}",
-                           redis_url=redis_process.url, data_dir=workdir / "data",
-                           secret_key=TEST_SECRET, node_ttl=3.0,
-                           socket_ping_interval=str(PING_INTERVAL_S),
-                           socket_ping_timeout=str(PING_TIMEOUT_S))
-    proc = NodeProcess(env, log_path=workdir / "node.log")
-    proc.start()
-    try:
+    with one_node(mongo_url=mongo_url, redis_process=redis_process,
+                  workdir=tmp_path_factory.mktemp("fuzz-node"), secret_key=TEST_SECRET,
+                  node_ttl=3.0,
+                  socket_ping_interval=str(PING_INTERVAL_S),
+                  socket_ping_timeout=str(PING_TIMEOUT_S)) as proc:
         yield proc
-    finally:
-        proc.terminate()
 
 
 async def _healthy(node: NodeProcess) -> None:

@@ -14,7 +14,7 @@ import pytest
 from tests.conftest import TEST_SECRET
 from tests.support.rawsocket import RawSocket, events_in, rss_kib
 from tests.support.realtime import register_user
-from tests.support.services import NodeProcess, RedisProcess, cluster_node_env
+from tests.support.services import NodeProcess, RedisProcess, one_node
 
 MIB = 1024 * 1024
 ATTACHMENT = 100 * 1024  # under engine.io's frame limit (2 x SOCKET_MAX_PAYLOAD)
@@ -25,18 +25,10 @@ RSS_SLACK_KIB = 8 * 1024  # what the node may grow while handling the attack
 @pytest.fixture(scope="module")
 def node(mongo_url: str, redis_process: RedisProcess,
          tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
-    if redis_process.proc is None or redis_process.proc.poll() is not None:
-        redis_process.start()
-    workdir = tmp_path_factory.mktemp("protocol-node")
-    env = cluster_node_env(mongo_url=mongo_url, db=f"p_{uuid.uuid4().hex[:10]}",
-                           redis_url=redis_process.url, data_dir=workdir / "data",
-                           secret_key=TEST_SECRET, node_ttl=3.0)
-    proc = NodeProcess(env, log_path=workdir / "node.log")
-    proc.start()
-    try:
+    with one_node(mongo_url=mongo_url, redis_process=redis_process,
+                  workdir=tmp_path_factory.mktemp("protocol-node"), secret_key=TEST_SECRET,
+                  node_ttl=3.0) as proc:
         yield proc
-    finally:
-        proc.terminate()
 
 
 def _new_log(node: NodeProcess, offset: int) -> str:

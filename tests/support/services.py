@@ -3,6 +3,7 @@ on free ports, and server node processes."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -10,6 +11,8 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -253,6 +256,24 @@ signal.signal(signal.SIGTERM, lambda *_: stop.set())
 stop.wait()
 server.stop()
 """
+
+
+@contextlib.contextmanager
+def one_node(*, mongo_url: str, redis_process: RedisProcess, workdir: Path, secret_key: str,
+             node_ttl: float, **extra: str) -> Iterator[NodeProcess]:
+    """One node process on a database of its own and ``redis_process`` (started
+    again if a test stopped it); ``extra`` settings as for ``cluster_node_env``."""
+    if redis_process.proc is None or redis_process.proc.poll() is not None:
+        redis_process.start()
+    env = cluster_node_env(mongo_url=mongo_url, db=f"n_{uuid.uuid4().hex[:10]}",
+                           redis_url=redis_process.url, data_dir=workdir / "data",
+                           secret_key=secret_key, node_ttl=node_ttl, **extra)
+    proc = NodeProcess(env, log_path=workdir / "node.log")
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.terminate()
 
 
 class DatabaseProcess(ChildProcess):
