@@ -16,6 +16,10 @@ SETUP_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 3, 5, 8, 13, 20, 30, 60)
 CPU_SAMPLE_INTERVAL_S = 1.0
 RELAY_NOT_FOUND, RELAY_NOT_PARTICIPANT, RELAY_NOT_ACTIVE = "not_found", "not_participant", "not_active"
 RELAY_REFUSALS = (RELAY_NOT_FOUND, RELAY_NOT_PARTICIPANT, RELAY_NOT_ACTIVE)
+CALL_OUTCOMES = ("success", "dropped", "setup_failed", "unreported")
+SETUP_RESULTS = ("ok", "slow", "failed")
+RECONNECT_LABELS = (("socket", "away"), ("socket", "resumed"), ("socket", "expired"),
+                    ("media", "recovered"), ("media", "lost"))
 
 
 class CallMetrics:
@@ -52,6 +56,43 @@ class CallMetrics:
             "Process CPU seconds (user+system) spent while this node's relay had at least "
             "one call; an upper bound of the relay's own cost.",
             registry=registry)
+        self.accepted = Counter(
+            "skillshare_calls_accepted_total", "Calls accepted by the callee (call attempts).",
+            registry=registry)
+        self.outcomes = Counter(
+            "skillshare_call_outcomes_total",
+            "Accepted calls when they end, by outcome: success (both sides' media flowed within "
+            "10 s, ended by a person), dropped, setup_failed, unreported.",
+            ["outcome"], registry=registry)
+        self.setups = Counter(
+            "skillshare_call_setups_total",
+            "call:stats set-up reports by result: ok (media within 10 s), slow, failed.",
+            ["result"], registry=registry)
+        self.reconnects = Counter(
+            "skillshare_call_reconnects_total",
+            "Reconnection events: kind socket (outcome away, resumed, expired) and kind media "
+            "(ICE restart or relay move reported by the SDK: recovered, lost).",
+            ["kind", "outcome"], registry=registry)
+        self.recovery = Histogram(
+            "skillshare_call_recovery_seconds", "How long media took to come back (call:stats recovered).",
+            buckets=SETUP_BUCKETS, registry=registry)
+        self.relay_moves = Counter(
+            "skillshare_call_relay_moves_total",
+            "Relayed calls whose relay node was gone and that moved to this node's relay.",
+            registry=registry)
+        self.media_reports = Counter(
+            "skillshare_call_media_reports_total",
+            "Periodic call:stats reports during calls, by path and whether media was connected.",
+            ["path", "connected"], registry=registry)
+        self.rtt = Histogram(
+            "skillshare_call_rtt_seconds", "Round-trip time of the selected ICE pair (periodic call:stats).",
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2), registry=registry)
+        for outcome in CALL_OUTCOMES:
+            self.outcomes.labels(outcome)
+        for result in SETUP_RESULTS:
+            self.setups.labels(result)
+        for kind, outcome in RECONNECT_LABELS:
+            self.reconnects.labels(kind, outcome)
         for reason in RELAY_REFUSALS:
             self.relay_refused.labels(reason)
         for path in PATHS:

@@ -8,13 +8,19 @@ there (request/response, matched by request id, with a deadline); the
 answer comes back the same way. When a call ends, every node is told to
 close the call's relay legs (only the owner has any).
 
+Each node with a relay keeps a short-lived "alive" mark in the call store;
+when the node that holds a call's relay goes away (killed, drained), its
+mark expires and the next ``call:relay`` offer of that call — the SDK
+re-offers when its relay connection fails — claims the relay on the node
+that received it: the relayed call moves there.
+
 On one node the in-process bus delivers the same messages directly."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from loguru import logger
 
@@ -25,6 +31,9 @@ from ..tasks import cancel_and_wait
 if TYPE_CHECKING:
     from ..media.relay import MediaRelay
     from .metrics import CallMetrics
+
+RELAY_NODE_TTL_S = 6.0  # a relay node not heard of this long is gone
+RELAY_NODE_BEAT_S = RELAY_NODE_TTL_S / 3
 
 OFFER_TOPIC = "calls_relay_offer"
 ANSWER_TOPIC = "calls_relay_answer"
@@ -41,13 +50,22 @@ def _error_from(payload: dict[str, Any]) -> ApiError:
     return cls(str(error.get("message") or "The media relay did not answer."))
 
 
+class RelayNodes(Protocol):
+    """Where relay nodes say they are alive (the call store)."""
+
+    async def relay_node_alive(self, node_id: str, *, ttl: float) -> None: ...
+    async def relay_node_gone(self, node_id: str) -> None: ...
+
+
 class RelayLink:
     """This node's view of the relays: answers offers for calls it owns and
     forwards the others to their owner."""
 
     def __init__(self, *, relay: "MediaRelay", bus: Bus, node_id: str, timeout: float,
-                 metrics: "CallMetrics") -> None:
+                 metrics: "CallMetrics", registry: RelayNodes) -> None:
         self.relay = relay
+        self._registry = registry
+        self._beat_task: asyncio.Task[None] | None = None
         self.node_id = node_id
         self._bus = bus
         self._timeout = timeout
@@ -129,6 +147,26 @@ class RelayLink:
         if future is not None and not future.done():
             future.set_result(payload)
 
+    async def start(self) -> None:
+        """Say this relay is alive now, then keep saying it."""
+        try:
+            await self._registry.relay_node_alive(self.node_id, ttl=RELAY_NODE_TTL_S)
+        except Exception as exc:
+            logger.warning("calls: could not mark relay node {} alive ({!r})", self.node_id, exc)
+        self._beat_task = asyncio.create_task(self._beat(), name="relay-node-alive")
+
+    async def _beat(self) -> None:
+        while True:
+            await asyncio.sleep(RELAY_NODE_BEAT_S)
+            try:
+                await self._registry.relay_node_alive(self.node_id, ttl=RELAY_NODE_TTL_S)
+            except Exception as exc:
+                logger.warning("calls: could not mark relay node {} alive ({!r})", self.node_id, exc)
+
     async def close(self) -> None:
-        await cancel_and_wait(list(self._tasks))
+        await cancel_and_wait([self._beat_task, *self._tasks])
+        try:
+            await self._registry.relay_node_gone(self.node_id)
+        except Exception:
+            logger.warning("calls: could not withdraw relay node {}", self.node_id)
         await self.relay.close_all()

@@ -15,7 +15,13 @@ and a sweeper takes its users offline.
 State lives in a call store (Redis when configured), and every transition
 is atomic there, so exactly one node wins a race (two hang-ups, an accept
 against the ring timeout) and only the winner notifies. Events reach every
-socket of both participants on every node through the notifier."""
+socket of both participants on every node through the notifier.
+
+Reconnect grace: a participant of an *active* call whose last socket goes
+away is "away" for ``reconnect_grace`` seconds (the other side gets
+``call:peer_reconnecting``); when they come back (presence online, or
+``call:resume``) the call goes on (``call:peer_reconnected``), otherwise it
+ends ``disconnected`` when the grace runs out (any node's sweep)."""
 
 from __future__ import annotations
 
@@ -31,6 +37,7 @@ from ..errors import ApiError, Conflict, Forbidden, NotFound, Unavailable, Valid
 from ..realtime.notifier import Notifier
 from ..storage.calls import (
     ACTIVE,
+    SETUP_OK,
     CALLEE_BUSY,
     CALLER_BUSY,
     ENDED,
@@ -65,8 +72,12 @@ REASON_MISSED = "missed"
 REASON_DISCONNECTED = "disconnected"
 METRIC_REASONS = frozenset({
     REASON_HANGUP, REASON_CANCELLED, REASON_DECLINED, REASON_MISSED, REASON_DISCONNECTED,
-    "rejected", "connection_failed", "busy",
+    "rejected", "connection_failed", "busy", "turn_failed",
 })
+# an accepted call that ends for one of these did not end by a person's choice
+DROP_REASONS = frozenset({REASON_DISCONNECTED, "connection_failed", "turn_failed", "ice_failed",
+                          "relay_failed", "media_lost"})
+SETUP_TARGET_MS = 10_000  # media flowing within this long counts as a successful set-up
 
 
 class Busy(Conflict):
@@ -91,7 +102,10 @@ class CallService:
         ice_servers: IceServers, metrics: CallMetrics, clock: Clock,
         ring_timeout: float, max_duration: float, limiter: "RateLimiter | None" = None,
         invite_limit: str = "30/minute", consent: "CallConsent | None" = None,
+        reconnect_grace: float = 0.0, stats_limit: str | None = None,
     ) -> None:
+        self.reconnect_grace = reconnect_grace
+        self._stats_limit = stats_limit
         self._consent = consent
         self._store = store
         self._users = users
@@ -160,6 +174,7 @@ class CallService:
             accepted_at=self._clock.time())
         if not changed:
             raise Conflict(f"The call is no longer ringing ({call.state if call else 'gone'}).")
+        self._metrics.accepted.inc()
         logger.info("call {}: accepted by {}", call_id, user_id)
         await self._notifier.notify_users([call.caller, call.callee], "call:accepted",
                                           {"call_id": call_id, "by": user_id})
@@ -201,11 +216,15 @@ class CallService:
         check_sdp(sdp)
         if self._relay is None:
             raise Unavailable("The media relay is disabled on this node.")
-        await self._require_relay_access(user_id, call_id)
+        before = await self._require_relay_access(user_id, call_id)
         me = self._relay.node_id
         owner = await self._store.claim_relay(call_id, me)
         if owner is None:
             raise NotFound("No such call.")
+        if before.relay_node is not None and owner != before.relay_node:
+            self._metrics.relay_moves.inc()
+            logger.info("call {}: relay node {} is gone; the relay moves to {}", call_id,
+                        before.relay_node, owner)
         try:
             answer = await self._relay.answer(owner=owner, call_id=call_id, participant_id=user_id, sdp=sdp)
         except ApiError:
@@ -219,11 +238,29 @@ class CallService:
         return answer
 
     async def stats(self, user_id: str, call_id: str, *, path: str, connected: bool,
-                    setup_ms: int | None) -> bool:
-        """Count the participant's report once per call; False for repeats."""
+                    setup_ms: int | None, kind: str = "setup", recovery_ms: int | None = None,
+                    rtt_ms: int | None = None) -> bool:
+        """Count a ``call:stats`` report. The set-up report counts once per
+        participant and call (False for repeats); the others (periodic,
+        recovered, lost) count each time, within the per-user rate limit."""
+        if self._limiter is not None and self._stats_limit:
+            await self._limiter.hit("call:stats", self._stats_limit, user_id)
         await self._participant_call(user_id, call_id)
-        if not await self._store.mark_stats(call_id, user_id):
+        if kind == "interval":
+            self._metrics.media_reports.labels(path, "true" if connected else "false").inc()
+            if rtt_ms is not None:
+                self._metrics.rtt.observe(rtt_ms / 1000)
+            return True
+        if kind in ("recovered", "lost"):
+            self._metrics.reconnects.labels("media", kind).inc()
+            if recovery_ms is not None and kind == "recovered":
+                self._metrics.recovery.observe(recovery_ms / 1000)
+            return True
+        in_time = connected and (setup_ms is None or setup_ms <= SETUP_TARGET_MS)
+        result = SETUP_OK if in_time else "slow" if connected else "failed"
+        if not await self._store.mark_stats(call_id, user_id, result):
             return False
+        self._metrics.setups.labels(result).inc()
         if connected:
             self._metrics.connected.labels(path).inc()
             if setup_ms is not None:
@@ -232,21 +269,74 @@ class CallService:
             self._metrics.failed.labels(path).inc()
         return True
 
+    async def resume(self, user_id: str, call_id: str) -> dict[str, Any]:
+        """A participant back after losing their socket asks about their call:
+        ``{state, reason, by}``; an active call's grace period ends here."""
+        call = await self._participant_call(user_id, call_id)
+        if call.state == ACTIVE:
+            await self._back(call_id, user_id, call.participants)
+            return {"state": ACTIVE, "peer_away": call.other(user_id) in call.away}
+        return {"state": call.state, "reason": call.reason, "by": call.ended_by}
+
     # --- participants going away ------------------------------------------
 
     async def user_offline(self, user_id: str) -> None:
-        """Presence says ``user_id`` has no socket on any node: end their call."""
+        """Presence says ``user_id`` has no socket on any node: an active call
+        waits ``reconnect_grace`` for them; a ringing one (or any, without a
+        grace) ends at once."""
         call_id = await self._store.current(user_id)
-        if call_id is not None:
-            await self._finish(call_id, expect=LIVE_STATES, to=ENDED,
-                               reason=REASON_DISCONNECTED, by=user_id)
+        if call_id is None:
+            return
+        if self.reconnect_grace > 0:
+            deadline = self._clock.time() + self.reconnect_grace
+            if await self._store.mark_away(call_id, user_id, deadline=deadline):
+                call = await self._store.get(call_id)
+                self._metrics.reconnects.labels("socket", "away").inc()
+                logger.info("call {}: {} lost their connection; waiting {}s", call_id, user_id,
+                            self.reconnect_grace)
+                if call is not None:
+                    await self._notifier.notify_users([call.other(user_id)], "call:peer_reconnecting", {
+                        "call_id": call_id, "user_id": user_id, "grace": self.reconnect_grace})
+                return
+        await self._finish(call_id, expect=LIVE_STATES, to=ENDED,
+                           reason=REASON_DISCONNECTED, by=user_id)
+
+    async def user_online(self, user_id: str) -> None:
+        """Presence says ``user_id`` is back: their grace period (if any) ends."""
+        call_id = await self._store.current(user_id)
+        if call_id is None:
+            return
+        call = await self._store.get(call_id)
+        if call is not None and user_id in call.away:
+            await self._back(call_id, user_id, call.participants)
+
+    async def _back(self, call_id: str, user_id: str, participants: tuple[str, str]) -> None:
+        if await self._store.clear_away(call_id, user_id):
+            self._metrics.reconnects.labels("socket", "resumed").inc()
+            logger.info("call {}: {} is back", call_id, user_id)
+            await self._notifier.notify_users(list(participants), "call:peer_reconnected",
+                                              {"call_id": call_id, "user_id": user_id})
 
     async def on_presence(self, user_id: str, status: str) -> None:
-        if status == "offline":
-            try:
+        try:
+            if status == "offline":
                 await self.user_offline(user_id)
-            except Exception:
-                logger.exception("calls: could not end the call of {} (went offline)", user_id)
+            else:
+                await self.user_online(user_id)
+        except Exception:
+            logger.exception("calls: could not update the call of {} (now {})", user_id, status)
+
+    async def expire_away(self) -> int:
+        """End the calls of participants whose grace period ran out."""
+        ended = 0
+        for call_id, user_id in await self._store.due_away(self._clock.time()):
+            if not await self._store.clear_away(call_id, user_id):
+                continue  # came back meanwhile, or another node took it
+            self._metrics.reconnects.labels("socket", "expired").inc()
+            if await self._finish(call_id, expect=LIVE_STATES, to=ENDED,
+                                  reason=REASON_DISCONNECTED, by=user_id):
+                ended += 1
+        return ended
 
     async def expire_ringing(self) -> int:
         """Turn calls that rang past the timeout into ``missed``."""
@@ -266,7 +356,7 @@ class CallService:
             raise Forbidden("You are not a participant of this call.")
         return call
 
-    async def _require_relay_access(self, user_id: str, call_id: str) -> None:
+    async def _require_relay_access(self, user_id: str, call_id: str) -> CallRecord:
         """Refuse unless ``user_id`` may use the media relay for the call now: only
         its participants, only once it is accepted and until it ends (a
         ringing call has not been agreed to by the callee)."""
@@ -282,6 +372,7 @@ class CallService:
             self._metrics.relay_refused.labels(RELAY_NOT_ACTIVE).inc()
             logger.debug("call {}: relay refused for {} ({})", call_id, user_id, call.state)
             raise Conflict(f"The media relay carries only accepted calls (this one is {call.state}).")
+        return call
 
     async def _finish(self, call_id: str, *, expect: tuple[str, ...], to: str, reason: str,
                       by: str | None) -> bool:
@@ -292,6 +383,8 @@ class CallService:
             return False
         label = "rejected" if to == REJECTED else reason if reason in METRIC_REASONS else "other"
         self._metrics.ended.labels(label).inc()
+        if call.accepted_at is not None:
+            self._metrics.outcomes.labels(call_outcome(call, reason)).inc()
         logger.info("call {}: {} ({}, by {})", call_id, to, reason, by)
         event = "call:rejected" if to == REJECTED else "call:ended"
         await self._notifier.notify_users(call.participants, event,
@@ -306,6 +399,7 @@ class CallService:
         while True:
             try:
                 await self.expire_ringing()
+                await self.expire_away()
                 failing = False
             except asyncio.CancelledError:
                 raise
@@ -321,3 +415,17 @@ class CallService:
     async def stop(self) -> None:
         await cancel_and_wait([self._task])
         self._task = None
+
+
+def call_outcome(call: CallRecord, reason: str) -> str:
+    """How an accepted call went, for the 95% target: ``success`` (both sides'
+    media flowed within ``SETUP_TARGET_MS`` and it ended by a person's
+    choice), ``dropped`` (it connected, then ended for a failure),
+    ``setup_failed`` (a side reported media late or not at all, or it failed
+    before any report) or ``unreported`` (a side never sent call:stats)."""
+    dropped = reason in DROP_REASONS
+    if len(call.setup_ok) == 2:
+        return "dropped" if dropped else "success"
+    if call.stats_from - call.setup_ok or dropped:
+        return "setup_failed"
+    return "unreported"

@@ -66,21 +66,25 @@ async def calls_ctx(app: web.Application) -> AsyncIterator[None]:
             metrics=RelayMetrics(app[METRICS].registry),
             address_policy=AddressPolicy(allow_private=settings.call_relay_allow_private),
         )
+    store = RedisCallStore(redis) if redis is not None else MemoryCallStore(clock.time)
+    if settings.max_relayed_calls > 0:
         link = RelayLink(relay=relay, bus=app[BUS], node_id=uuid.uuid4().hex[:12],
-                         timeout=settings.call_relay_timeout, metrics=metrics)
+                         timeout=settings.call_relay_timeout, metrics=metrics, registry=store)
         sampler = RelayCpuSampler(metrics.relay_cpu, lambda: relay.active_calls)
         app[MEDIA_RELAY] = relay
-    store = RedisCallStore(redis) if redis is not None else MemoryCallStore(clock.time)
     service = CallService(
         store=store, users=app[USERS], presence=app[PRESENCE], notifier=app[NOTIFIER],
         relay=link, ice_servers=ice_for, metrics=metrics, clock=clock,
         ring_timeout=settings.call_ring_timeout, max_duration=settings.call_max_duration,
         limiter=app[LIMITER], invite_limit=settings.call_invite_limit, consent=app[CONSENT],
+        reconnect_grace=settings.call_reconnect_grace, stats_limit=settings.call_stats_limit,
     )
     app[CALLS] = service
     app[ICE_SERVERS] = ice_for
     app[PRESENCE].add_listener(service.on_presence)
     service.start()
+    if link is not None:
+        await link.start()
     if sampler is not None:
         sampler.start()
     logger.info("calls ready (ring timeout {}s, relay {})", settings.call_ring_timeout,

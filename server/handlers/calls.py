@@ -77,7 +77,17 @@ async def relay(ctx: SocketContext, p: CallRelay) -> dict[str, Any]:
 
 @events.on("call:stats", CallStats)
 async def stats(ctx: SocketContext, p: CallStats) -> dict[str, Any]:
-    """Counted once per participant and call (``counted: false`` after)."""
-    counted = await ctx.app[CALLS].stats(ctx.user_id, p.call_id, path=p.path,
-                                         connected=p.connected, setup_ms=p.setup_ms)
+    """The set-up report (``kind`` "setup") is counted once per participant
+    and call (``counted: false`` after); periodic ("interval") and recovery
+    ("recovered", "lost") reports each time, within ``call_stats_limit``."""
+    counted = await ctx.app[CALLS].stats(
+        ctx.user_id, p.call_id, path=p.path, connected=p.connected, setup_ms=p.setup_ms,
+        kind=p.kind, recovery_ms=p.recovery_ms, rtt_ms=p.rtt_ms)
     return {"counted": counted}
+
+
+@events.on("call:resume", CallRef)
+async def resume(ctx: SocketContext, p: CallRef) -> dict[str, Any]:
+    """After a reconnect: is my call still on? ``{state: "active", peer_away}``
+    (the grace period ends) or ``{state, reason, by}`` of the ended call."""
+    return await ctx.app[CALLS].resume(ctx.user_id, p.call_id)

@@ -52,8 +52,23 @@ class CallRelay(StrictModel):
     sdp: StrictStr
 
 
+MAX_RTT_MS = 60_000
+MAX_RECOVERY_MS = 10 * 60 * 1000
+MAX_COUNTER = 2**40
+
+
 class CallStats(StrictModel):
+    """``kind`` "setup" (default): the outcome of setting the media up, counted
+    once per participant and call. "interval": a periodic report while the
+    call lasts. "recovered" / "lost": the media came back after an ICE restart
+    or a relay move (``recovery_ms``), or could not be brought back."""
+
     call_id: StrictStr = CALL_ID
+    kind: Literal["setup", "interval", "recovered", "lost"] = "setup"
     path: Literal["p2p", "turn", "relay"]
     connected: StrictBool
     setup_ms: StrictInt | None = Field(None, ge=0, le=MAX_SETUP_MS)
+    recovery_ms: StrictInt | None = Field(None, ge=0, le=MAX_RECOVERY_MS)
+    rtt_ms: StrictInt | None = Field(None, ge=0, le=MAX_RTT_MS)
+    packets_lost: StrictInt | None = Field(None, ge=0, le=MAX_COUNTER)
+    packets_received: StrictInt | None = Field(None, ge=0, le=MAX_COUNTER)

@@ -8,6 +8,12 @@ Redis keyspace (all under ``calls:``):
   active, a short grace once final (so late events get a clear answer).
 - ``calls:user:<uid>``  the id of the user's ringing or active call (same TTL).
 - ``calls:ringing``     sorted set of ringing call ids scored by ring deadline.
+- ``calls:away``        sorted set of ``<call id> <user id>``: a participant of
+  an active call with no socket left, scored by the end of their grace
+  period (the hash holds ``away:<uid>`` meanwhile).
+- ``calls:relay_node:<node>``  set while that node's media relay is alive
+  (short TTL, refreshed by the node); a call whose relay node is gone may be
+  claimed by another node.
 
 Every state change is one Lua script: creating a call checks both users'
 pointers (busy), and a transition only happens from the states the caller
@@ -32,6 +38,7 @@ FINAL_STATES = (ENDED, REJECTED, MISSED)
 CALLER_BUSY = "caller_busy"
 CALLEE_BUSY = "callee_busy"
 MEMORY_PURGE_INTERVAL_S = 1.0  # how often MemoryCallStore drops expired calls
+SETUP_OK = "ok"  # the stats flag of a participant whose media flowed in time
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +56,8 @@ class CallRecord:
     ended_by: str | None = None
     relay_node: str | None = None
     stats_from: frozenset[str] = field(default_factory=frozenset)
+    setup_ok: frozenset[str] = field(default_factory=frozenset)  # reported media within the target
+    away: frozenset[str] = field(default_factory=frozenset)  # participants in their grace period
 
     @property
     def participants(self) -> tuple[str, str]:
@@ -74,6 +83,8 @@ def _record(call_id: str, raw: dict[str, str]) -> CallRecord:
         ended_at=_opt_float(raw.get("ended_at")), reason=_opt_str(raw.get("reason")),
         ended_by=_opt_str(raw.get("ended_by")), relay_node=_opt_str(raw.get("relay_node")),
         stats_from=frozenset(k[6:] for k in raw if k.startswith("stats:")),
+        setup_ok=frozenset(k[6:] for k, v in raw.items() if k.startswith("stats:") and v == SETUP_OK),
+        away=frozenset(k[5:] for k in raw if k.startswith("away:")),
     )
 
 
@@ -97,6 +108,8 @@ class MemoryCallStore:
         self._calls: dict[str, tuple[CallRecord, float]] = {}
         self._users: dict[str, str] = {}
         self._ringing: dict[str, float] = {}
+        self._away: dict[tuple[str, str], float] = {}
+        self._relay_nodes: dict[str, float] = {}  # node -> alive until
         self._next_purge = 0.0
 
     def __len__(self) -> int:
@@ -124,6 +137,8 @@ class MemoryCallStore:
     def _drop(self, call: CallRecord) -> None:
         self._calls.pop(call.id, None)
         self._ringing.pop(call.id, None)
+        for uid in call.participants:
+            self._away.pop((call.id, uid), None)
         for uid in call.participants:
             if self._users.get(uid) == call.id:
                 del self._users[uid]
@@ -172,6 +187,7 @@ class MemoryCallStore:
         self._ringing.pop(call_id, None)
         if to in FINAL_STATES:
             for uid in call.participants:
+                self._away.pop((call_id, uid), None)
                 if self._users.get(uid) == call_id:
                     del self._users[uid]
         return True, call
@@ -180,24 +196,57 @@ class MemoryCallStore:
         return [cid for cid, deadline in self._ringing.items() if deadline <= now][:limit]
 
     async def claim_relay(self, call_id: str, node_id: str) -> str | None:
+        """The call's relay node: ``node_id`` when none is set or the one set
+        is no longer alive (its relay moves here)."""
         call = self._live(call_id)
         if call is None:
             return None
-        if call.relay_node is None:
+        if call.relay_node is None or (call.relay_node != node_id
+                                       and self._relay_nodes.get(call.relay_node, 0) <= self._now()):
             call = replace(call, relay_node=node_id)
             self._calls[call_id] = (call, self._calls[call_id][1])
         return call.relay_node
+
+    async def relay_node_alive(self, node_id: str, *, ttl: float) -> None:
+        self._relay_nodes[node_id] = self._now() + ttl
+
+    async def relay_node_gone(self, node_id: str) -> None:
+        self._relay_nodes.pop(node_id, None)
+
+    async def mark_away(self, call_id: str, user_id: str, *, deadline: float) -> bool:
+        """Start ``user_id``'s grace period in an active call; False when the
+        call is not active (or they are already away)."""
+        call = self._live(call_id)
+        if call is None or call.state != ACTIVE or user_id not in call.participants \
+                or user_id in call.away:
+            return False
+        self._calls[call_id] = (replace(call, away=call.away | {user_id}), self._calls[call_id][1])
+        self._away[(call_id, user_id)] = deadline
+        return True
+
+    async def clear_away(self, call_id: str, user_id: str) -> bool:
+        """End the grace period (they are back); False when they were not away."""
+        self._away.pop((call_id, user_id), None)
+        call = self._live(call_id)
+        if call is None or user_id not in call.away:
+            return False
+        self._calls[call_id] = (replace(call, away=call.away - {user_id}), self._calls[call_id][1])
+        return True
+
+    async def due_away(self, now: float, *, limit: int = 100) -> list[tuple[str, str]]:
+        return [key for key, deadline in self._away.items() if deadline <= now][:limit]
 
     async def release_relay(self, call_id: str, node_id: str) -> None:
         call = self._live(call_id)
         if call is not None and call.relay_node == node_id:
             self._calls[call_id] = (replace(call, relay_node=None), self._calls[call_id][1])
 
-    async def mark_stats(self, call_id: str, user_id: str) -> bool:
+    async def mark_stats(self, call_id: str, user_id: str, result: str = "1") -> bool:
         call = self._live(call_id)
         if call is None or user_id in call.stats_from:
             return False
-        self._calls[call_id] = (replace(call, stats_from=call.stats_from | {user_id}),
+        ok = call.setup_ok | {user_id} if result == SETUP_OK else call.setup_ok
+        self._calls[call_id] = (replace(call, stats_from=call.stats_from | {user_id}, setup_ok=ok),
                                 self._calls[call_id][1])
         return True
 
@@ -221,7 +270,7 @@ redis.call('ZADD', KEYS[4], ARGV[3], ARGV[1])
 return 0
 """
 
-# KEYS: call hash, ringing zset. ARGV: call id, to state, ttl ms, user prefix,
+# KEYS: call hash, ringing zset, away zset. ARGV: call id, to state, ttl ms, user prefix,
 # final (1/0), expected states (comma separated), then field/value pairs.
 # -> {changed 0/1, HGETALL} or false when the call does not exist.
 _TRANSITION = """
@@ -240,7 +289,9 @@ for i = 7, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 redis.call('ZREM', KEYS[2], ARGV[1])
 for _, role in ipairs({'caller', 'callee'}) do
-  local ptr = ARGV[4] .. redis.call('HGET', KEYS[1], role)
+  local uid = redis.call('HGET', KEYS[1], role)
+  if ARGV[5] == '1' then redis.call('ZREM', KEYS[3], ARGV[1] .. ' ' .. uid) end
+  local ptr = ARGV[4] .. uid
   if redis.call('GET', ptr) == ARGV[1] then
     if ARGV[5] == '1' then redis.call('DEL', ptr) else redis.call('PEXPIRE', ptr, ARGV[3]) end
   end
@@ -248,11 +299,30 @@ end
 return {1, redis.call('HGETALL', KEYS[1])}
 """
 
-# KEYS: call hash. ARGV: node -> the owner, or false when the call is gone
+# KEYS: call hash. ARGV: node, relay node liveness prefix -> the owner, or
+# false when the call is gone. An owner whose liveness key expired is replaced.
 _CLAIM_RELAY = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return false end
-redis.call('HSETNX', KEYS[1], 'relay_node', ARGV[1])
-return redis.call('HGET', KEYS[1], 'relay_node')
+local owner = redis.call('HGET', KEYS[1], 'relay_node')
+if (not owner) or (owner ~= ARGV[1] and redis.call('EXISTS', ARGV[2] .. owner) == 0) then
+  redis.call('HSET', KEYS[1], 'relay_node', ARGV[1])
+  return ARGV[1]
+end
+return owner
+"""
+
+# KEYS: call hash, away zset. ARGV: user id, deadline, member -> 1 when marked
+_MARK_AWAY = """
+if redis.call('HGET', KEYS[1], 'state') ~= 'active' then return 0 end
+if redis.call('HSETNX', KEYS[1], 'away:' .. ARGV[1], ARGV[2]) == 0 then return 0 end
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
+return 1
+"""
+
+# KEYS: call hash, away zset. ARGV: user id, member -> 1 when they were away
+_CLEAR_AWAY = """
+redis.call('ZREM', KEYS[2], ARGV[2])
+return redis.call('HDEL', KEYS[1], 'away:' .. ARGV[1])
 """
 
 # KEYS: call hash. ARGV: node
@@ -263,10 +333,10 @@ end
 return 0
 """
 
-# KEYS: call hash. ARGV: field -> 1 when newly set
+# KEYS: call hash. ARGV: field, value -> 1 when newly set
 _MARK = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-return redis.call('HSETNX', KEYS[1], ARGV[1], '1')
+return redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])
 """
 
 
@@ -280,6 +350,10 @@ class RedisCallStore:
         self._call_prefix = f"{prefix}call:"
         self._user_prefix = f"{prefix}user:"
         self._ringing = f"{prefix}ringing"
+        self._away = f"{prefix}away"
+        self._relay_node_prefix = f"{prefix}relay_node:"
+        self._mark_away = client.register_script(_MARK_AWAY)
+        self._clear_away = client.register_script(_CLEAR_AWAY)
         self._create = client.register_script(_CREATE)
         self._transition = client.register_script(_TRANSITION)
         self._claim = client.register_script(_CLAIM_RELAY)
@@ -333,7 +407,8 @@ class RedisCallStore:
             args.extend(("accepted_at", repr(accepted_at)))
         if ended_at is not None:
             args.extend(("ended_at", repr(ended_at), "reason", reason or "", "ended_by", ended_by or ""))
-        result = await self._transition(keys=[self._call(call_id), self._ringing], args=args)
+        result = await self._transition(keys=[self._call(call_id), self._ringing, self._away],
+                                        args=args)
         if not result:
             return False, None
         changed, raw = result
@@ -344,11 +419,30 @@ class RedisCallStore:
         return [r.decode() for r in raw]
 
     async def claim_relay(self, call_id: str, node_id: str) -> str | None:
-        owner = await self._claim(keys=[self._call(call_id)], args=[node_id])
-        return owner.decode() if owner else None
+        owner = await self._claim(keys=[self._call(call_id)], args=[node_id, self._relay_node_prefix])
+        return owner.decode() if isinstance(owner, bytes) else owner or None
+
+    async def relay_node_alive(self, node_id: str, *, ttl: float) -> None:
+        await self._redis.set(self._relay_node_prefix + node_id, "1", px=_ms(ttl))
+
+    async def relay_node_gone(self, node_id: str) -> None:
+        await self._redis.delete(self._relay_node_prefix + node_id)
+
+    async def mark_away(self, call_id: str, user_id: str, *, deadline: float) -> bool:
+        return bool(await self._mark_away(keys=[self._call(call_id), self._away],
+                                          args=[user_id, repr(deadline), f"{call_id} {user_id}"]))
+
+    async def clear_away(self, call_id: str, user_id: str) -> bool:
+        return bool(await self._clear_away(keys=[self._call(call_id), self._away],
+                                           args=[user_id, f"{call_id} {user_id}"]))
+
+    async def due_away(self, now: float, *, limit: int = 100) -> list[tuple[str, str]]:
+        raw = await self._redis.zrangebyscore(self._away, "-inf", now, start=0, num=limit)
+        pairs = [r.decode().split(" ", 1) for r in raw]
+        return [(p[0], p[1]) for p in pairs if len(p) == 2]
 
     async def release_relay(self, call_id: str, node_id: str) -> None:
         await self._release(keys=[self._call(call_id)], args=[node_id])
 
-    async def mark_stats(self, call_id: str, user_id: str) -> bool:
-        return bool(await self._mark(keys=[self._call(call_id)], args=[f"stats:{user_id}"]))
+    async def mark_stats(self, call_id: str, user_id: str, result: str = "1") -> bool:
+        return bool(await self._mark(keys=[self._call(call_id)], args=[f"stats:{user_id}", result]))

@@ -26,8 +26,11 @@ CANDIDATE = "candidate:842163049 1 udp 1677729535 192.0.2.7 46154 typ srflx radd
 
 @pytest.fixture
 async def node(make_client):
+    # no reconnect grace: a participant without a socket ends the call at once
+    # (the grace period is tested in test_reconnect.py)
     client = await make_client(call_ring_timeout=RING_TIMEOUT, turn_urls=TURN_URLS,
-                               turn_secret=TURN_SECRET, stun_urls=STUN_URLS, turn_ttl=600)
+                               turn_secret=TURN_SECRET, stun_urls=STUN_URLS, turn_ttl=600,
+                               call_reconnect_grace=0)
     return str(client.make_url("")).rstrip("/"), client.server.app
 
 

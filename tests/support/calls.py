@@ -23,7 +23,8 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from tests.support.realtime import SocketUser
 
-CALL_EVENTS = ("call:incoming", "call:accepted", "call:rejected", "call:ended", "call:signal")
+CALL_EVENTS = ("call:incoming", "call:accepted", "call:rejected", "call:ended", "call:signal",
+               "call:peer_reconnecting", "call:peer_reconnected")
 
 
 class CallSocket(SocketUser):
