@@ -31,7 +31,8 @@ def ensure_node_modules() -> None:
         subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=SDK, check=True)
 
 
-def run_node_tests(files: list[str], env: dict[str, str] | None = None) -> NodeRun:
+def run_node_tests(files: list[str], env: dict[str, str] | None = None, *,
+                   timeout: float = NODE_TIMEOUT_S) -> NodeRun:
     """``node --test`` with the TAP reporter; the server under test is
     started by the suites themselves from this venv's Python. ``env`` adds
     variables (e.g. where a service the test started listens)."""
@@ -39,7 +40,7 @@ def run_node_tests(files: list[str], env: dict[str, str] | None = None) -> NodeR
     env = {**os.environ, **(env or {}), "SKILLSHARE_PYTHON": sys.executable}
     proc = subprocess.run(
         ["node", "--test", "--test-concurrency=1", "--test-reporter=tap", *files],
-        cwd=SDK, env=env, capture_output=True, text=True, timeout=NODE_TIMEOUT_S,
+        cwd=SDK, env=env, capture_output=True, text=True, timeout=timeout,
     )
     output = proc.stdout + proc.stderr
     passed = _count(output, "pass")

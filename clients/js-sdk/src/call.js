@@ -1,8 +1,12 @@
 /**
  * One-to-one calls: a {@link Call} wraps an RTCPeerConnection, signals over
  * `call:signal`, falls back to the server's media relay (`call:relay`) when
- * peer-to-peer does not connect, and reports `call:stats`. Browser only
- * (needs RTCPeerConnection).
+ * peer-to-peer does not connect, and reports `call:stats` (at set-up, then
+ * periodically). A connected call that loses its media (ICE disconnected or
+ * failed, the network changed) restarts ICE and renegotiates through
+ * `call:signal`, or re-offers to the relay; a socket that reconnects asks
+ * `call:resume` whether the call is still on. Browser only (needs
+ * RTCPeerConnection).
  * @module call
  */
 import { ApiError } from './errors.js';
@@ -14,6 +18,7 @@ export const CallState = Object.freeze({
   Incoming: 'incoming', // incoming, waiting for accept()/reject()
   Connecting: 'connecting',
   Connected: 'connected',
+  Reconnecting: 'reconnecting', // media lost: ICE restart / relay re-offer under way
   Ended: 'ended',
 });
 
@@ -21,6 +26,10 @@ export const CallState = Object.freeze({
 const RELAY_GATHER_TIMEOUT_MS = 3_000;
 /** Buffered events for a call id we do not know yet are kept this long. */
 const EARLY_EVENT_TTL_MS = 10_000;
+/** ICE "disconnected" often heals by itself; restart only if it lasts this long. */
+const ICE_DISCONNECTED_GRACE_MS = 2_000;
+/** Between relay re-offers while the relay is unreachable. */
+const RELAY_RETRY_MS = 1_000;
 
 /**
  * @typedef {object} CallEvents
@@ -29,6 +38,10 @@ const EARLY_EVENT_TTL_MS = 10_000;
  * @property {{path: 'p2p'|'turn'|'relay', setup_ms: number}} connected
  * @property {{reason: string, by: string|null}} ended
  * @property {ApiError} error  the call failed (e.g. `turn_failed`); `ended` follows
+ * @property {{why: string}} reconnecting  our media was lost; an ICE restart or relay re-offer is under way
+ * @property {{path: 'p2p'|'turn'|'relay', recovery_ms: number}} recovered  media is back
+ * @property {{state: 'connected'|'reconnecting'}} peer  the other participant lost or regained their
+ *   connection to the server (show "reconnecting…")
  */
 
 /** @extends {Emitter<CallEvents>} */
@@ -58,6 +71,16 @@ export class Call extends Emitter {
     /** @type {ReturnType<typeof setTimeout>|null} */ this._p2pTimer = null;
     this._statsReported = false;
     /** @type {Promise<void>} */ this._signalChain = Promise.resolve();
+    /** @type {'connected'|'reconnecting'} the other participant's connection to the server */
+    this.peerState = 'connected';
+    /** The callee yields when both sides offer at once (perfect negotiation). */
+    this._polite = direction === 'incoming';
+    this._makingOffer = false;
+    this._recoveringSince = 0;
+    this._relayRetrying = false;
+    /** @type {ReturnType<typeof setTimeout>|null} */ this._recoverTimer = null;
+    /** @type {ReturnType<typeof setTimeout>|null} */ this._disconnectTimer = null;
+    /** @type {ReturnType<typeof setInterval>|null} */ this._statsTimer = null;
   }
 
   /** @param {string} state */
@@ -132,6 +155,34 @@ export class Call extends Emitter {
     }
   }
 
+  /**
+   * Restarts ICE (peer-to-peer or TURN: a new offer with `iceRestart` through
+   * `call:signal`; relay: a new offer to the relay). Called by the SDK when
+   * the media is lost, the network changes or our socket is back; callable by
+   * apps too.
+   */
+  async restartIce() {
+    if (this.state !== CallState.Connected && this.state !== CallState.Reconnecting) return;
+    if (this.path === 'relay') {
+      await this._reofferRelay();
+      return;
+    }
+    const pc = this.peerConnection;
+    if (!pc || this._makingOffer) return;
+    // an earlier restart offer that never reached the other side (our socket was down)
+    if (pc.signalingState === 'have-local-offer') await pc.setLocalDescription({ type: 'rollback' });
+    if (pc.signalingState !== 'stable') return;
+    this._makingOffer = true;
+    try {
+      const offer = await pc.createOffer({ iceRestart: true });
+      if (pc !== this.peerConnection || pc.signalingState !== 'stable') return;
+      await pc.setLocalDescription(offer);
+      await this._signal({ type: 'offer', sdp: offer.sdp });
+    } finally {
+      this._makingOffer = false;
+    }
+  }
+
   /** RTCStatsReport of the current peer connection. */
   async getStats() {
     return this.peerConnection ? this.peerConnection.getStats() : new Map();
@@ -159,12 +210,17 @@ export class Call extends Emitter {
     const pc = this.peerConnection;
     if (!pc || this.path === 'relay') return;
     if (data.type === 'offer') {
+      // Both sides may restart ICE at once: the caller ignores the callee's
+      // offer then, the callee rolls its own back (perfect negotiation).
+      const collision = this._makingOffer || pc.signalingState !== 'stable';
+      if (collision && !this._polite) return;
       await pc.setRemoteDescription({ type: 'offer', sdp: data.sdp });
       await this._flushCandidates();
       const answer = await pc.createAnswer();
       await pc.setLocalDescription(answer);
       await this._signal({ type: 'answer', sdp: answer.sdp });
     } else if (data.type === 'answer') {
+      if (pc.signalingState !== 'have-local-offer') return; // a stale answer
       await pc.setRemoteDescription({ type: 'answer', sdp: data.sdp });
       await this._flushCandidates();
     } else if (data.type === 'candidate' && data.candidate) {
@@ -176,6 +232,46 @@ export class Call extends Emitter {
   /** @param {{by?: string, reason?: string}} ev @param {string} fallback */
   _onEnded(ev, fallback) {
     this._cleanup(ev.reason || fallback, ev.by ?? null);
+  }
+
+  /** `call:peer_reconnecting` / `call:peer_reconnected`. @param {{user_id: string}} ev @param {'connected'|'reconnecting'} state */
+  _onPeerState(ev, state) {
+    if (ev.user_id !== this.peerId || this.state === CallState.Ended) return;
+    this._setPeerState(state);
+    // the other side is reachable again: bring our media back if it is lost
+    if (state === 'connected' && this.state === CallState.Reconnecting) this.restartIce().catch(() => {});
+  }
+
+  /** @param {'connected'|'reconnecting'} state */
+  _setPeerState(state) {
+    if (state === this.peerState) return;
+    this.peerState = state;
+    this.emit('peer', { state });
+  }
+
+  /** Our socket is back after a drop: is the call still on? */
+  async _onSocketBack() {
+    if (this.state === CallState.Ended) return;
+    let ack;
+    try {
+      ack = await this._m.rt.request('call:resume', { call_id: this.id });
+    } catch (err) {
+      if (err instanceof ApiError && (err.code === 'not_found' || err.code === 'forbidden')) this._cleanup('disconnected', null);
+      return;
+    }
+    if (ack.state !== 'active') {
+      this._cleanup(ack.reason || 'disconnected', ack.by ?? null);
+      return;
+    }
+    this._setPeerState(ack.peer_away ? 'reconnecting' : 'connected');
+    if (this.state === CallState.Reconnecting) this.restartIce().catch(() => {});
+  }
+
+  /** The network changed (the browser went online, another interface): check the media path. */
+  _onNetworkChange() {
+    if (this.state === CallState.Connected || this.state === CallState.Reconnecting) {
+      this._mediaLost('network_change');
+    }
   }
 
   // --- media ---------------------------------------------------------------
@@ -210,8 +306,14 @@ export class Call extends Emitter {
     };
     pc.onconnectionstatechange = () => {
       if (pc !== this.peerConnection) return;
-      if (pc.connectionState === 'connected') this._onConnected();
-      else if (pc.connectionState === 'failed') this._fallBack();
+      if (pc.connectionState === 'connected') this._onPcConnected();
+      else if (pc.connectionState === 'failed') {
+        if (this.state === CallState.Connecting) this._fallBack();
+        else this._mediaLost('ice_failed');
+      }
+    };
+    pc.oniceconnectionstatechange = () => {
+      if (pc === this.peerConnection) this._onIceState(pc);
     };
     if (this._m.options.p2pTimeoutMs > 0) {
       this._p2pTimer = setTimeout(() => {
@@ -305,10 +407,14 @@ export class Call extends Emitter {
     }
     pc.onconnectionstatechange = () => {
       if (pc !== this.peerConnection) return;
-      if (pc.connectionState === 'connected') this._onConnected();
+      if (pc.connectionState === 'connected') this._onPcConnected();
       else if (pc.connectionState === 'failed') {
-        this._reportStats('relay', false);
-        this.end('connection_failed').catch(() => {});
+        if (this.state === CallState.Connecting) {
+          this._reportStats('relay', false);
+          this.end('connection_failed').catch(() => {});
+        } else {
+          this._mediaLost('relay_failed'); // e.g. the relay's node went away: re-offer
+        }
       }
     };
     await pc.setLocalDescription(await pc.createOffer());
@@ -317,6 +423,94 @@ export class Call extends Emitter {
       call_id: this.id, sdp: /** @type {RTCSessionDescription} */ (pc.localDescription).sdp,
     });
     await pc.setRemoteDescription({ type: 'answer', sdp: ack.sdp });
+  }
+
+  _onPcConnected() {
+    if (this.state === CallState.Reconnecting) this._onRecovered();
+    else this._onConnected();
+  }
+
+  /** @param {RTCPeerConnection} pc */
+  _onIceState(pc) {
+    if (this.state !== CallState.Connected && this.state !== CallState.Reconnecting) return;
+    const ice = pc.iceConnectionState;
+    if (ice === 'connected' || ice === 'completed') {
+      if (this._disconnectTimer) clearTimeout(this._disconnectTimer);
+      this._disconnectTimer = null;
+      if (this.state === CallState.Reconnecting) this._onRecovered();
+    } else if (ice === 'failed') {
+      this._mediaLost('ice_failed');
+    } else if (ice === 'disconnected' && !this._disconnectTimer) {
+      this._disconnectTimer = setTimeout(() => {
+        this._disconnectTimer = null;
+        const now = pc.iceConnectionState;
+        if (pc === this.peerConnection && (now === 'disconnected' || now === 'failed')) this._mediaLost('ice_disconnected');
+      }, ICE_DISCONNECTED_GRACE_MS);
+    }
+  }
+
+  /**
+   * Media of a connected call was lost: go "reconnecting", restart ICE (or
+   * re-offer to the relay); give up after `iceRestartTimeoutMs` — falling
+   * back to the relay first when the call was peer-to-peer.
+   * @param {string} why
+   */
+  _mediaLost(why) {
+    if (this.state !== CallState.Connected && this.state !== CallState.Reconnecting) return;
+    if (this.state === CallState.Connected) {
+      this._recoveringSince = performance.now();
+      this._setState(CallState.Reconnecting);
+      this.emit('reconnecting', { why });
+      this._recoverTimer = setTimeout(() => this._recoveryTimedOut(), this._m.options.iceRestartTimeoutMs);
+    }
+    this.restartIce().catch(() => {});
+  }
+
+  _recoveryTimedOut() {
+    this._recoverTimer = null;
+    if (this.state !== CallState.Reconnecting) return;
+    if (this.path !== 'relay' && this._m.options.relayFallback) {
+      this._recoverTimer = setTimeout(() => this._recoveryTimedOut(), this._m.options.iceRestartTimeoutMs);
+      this._reofferRelay().catch(() => {});
+      return;
+    }
+    this._report({ kind: 'lost', path: this.path || 'p2p', connected: false });
+    this.end('media_lost').catch(() => {});
+  }
+
+  /** Offers to the relay again (a new peer connection) until it answers or the call gives up. */
+  async _reofferRelay() {
+    if (this._relayRetrying) return;
+    this._relayRetrying = true;
+    try {
+      while (this.state === CallState.Reconnecting) {
+        try {
+          await this._useRelay();
+          return;
+        } catch (err) {
+          if (err instanceof ApiError && ['not_found', 'forbidden', 'conflict'].includes(err.code)) {
+            this._cleanup('disconnected', null); // the call is over
+            return;
+          }
+          await new Promise((r) => setTimeout(r, RELAY_RETRY_MS));
+        }
+      }
+    } finally {
+      this._relayRetrying = false;
+    }
+  }
+
+  async _onRecovered() {
+    if (this.state !== CallState.Reconnecting) return;
+    if (this._recoverTimer) clearTimeout(this._recoverTimer);
+    this._recoverTimer = null;
+    const recoveryMs = Math.round(performance.now() - this._recoveringSince);
+    if (this.path !== 'relay') this.path = await selectedPath(/** @type {RTCPeerConnection} */ (this.peerConnection));
+    if (this.state !== CallState.Reconnecting) return;
+    this._setState(CallState.Connected);
+    const path = /** @type {'p2p'|'turn'|'relay'} */ (this.path);
+    this.emit('recovered', { path, recovery_ms: recoveryMs });
+    this._report({ kind: 'recovered', path, connected: true, recovery_ms: recoveryMs });
   }
 
   async _onConnected() {
@@ -328,6 +522,8 @@ export class Call extends Emitter {
     this._setState(CallState.Connected);
     this.emit('connected', { path: /** @type {any} */ (this.path), setup_ms: setupMs });
     this._reportStats(/** @type {any} */ (this.path), true, setupMs);
+    const every = this._m.options.callStatsIntervalMs;
+    if (every > 0 && !this._statsTimer) this._statsTimer = setInterval(() => { this._reportInterval().catch(() => {}); }, every);
   }
 
   /** @param {'p2p'|'turn'|'relay'} path @param {boolean} connected @param {number} [setupMs] */
@@ -335,7 +531,33 @@ export class Call extends Emitter {
     if (this._statsReported && !connected) return;
     this._statsReported = true;
     const setup_ms = setupMs ?? Math.round(performance.now() - this._startedAt);
-    this._m.rt.request('call:stats', { call_id: this.id, path, connected, setup_ms }).catch(() => {});
+    this._report({ path, connected, setup_ms });
+  }
+
+  /** @param {Record<string, any>} fields a `call:stats` payload without call_id */
+  _report(fields) {
+    this._m.rt.request('call:stats', { call_id: this.id, ...fields }).catch(() => {});
+  }
+
+  /** The periodic report: path, whether media is connected, round-trip time, packets. */
+  async _reportInterval() {
+    const pc = this.peerConnection;
+    if (!pc || (this.state !== CallState.Connected && this.state !== CallState.Reconnecting)) return;
+    /** @type {Record<string, any>} */
+    const fields = { kind: 'interval', path: this.path || 'p2p', connected: this.state === CallState.Connected };
+    let lost = 0;
+    let received = 0;
+    (await pc.getStats()).forEach((s) => {
+      if (s.type === 'candidate-pair' && s.nominated && typeof s.currentRoundTripTime === 'number') {
+        fields.rtt_ms = Math.min(60_000, Math.round(s.currentRoundTripTime * 1000));
+      } else if (s.type === 'inbound-rtp') {
+        lost += Math.max(0, s.packetsLost || 0);
+        received += s.packetsReceived || 0;
+      }
+    });
+    fields.packets_lost = lost;
+    fields.packets_received = received;
+    this._report(fields);
   }
 
   async _flushCandidates() {
@@ -352,7 +574,8 @@ export class Call extends Emitter {
   /** @param {string} reason @param {string|null} by */
   _cleanup(reason, by) {
     if (this.state === CallState.Ended) return;
-    if (this._p2pTimer) clearTimeout(this._p2pTimer);
+    for (const timer of [this._p2pTimer, this._recoverTimer, this._disconnectTimer]) if (timer) clearTimeout(timer);
+    if (this._statsTimer) clearInterval(this._statsTimer);
     this.peerConnection?.close();
     this._setState(CallState.Ended);
     this._m._forget(this.id);
@@ -430,6 +653,14 @@ export class Calls extends Emitter {
     }
     realtime.handle('call:rejected', (ev) => this._route('call:rejected', ev, (c) => c._onEnded(ev, 'rejected')));
     realtime.handle('call:ended', (ev) => this._route('call:ended', ev, (c) => c._onEnded(ev, 'ended')));
+    realtime.handle('call:peer_reconnecting', (ev) => this._route('call:peer_reconnecting', ev, (c) => c._onPeerState(ev, 'reconnecting')));
+    realtime.handle('call:peer_reconnected', (ev) => this._route('call:peer_reconnected', ev, (c) => c._onPeerState(ev, 'connected')));
+    realtime.on('connected', (ev) => {
+      if (ev?.resumed) for (const call of this.active.values()) this._run(call, (c) => c._onSocketBack());
+    });
+    const onNetworkChange = () => { for (const call of this.active.values()) call._onNetworkChange(); };
+    globalThis.addEventListener?.('online', onNetworkChange);
+    /** @type {any} */ (globalThis.navigator)?.connection?.addEventListener?.('change', onNetworkChange);
   }
 
   /**

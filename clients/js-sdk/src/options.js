@@ -21,6 +21,9 @@
  * @property {number} syncPageSize `room:sync` page size
  * @property {number} p2pTimeoutMs a call that has not connected peer-to-peer by then falls back to the relay
  * @property {boolean} relayFallback whether calls may fall back to the server's media relay
+ * @property {number} iceRestartTimeoutMs a call whose media was lost and not back after an ICE restart by
+ *   then moves to the relay (when `relayFallback`), and after as long again ends with `media_lost`
+ * @property {number} callStatsIntervalMs how often a connected call reports `call:stats` (kind "interval"); 0 = never
  * @property {'all'|'relay'} iceTransportPolicy calls' ICE policy: "all" tries direct, then TURN (and then
  *   the server's relay); "relay" uses TURN only (a call whose TURN allocation fails ends with `turn_failed`)
  * @property {string[]} transports Socket.IO transports
@@ -45,6 +48,8 @@ export const DEFAULT_OPTIONS = Object.freeze({
   syncPageSize: 100,
   p2pTimeoutMs: 10_000,
   relayFallback: true,
+  iceRestartTimeoutMs: 15_000,
+  callStatsIntervalMs: 30_000,
   iceTransportPolicy: 'all',
   transports: ['websocket'],
   fetch: null,
