@@ -675,8 +675,14 @@
       video.play().catch(() => {});
     });
     call.on('state', ({ state: s }) => {
-      const text = { ringing: 'Calling…', connecting: 'Connecting…', connected: 'Connected', ended: 'Call ended' }[s];
+      const text = { ringing: 'Calling…', connecting: 'Connecting…', connected: 'Connected', reconnecting: 'Reconnecting…', ended: 'Call ended' }[s];
       if (text) $('call-status').textContent = text;
+    });
+    // the other side lost its connection to the server and may come back (docs/calls.md)
+    call.on('peer', ({ state: p }) => {
+      if (call.state === 'ended') return;
+      $('call-status').textContent = p === 'reconnecting' ? 'The other person is reconnecting…'
+        : call.state === 'reconnecting' ? 'Reconnecting…' : 'Connected';
     });
     call.on('connected', ({ path }) => {
       $('call-status').textContent = path === 'relay' ? 'Connected (via server relay)' : 'Connected';
