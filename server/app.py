@@ -20,6 +20,7 @@ from .backup.commands import backup_source
 from .backup.schedule import BackupMetrics, BackupScheduler
 from .bus import Bus, RedisBus
 from .calls.setup import attach_calls
+from .delivery.setup import attach_delivery
 from .clock import Clock
 from .config import Settings
 from .consent.setup import build_consent
@@ -348,6 +349,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     app.cleanup_ctx.extend([database_ctx, redis_ctx, services_ctx, sign_in_ctx, consent_ctx])
     attach_realtime(app)  # Socket.IO server + realtime_ctx (rooms, chat, presence)
     attach_calls(app)  # call:* events + calls_ctx (call state, media relay)
+    attach_delivery(app)  # delivery:report + delivery metrics
     app.cleanup_ctx.extend([marketplace_ctx, purge_ctx, backup_ctx])
     specs = []
     for table in ROUTE_TABLES:

@@ -134,6 +134,7 @@ class Settings(BaseSettings):
     call_relay_allow_private: bool = False  # the relay may contact private/CGNAT/ULA addresses (LAN)
     call_reconnect_grace: float = Field(20.0, ge=0, le=300)  # s a participant may be away; 0 = end at once
     call_stats_limit: str = "20/minute"  # call:stats per participant (periodic reports included)
+    delivery_report_limit: str = "6/minute"  # delivery:report per user (docs/realtime.md)
     max_blocks_per_user: int = Field(1000, ge=1)  # people one user may block at once
     # AI-assisted matching (docs/marketplace.md, "Semantic ranking with Gemini")
     ai_provider: Literal["local", "gemini"] = "local"
@@ -168,6 +169,7 @@ class Settings(BaseSettings):
     @field_validator(
         "register_limit", "login_account_limit", "login_ip_limit", "forgot_password_limit",
         "api_limit", "room_create_limit", "request_create_limit", "call_invite_limit", "call_stats_limit",
+        "delivery_report_limit",
         "listing_create_limit", "search_limit", "ai_user_limit", "ai_global_limit",
         "socket_event_rate", "oidc_start_limit",
     )

@@ -79,5 +79,6 @@ PRESENCE_ACCESS = web.AppKey("presence_access", "PresenceAccess")  # who may wat
 CONNECTIONS = web.AppKey("connections", "ConnectionManager")
 # calls (server/calls/)
 CALLS = web.AppKey("calls", "CallService")
+DELIVERY = web.AppKey("delivery", "DeliveryService")  # delivery:report, delivery metrics
 MEDIA_RELAY = web.AppKey("media_relay", "MediaRelay")  # this node's relay, when enabled
 ICE_SERVERS = web.AppKey("ice_servers", "Callable[[str], dict]")  # user id -> {ice_servers, ttl}

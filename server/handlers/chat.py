@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import ValidationFailed
-from ..keys import CHAT, ROOMS, SETTINGS
+from ..keys import CHAT, DELIVERY, ROOMS, SETTINGS
 from ..realtime.notifier import chat_room
 from ..realtime.rooms import public_room
 from ..realtime.sockets import SocketContext, SocketEvents
@@ -40,6 +40,7 @@ async def sync(ctx: SocketContext, p: RoomSync) -> dict[str, Any]:
     messages, has_more = await ctx.app[CHAT].sync(
         ctx.user_id, p.room_id, after_seq=p.after_seq, limit=p.limit
     )
+    ctx.app[DELIVERY].synced(len(messages))
     return {"messages": messages, "has_more": has_more}
 
 
