@@ -6,6 +6,7 @@
  */
 import { ApiError } from './errors.js';
 import { Emitter } from './emitter.js';
+import { DeliveryReporter } from './delivery.js';
 
 /**
  * @typedef {object} Message
@@ -62,6 +63,10 @@ export class Chat extends Emitter {
     this._syncing = new Map();
     /** @type {Map<string, {room_id: string, client_id: string, body: string}>} unacked sends by client_id */
     this.pending = new Map();
+    /** Counts live and synced messages for `delivery:report` (sampled; `deliveryReports: false` = off). */
+    this.delivery = new DeliveryReporter({ options, realtime });
+    /** @type {Map<string, number>} room id -> the live seq whose gap a sync is filling */
+    this._gapTrigger = new Map();
     realtime.handle('message', (m) => this._ingest(m));
     realtime.handle('typing', (t) => this.emit('typing', t));
     realtime.handle('read', (r) => this.emit('read', r));
@@ -154,25 +159,34 @@ export class Chat extends Emitter {
    * (`room:sync`, paging while `has_more`). One sync per room at a time.
    * @param {string} roomId
    */
-  sync(roomId) {
+  sync(roomId, why = 'asked') {
     const running = this._syncing.get(roomId);
     if (running) return running;
-    const task = this._syncLoop(roomId).finally(() => this._syncing.delete(roomId));
+    const task = this._syncLoop(roomId, why).finally(() => this._syncing.delete(roomId));
     this._syncing.set(roomId, task);
     return task;
   }
 
-  /** @param {string} roomId */
-  async _syncLoop(roomId) {
+  /** @param {string} roomId @param {string} why "gap", "reconnect" or "asked" (counted for delivery reports) */
+  async _syncLoop(roomId, why) {
     let count = 0;
     for (;;) {
       const after = this._lastSeq.get(roomId) ?? 0;
       const ack = await this._rt.request('room:sync', {
         room_id: roomId, after_seq: after, limit: this._options.syncPageSize,
       });
-      for (const m of ack.messages) if (this._deliver(m)) count += 1;
+      for (const m of ack.messages) {
+        if (!this._deliver(m)) continue;
+        count += 1;
+        if (why === 'gap') {
+          if (m.seq === this._gapTrigger.get(roomId)) this.delivery.live(); // it did arrive live
+          else this.delivery.gap(roomId, m.seq);
+        }
+        else if (why === 'reconnect') this.delivery.afterReconnect();
+      }
       if (!ack.has_more || ack.messages.length === 0) break;
     }
+    this._gapTrigger.delete(roomId);
     this.emit('synced', { room_id: roomId, count });
   }
 
@@ -190,19 +204,22 @@ export class Chat extends Emitter {
     }
     const known = this._lastSeq.get(m.room_id);
     if (known !== undefined && m.seq > known + 1) {
-      this.sync(m.room_id).then(
+      if (!this._syncing.has(m.room_id)) this._gapTrigger.set(m.room_id, m.seq);
+      this.sync(m.room_id, 'gap').then(
         () => { if (!retried) this._ingest(m, true); },
         (err) => this._rt.emit('error', err),
       );
       return;
     }
-    this._deliver(m);
+    if (this._deliver(m)) this.delivery.live();
   }
 
   /** @param {Message} m @returns {boolean} whether it was new */
   _deliver(m) {
     const known = this._lastSeq.get(m.room_id);
     if (known !== undefined && m.seq <= known) return false;
+    // a hole a sync could not fill (the retried live message is delivered past it)
+    for (let seq = (known ?? m.seq) + 1; seq < m.seq && seq <= (known ?? 0) + 50; seq += 1) this.delivery.unrecovered(m.room_id, seq);
     this._lastSeq.set(m.room_id, m.seq);
     this.emit('message', m);
     return true;
@@ -214,7 +231,7 @@ export class Chat extends Emitter {
     await Promise.all([...rooms].map(async (roomId) => {
       try {
         if (this._joined.has(roomId)) await this._rt.request('room:join', { room_id: roomId });
-        await this.sync(roomId);
+        await this.sync(roomId, 'reconnect');
       } catch (err) {
         this._rt.emit('error', /** @type {any} */ (err));
       }

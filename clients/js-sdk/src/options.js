@@ -26,6 +26,9 @@
  * @property {number} callStatsIntervalMs how often a connected call reports `call:stats` (kind "interval"); 0 = never
  * @property {'all'|'relay'} iceTransportPolicy calls' ICE policy: "all" tries direct, then TURN (and then
  *   the server's relay); "relay" uses TURN only (a call whose TURN allocation fails ends with `turn_failed`)
+ * @property {boolean} deliveryReports send `delivery:report` (counts of live and synced messages); opt out with false
+ * @property {number} deliveryReportSampleRate share of clients that report (0..1), decided once per client
+ * @property {number} deliveryReportIntervalMs how often a reporting client sends its counts (0 = only on flush())
  * @property {string[]} transports Socket.IO transports
  * @property {typeof fetch|null} fetch fetch implementation (default: globalThis.fetch)
  * @property {{getItem(k:string):string|null, setItem(k:string,v:string):void, removeItem(k:string):void}|null} storage
@@ -51,6 +54,9 @@ export const DEFAULT_OPTIONS = Object.freeze({
   iceRestartTimeoutMs: 15_000,
   callStatsIntervalMs: 30_000,
   iceTransportPolicy: 'all',
+  deliveryReports: true,
+  deliveryReportSampleRate: 0.1,
+  deliveryReportIntervalMs: 60_000,
   transports: ['websocket'],
   fetch: null,
   storage: null,
