@@ -4,7 +4,9 @@ nodes while a node is SIGKILLed and restarted, Redis is killed and started
 again empty, and the database is paused (SIGSTOP) for 5 s — repeatedly (the
 10-minute run also kills a node while the database is paused).
 
-Nothing acked may be lost or duplicated, seqs stay gap-free, presence
+Delivery: at least 99.9% of the deliveries of messages sent under normal
+load (outside every fault window) arrive live, and 100% of all deliveries
+arrive after sync. Nothing acked may be lost or duplicated, seqs stay gap-free, presence
 converges within the contract's bound, and no REST probe gets a 5xx outside
 the outage windows. The driver is tests/support/chaos (docs/chaos.md);
 ``python -m tests.support.chaos --minutes N`` runs it by hand."""
@@ -29,6 +31,8 @@ def _check(report: SoakReport, workdir: Path) -> None:
     assert report.seq_gaps == 0 and report.seq_duplicates == 0
     assert report.live + report.recovered + report.final_sync == report.expected_deliveries
     assert report.live > 0  # fan-out worked between the faults
+    assert report.delivered_ratio == 1.0
+    assert report.normal_expected > 0 and report.live_ratio_normal >= 0.999
     for fault in ("kill_node", "restart_redis", "pause_database"):
         assert report.faults[fault] >= 1
 
@@ -84,3 +88,33 @@ def test_the_soak_checks_count_lost_duplicated_and_gapped_messages() -> None:
     assert report.duplicates == 2  # bob's double broadcast, c2 stored twice
     assert report.live == 2 and report.recovered == 1
     assert report.problems()
+
+
+def test_the_live_ratio_leaves_out_fault_windows_and_counts_synced_deliveries() -> None:
+    import random
+
+    from tests.support.chaos.clients import LIVE, SYNC, ChatClient
+    from tests.support.chaos.cluster import Fault
+    from tests.support.chaos.report import check_live_ratio, disturbed_windows
+
+    def client(user: str) -> ChatClient:
+        return ChatClient(name=user, user_id=user, token="", rooms=["r"], urls=[], home=0,
+                          send_interval=None, rng=random.Random(0))
+
+    alice, bob = client("alice"), client("bob")
+    # start-up until 10; a fault 20-25, everyone recovered again at 30
+    windows = disturbed_windows(0.0, [Fault("node_kill", "node1", 20.0, 25.0)], [10.0, 30.0])
+    assert windows == [(0.0, 10.0), (19.0, 31.0)]
+    for seq, (sent, acked, bob_via) in enumerate([(12, 12.1, LIVE), (14, 14.2, SYNC), (26, 27, SYNC),
+                                                  (5, 11, SYNC), (40, 40.1, LIVE)], 1):
+        message = {"id": f"r:{seq}", "room_id": "r", "seq": seq, "sender_id": "alice", "client_id": f"c{seq}"}
+        alice.acked[f"c{seq}"] = message
+        alice.send_times[message["id"]] = (sent, acked)
+        alice.views["r"].deliver(message, LIVE)
+        bob.views["r"].deliver(message, bob_via)
+    report = SoakReport()
+    check_live_ratio(report, [alice, bob], windows)
+    # seqs 1, 2 and 5 are normal-load messages (3 in the fault, 4 at start-up): 6 deliveries, bob's
+    # seq 2 came by sync
+    assert (report.normal_live, report.normal_expected) == (5, 6)
+    assert report.problems() == [f"live delivery under normal load {5 / 6:.4%} (5/6) < 99.9%"]

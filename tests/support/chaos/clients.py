@@ -106,6 +106,7 @@ class Outgoing:
     room_id: str
     body: str
     attempts: int = 0
+    created: float = field(default_factory=time.monotonic)
 
 
 class ChatClient:
@@ -132,6 +133,7 @@ class ChatClient:
         self.closing = False
         self.pending: list[Outgoing] = []
         self.acked: dict[str, dict[str, Any]] = {}  # client_id -> the acked message
+        self.send_times: dict[str, tuple[float, float]] = {}  # message id -> (first send, ack), monotonic
         self.sent = 0
         self.ack_errors: Counter[str] = Counter()
         self.refused: list[Any] = []  # non-retryable error acks: a defect
@@ -303,6 +305,7 @@ class ChatClient:
                 continue
             self.acked[out.client_id] = ack["message"]
             self.last_ack_at = time.monotonic()
+            self.send_times[ack["message"]["id"]] = (out.created, self.last_ack_at)
             self.pending.remove(out)
             return
 

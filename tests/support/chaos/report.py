@@ -25,6 +25,8 @@ UNEXPECTED_LOG_LINES = re.compile(
     re.MULTILINE,
 )
 OUTAGE_GRACE_S = 3.0  # requests answered this soon after an outage still belong to it
+LIVE_TARGET = 0.999  # of deliveries under normal load, live (docs/chaos.md, "Delivery ratio")
+DISTURBED_MARGIN_S = 1.0  # a fault's window starts this early and ends this late
 
 
 @dataclass
@@ -58,6 +60,18 @@ class SoakReport:
     unexpected_log_lines: list[str] = field(default_factory=list)
     presence_failures: list[str] = field(default_factory=list)
     recovery_failures: list[str] = field(default_factory=list)
+    normal_expected: int = 0  # deliveries of messages sent and acked outside every fault window
+    normal_live: int = 0
+    disturbed_s: float = 0.0
+
+    @property
+    def live_ratio_normal(self) -> float:
+        return self.normal_live / self.normal_expected if self.normal_expected else 0.0
+
+    @property
+    def delivered_ratio(self) -> float:
+        shown = self.live + self.recovered + self.final_sync
+        return shown / self.expected_deliveries if self.expected_deliveries else 0.0
 
     def problems(self) -> list[str]:
         found = [f"{self.lost} acked deliveries lost"] if self.lost else []
@@ -79,6 +93,9 @@ class SoakReport:
             found.append(f"no answer outside outages: {self.rest_failures_outside[:5]}")
         if self.unexpected_log_lines:
             found.append(f"unexpected errors in node logs: {self.unexpected_log_lines[:5]}")
+        if self.normal_expected and self.live_ratio_normal < LIVE_TARGET:
+            found.append(f"live delivery under normal load {self.live_ratio_normal:.4%} "
+                         f"({self.normal_live}/{self.normal_expected}) < {LIVE_TARGET:.1%}")
         return found + self.presence_failures + self.recovery_failures
 
     def lines(self) -> list[str]:
@@ -93,6 +110,10 @@ class SoakReport:
             f"{self.expected_deliveries}: live {self.live}, recovered through sync "
             f"{self.recovered}, final sync {self.final_sync}; lost {self.lost}, "
             f"duplicates {self.duplicates}",
+            f"delivery ratio: live under normal load {self.normal_live}/{self.normal_expected} = "
+            f"{self.live_ratio_normal:.4%} (target {LIVE_TARGET:.1%}; {self.disturbed_s:.0f} s of "
+            f"fault windows left out); after sync {self.live + self.recovered + self.final_sync}/"
+            f"{self.expected_deliveries} = {self.delivered_ratio:.4%} (target 100%)",
             f"seqs: gaps {self.seq_gaps}, duplicates {self.seq_duplicates}, stored but never "
             f"acked {self.unacked_stored}; retried send acks: {dict(self.ack_errors) or 'none'}",
             f"rest: {self.rest_total} requests, 5xx in outage windows {self.rest_5xx_in_outage}, "
@@ -186,3 +207,39 @@ def check_logs(report: SoakReport, logs: dict[str, str]) -> None:
             start = text.rfind("\n", 0, match.start()) + 1
             end = text.find("\n", match.end())
             report.unexpected_log_lines.append(f"{name}: {text[start:end if end >= 0 else None]}")
+
+
+def disturbed_windows(origin: float, faults: list[Fault],
+                      recovered_at: list[float]) -> list[tuple[float, float]]:
+    """When delivery is not judged as "normal load": the start-up until
+    everyone first caught up, and each fault from its start (less a margin)
+    until the soak next saw everyone connected, caught up and receiving live
+    again (plus a margin). Monotonic times."""
+    windows = [(origin, recovered_at[0] if recovered_at else float("inf"))]
+    for fault in faults:
+        end = fault.ended if fault.ended is not None else fault.started
+        after = [r for r in recovered_at if r >= end]
+        windows.append((fault.started - DISTURBED_MARGIN_S,
+                        (after[0] if after else float("inf")) + DISTURBED_MARGIN_S))
+    return windows
+
+
+def check_live_ratio(report: SoakReport, clients: list[ChatClient],
+                     windows: list[tuple[float, float]]) -> None:
+    """The live share of deliveries of messages sent and acked under normal
+    load: outside every window of ``disturbed_windows``. Every member that is
+    a soak client counts (the sender too: its own message comes back live)."""
+    report.disturbed_s = sum(min(end, 1e12) - start for start, end in windows if end > start)
+    times = {mid: t for c in clients for mid, t in c.send_times.items()}
+    acked = {m["id"]: m for c in clients for m in c.acked.values()}
+    for mid, message in acked.items():
+        sent, ack = times.get(mid, (0.0, float("inf")))
+        if any(sent <= end and ack >= start for start, end in windows):
+            continue
+        for client in clients:
+            view = client.views.get(message["room_id"])
+            if view is None:
+                continue
+            report.normal_expected += 1
+            shown = view.shown.get(message["seq"])
+            report.normal_live += shown is not None and shown[0] == mid and shown[1] == LIVE

@@ -18,7 +18,14 @@ from tests.support.realtime import open_group, register_user
 from .clients import ChatClient, ClientFailure
 from .cluster import HEARTBEAT_INTERVAL_S, NODE_TTL_S, SWEEP_INTERVAL_S, ChaosCluster, Fault
 from .probes import RestProbe, wait_presence
-from .report import SoakReport, check_logs, check_messages, check_rest
+from .report import (
+    SoakReport,
+    check_live_ratio,
+    check_logs,
+    check_messages,
+    check_rest,
+    disturbed_windows,
+)
 
 # The contract's outer presence bound (a node dying: offline within 30 s);
 # docs/realtime.md gives node_ttl + sweep_interval for the configured timings.
@@ -56,6 +63,7 @@ class Soak:
         self.clients: list[ChatClient] = []
         self.watcher: ChatClient | None = None
         self.members: dict[str, list[str]] = {}
+        self.recovered_at: list[float] = []  # monotonic times the soak saw everyone recovered
 
     # -- set-up --------------------------------------------------------------
     async def populate(self) -> tuple[str, str]:
@@ -105,6 +113,7 @@ class Soak:
             self.report.recovery_failures.append(f"no recovery after {after}: {stuck}")
             raise
         await self._presence("", {c.user_id: "online" for c in self.clients})
+        self.recovered_at.append(time.monotonic())
         self.log(f"  recovered after {after} in {time.monotonic() - started:.1f} s")
 
     async def _all_ready(self, since: float) -> None:
@@ -227,6 +236,8 @@ class Soak:
             for c in self._everyone():
                 await c.stop()
         check_rest(self.report, probe.answers, self.cluster.faults, started)
+        check_live_ratio(self.report, self.clients, disturbed_windows(
+            started, self.cluster.faults, self.recovered_at))
         check_logs(self.report, {f"node{i}": n.log() for i, n in enumerate(self.cluster.nodes)})
         self.report.seconds = time.monotonic() - started
         return self.report
