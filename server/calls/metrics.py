@@ -16,6 +16,8 @@ SETUP_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 3, 5, 8, 13, 20, 30, 60)
 CPU_SAMPLE_INTERVAL_S = 1.0
 RELAY_NOT_FOUND, RELAY_NOT_PARTICIPANT, RELAY_NOT_ACTIVE = "not_found", "not_participant", "not_active"
 RELAY_REFUSALS = (RELAY_NOT_FOUND, RELAY_NOT_PARTICIPANT, RELAY_NOT_ACTIVE)
+ENDED_REASONS = ("hangup", "cancelled", "declined", "rejected", "missed", "disconnected",
+                 "connection_failed")
 CALL_OUTCOMES = ("success", "dropped", "setup_failed", "unreported")
 SETUP_RESULTS = ("ok", "slow", "failed")
 RECONNECT_LABELS = (("socket", "away"), ("socket", "resumed"), ("socket", "expired"),
@@ -98,6 +100,9 @@ class CallMetrics:
         for path in PATHS:
             self.connected.labels(path)
             self.failed.labels(path)
+            self.setup.labels(path)
+        for reason in ENDED_REASONS:  # exported from the start (dashboards and rules use them)
+            self.ended.labels(reason)
 
 
 class RelayCpuSampler:
