@@ -21,6 +21,7 @@ from .backup.schedule import BackupMetrics, BackupScheduler
 from .bus import Bus, RedisBus
 from .calls.setup import attach_calls
 from .delivery.setup import attach_delivery
+from .digest.setup import attach_digest
 from .clock import Clock
 from .config import Settings
 from .consent.setup import build_consent
@@ -29,6 +30,7 @@ from .handlers import (
     admin,
     blocks,
     calls,
+    digest,
     matches,
     oidc,
     ops,
@@ -81,6 +83,7 @@ from .realtime.setup import attach_realtime
 from .redis_client import connect_redis
 from .storage.audit import AuditStore
 from .storage.blocks import BlockStore
+from .storage.digests import DigestStore
 from .storage.database import open_database
 from .storage.identities import IdentityStore
 from .storage.fields import FieldCrypto
@@ -102,7 +105,7 @@ from .tasks import cancel_and_wait
 PURGE_INTERVAL_S = 3600
 ROUTE_TABLES = [
     accounts.routes, oidc.routes, users.routes, blocks.routes, skills.routes, requests.routes, matches.routes,
-    admin.routes, rooms.routes, calls.routes, ops.routes, webapp.routes,
+    admin.routes, rooms.routes, calls.routes, ops.routes, webapp.routes, digest.routes,
 ]
 
 
@@ -284,7 +287,7 @@ async def purge_ctx(app: web.Application) -> AsyncIterator[None]:
             read_markers=ReadMarkerStore(db), listings=ListingStore(db),
             skill_requests=SkillRequestStore(db, fields), reviews=ReviewStore(db, fields),
             skill_index=SkillIndexStore(db), snapshots=RankingSnapshotStore(db),
-            blocks=BlockStore(db), identities=IdentityStore(db, fields),
+            blocks=BlockStore(db), identities=IdentityStore(db, fields), digests=DigestStore(db),
         ),
         mail=app[MAIL], forget_presence=app[PRESENCE].forget,
         grace=timedelta(days=app[SETTINGS].deleted_user_grace_days), clock=app[CLOCK],
@@ -350,6 +353,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     attach_realtime(app)  # Socket.IO server + realtime_ctx (rooms, chat, presence)
     attach_calls(app)  # call:* events + calls_ctx (call state, media relay)
     attach_delivery(app)  # delivery:report + delivery metrics
+    attach_digest(app, public_url=public_url(settings))  # email digests (presence, missed calls)
     app.cleanup_ctx.extend([marketplace_ctx, purge_ctx, backup_ctx])
     specs = []
     for table in ROUTE_TABLES:

@@ -135,6 +135,11 @@ class Settings(BaseSettings):
     call_reconnect_grace: float = Field(20.0, ge=0, le=300)  # s a participant may be away; 0 = end at once
     call_stats_limit: str = "20/minute"  # call:stats per participant (periodic reports included)
     delivery_report_limit: str = "6/minute"  # delivery:report per user (docs/realtime.md)
+    # Email digests for people who were away (docs/accounts.md, "Email digest")
+    digest_enabled: bool = True  # the sweep that sends them (people opt out in their profile)
+    digest_interval: float = Field(86400.0, ge=60)  # s: at most one digest per person this often
+    digest_delay: float = Field(900.0, ge=0)  # s away before a digest is considered
+    digest_sweep_interval: float = Field(60.0, gt=0)  # s between checks for due digests
     max_blocks_per_user: int = Field(1000, ge=1)  # people one user may block at once
     # AI-assisted matching (docs/marketplace.md, "Semantic ranking with Gemini")
     ai_provider: Literal["local", "gemini"] = "local"

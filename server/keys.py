@@ -80,5 +80,6 @@ CONNECTIONS = web.AppKey("connections", "ConnectionManager")
 # calls (server/calls/)
 CALLS = web.AppKey("calls", "CallService")
 DELIVERY = web.AppKey("delivery", "DeliveryService")  # delivery:report, delivery metrics
+DIGEST = web.AppKey("digest", "DigestService")  # email digests for people who were away
 MEDIA_RELAY = web.AppKey("media_relay", "MediaRelay")  # this node's relay, when enabled
 ICE_SERVERS = web.AppKey("ice_servers", "Callable[[str], dict]")  # user id -> {ice_servers, ttl}

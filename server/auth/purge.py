@@ -27,6 +27,7 @@ from ..storage.identities import IdentityStore
 from ..storage.listings import ListingStore
 from ..storage.messages import MessageStore
 from ..storage.ranking_snapshots import RankingSnapshotStore
+from ..storage.digests import DigestStore
 from ..storage.read_markers import ReadMarkerStore
 from ..storage.reviews import ReviewStore
 from ..storage.rooms import RoomStore
@@ -62,6 +63,7 @@ class PurgeStores:
     snapshots: RankingSnapshotStore
     blocks: BlockStore
     identities: IdentityStore
+    digests: DigestStore | None = None  # email digest state (away since, missed calls)
 
 
 class AccountPurge:
@@ -134,6 +136,8 @@ class AccountPurge:
         done["user_tokens"] = await s.user_tokens.delete_for_user(user_id)
         done["blocks"] = await s.blocks.forget_user(user_id)
         done["identities"] = await s.identities.delete_for_user(user_id)
+        if s.digests is not None:
+            done["digests"] = await s.digests.forget(user_id)
         done["audit_ips"] = await s.audit.scrub_ips(user_id)
         done["mails"] = await self._mail.forget(
             user_id, email=user.get("deleted_email") or user.get("email"),

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from loguru import logger
@@ -60,6 +60,7 @@ if TYPE_CHECKING:
     from .relay_link import RelayLink
 
 IceServers = Callable[[str], dict[str, Any]]  # user id -> {"ice_servers": [...], "ttl": s}
+MissedListener = Callable[[str, str], Awaitable[None]]  # (callee id, caller id)
 
 RING_MARGIN_S = 60.0
 FINAL_GRACE_S = 60.0  # an ended call is remembered this long (late events get "ended")
@@ -120,6 +121,16 @@ class CallService:
         self._limiter = limiter
         self._invite_limit = invite_limit
         self._task: asyncio.Task[None] | None = None
+        self._missed_listeners: list[MissedListener] = []
+
+    def add_missed_listener(self, listener: "MissedListener") -> None:
+        """``await listener(callee_id, caller_id)`` when a call rang unanswered
+        (or its callee was offline): used by the email digest."""
+        self._missed_listeners.append(listener)
+
+    async def _missed(self, callee_id: str, caller_id: str) -> None:
+        for listener in self._missed_listeners:
+            await listener(callee_id, caller_id)
 
     # --- events ----------------------------------------------------------
 
@@ -143,6 +154,7 @@ class CallService:
         ):
             # Someone who may not see the callee's presence is not told
             # either: the call rings until it is missed.
+            await self._missed(callee_id, caller_id)
             raise Offline()
         now = self._clock.time()
         call = CallRecord(id=uuid.uuid4().hex, caller=caller_id, callee=callee_id, state=RINGING,
@@ -386,6 +398,8 @@ class CallService:
         if call.accepted_at is not None:
             self._metrics.outcomes.labels(call_outcome(call, reason)).inc()
         logger.info("call {}: {} ({}, by {})", call_id, to, reason, by)
+        if to == MISSED:
+            await self._missed(call.callee, call.caller)
         event = "call:rejected" if to == REJECTED else "call:ended"
         await self._notifier.notify_users(call.participants, event,
                                           {"call_id": call_id, "by": by, "reason": reason})

@@ -29,6 +29,7 @@ def private_user(doc: dict[str, Any]) -> dict[str, Any]:
         "role": doc.get("role", "user"),
         "updated_at": doc.get("updated_at"),
         "presence_visibility": doc.get("presence_visibility") or "contacts",
+        "email_digest": doc.get("email_digest") is not False,
     }
 
 

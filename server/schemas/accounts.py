@@ -7,7 +7,7 @@ import zoneinfo
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, EmailStr, Field, field_validator
+from pydantic import BaseModel, EmailStr, Field, StrictBool, field_validator
 
 from .common import StrictModel
 from .human_text import MultiLine, SingleLine, clean_text
@@ -103,6 +103,9 @@ class PrivateUser(PublicUser):
     updated_at: datetime | None = None
     presence_visibility: Literal["contacts", "public"] = Field(
         "contacts", description="Who sees my presence: my contacts only, or anyone.")
+    email_digest: bool = Field(
+        True, description="Mail me a digest of unread messages and missed calls while I am away "
+        "(at most one per SKILLSHARE_DIGEST_INTERVAL).")
 
 
 class AuthOut(BaseModel):
@@ -136,6 +139,7 @@ class ProfilePatch(StrictModel):
     skills_offered: list[Skill] | None = Field(None, max_length=MAX_SKILLS)
     skills_wanted: list[Skill] | None = Field(None, max_length=MAX_SKILLS)
     presence_visibility: Literal["contacts", "public"] | None = None
+    email_digest: StrictBool | None = None
 
     @field_validator("timezone")
     @classmethod

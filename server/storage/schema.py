@@ -10,6 +10,7 @@ from pymongo.errors import DuplicateKeyError
 from .ai_cache import AiCacheStore
 from .audit import AuditStore
 from .blocks import BlockStore
+from .digests import DigestStore
 from .identities import IdentityStore
 from .fields import FieldCrypto
 from .listings import ListingStore
@@ -30,7 +31,7 @@ INDEXED_STORES = (
     UserStore, SessionStore, UserTokenStore, MailQueueStore, AuditStore,
     ListingStore, SkillRequestStore, ReviewStore, SkillIndexStore, RankingSnapshotStore,
     RoomStore, MessageStore, ReadMarkerStore, BlockStore, AiCacheStore,
-    IdentityStore, OidcFlowStore,
+    IdentityStore, OidcFlowStore, DigestStore,
 )
 # Stores that encrypt fields take a FieldCrypto; creating indexes needs no key.
 FIELD_STORES = (
