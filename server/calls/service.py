@@ -50,6 +50,7 @@ from ..storage.calls import (
     RedisCallStore,
 )
 from ..tasks import cancel_and_wait
+from .outcomes import SETUP_TARGET_MS, call_outcome
 from .metrics import RELAY_NOT_ACTIVE, RELAY_NOT_FOUND, RELAY_NOT_PARTICIPANT, CallMetrics
 from .signals import check_sdp, check_signal
 
@@ -75,10 +76,6 @@ METRIC_REASONS = frozenset({
     REASON_HANGUP, REASON_CANCELLED, REASON_DECLINED, REASON_MISSED, REASON_DISCONNECTED,
     "rejected", "connection_failed", "busy", "turn_failed",
 })
-# an accepted call that ends for one of these did not end by a person's choice
-DROP_REASONS = frozenset({REASON_DISCONNECTED, "connection_failed", "turn_failed", "ice_failed",
-                          "relay_failed", "media_lost"})
-SETUP_TARGET_MS = 10_000  # media flowing within this long counts as a successful set-up
 
 
 class Busy(Conflict):
@@ -430,16 +427,3 @@ class CallService:
         await cancel_and_wait([self._task])
         self._task = None
 
-
-def call_outcome(call: CallRecord, reason: str) -> str:
-    """How an accepted call went, for the 95% target: ``success`` (both sides'
-    media flowed within ``SETUP_TARGET_MS`` and it ended by a person's
-    choice), ``dropped`` (it connected, then ended for a failure),
-    ``setup_failed`` (a side reported media late or not at all, or it failed
-    before any report) or ``unreported`` (a side never sent call:stats)."""
-    dropped = reason in DROP_REASONS
-    if len(call.setup_ok) == 2:
-        return "dropped" if dropped else "success"
-    if call.stats_from - call.setup_ok or dropped:
-        return "setup_failed"
-    return "unreported"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from server.calls.service import call_outcome
+from server.calls.outcomes import call_outcome
 from server.keys import METRICS
 from server.storage.calls import ACTIVE, CallRecord
 from tests.support.calls import CallSocket
