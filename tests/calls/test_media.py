@@ -13,12 +13,14 @@ from tests.support.realtime import register_user
 ALICE_SIZE, BOB_SIZE = (160, 120), (176, 144)
 FRAMES = 10
 MEDIA_TIMEOUT = 30.0
+GRACE = 1.0  # call_reconnect_grace here: a participant gone this long ends the call
 
 
 @pytest.fixture
 async def node(make_client):
     # this host's interface addresses are in private ranges: let the relay reach them
-    client = await make_client(max_relayed_calls=1, call_relay_allow_private=True)
+    client = await make_client(max_relayed_calls=1, call_relay_allow_private=True,
+                               call_reconnect_grace=GRACE)
     return str(client.make_url("")).rstrip("/"), client.server.app
 
 
@@ -129,7 +131,8 @@ async def test_relay_legs_close_when_a_participant_disconnects(node, call):
         await peer.accept_answer(ack["sdp"])
     await pb.wait_media(video_size=ALICE_SIZE, frames=3, timeout=MEDIA_TIMEOUT)
     await b.close()
-    ended = await a.wait_for("call:ended", timeout=2)
+    await a.wait_for("call:peer_reconnecting", timeout=2)  # the call waits GRACE for bob
+    ended = await a.wait_for("call:ended", timeout=GRACE + 2)
     assert ended["reason"] == "disconnected"
     await wait_until(lambda: relay.peer_connection_count == 0 and relay.active_calls == 0, timeout=5,
                      what="relay closed")
