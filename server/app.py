@@ -4,6 +4,7 @@ The CLI and the tests build the app here; nothing else imports this module."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
@@ -29,6 +30,7 @@ from .handlers import (
     blocks,
     calls,
     matches,
+    nodes,
     oidc,
     ops,
     requests,
@@ -52,6 +54,8 @@ from .keys import (
     MATCHES,
     METRICS,
     MODERATION,
+    NODE_ID,
+    NODE_WATCH,
     NOTIFIER,
     PRESENCE,
     PROFILES,
@@ -73,6 +77,7 @@ from .ai.setup import build_semantic
 from .marketplace.setup import build_marketplace
 from .metrics import Metrics
 from .middlewares import MIDDLEWARES
+from .node_watch import NodeWatch
 from . import protocol_log
 from .profiles import ProfileService
 from .ratelimit import RateLimiter
@@ -101,7 +106,7 @@ from .tasks import cancel_and_wait
 PURGE_INTERVAL_S = 3600
 ROUTE_TABLES = [
     accounts.routes, oidc.routes, users.routes, blocks.routes, skills.routes, requests.routes, matches.routes,
-    admin.routes, rooms.routes, calls.routes, ops.routes, webapp.routes,
+    admin.routes, nodes.routes, rooms.routes, calls.routes, ops.routes, webapp.routes,
 ]
 
 
@@ -119,22 +124,39 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
+def _node_watch(app: web.Application, bus: Bus) -> NodeWatch:
+    settings = app[SETTINGS]
+    watch = NodeWatch(bus, node_id=app[NODE_ID], port=settings.port,
+                      interval=settings.bus_canary_interval, timeout=settings.bus_canary_timeout,
+                      registry=app[METRICS].registry)
+    app[NODE_WATCH] = watch
+    return watch
+
+
 async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     if settings.redis_url is None:
         app[REDIS] = None
         app[BUS] = Bus()
-        yield
+        watch = _node_watch(app, app[BUS])
+        await watch.start()
+        try:
+            yield
+        finally:
+            await watch.stop()
         return
     logger.info("redis: {}", mask_url(settings.redis_url))
     client = connect_redis(settings.redis_url)
     app[REDIS] = client
     bus = RedisBus(client, on_error=app[METRICS].redis_bus_errors.inc)
     app[BUS] = bus
+    watch = _node_watch(app, bus)
     await bus.start()
+    await watch.start()
     try:
         yield
     finally:
+        await watch.stop()
         await bus.stop()
         await client.aclose()
 
@@ -345,6 +367,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     app[SETTINGS] = settings
     app[CLOCK] = clock or Clock()
     app[METRICS] = Metrics()
+    app[NODE_ID] = uuid.uuid4().hex[:12]
     app.cleanup_ctx.extend([database_ctx, redis_ctx, services_ctx, sign_in_ctx, consent_ctx])
     attach_realtime(app)  # Socket.IO server + realtime_ctx (rooms, chat, presence)
     attach_calls(app)  # call:* events + calls_ctx (call state, media relay)

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from .marketplace.requests import RequestService
     from .marketplace.reviews import ReviewService
     from .metrics import Metrics
+    from .node_watch import NodeWatch
     from .profiles import ProfileService
     from .realtime.chat import ChatService
     from .realtime.connections import ConnectionManager
@@ -51,6 +52,8 @@ DB = web.AppKey("db", "AsyncDatabase")
 FIELDS = web.AppKey("fields", "FieldCrypto")  # encryption at rest (server/storage/fields.py)
 REDIS = web.AppKey("redis", "Redis | None")
 BUS = web.AppKey("bus", "Bus")
+NODE_ID = web.AppKey("node_id", str)  # this process, on the bus, in presence and relay placement
+NODE_WATCH = web.AppKey("node_watch", "NodeWatch")  # bus canary, live peers (server/node_watch.py)
 LIMITER = web.AppKey("limiter", "RateLimiter")
 MAIL = web.AppKey("mail", "MailService")
 USERS = web.AppKey("users", "UserStore")
