@@ -39,13 +39,17 @@ from .handlers import (
     users,
     webapp,
 )
+from .drain import NodeDrain
 from .keys import (
     ACCOUNTS,
     AUDIT,
     BUS,
+    CALLS,
     CLOCK,
+    CONNECTIONS,
     CONSENT,
     DB,
+    DRAIN,
     EMBEDDER,
     FIELDS,
     LIMITER,
@@ -68,6 +72,7 @@ from .keys import (
     SETTINGS,
     SIGN_IN,
     SKILL_REQUESTS,
+    SOCKETS,
     USERS,
 )
 from .logs import mask_url
@@ -361,6 +366,18 @@ async def backup_ctx(app: web.Application) -> AsyncIterator[None]:
         await cancel_and_wait([task])
 
 
+async def drain_ctx(app: web.Application) -> AsyncIterator[None]:
+    app[DRAIN] = NodeDrain(connections=app[CONNECTIONS], dispatcher=app[SOCKETS],
+                           calls=app[CALLS], watch=app[NODE_WATCH],
+                           timeout=app[SETTINGS].drain_timeout)
+    yield
+
+
+async def _drain(app: web.Application) -> None:
+    if DRAIN in app:
+        await app[DRAIN].drain()
+
+
 def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Application:
     app = web.Application(middlewares=MIDDLEWARES, client_max_size=settings.max_body_bytes)
     protocol_log.install()
@@ -371,6 +388,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     app.cleanup_ctx.extend([database_ctx, redis_ctx, services_ctx, sign_in_ctx, consent_ctx])
     attach_realtime(app)  # Socket.IO server + realtime_ctx (rooms, chat, presence)
     attach_calls(app)  # call:* events + calls_ctx (call state, media relay)
+    app.cleanup_ctx.append(drain_ctx)
+    app.on_shutdown.append(_drain)  # SIGTERM: after the listener closed, before cleanup
     app.cleanup_ctx.extend([marketplace_ctx, purge_ctx, backup_ctx])
     specs = []
     for table in ROUTE_TABLES:

@@ -111,6 +111,7 @@ class Settings(BaseSettings):
     deleted_user_grace_days: int = Field(30, ge=0)
     trusted_proxies: int = Field(0, ge=0, le=5)  # X-Forwarded-For hops to trust
     shutdown_timeout: float = Field(10.0, gt=0)  # aiohttp reads 0 as "wait forever"
+    drain_timeout: float = Field(10.0, gt=0, le=3600)  # SIGTERM: sockets told, in-flight acks
     bus_canary_interval: float = Field(3.0, gt=0, le=60)  # node heartbeat = canary to itself
     bus_canary_timeout: float = Field(10.0, gt=0, le=600)  # no canary back: deaf, re-subscribe
     # real-time limits

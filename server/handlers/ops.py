@@ -11,7 +11,7 @@ from aiohttp import web
 from loguru import logger
 
 from ..http import Routes, json_response
-from ..keys import DB, METRICS, NODE_WATCH, REDIS, ROUTE_SPECS, SETTINGS
+from ..keys import DB, DRAIN, METRICS, NODE_WATCH, REDIS, ROUTE_SPECS, SETTINGS
 from ..openapi import build_openapi
 
 routes = Routes()
@@ -47,7 +47,7 @@ async def _check(name: str, probe: asyncio.Future | asyncio.Task | object) -> st
 @routes.get("/readyz", summary="Readiness", tags=["ops"], auth=False, errors=[503])
 async def readyz(request: web.Request) -> web.Response:
     """200 when the database (and Redis, when configured) answer and the node
-    hears its own bus canary; else 503 naming what fails."""
+    hears its own bus canary and is not draining; else 503 naming what fails."""
     probes = {"database": request.app[DB].command("ping")}
     redis = request.app[REDIS]
     if redis is not None:
@@ -55,6 +55,8 @@ async def readyz(request: web.Request) -> web.Response:
     failed = [f for f in await asyncio.gather(*(_check(n, p) for n, p in probes.items())) if f]
     if not request.app[NODE_WATCH].hearing:
         failed.append("bus")
+    if request.app[DRAIN].draining:
+        failed.append("draining")
     if failed:
         return json_response(
             {"error": {"code": "unavailable", "message": f"Not ready: {', '.join(failed)}.",

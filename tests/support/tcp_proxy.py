@@ -2,7 +2,11 @@
 asked to produce: ``deafen(marker)`` stops forwarding server→client bytes on
 every open connection whose client has sent ``marker`` (a Redis subscriber:
 ``b"PSUBSCRIBE"``), while the connection stays open and everything the client
-sends still reaches the server. New connections are not affected."""
+sends still reaches the server. New connections are not affected.
+
+With several upstream ports it is a small load balancer: each new connection
+goes to the first upstream that accepts it (as nginx moves on to the next
+upstream when a connection is refused); ``connections`` counts them by port."""
 
 from __future__ import annotations
 
@@ -21,8 +25,9 @@ class _Link:
 
 
 class TcpProxy:
-    def __init__(self, upstream_port: int, *, upstream_host: str = "127.0.0.1") -> None:
-        self.upstream = (upstream_host, upstream_port)
+    def __init__(self, *upstream_ports: int, upstream_host: str = "127.0.0.1") -> None:
+        self.upstreams = [(upstream_host, port) for port in upstream_ports]
+        self.connections: dict[int, int] = {port: 0 for port in upstream_ports}
         self.port = 0
         self._server: asyncio.Server | None = None
         self._links: list[_Link] = []
@@ -46,9 +51,14 @@ class TcpProxy:
         return count
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            up_reader, up_writer = await asyncio.open_connection(*self.upstream)
-        except OSError:
+        for host, port in self.upstreams:
+            try:
+                up_reader, up_writer = await asyncio.open_connection(host, port)
+            except OSError:
+                continue
+            self.connections[port] += 1
+            break
+        else:
             writer.close()
             return
         link = _Link()
