@@ -9,7 +9,9 @@ exits 0."""
 from __future__ import annotations
 
 import asyncio
+import json
 import random
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +28,7 @@ MESSAGES = 40
 SEND_INTERVAL_S = 0.05
 DRAIN_TIMEOUT_S = 5
 JITTER_S = 0.5  # what the SDK spreads reconnections over (smaller here)
+JS_CLIENT = Path(__file__).resolve().parents[1] / "js" / "drain_sdk_client.mjs"
 
 
 @pytest.fixture
@@ -151,5 +154,49 @@ async def test_sigterm_moves_clients_to_the_other_node_without_losing_acked_mess
         assert [m["id"] for m in synced["messages"]] == [m["id"] for m in acked]
     finally:
         await sender.close()
+        await receiver.close()
+        await balancer.stop()
+
+
+async def test_the_js_sdk_moves_to_the_other_node_when_its_node_drains(two_nodes):
+    node_a, node_b = two_nodes
+    balancer = await TcpProxy(node_a.port, node_b.port).start()
+    alice = await register_user(node_a.url, "alice")
+    bob = await register_user(node_b.url, "bob")
+    room = await open_direct(node_a.url, alice["access_token"], bob["id"])
+    receiver = await SocketUser(node_b.url, bob["access_token"], name="bob@B").connect()
+    proc = await asyncio.create_subprocess_exec(
+        shutil.which("node") or "node", str(JS_CLIENT), f"http://127.0.0.1:{balancer.port}",
+        alice["email"], alice["password"], room["id"], str(MESSAGES),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    acked: list[dict] = []
+    summary: dict = {}
+    terminating: asyncio.Task | None = None
+    try:
+        assert (await receiver.call("room:join", {"room_id": room["id"]}))["ok"]
+        assert proc.stdout is not None
+        while line := await asyncio.wait_for(proc.stdout.readline(), 90):
+            event = json.loads(line)
+            if "acked" in event:
+                acked.append(event["acked"])
+                if len(acked) == MESSAGES // 4:
+                    assert balancer.connections[node_a.port] >= 1
+                    terminating = asyncio.create_task(asyncio.to_thread(node_a.terminate, 60.0))
+            else:
+                summary = event
+        assert await proc.wait() == 0, (summary, (await proc.stderr.read()).decode()[-2000:])
+        assert terminating is not None and await terminating == 0
+        assert summary.get("done"), summary
+        assert {"state": "connecting", "reason": "node_draining"} in summary["states"]
+        assert summary["states"][-1]["state"] == "connected"
+        assert balancer.connections[node_b.port] >= 1
+
+        assert [m["seq"] for m in acked] == list(range(1, MESSAGES + 1))
+        synced = await receiver.call("room:sync", {"room_id": room["id"], "after_seq": 0, "limit": 100})
+        assert [m["id"] for m in synced["messages"]] == [m["id"] for m in acked]
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
         await receiver.close()
         await balancer.stop()
