@@ -87,7 +87,7 @@ from . import protocol_log
 from .profiles import ProfileService
 from .ratelimit import RateLimiter
 from .realtime.setup import attach_realtime
-from .redis_client import connect_redis
+from .redis_client import ClusterPubSubNodes, connect_redis, is_cluster_url
 from .storage.audit import AuditStore
 from .storage.blocks import BlockStore
 from .storage.database import open_database
@@ -153,7 +153,9 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     logger.info("redis: {}", mask_url(settings.redis_url))
     client = connect_redis(settings.redis_url)
     app[REDIS] = client
-    bus = RedisBus(client, on_error=app[METRICS].redis_bus_errors.inc)
+    subscriber = (ClusterPubSubNodes(settings.redis_url).client
+                  if is_cluster_url(settings.redis_url) else None)
+    bus = RedisBus(client, on_error=app[METRICS].redis_bus_errors.inc, subscriber=subscriber)
     app[BUS] = bus
     watch = _node_watch(app, bus)
     await bus.start()

@@ -69,9 +69,14 @@ class Bus:
 class RedisBus(Bus):
     """Redis pub/sub bus shared by every node; reconnects with backoff."""
 
-    def __init__(self, client: redis.Redis, *, on_error: Callable[[], None] | None = None) -> None:
+    def __init__(self, client: redis.Redis, *, on_error: Callable[[], None] | None = None,
+                 subscriber: Callable[[], redis.Redis] | None = None) -> None:
+        """``subscriber``: a new client for each subscription (on a Redis
+        Cluster, the next node: ``ClusterPubSubNodes.client``); by default
+        the subscription uses ``client``'s pool."""
         super().__init__()
         self._redis = client
+        self._subscriber = subscriber
         self._task: asyncio.Task[None] | None = None
         self._on_error = on_error
         self._subscribed = asyncio.Event()
@@ -126,7 +131,8 @@ class RedisBus(Bus):
     async def _listen(self, *, lost: bool = False) -> None:
         delay = 0.5
         while True:
-            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            source = self._subscriber() if self._subscriber is not None else self._redis
+            pubsub = source.pubsub(ignore_subscribe_messages=True)
             connection = None
             try:
                 await pubsub.psubscribe(CHANNEL_PREFIX + "*")
@@ -162,3 +168,6 @@ class RedisBus(Bus):
                     connection.deregister_connect_callback(self._resubscribed)
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(pubsub.aclose(), CLOSE_TIMEOUT_S)
+                if source is not self._redis:
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(source.aclose(), CLOSE_TIMEOUT_S)

@@ -193,8 +193,9 @@ class Settings(BaseSettings):
     @field_validator("redis_url")
     @classmethod
     def _redis_scheme(cls, value: str | None) -> str | None:
-        if value and not value.startswith(("redis://", "rediss://", "redis+sentinel://", "unix://")):
-            raise ValueError("must start with redis://, rediss:// or redis+sentinel://")
+        if value and not value.startswith(("redis://", "rediss://", "redis+sentinel://",
+                                           "redis+cluster://", "unix://")):
+            raise ValueError("must start with redis://, rediss://, redis+sentinel:// or redis+cluster://")
         return value or None
 
     @field_validator("mongo_url")

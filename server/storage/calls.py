@@ -1,13 +1,15 @@
 """Call state: one record per call and a "current call" pointer per user.
 ``MemoryCallStore`` for one node; ``RedisCallStore`` shares it between nodes.
 
-Redis keyspace (all under ``calls:``):
-- ``calls:call:<id>``  hash: caller, callee, state, audio, video, created_at,
+Redis keyspace (all under ``{calls}:``; the hash tag keeps every key in one
+slot, so the scripts, which touch a call and both users' pointers, also run
+on a Redis Cluster):
+- ``{calls}:call:<id>``  hash: caller, callee, state, audio, video, created_at,
   accepted_at, ended_at, reason, ended_by, relay_node, ``stats:<uid>`` flags.
   TTL: ring timeout + margin while ringing, the maximum call duration while
   active, a short grace once final (so late events get a clear answer).
-- ``calls:user:<uid>``  the id of the user's ringing or active call (same TTL).
-- ``calls:ringing``     sorted set of ringing call ids scored by ring deadline.
+- ``{calls}:user:<uid>``  the id of the user's ringing or active call (same TTL).
+- ``{calls}:ringing``     sorted set of ringing call ids scored by ring deadline.
 
 Every state change is one Lua script: creating a call checks both users'
 pointers (busy), and a transition only happens from the states the caller
@@ -275,7 +277,7 @@ def _ms(seconds: float) -> int:
 
 
 class RedisCallStore:
-    def __init__(self, client: redis.Redis, *, prefix: str = "calls:") -> None:
+    def __init__(self, client: redis.Redis, *, prefix: str = "{calls}:") -> None:
         self._redis = client
         self._call_prefix = f"{prefix}call:"
         self._user_prefix = f"{prefix}user:"

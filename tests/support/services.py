@@ -310,3 +310,130 @@ class DatabaseProcess(ChildProcess):
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGCONT)
         self._terminate(timeout=30)
+
+
+CLUSTER_BUS_OFFSET = 10000  # a cluster node also listens on port + 10000
+
+
+def _free_cluster_port() -> int:
+    """A free port whose cluster bus port (+10000) is free too."""
+    for _ in range(100):
+        port = free_port()
+        if port + CLUSTER_BUS_OFFSET > 65535:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port + CLUSTER_BUS_OFFSET))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free port pair for a cluster node")
+
+
+class RedisClusterProcess:
+    """A real Redis Cluster of our own: ``masters`` redis-servers with
+    ``--cluster-enabled yes`` on free ports (each with ``replicas`` replicas),
+    joined by ``redis-cli --cluster create``. ``kill_master(i)`` SIGKILLs a
+    master; its replica takes over after ``NODE_TIMEOUT_MS``."""
+
+    NODE_TIMEOUT_MS = 2000
+
+    def __init__(self, workdir: Path, *, masters: int = 3, replicas: int = 1) -> None:
+        self.workdir = workdir
+        self.count = masters * (1 + replicas)
+        self.replicas = replicas
+        self.nodes: list[RedisProcess] = []
+
+    @property
+    def url(self) -> str:
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes) + "/"
+
+    def start(self) -> None:
+        binary = shutil.which("redis-cli")
+        if binary is None:
+            raise RuntimeError("redis-cli is not installed (apt-get install redis-tools)")
+        for i in range(self.count):
+            node_dir = self.workdir / f"node{i}"
+            node_dir.mkdir(parents=True, exist_ok=True)
+            node = RedisProcess(node_dir)
+            node.port = _free_cluster_port()
+            node.proc = subprocess.Popen(
+                [node.binary, "--bind", "127.0.0.1", "--port", str(node.port), "--save", "",
+                 "--appendonly", "no", "--dir", str(node_dir), "--loglevel", "warning",
+                 "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                 "--cluster-node-timeout", str(self.NODE_TIMEOUT_MS)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )
+            self.nodes.append(node)
+        for node in self.nodes:
+            wait_for_port(node.port, proc=node.proc)
+        subprocess.run(
+            [binary, "--cluster", "create", *(f"127.0.0.1:{n.port}" for n in self.nodes),
+             "--cluster-replicas", str(self.replicas), "--cluster-yes"],
+            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60,
+        )
+        self.wait_ok()
+        self._wait_replicas_synced()
+
+    def _wait_replicas_synced(self, timeout: float = 30.0) -> None:
+        """A replica that has not synced once cannot be promoted."""
+        deadline = time.monotonic() + timeout
+        wanted = self.count - self.count // (1 + self.replicas)
+        while time.monotonic() < deadline:
+            synced = sum("master_link_status:up" in self._info(n, "info", "replication")
+                         for n in self.nodes)
+            if synced >= wanted:
+                return
+            time.sleep(0.2)
+        raise TimeoutError("the cluster's replicas did not sync")
+
+    def _info(self, node: RedisProcess, *command: str) -> str:
+        out = subprocess.run(["redis-cli", "-p", str(node.port), *command],
+                             capture_output=True, text=True, timeout=5)
+        return out.stdout
+
+    def wait_ok(self, timeout: float = 30.0) -> None:
+        """Until every live node says ``cluster_state:ok`` and knows all slots."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            live = [n for n in self.nodes if n.proc is not None and n.proc.poll() is None]
+            if all("cluster_state:ok" in self._info(n, "cluster", "info") for n in live):
+                return
+            time.sleep(0.2)
+        raise TimeoutError("the Redis cluster did not become ok")
+
+    def masters(self) -> list[RedisProcess]:
+        live = [n for n in self.nodes if n.proc is not None and n.proc.poll() is None]
+        return [n for n in live if "role:master" in self._info(n, "info", "replication")]
+
+    def master_of(self, key: str) -> RedisProcess:
+        """The live master serving ``key``'s slot."""
+        masters = self.masters()
+        slot = int(self._info(masters[0], "cluster", "keyslot", key).strip())
+        for node in masters:
+            for row in self._info(node, "cluster", "nodes").splitlines():
+                if "myself" not in row:
+                    continue
+                for part in row.split()[8:]:
+                    lo, _, hi = part.partition("-")
+                    if lo.isdigit() and int(lo) <= slot <= int(hi or lo):
+                        return node
+        raise LookupError(f"no live master serves the slot of {key!r}")
+
+    def wait_failover(self, masters: int, timeout: float = 30.0) -> None:
+        """After a master was killed: until ``masters`` live masters (a
+        replica promoted) and the cluster is ok again."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if len(self.masters()) >= masters:
+                self.wait_ok(max(1.0, deadline - time.monotonic()))
+                return
+            time.sleep(0.2)
+        raise TimeoutError("no replica took over")
+
+    def kill(self, node: RedisProcess) -> None:
+        node.kill()
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.kill()
