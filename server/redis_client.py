@@ -43,6 +43,13 @@ PUBSUB_CONNECT_TIMEOUT_S = 2.0  # a dead node is skipped quickly
 DEFAULT_CLUSTER_PORT = 6379
 
 
+SENTINEL_SCHEME = "redis+sentinel://"
+
+
+def is_sentinel_url(url: str | None) -> bool:
+    return bool(url) and url.startswith(SENTINEL_SCHEME)  # type: ignore[union-attr]
+
+
 def is_cluster_url(url: str | None) -> bool:
     return bool(url) and url.startswith(CLUSTER_SCHEME)  # type: ignore[union-attr]
 
@@ -71,7 +78,7 @@ def connect_cluster(url: str) -> RedisCluster:
 def connect_redis(url: str) -> redis.Redis:
     if is_cluster_url(url):
         return connect_cluster(url)  # type: ignore[return-value]  # same commands we use
-    if not url.startswith("redis+sentinel://"):
+    if not is_sentinel_url(url):
         return redis.from_url(url, health_check_interval=15, socket_keepalive=True,
                               **retry_options())
     parts = urlsplit(url)

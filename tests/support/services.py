@@ -437,3 +437,88 @@ class RedisClusterProcess:
     def stop(self) -> None:
         for node in self.nodes:
             node.kill()
+
+
+class RedisSentinelProcess:
+    """A Redis master, one replica and one real ``redis-server --sentinel``
+    watching them (quorum 1, down after ``DOWN_AFTER_MS``), on free ports.
+    ``kill_master()`` SIGKILLs the current master; the sentinel promotes the
+    replica."""
+
+    DOWN_AFTER_MS = 1000
+    SERVICE = "mymaster"
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.master = RedisProcess(workdir / "master")
+        self.replica = RedisProcess(workdir / "replica")
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis+sentinel://127.0.0.1:{self.port}/{self.SERVICE}/0"
+
+    def _redis(self, node: RedisProcess, *extra: str) -> None:
+        node.workdir.mkdir(parents=True, exist_ok=True)
+        node.proc = subprocess.Popen(
+            [node.binary, "--bind", "127.0.0.1", "--port", str(node.port), "--save", "",
+             "--appendonly", "no", "--dir", str(node.workdir), "--loglevel", "warning", *extra],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        wait_for_port(node.port, proc=node.proc)
+
+    def start(self) -> None:
+        self._redis(self.master)
+        self._redis(self.replica, "--replicaof", "127.0.0.1", str(self.master.port))
+        config = self.workdir / "sentinel.conf"
+        config.write_text(
+            f"port {self.port}\nbind 127.0.0.1\ndir {self.workdir}\n"
+            f"sentinel monitor {self.SERVICE} 127.0.0.1 {self.master.port} 1\n"
+            f"sentinel down-after-milliseconds {self.SERVICE} {self.DOWN_AFTER_MS}\n"
+            f"sentinel failover-timeout {self.SERVICE} 5000\n"
+        )
+        self.proc = subprocess.Popen(
+            [self.master.binary, str(config), "--sentinel"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        wait_for_port(self.port, proc=self.proc)
+        deadline = time.monotonic() + 30
+        while "master_link_status:up" not in _cli(self.replica.port, "info", "replication"):
+            if time.monotonic() > deadline:
+                raise TimeoutError("the replica did not sync")
+            time.sleep(0.1)
+        while "num-slaves" not in _cli(self.port, "sentinel", "master", self.SERVICE) or \
+                _cli(self.port, "sentinel", "replicas", self.SERVICE).strip() == "":
+            if time.monotonic() > deadline:
+                raise TimeoutError("the sentinel does not know the replica")
+            time.sleep(0.1)
+
+    def master_port(self) -> int:
+        out = _cli(self.port, "sentinel", "get-master-addr-by-name", self.SERVICE).split()
+        return int(out[1])
+
+    def kill_master(self) -> None:
+        self.master.kill()
+
+    def wait_promoted(self, timeout: float = 30.0) -> None:
+        """Until the sentinel names the replica as master."""
+        deadline = time.monotonic() + timeout
+        while self.master_port() != self.replica.port:
+            if time.monotonic() > deadline:
+                raise TimeoutError("the sentinel did not promote the replica")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        for proc in (self.proc,):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=10)
+        self.proc = None
+        self.master.kill()
+        self.replica.kill()
+
+
+def _cli(port: int, *command: str) -> str:
+    return subprocess.run(["redis-cli", "-p", str(port), *command], capture_output=True,
+                          text=True, timeout=5).stdout
