@@ -71,6 +71,7 @@ from .keys import (
     SESSIONS,
     SETTINGS,
     SIGN_IN,
+    SIO,
     SKILL_REQUESTS,
     SOCKETS,
     USERS,
@@ -86,6 +87,7 @@ from .node_watch import NodeWatch
 from . import protocol_log
 from .profiles import ProfileService
 from .ratelimit import RateLimiter
+from .realtime.redis_manager import UrlAwareRedisManager
 from .realtime.setup import attach_realtime
 from .redis_client import ClusterPubSubNodes, connect_redis, is_cluster_url
 from .storage.audit import AuditStore
@@ -375,6 +377,14 @@ async def drain_ctx(app: web.Application) -> AsyncIterator[None]:
     yield
 
 
+async def fanout_watch_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The Socket.IO fan-out's subscriber is watched like the bus (its own canary)."""
+    manager = app[SIO].manager
+    if isinstance(manager, UrlAwareRedisManager):
+        app[NODE_WATCH].watch("fanout", manager)
+    yield
+
+
 async def _drain(app: web.Application) -> None:
     if DRAIN in app:
         await app[DRAIN].drain()
@@ -390,7 +400,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     app.cleanup_ctx.extend([database_ctx, redis_ctx, services_ctx, sign_in_ctx, consent_ctx])
     attach_realtime(app)  # Socket.IO server + realtime_ctx (rooms, chat, presence)
     attach_calls(app)  # call:* events + calls_ctx (call state, media relay)
-    app.cleanup_ctx.append(drain_ctx)
+    app.cleanup_ctx.extend([drain_ctx, fanout_watch_ctx])
     app.on_shutdown.append(_drain)  # SIGTERM: after the listener closed, before cleanup
     app.cleanup_ctx.extend([marketplace_ctx, purge_ctx, backup_ctx])
     specs = []

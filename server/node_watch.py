@@ -6,7 +6,10 @@ each node publishes a heartbeat every ``bus_canary_interval`` seconds and
 listens for its own: when none has come back within ``bus_canary_timeout``
 the node counts it, reports ``bus`` as failing on ``/readyz`` and has the
 bus re-subscribe on a fresh connection (again every timeout until it hears
-itself). The same heartbeats tell every node which peers are alive: the
+itself). Other subscriptions register as a ``Channel`` with their own
+canary (the Socket.IO fan-out: ``server/realtime/redis_manager.py``) and are
+watched the same way, reported as ``fanout``. The same heartbeats tell every
+node which peers are alive: the
 ``/metrics`` gauges and ``GET /api/v1/admin/nodes``. A node stopping cleanly
 says goodbye, so its peers drop it at once.
 """
@@ -19,7 +22,7 @@ import socket
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from loguru import logger
 from prometheus_client import CollectorRegistry, Counter
@@ -32,6 +35,26 @@ from .tasks import cancel_and_wait
 HEARTBEAT_TOPIC = "node_heartbeat"
 GOODBYE_TOPIC = "node_goodbye"
 MAX_PEERS = 1000  # heartbeats from more distinct nodes than this are ignored
+
+
+class Channel(Protocol):
+    """A subscription with a canary of its own."""
+
+    last_heard: float  # monotonic time its own canary last came back
+
+    async def send_canary(self) -> None: ...
+
+    def resubscribe(self) -> None: ...
+
+
+@dataclass
+class _Watched:
+    channel: Channel
+    deaf: bool = False
+    last_resubscribe: float = 0.0
+
+
+BUS_CHANNEL = "bus"
 
 
 @dataclass
@@ -66,18 +89,39 @@ class NodeWatch:
         self._publishing = True
         self.draining = False
         self._peers: dict[str, Peer] = {}
+        self._channels: dict[str, _Watched] = {}
         self._task: asyncio.Task[None] | None = None
         self.deaf_total = Counter(
             "skillshare_bus_deaf_total",
-            "Times this node stopped hearing its own bus canary and re-subscribed.",
-            registry=registry,
+            "Times this node stopped hearing its own canary on a channel and re-subscribed.",
+            ["channel"], registry=registry,
+        )
+        self.resubscribes = Counter(
+            "skillshare_bus_resubscribes_total",
+            "Re-subscriptions after a missing canary (again every timeout while deaf).",
+            ["channel"], registry=registry,
         )
         registry.register(_WatchCollector(self))
         bus.subscribe(HEARTBEAT_TOPIC, self._on_heartbeat)
         bus.subscribe(GOODBYE_TOPIC, self._on_goodbye)
 
+    def watch(self, name: str, channel: Channel) -> None:
+        """Watch another subscription (before ``start``)."""
+        channel.last_heard = self._monotonic()
+        self._channels[name] = _Watched(channel)
+
+    def failing(self) -> list[str]:
+        """Channels this node does not hear right now (``bus``, ``fanout``)."""
+        deaf = [] if self.hearing else [BUS_CHANNEL]
+        return deaf + sorted(n for n, w in self._channels.items() if w.deaf)
+
+    def channel_hearing(self) -> dict[str, bool]:
+        return {BUS_CHANNEL: self.hearing, **{n: not w.deaf for n, w in self._channels.items()}}
+
     async def start(self) -> None:
         self._last_heard = self._monotonic()
+        for watched in self._channels.values():
+            watched.channel.last_heard = self._last_heard
         self._task = asyncio.create_task(self._run(), name="node-watch")
 
     async def stop(self) -> None:
@@ -103,8 +147,32 @@ class NodeWatch:
     async def _run(self) -> None:
         while True:
             await self._beat()
+            for name, watched in self._channels.items():
+                try:
+                    await watched.channel.send_canary()
+                except Exception as exc:
+                    logger.debug("{}: canary not sent ({!r})", name, exc)
             self._check()
+            for name, watched in self._channels.items():
+                self._check_channel(name, watched)
             await asyncio.sleep(self._interval)
+
+    def _check_channel(self, name: str, watched: _Watched) -> None:
+        now = self._monotonic()
+        silent = now - watched.channel.last_heard
+        if silent <= self._timeout:
+            if watched.deaf:
+                watched.deaf = False
+                logger.info("{}: canary heard again", name)
+            return
+        if not watched.deaf:
+            watched.deaf = True
+            self.deaf_total.labels(name).inc()
+            logger.warning("{}: no canary back for {:.1f}s; re-subscribing", name, silent)
+        if now - watched.last_resubscribe > self._timeout:
+            watched.last_resubscribe = now
+            self.resubscribes.labels(name).inc()
+            watched.channel.resubscribe()
 
     async def _beat(self) -> None:
         self._seq += 1
@@ -127,10 +195,11 @@ class NodeWatch:
             return
         if self.hearing:
             self.hearing = False
-            self.deaf_total.inc()
+            self.deaf_total.labels(BUS_CHANNEL).inc()
             logger.warning("bus: no canary back for {:.1f}s; re-subscribing", now - self._last_heard)
         if now - self._last_resubscribe > self._timeout:
             self._last_resubscribe = now
+            self.resubscribes.labels(BUS_CHANNEL).inc()
             self._bus.resubscribe()
 
     async def _on_heartbeat(self, payload: dict[str, Any]) -> None:
@@ -172,8 +241,10 @@ class _WatchCollector(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         hearing = GaugeMetricFamily("skillshare_bus_hearing",
-                                    "1 while this node hears its own bus canary, else 0.")
-        hearing.add_metric([], 1.0 if self._watch.hearing else 0.0)
+                                    "1 while this node hears its own canary on a channel, else 0.",
+                                    labels=["channel"])
+        for name, ok in self._watch.channel_hearing().items():
+            hearing.add_metric([name], 1.0 if ok else 0.0)
         yield hearing
         peers = self._watch.live_peers()
         nodes = GaugeMetricFamily("skillshare_cluster_nodes",

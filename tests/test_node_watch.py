@@ -16,6 +16,7 @@ import redis.asyncio as redis
 from server.bus import CHANNEL_PREFIX
 from server.keys import BUS
 from tests.support.market import new_admin
+from tests.support.realtime import SocketUser, new_client_id, open_direct, register_user
 from tests.support.services import RedisProcess
 from tests.support.tcp_proxy import TcpProxy
 
@@ -43,6 +44,12 @@ async def _until(check, *, timeout: float = DEADLINE_S, what: str = "condition")
         await asyncio.sleep(0.05)
 
 
+async def _resubscribed(client, channel: str, *, at_least: int) -> bool:
+    text = await (await client.get("/metrics")).text()
+    match = re.search(rf'^skillshare_bus_resubscribes_total{{channel="{channel}"}} (\S+)$', text, re.M)
+    return bool(match) and float(match.group(1)) >= at_least
+
+
 def _metric(text: str, name: str) -> float:
     match = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
     assert match, f"{name} missing from /metrics"
@@ -65,14 +72,17 @@ async def test_a_deaf_subscriber_is_noticed_reported_and_recovered(make_client, 
         return resp.status == 503 and "bus" in (await resp.json())["error"]["details"]["failing"]
 
     await _until(not_ready, what="/readyz 503 naming the bus")
+    # still deaf on a new connection: it keeps trying, once per timeout
+    await _until(lambda: _resubscribed(client, "bus", at_least=2), what="a second re-subscription")
+    proxy.hear_again()
 
     async def ready_again():
         return (await client.get("/readyz")).status == 200
 
     await _until(ready_again, what="/readyz 200 after re-subscribing")
     metrics = await (await client.get("/metrics")).text()
-    assert _metric(metrics, "skillshare_bus_deaf_total") >= 1
-    assert _metric(metrics, "skillshare_bus_hearing") == 1
+    assert _metric(metrics, 'skillshare_bus_deaf_total{channel="bus"}') >= 1
+    assert _metric(metrics, 'skillshare_bus_hearing{channel="bus"}') == 1
 
     # it hears what other nodes publish again, without anyone restarting it
     other = redis.Redis(port=redis_process.port)
@@ -123,3 +133,40 @@ async def test_the_node_list_is_for_admins_only(make_client, redis_url):
     resp = await client.get("/api/v1/admin/nodes", headers=user["headers"])
     assert resp.status == 403
     assert (await client.get("/api/v1/admin/nodes")).status == 401
+
+
+async def test_a_deaf_fan_out_subscriber_is_noticed_and_recovered(make_client, proxy):
+    """python-socketio #1581/#826: the Socket.IO manager's subscriber hears
+    nothing while its connection stays open; cross-node chat stops silently."""
+    nodes = [await make_client(redis_url=proxy.url(), **FAST_CANARY) for _ in range(2)]
+    urls = [str(n.make_url("")).rstrip("/") for n in nodes]
+    alice, bob = await register_user(urls[0], "alice"), await register_user(urls[1], "bob")
+    room = await open_direct(urls[0], alice["access_token"], bob["id"])
+    a = await SocketUser(urls[0], alice["access_token"], name="alice@0").connect()
+    b = await SocketUser(urls[1], bob["access_token"], name="bob@1").connect()
+    try:
+        for s in (a, b):
+            assert (await s.call("room:join", {"room_id": room["id"]}))["ok"]
+        assert proxy.deafen(b"SUBSCRIBE\r\n$19\r\nskillshare:socketio") == 2
+
+        async def not_ready():
+            resp = await nodes[1].get("/readyz")
+            return resp.status == 503 and "fanout" in (await resp.json())["error"]["details"]["failing"]
+
+        await _until(not_ready, what="/readyz 503 naming the fan-out")
+        proxy.hear_again()
+
+        async def ready_again():
+            return all([(await n.get("/readyz")).status == 200 for n in nodes])
+
+        await _until(ready_again, what="/readyz 200 after re-subscribing")
+        metrics = await (await nodes[1].get("/metrics")).text()
+        assert _metric(metrics, 'skillshare_bus_deaf_total{channel="fanout"}') >= 1
+
+        sent = await a.call("message:send", {"room_id": room["id"], "client_id": new_client_id(),
+                                             "body": "heard again"})
+        assert sent["ok"], sent
+        await b.wait_for("message", lambda m: m["id"] == sent["message"]["id"], timeout=5)
+    finally:
+        for s in (a, b):
+            await s.close()

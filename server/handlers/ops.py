@@ -53,8 +53,7 @@ async def readyz(request: web.Request) -> web.Response:
     if redis is not None:
         probes["redis"] = redis.ping()
     failed = [f for f in await asyncio.gather(*(_check(n, p) for n, p in probes.items())) if f]
-    if not request.app[NODE_WATCH].hearing:
-        failed.append("bus")
+    failed.extend(request.app[NODE_WATCH].failing())
     if request.app[DRAIN].draining:
         failed.append("draining")
     if failed:

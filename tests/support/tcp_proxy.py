@@ -2,7 +2,9 @@
 asked to produce: ``deafen(marker)`` stops forwarding server→client bytes on
 every open connection whose client has sent ``marker`` (a Redis subscriber:
 ``b"PSUBSCRIBE"``), while the connection stays open and everything the client
-sends still reaches the server. New connections are not affected.
+sends still reaches the server. Until ``hear_again()``, connections that send
+the marker later are deafened too (a node re-subscribing meanwhile gets
+nowhere); connections already deaf stay deaf.
 
 With several upstream ports it is a small load balancer: each new connection
 goes to the first upstream that accepts it (as nginx moves on to the next
@@ -31,6 +33,7 @@ class TcpProxy:
         self.port = 0
         self._server: asyncio.Server | None = None
         self._links: list[_Link] = []
+        self._markers: set[bytes] = set()
 
     async def start(self) -> TcpProxy:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
@@ -43,12 +46,17 @@ class TcpProxy:
     def deafen(self, marker: bytes) -> int:
         """Server→client bytes stop on the open connections whose client sent
         ``marker``; how many connections that was."""
+        self._markers.add(marker)
         count = 0
         for link in self._links:
             if marker in link.sent and not link.deaf:
                 link.deaf = True
                 count += 1
         return count
+
+    def hear_again(self) -> None:
+        """New subscriptions are heard again (the deaf ones stay deaf)."""
+        self._markers.clear()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         for host, port in self.upstreams:
@@ -75,6 +83,8 @@ class TcpProxy:
             while data := await reader.read(CHUNK):
                 if upstream:
                     link.sent += data
+                    if any(marker in link.sent for marker in self._markers):
+                        link.deaf = True
                 elif link.deaf:
                     continue  # swallowed: the client hears nothing, the socket stays open
                 writer.write(data)
