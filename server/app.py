@@ -39,7 +39,7 @@ from .handlers import (
     users,
     webapp,
 )
-from .drain import NodeDrain
+from .drain import HANDOVER_S, NodeDrain
 from .keys import (
     ACCOUNTS,
     AUDIT,
@@ -373,7 +373,9 @@ async def backup_ctx(app: web.Application) -> AsyncIterator[None]:
 async def drain_ctx(app: web.Application) -> AsyncIterator[None]:
     app[DRAIN] = NodeDrain(connections=app[CONNECTIONS], dispatcher=app[SOCKETS],
                            calls=app[CALLS], watch=app[NODE_WATCH],
-                           timeout=app[SETTINGS].drain_timeout)
+                           timeout=app[SETTINGS].drain_timeout,
+                           # a single node has nowhere to hand its clients over to
+                           handover=HANDOVER_S if app[REDIS] is not None else 0.0)
     yield
 
 

@@ -14,8 +14,9 @@ out of its endpoints during ``preStop``). Then, from ``on_shutdown``:
 4. events already being handled finish and are acknowledged (at most
    ``drain_timeout`` seconds), then the sockets are disconnected; clients
    reconnect, with jittered backoff, to any node and resume with ``room:sync``;
-5. the node waits ``HANDOVER_S`` (within the timeout) so clients reconnect
-   elsewhere before its presence stops: users who moved never appear offline.
+5. with other nodes (Redis configured), the node waits ``HANDOVER_S``
+   (within the timeout) so clients reconnect elsewhere before its presence
+   stops: users who moved never appear offline.
 
 Then aiohttp gives remaining HTTP requests ``shutdown_timeout`` seconds and
 the node exits 0. Worst case from SIGTERM to exit: ``drain_timeout +
@@ -42,12 +43,14 @@ ACK_FLUSH_S = 0.05  # lets the last acks reach their sockets' queues before the 
 
 class NodeDrain:
     def __init__(self, *, connections: ConnectionManager, dispatcher: EventDispatcher,
-                 calls: CallService, watch: NodeWatch, timeout: float) -> None:
+                 calls: CallService, watch: NodeWatch, timeout: float,
+                 handover: float = HANDOVER_S) -> None:
         self._connections = connections
         self._dispatcher = dispatcher
         self._calls = calls
         self._watch = watch
         self._timeout = timeout
+        self._handover = handover
         self._done: asyncio.Task[None] | None = None
 
     @property
@@ -80,7 +83,7 @@ class NodeDrain:
                            self._dispatcher.in_flight, self._timeout)
         await asyncio.sleep(ACK_FLUSH_S)
         await self._connections.close_all()
-        if told:
-            await asyncio.sleep(min(HANDOVER_S, left()))
+        if told and self._handover:
+            await asyncio.sleep(min(self._handover, left()))
         logger.info("draining: done in {:.1f} s ({} sockets moved, {} relayed calls ended)",
                     time.monotonic() - started, told, ended)
