@@ -4,6 +4,7 @@ The CLI and the tests build the app here; nothing else imports this module."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
@@ -32,6 +33,7 @@ from .handlers import (
     calls,
     digest,
     matches,
+    nodes,
     oidc,
     ops,
     requests,
@@ -40,13 +42,17 @@ from .handlers import (
     users,
     webapp,
 )
+from .drain import HANDOVER_S, NodeDrain
 from .keys import (
     ACCOUNTS,
     AUDIT,
     BUS,
+    CALLS,
     CLOCK,
+    CONNECTIONS,
     CONSENT,
     DB,
+    DRAIN,
     EMBEDDER,
     FIELDS,
     LIMITER,
@@ -55,6 +61,8 @@ from .keys import (
     MATCHES,
     METRICS,
     MODERATION,
+    NODE_ID,
+    NODE_WATCH,
     NOTIFIER,
     PRESENCE,
     PROFILES,
@@ -66,7 +74,9 @@ from .keys import (
     SESSIONS,
     SETTINGS,
     SIGN_IN,
+    SIO,
     SKILL_REQUESTS,
+    SOCKETS,
     USERS,
 )
 from .logs import mask_url
@@ -76,11 +86,13 @@ from .ai.setup import build_semantic
 from .marketplace.setup import build_marketplace
 from .metrics import Metrics
 from .middlewares import MIDDLEWARES
+from .node_watch import NodeWatch
 from . import protocol_log
 from .profiles import ProfileService
 from .ratelimit import RateLimiter
+from .realtime.redis_manager import UrlAwareRedisManager
 from .realtime.setup import attach_realtime
-from .redis_client import connect_redis
+from .redis_client import ClusterPubSubNodes, connect_redis, is_cluster_url
 from .storage.audit import AuditStore
 from .storage.blocks import BlockStore
 from .storage.digests import DigestStore
@@ -105,7 +117,7 @@ from .tasks import cancel_and_wait
 PURGE_INTERVAL_S = 3600
 ROUTE_TABLES = [
     accounts.routes, oidc.routes, users.routes, blocks.routes, skills.routes, requests.routes, matches.routes,
-    admin.routes, rooms.routes, calls.routes, ops.routes, webapp.routes, digest.routes,
+    admin.routes, nodes.routes, rooms.routes, calls.routes, ops.routes, webapp.routes, digest.routes,
 ]
 
 
@@ -123,22 +135,41 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
+def _node_watch(app: web.Application, bus: Bus) -> NodeWatch:
+    settings = app[SETTINGS]
+    watch = NodeWatch(bus, node_id=app[NODE_ID], port=settings.port,
+                      interval=settings.bus_canary_interval, timeout=settings.bus_canary_timeout,
+                      registry=app[METRICS].registry)
+    app[NODE_WATCH] = watch
+    return watch
+
+
 async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     if settings.redis_url is None:
         app[REDIS] = None
         app[BUS] = Bus()
-        yield
+        watch = _node_watch(app, app[BUS])
+        await watch.start()
+        try:
+            yield
+        finally:
+            await watch.stop()
         return
     logger.info("redis: {}", mask_url(settings.redis_url))
     client = connect_redis(settings.redis_url)
     app[REDIS] = client
-    bus = RedisBus(client, on_error=app[METRICS].redis_bus_errors.inc)
+    subscriber = (ClusterPubSubNodes(settings.redis_url).client
+                  if is_cluster_url(settings.redis_url) else None)
+    bus = RedisBus(client, on_error=app[METRICS].redis_bus_errors.inc, subscriber=subscriber)
     app[BUS] = bus
+    watch = _node_watch(app, bus)
     await bus.start()
+    await watch.start()
     try:
         yield
     finally:
+        await watch.stop()
         await bus.stop()
         await client.aclose()
 
@@ -343,17 +374,42 @@ async def backup_ctx(app: web.Application) -> AsyncIterator[None]:
         await cancel_and_wait([task])
 
 
+async def drain_ctx(app: web.Application) -> AsyncIterator[None]:
+    app[DRAIN] = NodeDrain(connections=app[CONNECTIONS], dispatcher=app[SOCKETS],
+                           calls=app[CALLS], watch=app[NODE_WATCH],
+                           timeout=app[SETTINGS].drain_timeout,
+                           # a single node has nowhere to hand its clients over to
+                           handover=HANDOVER_S if app[REDIS] is not None else 0.0)
+    yield
+
+
+async def fanout_watch_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The Socket.IO fan-out's subscriber is watched like the bus (its own canary)."""
+    manager = app[SIO].manager
+    if isinstance(manager, UrlAwareRedisManager):
+        app[NODE_WATCH].watch("fanout", manager)
+    yield
+
+
+async def _drain(app: web.Application) -> None:
+    if DRAIN in app:
+        await app[DRAIN].drain()
+
+
 def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Application:
     app = web.Application(middlewares=MIDDLEWARES, client_max_size=settings.max_body_bytes)
     protocol_log.install()
     app[SETTINGS] = settings
     app[CLOCK] = clock or Clock()
     app[METRICS] = Metrics()
+    app[NODE_ID] = uuid.uuid4().hex[:12]
     app.cleanup_ctx.extend([database_ctx, redis_ctx, services_ctx, sign_in_ctx, consent_ctx])
     attach_realtime(app)  # Socket.IO server + realtime_ctx (rooms, chat, presence)
     attach_calls(app)  # call:* events + calls_ctx (call state, media relay)
     attach_delivery(app)  # delivery:report + delivery metrics
     attach_digest(app, public_url=public_url(settings))  # email digests (presence, missed calls)
+    app.cleanup_ctx.extend([drain_ctx, fanout_watch_ctx])
+    app.on_shutdown.append(_drain)  # SIGTERM: after the listener closed, before cleanup
     app.cleanup_ctx.extend([marketplace_ctx, purge_ctx, backup_ctx])
     specs = []
     for table in ROUTE_TABLES:

@@ -24,6 +24,7 @@ Handler = Callable[[dict[str, Any]], Awaitable[None]]
 ReconnectHandler = Callable[[], Awaitable[Any]]
 CHANNEL_PREFIX = "skillshare:bus:"
 RECONNECT_MAX_DELAY = 10.0
+CLOSE_TIMEOUT_S = 2.0  # a deaf subscriber's connection is dropped, not waited on
 
 
 class Bus:
@@ -41,7 +42,9 @@ class Bus:
         was unreachable): Redis may have lost what it held meanwhile."""
         self._reconnect_handlers.append(handler)
 
-    async def publish(self, topic: str, payload: dict[str, Any]) -> None:
+    async def publish(self, topic: str, payload: dict[str, Any], *, log_errors: bool = True) -> None:
+        """``log_errors=False``: the caller reports failures itself (a
+        periodic publisher would log one traceback per period)."""
         await self._dispatch(topic, payload)
 
     async def _dispatch(self, topic: str, payload: dict[str, Any]) -> None:
@@ -50,6 +53,11 @@ class Bus:
                 await handler(payload)
             except Exception:
                 logger.exception("bus handler for {} failed", topic)
+
+    def resubscribe(self) -> None:
+        """Drop the subscription and subscribe again on a fresh connection
+        (``NodeWatch`` asks when this node stopped hearing its own canary)."""
+        return None
 
     async def start(self) -> None:
         return None
@@ -61,9 +69,14 @@ class Bus:
 class RedisBus(Bus):
     """Redis pub/sub bus shared by every node; reconnects with backoff."""
 
-    def __init__(self, client: redis.Redis, *, on_error: Callable[[], None] | None = None) -> None:
+    def __init__(self, client: redis.Redis, *, on_error: Callable[[], None] | None = None,
+                 subscriber: Callable[[], redis.Redis] | None = None) -> None:
+        """``subscriber``: a new client for each subscription (on a Redis
+        Cluster, the next node: ``ClusterPubSubNodes.client``); by default
+        the subscription uses ``client``'s pool."""
         super().__init__()
         self._redis = client
+        self._subscriber = subscriber
         self._task: asyncio.Task[None] | None = None
         self._on_error = on_error
         self._subscribed = asyncio.Event()
@@ -77,14 +90,15 @@ class RedisBus(Bus):
             except Exception:
                 logger.exception("bus: reconnect handler failed")
 
-    async def publish(self, topic: str, payload: dict[str, Any]) -> None:
+    async def publish(self, topic: str, payload: dict[str, Any], *, log_errors: bool = True) -> None:
         data = msgpack.packb(payload, use_bin_type=True)
         try:
             await self._redis.publish(CHANNEL_PREFIX + topic, data)
         except Exception:
             if self._on_error:
                 self._on_error()
-            logger.exception("bus publish to {} failed", topic)
+            if log_errors:
+                logger.exception("bus publish to {} failed", topic)
             raise
 
     async def start(self) -> None:
@@ -96,6 +110,15 @@ class RedisBus(Bus):
         await cancel_and_wait([self._task, *self._reconnect_tasks])
         self._task = None
 
+    def resubscribe(self) -> None:
+        if self._task is None:
+            return
+        self._task = asyncio.create_task(self._relisten(self._task), name="redis-bus-listener")
+
+    async def _relisten(self, deaf: asyncio.Task[None]) -> None:
+        await cancel_and_wait([deaf])
+        await self._listen(lost=True)  # what was published meanwhile was missed
+
     def _resubscribed(self, connection: Any) -> None:
         """redis-py reconnected the subscription by itself (its command
         retry) and the listener saw no error; Redis may still have restarted
@@ -105,11 +128,11 @@ class RedisBus(Bus):
         self._reconnect_tasks.add(task)
         task.add_done_callback(self._reconnect_tasks.discard)
 
-    async def _listen(self) -> None:
+    async def _listen(self, *, lost: bool = False) -> None:
         delay = 0.5
-        lost = False
         while True:
-            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            source = self._subscriber() if self._subscriber is not None else self._redis
+            pubsub = source.pubsub(ignore_subscribe_messages=True)
             connection = None
             try:
                 await pubsub.psubscribe(CHANNEL_PREFIX + "*")
@@ -144,4 +167,7 @@ class RedisBus(Bus):
                 if connection is not None:
                     connection.deregister_connect_callback(self._resubscribed)
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+                    await asyncio.wait_for(pubsub.aclose(), CLOSE_TIMEOUT_S)
+                if source is not self._redis:
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(source.aclose(), CLOSE_TIMEOUT_S)

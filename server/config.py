@@ -111,6 +111,9 @@ class Settings(BaseSettings):
     deleted_user_grace_days: int = Field(30, ge=0)
     trusted_proxies: int = Field(0, ge=0, le=5)  # X-Forwarded-For hops to trust
     shutdown_timeout: float = Field(10.0, gt=0)  # aiohttp reads 0 as "wait forever"
+    drain_timeout: float = Field(10.0, gt=0, le=3600)  # SIGTERM: sockets told, in-flight acks
+    bus_canary_interval: float = Field(3.0, gt=0, le=60)  # node heartbeat = canary to itself
+    bus_canary_timeout: float = Field(10.0, gt=0, le=600)  # no canary back: deaf, re-subscribe
     # real-time limits
     socket_max_payload: int = Field(64 * 1024, ge=1024)
     socket_event_rate: str = "20/second"
@@ -199,8 +202,9 @@ class Settings(BaseSettings):
     @field_validator("redis_url")
     @classmethod
     def _redis_scheme(cls, value: str | None) -> str | None:
-        if value and not value.startswith(("redis://", "rediss://", "redis+sentinel://", "unix://")):
-            raise ValueError("must start with redis://, rediss:// or redis+sentinel://")
+        if value and not value.startswith(("redis://", "rediss://", "redis+sentinel://",
+                                           "redis+cluster://", "unix://")):
+            raise ValueError("must start with redis://, rediss://, redis+sentinel:// or redis+cluster://")
         return value or None
 
     @field_validator("mongo_url")
@@ -242,6 +246,8 @@ class Settings(BaseSettings):
         if self.ai_provider == "gemini" and not self.gemini_api_key:
             raise ValueError(
                 "SKILLSHARE_GEMINI_API_KEY is required when SKILLSHARE_AI_PROVIDER=gemini")
+        if self.bus_canary_timeout <= self.bus_canary_interval:
+            raise ValueError("SKILLSHARE_BUS_CANARY_TIMEOUT must exceed SKILLSHARE_BUS_CANARY_INTERVAL")
         if self.password_min_length > self.password_max_length:
             raise ValueError("SKILLSHARE_PASSWORD_MIN_LENGTH exceeds SKILLSHARE_PASSWORD_MAX_LENGTH")
         from .auth.oidc.providers import OidcConfigError, load_providers

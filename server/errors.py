@@ -161,3 +161,9 @@ class InternalError(ApiError):
 
 class Unavailable(ApiError):
     status, code, message = 503, "unavailable", "The service is temporarily unavailable."
+
+
+class NodeDraining(Unavailable):
+    """This node is shutting down: reconnect, with backoff, to any node."""
+
+    code, message = "node_draining", "This node is shutting down; reconnect to another."

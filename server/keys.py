@@ -29,7 +29,9 @@ if TYPE_CHECKING:
     from .marketplace.moderation import ModerationService
     from .marketplace.requests import RequestService
     from .marketplace.reviews import ReviewService
+    from .drain import NodeDrain
     from .metrics import Metrics
+    from .node_watch import NodeWatch
     from .profiles import ProfileService
     from .realtime.chat import ChatService
     from .realtime.connections import ConnectionManager
@@ -51,6 +53,9 @@ DB = web.AppKey("db", "AsyncDatabase")
 FIELDS = web.AppKey("fields", "FieldCrypto")  # encryption at rest (server/storage/fields.py)
 REDIS = web.AppKey("redis", "Redis | None")
 BUS = web.AppKey("bus", "Bus")
+NODE_ID = web.AppKey("node_id", str)  # this process, on the bus, in presence and relay placement
+DRAIN = web.AppKey("drain", "NodeDrain")  # SIGTERM: move sockets away, then stop (server/drain.py)
+NODE_WATCH = web.AppKey("node_watch", "NodeWatch")  # bus canary, live peers (server/node_watch.py)
 LIMITER = web.AppKey("limiter", "RateLimiter")
 MAIL = web.AppKey("mail", "MailService")
 USERS = web.AppKey("users", "UserStore")

@@ -72,8 +72,10 @@ REASON_CANCELLED = "cancelled"
 REASON_DECLINED = "declined"
 REASON_MISSED = "missed"
 REASON_DISCONNECTED = "disconnected"
+REASON_NODE_DRAINING = "node_draining"  # the node relaying its media shut down
 METRIC_REASONS = frozenset({
     REASON_HANGUP, REASON_CANCELLED, REASON_DECLINED, REASON_MISSED, REASON_DISCONNECTED,
+    REASON_NODE_DRAINING,
     "rejected", "connection_failed", "busy", "turn_failed",
 })
 
@@ -325,6 +327,20 @@ class CallService:
             logger.info("call {}: {} is back", call_id, user_id)
             await self._notifier.notify_users(list(participants), "call:peer_reconnected",
                                               {"call_id": call_id, "user_id": user_id})
+
+    async def end_relayed(self) -> int:
+        """This node is shutting down: end the calls whose media it relays
+        (reason ``node_draining``; peer-to-peer calls go on). How many."""
+        if self._relay is None:
+            return 0
+        ended = 0
+        for call_id in self._relay.relay.call_ids():
+            if await self._finish(call_id, expect=LIVE_STATES, to=ENDED,
+                                  reason=REASON_NODE_DRAINING, by=None):
+                ended += 1
+            else:
+                await self._relay.call_ended(call_id)
+        return ended
 
     async def on_presence(self, user_id: str, status: str) -> None:
         try:

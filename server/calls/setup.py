@@ -5,7 +5,6 @@ the call service, and closes every relay leg on shutdown."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -22,6 +21,7 @@ from ..keys import (
     LIMITER,
     MEDIA_RELAY,
     METRICS,
+    NODE_ID,
     NOTIFIER,
     PRESENCE,
     REDIS,
@@ -68,7 +68,7 @@ async def calls_ctx(app: web.Application) -> AsyncIterator[None]:
         )
     store = RedisCallStore(redis) if redis is not None else MemoryCallStore(clock.time)
     if settings.max_relayed_calls > 0:
-        link = RelayLink(relay=relay, bus=app[BUS], node_id=uuid.uuid4().hex[:12],
+        link = RelayLink(relay=relay, bus=app[BUS], node_id=app[NODE_ID],
                          timeout=settings.call_relay_timeout, metrics=metrics, registry=store)
         sampler = RelayCpuSampler(metrics.relay_cpu, lambda: relay.active_calls)
         app[MEDIA_RELAY] = relay

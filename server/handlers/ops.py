@@ -11,7 +11,7 @@ from aiohttp import web
 from loguru import logger
 
 from ..http import Routes, json_response
-from ..keys import DB, METRICS, REDIS, ROUTE_SPECS, SETTINGS
+from ..keys import DB, DRAIN, METRICS, NODE_WATCH, REDIS, ROUTE_SPECS, SETTINGS
 from ..openapi import build_openapi
 
 routes = Routes()
@@ -46,12 +46,16 @@ async def _check(name: str, probe: asyncio.Future | asyncio.Task | object) -> st
 
 @routes.get("/readyz", summary="Readiness", tags=["ops"], auth=False, errors=[503])
 async def readyz(request: web.Request) -> web.Response:
-    """200 when the database (and Redis, when configured) answer; else 503."""
+    """200 when the database (and Redis, when configured) answer and the node
+    hears its own bus canary and is not draining; else 503 naming what fails."""
     probes = {"database": request.app[DB].command("ping")}
     redis = request.app[REDIS]
     if redis is not None:
         probes["redis"] = redis.ping()
     failed = [f for f in await asyncio.gather(*(_check(n, p) for n, p in probes.items())) if f]
+    failed.extend(request.app[NODE_WATCH].failing())
+    if request.app[DRAIN].draining:
+        failed.append("draining")
     if failed:
         return json_response(
             {"error": {"code": "unavailable", "message": f"Not ready: {', '.join(failed)}.",

@@ -151,6 +151,10 @@ class MediaRelay:
     def peer_connection_count(self) -> int:
         return sum(len(call.participants) for call in self._calls.values())
 
+    def call_ids(self) -> list[str]:
+        """The calls this relay carries now."""
+        return list(self._calls)
+
     def participants(self, call_id: str) -> list[str]:
         call = self._calls.get(call_id)
         return list(call.participants) if call else []

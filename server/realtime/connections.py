@@ -15,7 +15,7 @@ from ..auth.sessions import SESSIONS_REVOKED_TOPIC, SessionService
 from ..auth.tokens import AccessClaims
 from ..bus import Bus
 from ..clock import Clock
-from ..errors import ApiError, Forbidden, RateLimited, TokenExpired, Unauthorized
+from ..errors import ApiError, Forbidden, NodeDraining, RateLimited, TokenExpired, Unauthorized
 from .metrics import RealtimeMetrics
 from .notifier import user_room
 from .presence import PresenceService
@@ -41,6 +41,7 @@ class ConnectionManager:
         self._event_rate = event_rate
         self._event_burst = event_burst
         self._max_sockets_per_user = max_sockets_per_user
+        self.draining = False
         bus.subscribe(SESSIONS_REVOKED_TOPIC, self.on_sessions_revoked)
 
     async def _authenticate(self, token: Any) -> AccessClaims:
@@ -54,6 +55,8 @@ class ConnectionManager:
     async def on_connect(self, sid: str, environ: dict, auth: Any = None) -> None:
         token = auth.get("token") if isinstance(auth, dict) else None
         try:
+            if self.draining:
+                raise NodeDraining()
             claims = await self._authenticate(token)
             if self._registry.count_for_user(claims.user_id) >= self._max_sockets_per_user:
                 raise RateLimited(
@@ -80,6 +83,8 @@ class ConnectionManager:
         self._metrics.connected.dec()
         if state.expiry_task is not None:
             state.expiry_task.cancel()
+        if self.draining:
+            return  # still online here until presence stops: the client is moving to another node
         await self._presence.disconnected(state.user_id)
 
     async def refresh(self, state: SocketState, token: str) -> None:
@@ -130,6 +135,25 @@ class ConnectionManager:
             logger.info("disconnecting {} sockets of revoked sessions", len(states))
         await asyncio.gather(*(self.close(s, "token_revoked") for s in states),
                              return_exceptions=True)
+
+    def sockets(self) -> list[SocketState]:
+        return self._registry.all()
+
+    async def start_draining(self, reason: str) -> int:
+        """Refuse new sockets; tell every connected one ``session:ended
+        {reason}`` and refuse its further events (they are retried on the
+        next node). Presence is left as it is: each user stays online while
+        their client moves. How many sockets were told."""
+        self.draining = True
+        states = self._registry.all()
+        for state in states:
+            state.closing = True
+            if state.expiry_task is not None:
+                state.expiry_task.cancel()
+                state.expiry_task = None
+        await asyncio.gather(*(self._sio.emit("session:ended", {"reason": reason}, to=s.sid)
+                               for s in states), return_exceptions=True)
+        return len(states)
 
     async def close_all(self) -> None:
         for state in self._registry.all():

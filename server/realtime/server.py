@@ -11,6 +11,7 @@ import socketio
 from limits import parse as parse_limit
 
 from ..config import Settings
+from .redis_manager import UrlAwareRedisManager
 from .metrics import RealtimeMetrics
 from .transport import GuardedServer
 
@@ -50,7 +51,7 @@ class CountingManager(_CountingMixin, socketio.AsyncManager):
                                   callback=callback, to=to, **kwargs)
 
 
-class CountingRedisManager(_CountingMixin, socketio.AsyncRedisManager):
+class CountingRedisManager(_CountingMixin, UrlAwareRedisManager):
     async def _publish(self, data):  # type: ignore[override]
         sent = await super()._publish(data)
         if sent is None and self.delivery_metrics is not None:  # it gave up after a retry

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import uuid
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -24,6 +23,7 @@ from ..keys import (
     DB,
     FIELDS,
     METRICS,
+    NODE_ID,
     NOTIFIER,
     PRESENCE,
     PRESENCE_ACCESS,
@@ -118,7 +118,7 @@ async def realtime_ctx(app: web.Application) -> AsyncIterator[None]:
                        notifier=notifier, clock=clock, typing_interval=settings.typing_interval,
                        on_persisted=metrics.messages_persisted.inc)
     redis = app[REDIS]
-    node_id = uuid.uuid4().hex[:12]
+    node_id = app[NODE_ID]
     store = (RedisPresenceStore(redis, node_id=node_id, node_ttl=settings.presence_node_ttl)
              if redis is not None else MemoryPresenceStore())
     presence = PresenceService(

@@ -225,6 +225,22 @@ class EventDispatcher:
         self._on_flood = on_flood
         self._specs: dict[str, EventSpec] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @property
+    def in_flight(self) -> int:
+        """Events being handled now (their acks not sent yet)."""
+        return self._in_flight
+
+    async def wait_idle(self, timeout: float) -> bool:
+        """Until no event is being handled (True), or ``timeout`` passed (False)."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except asyncio.TimeoutError:
+            return False
+        return True
 
     async def stop(self) -> None:
         """Cancel and await the flood-disconnect tasks still running."""
@@ -244,6 +260,8 @@ class EventDispatcher:
         started = time.perf_counter()
         spec = self._specs.get(event) if isinstance(event, str) else None
         label = spec.event if spec is not None else UNKNOWN_EVENT_LABEL
+        self._in_flight += 1
+        self._idle.clear()
         try:
             ack = await self._handle(spec, event, sid, args)
             outcome = "ok"
@@ -261,6 +279,10 @@ class EventDispatcher:
         except Exception:
             logger.exception("socket {} event {!r} failed", sid, str(event)[:64])
             ack, outcome = error_ack(InternalError()), InternalError.code
+        finally:
+            self._in_flight -= 1
+            if not self._in_flight:
+                self._idle.set()
         self._metrics.events.labels(label, outcome).inc()
         self._metrics.ack_latency.labels(label).observe(time.perf_counter() - started)
         return ack

@@ -1,17 +1,19 @@
 """Call state: one record per call and a "current call" pointer per user.
 ``MemoryCallStore`` for one node; ``RedisCallStore`` shares it between nodes.
 
-Redis keyspace (all under ``calls:``):
-- ``calls:call:<id>``  hash: caller, callee, state, audio, video, created_at,
+Redis keyspace (all under ``{calls}:``; the hash tag keeps every key in one
+slot, so the scripts, which touch a call and both users' pointers, also run
+on a Redis Cluster):
+- ``{calls}:call:<id>``  hash: caller, callee, state, audio, video, created_at,
   accepted_at, ended_at, reason, ended_by, relay_node, ``stats:<uid>`` flags.
   TTL: ring timeout + margin while ringing, the maximum call duration while
   active, a short grace once final (so late events get a clear answer).
-- ``calls:user:<uid>``  the id of the user's ringing or active call (same TTL).
-- ``calls:ringing``     sorted set of ringing call ids scored by ring deadline.
-- ``calls:away``        sorted set of ``<call id> <user id>``: a participant of
+- ``{calls}:user:<uid>``  the id of the user's ringing or active call (same TTL).
+- ``{calls}:ringing``     sorted set of ringing call ids scored by ring deadline.
+- ``{calls}:away``        sorted set of ``<call id> <user id>``: a participant of
   an active call with no socket left, scored by the end of their grace
   period (the hash holds ``away:<uid>`` meanwhile).
-- ``calls:relay_node:<node>``  set while that node's media relay is alive
+- ``{calls}:relay_node:<node>``  set while that node's media relay is alive
   (short TTL, refreshed by the node); a call whose relay node is gone may be
   claimed by another node.
 
@@ -345,7 +347,7 @@ def _ms(seconds: float) -> int:
 
 
 class RedisCallStore:
-    def __init__(self, client: redis.Redis, *, prefix: str = "calls:") -> None:
+    def __init__(self, client: redis.Redis, *, prefix: str = "{calls}:") -> None:
         self._redis = client
         self._call_prefix = f"{prefix}call:"
         self._user_prefix = f"{prefix}user:"

@@ -2,13 +2,15 @@
 chosen status. ``MemoryPresenceStore`` for one node; ``RedisPresenceStore``
 shares it between nodes.
 
-Redis keyspace (all under ``presence:``):
-- ``presence:user:<uid>``  hash: ``n:<node>`` -> sockets of the user on that
+Redis keyspace (all under ``{presence}:``; the hash tag puts every key in one
+slot, so the scripts below, which touch users, nodes and heartbeats together,
+also run on a Redis Cluster):
+- ``{presence}:user:<uid>``  hash: ``n:<node>`` -> sockets of the user on that
   node, ``status`` (online|away|dnd), ``last_seen`` (epoch seconds); kept
   ``OFFLINE_RETENTION_S`` after the user goes offline, then forgotten
-- ``presence:hb:<node>``   the node's heartbeat, a key with a TTL
-- ``presence:nodes``       set of nodes that may hold users
-- ``presence:node:<node>`` set of users with sockets on that node
+- ``{presence}:hb:<node>``   the node's heartbeat, a key with a TTL
+- ``{presence}:nodes``       set of nodes that may hold users
+- ``{presence}:node:<node>`` set of users with sockets on that node
 
 A user is online while some ``n:<node>`` count is positive and that node's
 heartbeat key exists. Every transition runs as one Lua script, so nodes
@@ -25,6 +27,7 @@ import redis.asyncio as redis
 ONLINE = "online"
 OFFLINE = "offline"
 STATUSES = ("online", "away", "dnd")
+KEY_PREFIX = "{presence}:"  # one hash slot for the whole keyspace (Redis Cluster)
 OFFLINE_RETENTION_S = 30 * 86400  # how long an offline user's last_seen is kept
 
 _ONLINE_FN = """
@@ -216,7 +219,7 @@ class MemoryPresenceStore:
 
 class RedisPresenceStore:
     def __init__(self, client: redis.Redis, *, node_id: str, node_ttl: float,
-                 prefix: str = "presence:") -> None:
+                 prefix: str = KEY_PREFIX) -> None:
         self._redis = client
         self.node_id = node_id
         self._ttl_ms = int(node_ttl * 1000)

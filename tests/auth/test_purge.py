@@ -171,7 +171,7 @@ async def test_purge_leaves_nothing_of_the_person_and_others_keep_a_consistent_v
     finally:
         for sock in socks.values():
             await sock.close()
-    assert await app[REDIS].exists(f"presence:user:{zelda['id']}")
+    assert await app[REDIS].exists(f"{{presence}}:user:{zelda['id']}")
 
     await _ok(await client.post(f"/api/v1/users/{bob['id']}/block", headers=zelda["headers"]))
     await _ok(await client.post(f"/api/v1/users/{zelda['id']}/block", headers=ada["headers"]))

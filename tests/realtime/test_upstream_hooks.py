@@ -1,5 +1,5 @@
 """The python-socketio / python-engineio internals that protocol hygiene
-(server/realtime/transport.py) builds on. If an upgrade changes one of them,
+(server/realtime/transport.py) and the Redis manager (redis_manager.py) build on. If an upgrade changes one of them,
 this fails: re-read the upstream code, adapt transport.py, then update the
 fingerprints here."""
 
@@ -11,6 +11,7 @@ import inspect
 
 import socketio
 from engineio import async_socket
+from socketio.async_pubsub_manager import AsyncPubSubManager
 from engineio.async_drivers import aiohttp as aiohttp_driver
 
 from server.realtime.metrics import RealtimeMetrics
@@ -33,6 +34,16 @@ UPSTREAM_FINGERPRINTS = {
                                                  "82dca119a261a959"),
     # close(wait=False) triggers 'disconnect' and queues CLOSE without waiting
     "engineio.AsyncSocket.close": (async_socket.AsyncSocket.close, "faa2e93902543244"),
+    # server/realtime/redis_manager.py: replaces the listener loop (keeps the PubSub it
+    # reads), connects sentinel/cluster URLs itself, filters canaries out of _listen(),
+    # and reads `thread` (set by initialize()) to know whether the manager listens
+    "socketio.AsyncRedisManager._redis_listen_with_retries": (
+        socketio.AsyncRedisManager._redis_listen_with_retries, "ad347f253fd3423a"),
+    "socketio.AsyncRedisManager._redis_connect": (
+        socketio.AsyncRedisManager._redis_connect, "da4530c936323c25"),
+    "socketio.AsyncRedisManager._listen": (socketio.AsyncRedisManager._listen, "3e74fdd1084b4e13"),
+    "socketio.AsyncPubSubManager._thread": (AsyncPubSubManager._thread, "fa8d075729aac64d"),
+    "socketio.AsyncPubSubManager.initialize": (AsyncPubSubManager.initialize, "e8a2b026ecea320f"),
 }
 
 

@@ -310,3 +310,215 @@ class DatabaseProcess(ChildProcess):
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGCONT)
         self._terminate(timeout=30)
+
+
+CLUSTER_BUS_OFFSET = 10000  # a cluster node also listens on port + 10000
+
+
+def _free_cluster_port() -> int:
+    """A free port whose cluster bus port (+10000) is free too."""
+    for _ in range(100):
+        port = free_port()
+        if port + CLUSTER_BUS_OFFSET > 65535:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port + CLUSTER_BUS_OFFSET))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free port pair for a cluster node")
+
+
+class RedisClusterProcess:
+    """A real Redis Cluster of our own: ``masters`` redis-servers with
+    ``--cluster-enabled yes`` on free ports (each with ``replicas`` replicas),
+    joined by ``redis-cli --cluster create``. ``kill_master(i)`` SIGKILLs a
+    master; its replica takes over after ``NODE_TIMEOUT_MS``."""
+
+    NODE_TIMEOUT_MS = 2000
+
+    def __init__(self, workdir: Path, *, masters: int = 3, replicas: int = 1) -> None:
+        self.workdir = workdir
+        self.count = masters * (1 + replicas)
+        self.replicas = replicas
+        self.nodes: list[RedisProcess] = []
+
+    @property
+    def url(self) -> str:
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes) + "/"
+
+    def start(self) -> None:
+        binary = shutil.which("redis-cli")
+        if binary is None:
+            raise RuntimeError("redis-cli is not installed (apt-get install redis-tools)")
+        for i in range(self.count):
+            node_dir = self.workdir / f"node{i}"
+            node_dir.mkdir(parents=True, exist_ok=True)
+            node = RedisProcess(node_dir)
+            node.port = _free_cluster_port()
+            node.proc = subprocess.Popen(
+                [node.binary, "--bind", "127.0.0.1", "--port", str(node.port), "--save", "",
+                 "--appendonly", "no", "--dir", str(node_dir), "--loglevel", "warning",
+                 "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                 "--cluster-node-timeout", str(self.NODE_TIMEOUT_MS)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )
+            self.nodes.append(node)
+        for node in self.nodes:
+            wait_for_port(node.port, proc=node.proc)
+        subprocess.run(
+            [binary, "--cluster", "create", *(f"127.0.0.1:{n.port}" for n in self.nodes),
+             "--cluster-replicas", str(self.replicas), "--cluster-yes"],
+            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60,
+        )
+        self.wait_ok()
+        self._wait_replicas_synced()
+
+    def _wait_replicas_synced(self, timeout: float = 30.0) -> None:
+        """A replica that has not synced once cannot be promoted."""
+        deadline = time.monotonic() + timeout
+        wanted = self.count - self.count // (1 + self.replicas)
+        while time.monotonic() < deadline:
+            synced = sum("master_link_status:up" in self._info(n, "info", "replication")
+                         for n in self.nodes)
+            if synced >= wanted:
+                return
+            time.sleep(0.2)
+        raise TimeoutError("the cluster's replicas did not sync")
+
+    def _info(self, node: RedisProcess, *command: str) -> str:
+        out = subprocess.run(["redis-cli", "-p", str(node.port), *command],
+                             capture_output=True, text=True, timeout=5)
+        return out.stdout
+
+    def wait_ok(self, timeout: float = 30.0) -> None:
+        """Until every live node says ``cluster_state:ok`` and knows all slots."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            live = [n for n in self.nodes if n.proc is not None and n.proc.poll() is None]
+            if all("cluster_state:ok" in self._info(n, "cluster", "info") for n in live):
+                return
+            time.sleep(0.2)
+        raise TimeoutError("the Redis cluster did not become ok")
+
+    def masters(self) -> list[RedisProcess]:
+        live = [n for n in self.nodes if n.proc is not None and n.proc.poll() is None]
+        return [n for n in live if "role:master" in self._info(n, "info", "replication")]
+
+    def master_of(self, key: str) -> RedisProcess:
+        """The live master serving ``key``'s slot."""
+        masters = self.masters()
+        slot = int(self._info(masters[0], "cluster", "keyslot", key).strip())
+        for node in masters:
+            for row in self._info(node, "cluster", "nodes").splitlines():
+                if "myself" not in row:
+                    continue
+                for part in row.split()[8:]:
+                    lo, _, hi = part.partition("-")
+                    if lo.isdigit() and int(lo) <= slot <= int(hi or lo):
+                        return node
+        raise LookupError(f"no live master serves the slot of {key!r}")
+
+    def wait_failover(self, masters: int, timeout: float = 30.0) -> None:
+        """After a master was killed: until ``masters`` live masters (a
+        replica promoted) and the cluster is ok again."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if len(self.masters()) >= masters:
+                self.wait_ok(max(1.0, deadline - time.monotonic()))
+                return
+            time.sleep(0.2)
+        raise TimeoutError("no replica took over")
+
+    def kill(self, node: RedisProcess) -> None:
+        node.kill()
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.kill()
+
+
+class RedisSentinelProcess:
+    """A Redis master, one replica and one real ``redis-server --sentinel``
+    watching them (quorum 1, down after ``DOWN_AFTER_MS``), on free ports.
+    ``kill_master()`` SIGKILLs the current master; the sentinel promotes the
+    replica."""
+
+    DOWN_AFTER_MS = 1000
+    SERVICE = "mymaster"
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.master = RedisProcess(workdir / "master")
+        self.replica = RedisProcess(workdir / "replica")
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis+sentinel://127.0.0.1:{self.port}/{self.SERVICE}/0"
+
+    def _redis(self, node: RedisProcess, *extra: str) -> None:
+        node.workdir.mkdir(parents=True, exist_ok=True)
+        node.proc = subprocess.Popen(
+            [node.binary, "--bind", "127.0.0.1", "--port", str(node.port), "--save", "",
+             "--appendonly", "no", "--dir", str(node.workdir), "--loglevel", "warning", *extra],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        wait_for_port(node.port, proc=node.proc)
+
+    def start(self) -> None:
+        self._redis(self.master)
+        self._redis(self.replica, "--replicaof", "127.0.0.1", str(self.master.port))
+        config = self.workdir / "sentinel.conf"
+        config.write_text(
+            f"port {self.port}\nbind 127.0.0.1\ndir {self.workdir}\n"
+            f"sentinel monitor {self.SERVICE} 127.0.0.1 {self.master.port} 1\n"
+            f"sentinel down-after-milliseconds {self.SERVICE} {self.DOWN_AFTER_MS}\n"
+            f"sentinel failover-timeout {self.SERVICE} 5000\n"
+        )
+        self.proc = subprocess.Popen(
+            [self.master.binary, str(config), "--sentinel"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        wait_for_port(self.port, proc=self.proc)
+        deadline = time.monotonic() + 30
+        while "master_link_status:up" not in _cli(self.replica.port, "info", "replication"):
+            if time.monotonic() > deadline:
+                raise TimeoutError("the replica did not sync")
+            time.sleep(0.1)
+        while "num-slaves" not in _cli(self.port, "sentinel", "master", self.SERVICE) or \
+                _cli(self.port, "sentinel", "replicas", self.SERVICE).strip() == "":
+            if time.monotonic() > deadline:
+                raise TimeoutError("the sentinel does not know the replica")
+            time.sleep(0.1)
+
+    def master_port(self) -> int:
+        out = _cli(self.port, "sentinel", "get-master-addr-by-name", self.SERVICE).split()
+        return int(out[1])
+
+    def kill_master(self) -> None:
+        self.master.kill()
+
+    def wait_promoted(self, timeout: float = 30.0) -> None:
+        """Until the sentinel names the replica as master."""
+        deadline = time.monotonic() + timeout
+        while self.master_port() != self.replica.port:
+            if time.monotonic() > deadline:
+                raise TimeoutError("the sentinel did not promote the replica")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        for proc in (self.proc,):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=10)
+        self.proc = None
+        self.master.kill()
+        self.replica.kill()
+
+
+def _cli(port: int, *command: str) -> str:
+    return subprocess.run(["redis-cli", "-p", str(port), *command], capture_output=True,
+                          text=True, timeout=5).stdout

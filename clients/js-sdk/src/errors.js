@@ -37,6 +37,7 @@ export const ErrorCodes = Object.freeze({
   rate_limited: 429,
   internal_error: 500,
   unavailable: 503,
+  node_draining: 503, // connect refused by a node shutting down: reconnect (any node)
   // client-side codes: no server answer was obtained
   network_error: 0,
   timeout: 0,
@@ -49,7 +50,7 @@ export const ErrorCodes = Object.freeze({
 
 /** Codes a client may retry (same request, later). */
 export const RETRYABLE_CODES = Object.freeze(new Set([
-  'rate_limited', 'unavailable', 'internal_error', 'network_error', 'timeout', 'not_connected',
+  'rate_limited', 'unavailable', 'node_draining', 'internal_error', 'network_error', 'timeout', 'not_connected',
 ]));
 
 /** Codes meaning "this session is over: sign in again". */

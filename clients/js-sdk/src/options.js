@@ -16,6 +16,8 @@
  * @property {number} ackTimeoutMs how long to wait for a Socket.IO ack
  * @property {number} minReconnectDelayMs Socket.IO reconnection: first delay
  * @property {number} maxReconnectDelayMs Socket.IO reconnection: delay cap
+ * @property {number} drainReconnectWindowMs a node shutting down (`session:ended` / connect refused with
+ *   `node_draining`): reconnect after a random delay within this window, so its clients spread over the others
  * @property {number} sendRetryDelayMs delay between retries of an unacknowledged chat message
  * @property {number} sendTimeoutMs give up on a chat message (reject its promise) after this long
  * @property {number} syncPageSize `room:sync` page size
@@ -46,6 +48,7 @@ export const DEFAULT_OPTIONS = Object.freeze({
   ackTimeoutMs: 10_000,
   minReconnectDelayMs: 500,
   maxReconnectDelayMs: 20_000,
+  drainReconnectWindowMs: 1_000,
   sendRetryDelayMs: 1_000,
   sendTimeoutMs: 60_000,
   syncPageSize: 100,

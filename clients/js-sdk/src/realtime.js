@@ -16,6 +16,8 @@ export const ConnectionState = Object.freeze({
 
 /** connect_error codes after which reconnecting cannot help. */
 const FATAL_CONNECT_CODES = new Set(['unauthorized', 'token_revoked']);
+/** `session:ended` reason / connect_error code of a node shutting down (rolling deploy). */
+const NODE_DRAINING = 'node_draining';
 
 /**
  * @typedef {object} RealtimeEvents
@@ -38,6 +40,9 @@ export class Realtime extends Emitter {
     /** @type {import('socket.io-client').Socket|null} */
     this.socket = null;
     this._connectedOnce = false;
+    this._draining = false;
+    /** @type {ReturnType<typeof setTimeout>|null} */
+    this._moveTimer = null;
     /** @type {Array<[string, (...args: any[]) => void]>} */
     this._handlers = [];
   }
@@ -110,9 +115,17 @@ export class Realtime extends Emitter {
       this._setState(ConnectionState.Connected);
       this.emit('connected', { resumed });
     });
+    socket.on('session:ended', (payload) => {
+      if (payload?.reason === NODE_DRAINING) this._draining = true;
+    });
     socket.on('disconnect', (reason) => {
       if (reason === 'io client disconnect') {
         this._setState(ConnectionState.Disconnected, reason);
+      } else if (reason === 'io server disconnect' && this._draining) {
+        // The node is shutting down: the session is fine, go to another node.
+        this._draining = false;
+        this._setState(ConnectionState.Connecting, NODE_DRAINING);
+        this._moveToAnotherNode();
       } else if (reason === 'io server disconnect') {
         // The server closed us (token expired or session revoked): reconnect
         // only if a refresh gives us a valid token again.
@@ -126,6 +139,9 @@ export class Realtime extends Emitter {
       const code = /** @type {any} */ (err).data?.code;
       if (code === 'token_expired') {
         this._reconnectAfterRefresh();
+      } else if (code === NODE_DRAINING) {
+        this._setState(ConnectionState.Connecting, NODE_DRAINING);
+        this._moveToAnotherNode();
       } else if (FATAL_CONNECT_CODES.has(code)) {
         this._fail(new ApiError(code, err.message || code));
       } else if (!socket.active) {
@@ -138,6 +154,22 @@ export class Realtime extends Emitter {
       this._session.refresh().catch((err) => this.emit('error', err));
     });
     for (const [event, handler] of this._handlers) socket.on(event, handler);
+  }
+
+  /**
+   * Reconnects after a random delay within `drainReconnectWindowMs` (the
+   * load balancer picks a live node); if that attempt fails, Socket.IO's own
+   * reconnection carries on with its jittered exponential backoff.
+   */
+  _moveToAnotherNode() {
+    if (this._moveTimer) return;
+    const delay = Math.random() * this._options.drainReconnectWindowMs;
+    this._moveTimer = setTimeout(() => {
+      this._moveTimer = null;
+      if (this.socket && !this.socket.connected && this.state !== ConnectionState.Disconnected) {
+        this.socket.connect();
+      }
+    }, delay);
   }
 
   _reconnectAfterRefresh() {
@@ -204,6 +236,10 @@ export class Realtime extends Emitter {
 
   /** Closes the connection; `connect()` opens it again. */
   disconnect() {
+    if (this._moveTimer) {
+      clearTimeout(this._moveTimer);
+      this._moveTimer = null;
+    }
     if (this.socket) {
       this.socket.disconnect();
       this.socket.removeAllListeners();

@@ -1,0 +1,32 @@
+"""``/api/v1/admin/nodes``: the cluster's live nodes as this node hears them
+on the bus (server/node_watch.py). Admins only."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from aiohttp import web
+
+from ..clock import isoformat
+from ..http import Routes, json_response, require_admin
+from ..keys import NODE_WATCH
+from ..schemas.nodes import NodeList
+
+routes = Routes()
+
+
+@routes.get("/api/v1/admin/nodes", summary="Live nodes of the cluster", tags=["admin"],
+            response=NodeList, errors=[403])
+async def list_nodes(request: web.Request) -> web.Response:
+    """Every node whose heartbeat this node heard within
+    ``SKILLSHARE_BUS_CANARY_TIMEOUT``, oldest first; itself only while it
+    hears its own."""
+    await require_admin(request)
+    watch = request.app[NODE_WATCH]
+    items = [{
+        "node_id": peer.node_id, "self": peer.node_id == watch.node_id, "host": peer.host,
+        "pid": peer.pid, "port": peer.port,
+        "started_at": isoformat(datetime.fromtimestamp(peer.started_at, tz=timezone.utc)),
+        "last_seen_s": round(watch.seconds_since(peer), 3), "draining": peer.draining,
+    } for peer in watch.live_peers()]
+    return json_response({"items": items, "hearing": watch.hearing})

@@ -1,0 +1,129 @@
+"""python-socketio's Redis manager, connected the way the rest of the node
+connects (``server/redis_client.py``), for every ``SKILLSHARE_REDIS_URL`` form:
+
+- ``redis+sentinel://h:26379/<service>/<db>``: python-socketio parses sentinel
+  URLs as ``/<db>/<service>`` (and defaults the service to the channel name),
+  so our documented form made every publish and subscribe fail — cross-node
+  fan-out silently stopped. The node's own sentinel client is used instead;
+  it follows the master through failovers.
+- ``redis+cluster://h1:7000,h2:7001/`` (which python-socketio does not parse):
+  classic pub/sub is cluster-wide — a PUBLISH on any node reaches the
+  subscribers of every node — so the manager publishes and subscribes through
+  one node of the URL at a time (``ClusterPubSubNodes``); each reconnect
+  moves to the next node, so after a failover it stops retrying the dead one.
+- anything else: python-socketio's own connection.
+
+It also carries its own canary (``NodeWatch`` sends one every
+``SKILLSHARE_BUS_CANARY_INTERVAL``): a subscriber that stays connected but
+hears nothing (python-socketio #1581, #826) stops cross-node fan-out without
+any error, so the node watches for its own canary on the fan-out channel,
+reports ``fanout`` on ``/readyz`` and re-subscribes when it does not come back."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import Any
+
+import socketio
+
+from ..redis_client import ClusterPubSubNodes, connect_redis, is_cluster_url, is_sentinel_url
+
+
+CANARY_METHOD = "skillshare_canary"
+_CANARY_MARK = CANARY_METHOD.encode()
+CLOSE_TIMEOUT_S = 2.0
+LISTEN_RETRY_FIRST_S = 0.5
+LISTEN_RETRY_MAX_S = 10.0  # python-socketio waits up to 60 s between attempts
+
+
+class UrlAwareRedisManager(socketio.AsyncRedisManager):
+    _cluster_nodes: ClusterPubSubNodes | None = None
+    last_heard: float = 0.0  # monotonic; the NodeWatch Channel protocol
+
+    async def send_canary(self) -> None:
+        if getattr(self, "thread", None) is None:  # not listening before the first socket
+            self.last_heard = time.monotonic()
+            return
+        await self._publish({"method": CANARY_METHOD, "host_id": self.host_id})
+
+    _listening: Any = None  # the PubSub the listener reads (self.pubsub may be newer)
+
+    def resubscribe(self) -> None:
+        """Make the listener subscribe again on a new connection: its socket
+        is dropped, the read fails, and ``_redis_listen_with_retries``
+        connects anew."""
+        connection = getattr(self._listening, "connection", None)
+        if connection is not None:
+            task = asyncio.get_running_loop().create_task(_disconnect_quietly(connection))
+            _closing.add(task)
+            task.add_done_callback(_closing.discard)
+
+    async def _redis_listen_with_retries(self):  # type: ignore[override]
+        """python-socketio's loop (5.18), keeping the PubSub it listens on
+        and with a shorter first retry; a read that ends without an error
+        (a closed PubSub) counts as a failure instead of spinning."""
+        retry_sleep = LISTEN_RETRY_FIRST_S
+        while True:
+            pubsub = None
+            try:
+                self._redis_connect()
+                pubsub = self._listening = self.pubsub
+                await pubsub.subscribe(self.channel)
+                retry_sleep = LISTEN_RETRY_FIRST_S
+                async for message in pubsub.listen():
+                    yield message
+                raise ConnectionError("the subscription ended")
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._get_logger().error(
+                    "Cannot receive from redis... retrying in %.1f secs (%s)", retry_sleep, exc)
+                if pubsub is not None:
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(pubsub.aclose(), CLOSE_TIMEOUT_S)
+                await asyncio.sleep(retry_sleep)
+                retry_sleep = min(retry_sleep * 2, LISTEN_RETRY_MAX_S)
+
+    async def _listen(self):  # type: ignore[override]
+        async for data in super()._listen():
+            if isinstance(data, (bytes, bytearray)) and _CANARY_MARK in data:
+                with contextlib.suppress(Exception):
+                    message = self.json.loads(data)
+                    if message.get("method") == CANARY_METHOD and \
+                            message.get("host_id") == self.host_id:
+                        self.last_heard = time.monotonic()
+                continue
+            yield data
+
+    def _redis_connect(self) -> None:
+        if is_cluster_url(self.redis_url):
+            if self._cluster_nodes is None:
+                self._cluster_nodes = ClusterPubSubNodes(self.redis_url)
+            client = self._cluster_nodes.client()
+        elif is_sentinel_url(self.redis_url):
+            client = connect_redis(self.redis_url)
+        else:
+            return super()._redis_connect()
+        old, self.redis = self.redis, client
+        self.pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+        self.connected = True
+        if old is not None:
+            task = asyncio.get_running_loop().create_task(_close_quietly(old))
+            _closing.add(task)
+            task.add_done_callback(_closing.discard)
+        return None
+
+
+_closing: set[asyncio.Task[None]] = set()
+
+
+async def _disconnect_quietly(connection: Any) -> None:
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(connection.disconnect(), CLOSE_TIMEOUT_S)
+
+
+async def _close_quietly(client: Any) -> None:
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(client.aclose(), CLOSE_TIMEOUT_S)

@@ -1,0 +1,157 @@
+"""Two node processes on a real Redis Cluster (3 masters, 1 replica each;
+``SKILLSHARE_REDIS_URL=redis+cluster://…``): chat, presence, revocation,
+calls and shared rate limits across the nodes; then the master serving the
+Socket.IO fan-out channel is killed and fan-out comes back by itself once
+its replica is promoted, with nothing acknowledged lost."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from tests.conftest import TEST_SECRET
+from tests.support.calls import CallSocket
+from tests.support.realtime import SocketUser, http_json, new_client_id, open_direct, register_user
+from tests.support.services import NodeProcess, RedisClusterProcess, cluster_node_env
+
+RESUME_DEADLINE_S = 10.0  # issue 10: fan-out resumes within 10 s of the promotion
+FANOUT_CHANNEL = "skillshare:socketio"
+
+
+@pytest.fixture(scope="module")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterProcess]:
+    cluster = RedisClusterProcess(tmp_path_factory.mktemp("rcluster"))
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def nodes(mongo_url: str, redis_cluster: RedisClusterProcess,
+          tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[NodeProcess]]:
+    workdir = tmp_path_factory.mktemp("rcluster-nodes")
+    env = cluster_node_env(mongo_url=mongo_url, db=f"rc_{uuid.uuid4().hex[:10]}",
+                           redis_url=redis_cluster.url, data_dir=workdir / "data",
+                           secret_key=TEST_SECRET, node_ttl=3.0,
+                           login_account_limit="4/15minutes")
+    procs = [NodeProcess(env, log_path=workdir / f"node{i}.log") for i in range(2)]
+    try:
+        for proc in procs:
+            proc.start()
+        yield procs
+    finally:
+        for proc in procs:
+            proc.terminate()
+
+
+async def test_chat_presence_revocation_calls_and_limits_across_nodes(nodes):
+    one, two = (n.url for n in nodes)
+    alice, bob = await register_user(one, "alice"), await register_user(two, "bob")
+    room = await open_direct(one, alice["access_token"], bob["id"])
+    await open_direct(two, bob["access_token"], alice["id"])  # both sides: presence is shared
+    a = await CallSocket(one, alice["access_token"], name="alice@1").connect()
+    b = None
+    try:
+        for url in (one, two):
+            status, ready = await http_json("GET", f"{url}/readyz")
+            assert status == 200, ready
+        ack = await a.call("presence:subscribe", {"user_ids": [bob["id"]]})
+        assert ack["ok"], ack
+        assert ack["presence"][bob["id"]]["status"] == "offline"
+        b = await CallSocket(two, bob["access_token"], name="bob@2").connect()
+        await a.wait_for("presence", lambda p: p["user_id"] == bob["id"] and p["status"] == "online",
+                         timeout=5)
+
+        for s in (a, b):
+            assert (await s.call("room:join", {"room_id": room["id"]}))["ok"]
+        sent = await a.call("message:send", {"room_id": room["id"], "client_id": new_client_id(),
+                                             "body": "hello over the cluster"})
+        assert sent["ok"], sent
+        await b.wait_for("message", lambda m: m["id"] == sent["message"]["id"], timeout=5)
+
+        invite = await a.ok("call:invite", {"user_id": bob["id"], "media": {"audio": True, "video": False}})
+        await b.wait_for("call:incoming", lambda c: c["call_id"] == invite["call_id"], timeout=5)
+        await b.ok("call:reject", {"call_id": invite["call_id"]})
+        await a.wait_for("call:rejected", lambda c: c["call_id"] == invite["call_id"], timeout=5)
+
+        # one login throttle for both nodes (rate limits in the cluster)
+        for url in (one, two, one, two):
+            status, _ = await http_json("POST", f"{url}/api/v1/auth/login",
+                                        json={"email": bob["email"], "password": "wrong password 1"})
+            assert status == 401
+        status, body = await http_json("POST", f"{one}/api/v1/auth/login",
+                                       json={"email": bob["email"], "password": bob["password"]})
+        assert status == 429, body
+
+        # logging out everywhere on node 2 drops alice's socket on node 1
+        status, _ = await http_json("POST", f"{two}/api/v1/auth/logout-all", token=alice["access_token"])
+        assert status in (200, 204)
+        ended = await a.wait_for("session:ended", timeout=5)
+        assert ended["reason"] == "token_revoked"
+    finally:
+        for s in (a, b):
+            if s is not None:
+                await s.close()
+
+
+async def test_fan_out_resumes_after_the_master_of_its_channel_dies(nodes, redis_cluster):
+    one, two = (n.url for n in nodes)
+    alice, bob = await register_user(one, "carol"), await register_user(two, "dave")
+    room = await open_direct(one, alice["access_token"], bob["id"])
+    a = await SocketUser(one, alice["access_token"], name="carol@1").connect()
+    b = await SocketUser(two, bob["access_token"], name="dave@2").connect()
+    acked: list[dict] = []
+
+    async def send(body: str) -> dict | None:
+        ack = await a.call("message:send", {"room_id": room["id"], "client_id": new_client_id(),
+                                            "body": body})
+        if ack.get("ok"):
+            acked.append(ack["message"])
+            return ack["message"]
+        return None
+
+    try:
+        for s in (a, b):
+            assert (await s.call("room:join", {"room_id": room["id"]}))["ok"]
+        first = await send("before")
+        assert first is not None
+        await b.wait_for("message", lambda m: m["id"] == first["id"], timeout=5)
+
+        masters = len(redis_cluster.masters())
+        redis_cluster.kill(redis_cluster.master_of(FANOUT_CHANNEL))
+        await asyncio.to_thread(redis_cluster.wait_failover, masters)
+
+        promoted = time.monotonic()
+        delivered = None
+        while delivered is None and time.monotonic() - promoted < RESUME_DEADLINE_S:
+            message = await send(f"after {len(acked)}")
+            if message is not None:
+                try:
+                    delivered = await b.wait_for("message", lambda m, mid=message["id"]: m["id"] == mid,
+                                                 timeout=0.5)
+                except AssertionError:
+                    pass
+            else:
+                await asyncio.sleep(0.2)
+        assert delivered is not None, f"no live delivery within {RESUME_DEADLINE_S}s of the promotion"
+
+        synced = await b.call("room:sync", {"room_id": room["id"], "after_seq": 0, "limit": 100})
+        assert {m["id"] for m in acked} <= {m["id"] for m in synced["messages"]}
+
+        # the control bus hears itself again on both nodes (canary), Redis answers
+        for url in (one, two):
+            deadline = time.monotonic() + RESUME_DEADLINE_S
+            status, body = await http_json("GET", f"{url}/readyz")
+            while status != 200 and time.monotonic() < deadline:
+                await asyncio.sleep(0.2)
+                status, body = await http_json("GET", f"{url}/readyz")
+            assert status == 200, body
+    finally:
+        for s in (a, b):
+            await s.close()
