@@ -306,6 +306,15 @@ class EventDispatcher:
         logger.warning("connection {} closed: protocol violation {} ({})", eio_sid, violation.kind,
                        f"user {state.user_id}" if state is not None else "not signed in")
 
+    def slow_consumer(self, eio_sid: str, state: SocketState | None) -> None:
+        """A connection is being cut off: it left more unsent bytes than
+        ``socket_send_buffer_limit`` allows."""
+        self._metrics.slow_consumers.inc()
+        if state is not None:
+            state.closing = True
+        logger.warning("connection {} cut off: slow consumer ({})", eio_sid,
+                       f"user {state.user_id}" if state is not None else "not signed in")
+
     async def _refuse(self, state: SocketState) -> None:
         now = time.monotonic()
         if now - state.refused_since > FLOOD_WINDOW_S:
