@@ -5,7 +5,6 @@ the events they hand to local sockets (the fan-out metric)."""
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import socketio
 from limits import parse as parse_limit
