@@ -25,7 +25,9 @@ PER_SENDER = 12
 
 
 async def _nodes(make_client, redis_url: str | None, **overrides) -> list[Any]:
-    """Two TestClients: the same node twice, or two nodes sharing Redis."""
+    """Two TestClients: the same node twice, or two nodes sharing Redis.
+    Short pings: a polling client's disconnect waits for its pending poll."""
+    overrides = {"socket_ping_interval": 1.0, "socket_ping_timeout": 5.0, **overrides}
     if redis_url is None:
         client = await make_client(**overrides)
         return [client, client]
