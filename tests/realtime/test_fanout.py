@@ -210,21 +210,26 @@ async def test_a_consumer_that_stops_reading_is_cut_off_while_others_keep_receiv
 @pytest.mark.parametrize("enabled", [False, True], ids=["default", "SOCKET_COMPRESSION"])
 async def test_permessage_deflate_is_negotiated_only_when_enabled(make_client, enabled):
     client = await make_client(socket_compression=enabled, socket_compression_threshold=512)
-    node = _url(client)
+    node, sio = _url(client), client.app[SIO]
     user = await register_user(node, "zip")
     raw = await TcpWebSocket(
         node, extensions="permessage-deflate; client_max_window_bits").open(user["access_token"])
-    s = await SocketUser(node, user["access_token"], name="python-socketio").connect()
+    plain = await SocketUser(node, user["access_token"], name="python-socketio").connect()
     try:
         negotiated = raw.headers.get("sec-websocket-extensions", "")
         assert ("permessage-deflate" in negotiated) == enabled, raw.headers
-        sio = client.app[SIO]
-        await sio.enter_room(s.sio.get_sid(), "z")
-        bodies = ["small", "y" * 4000, "small again", "z" * 700]
+        for sid in (raw.sid, plain.sio.get_sid()):
+            await sio.enter_room(sid, "z")
+        # large ones compressed (when enabled) between small plain ones, in emit order
+        bodies = ["small", "y" * 4000, "small again", "z" * 700, "last"]
+        raw.deflated.clear()
         for body in bodies:
             await sio.emit("message", {"body": body}, to="z")
-        got = await _received(s, len(bodies))
+        texts = [await raw.recv() for _ in bodies]
+        assert [json.loads(t[2:])[1]["body"] for t in texts] == bodies
+        assert raw.deflated == [enabled and len(b) > 512 for b in bodies]
+        got = await _received(plain, len(bodies))
         assert [m["body"] for m in got] == bodies
     finally:
         await raw.close()
-        await s.close()
+        await plain.close()

@@ -11,6 +11,7 @@ import json
 import os
 import socket
 import struct
+import zlib
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -184,6 +185,8 @@ class TcpWebSocket:
         self.extensions = extensions
         self.headers: dict[str, str] = {}
         self.sid: str | None = None
+        self.deflated: list[bool] = []  # per data frame read: did it come compressed
+        self._inflate = zlib.decompressobj(-zlib.MAX_WBITS)  # permessage-deflate, with context
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
 
@@ -234,7 +237,13 @@ class TcpWebSocket:
                 (n,) = struct.unpack("!H", await self._reader.readexactly(2))
             elif n == 127:
                 (n,) = struct.unpack("!Q", await self._reader.readexactly(8))
-            return b1 & 0x0F, await self._reader.readexactly(n)
+            payload = await self._reader.readexactly(n)
+            opcode = b1 & 0x0F
+            if opcode in (0x1, 0x2):
+                self.deflated.append(bool(b1 & 0x40))
+                if b1 & 0x40:  # RSV1: a compressed message
+                    payload = self._inflate.decompress(payload + b"\x00\x00\xff\xff")
+            return opcode, payload
         except (asyncio.IncompleteReadError, ConnectionError):
             return -1, b""
 
