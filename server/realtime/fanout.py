@@ -75,7 +75,8 @@ class DirectLink:
     write keeps call order, so a broadcast written here while the socket's
     Engine.IO queue is empty lands after everything queued before it."""
 
-    __slots__ = ("_on_overflow", "_transport", "_ws", "compressed", "cut", "limits", "socket")
+    __slots__ = ("_on_overflow", "_sending", "_transport", "_ws", "compressed", "cut", "limits",
+                 "socket")
 
     def __init__(self, socket: Any, ws: Any, transport: asyncio.Transport, limits: SendLimits,
                  on_overflow: Callable[[DirectLink], None]) -> None:
@@ -85,12 +86,13 @@ class DirectLink:
         self.limits = limits
         self.compressed = bool(ws.compress)
         self._on_overflow = on_overflow
+        self._sending = False  # a compressed frame is on its way (aiohttp may yield)
         self.cut = False
 
     def takes_shared(self, size: int) -> bool:
         """Whether a shared (uncompressed) frame of ``size`` characters may
         be written now without overtaking queued packets."""
-        return (self.socket.queue.empty() and not self.socket.closing
+        return (self.socket.queue.empty() and not self._sending and not self.socket.closing
                 and (not self.compressed or size < self.limits.compress_threshold))
 
     def write(self, frame: bytes) -> None:
@@ -98,7 +100,10 @@ class DirectLink:
         if self.cut or self._transport.is_closing():
             return
         self._transport.write(frame)
-        if self._transport.get_write_buffer_size() > self.limits.buffer_limit:
+        self._check_buffer()
+
+    def _check_buffer(self) -> None:
+        if not self.cut and self._transport.get_write_buffer_size() > self.limits.buffer_limit:
             self.cut = True
             self._on_overflow(self)
 
@@ -119,10 +124,15 @@ class DirectLink:
         if self.compressed and len(encoded) >= self.limits.compress_threshold:
             if self.cut or self._transport.is_closing():
                 return
-            if isinstance(encoded, str):
-                await self._ws.send_str(encoded)
-            else:
-                await self._ws.send_bytes(encoded)
+            self._sending = True
+            try:
+                if isinstance(encoded, str):
+                    await self._ws.send_str(encoded)
+                else:
+                    await self._ws.send_bytes(encoded)
+            finally:
+                self._sending = False
+            self._check_buffer()
             return
         self.write(websocket_frame(encoded))
 

@@ -221,10 +221,12 @@ async def test_permessage_deflate_is_negotiated_only_when_enabled(make_client, e
         for sid in (raw.sid, plain.sio.get_sid()):
             await sio.enter_room(sid, "z")
         # large ones compressed (when enabled) between small plain ones, in emit order
-        bodies = ["small", "y" * 4000, "small again", "z" * 700, "last"]
+        bodies = ["small", "y" * 4000, "small again", "z" * 700, "w" * 40000, "last"]
         raw.deflated.clear()
         for body in bodies:
             await sio.emit("message", {"body": body}, to="z")
+            for _ in range(3):  # let the writer start on it (a large one deflates off-loop)
+                await asyncio.sleep(0)
         texts = [await raw.recv() for _ in bodies]
         assert [json.loads(t[2:])[1]["body"] for t in texts] == bodies
         assert raw.deflated == [enabled and len(b) > 512 for b in bodies]
