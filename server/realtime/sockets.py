@@ -108,7 +108,7 @@ class SocketState:
     refused: int = 0
     refused_since: float = 0.0
     refusal_logged_at: float = float("-inf")
-    expiry_task: asyncio.Task[None] | None = None
+    expiry_task: asyncio.Task[None] | asyncio.TimerHandle | None = None  # see connections.py
     closing: bool = False
 
 
