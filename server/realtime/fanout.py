@@ -62,11 +62,14 @@ class SendLimits:
     once and shared); with it on, messages of at least ``compress_threshold``
     characters are deflated per connection, smaller ones go out plain.
     ``buffer_limit``: unsent bytes a connection may hold before it is cut
-    off as a slow consumer."""
+    off as a slow consumer; ``queue_limit``: the same for packets waiting
+    in a socket's Engine.IO queue (a polling client that stopped polling, a
+    websocket whose writer is stuck)."""
 
     compress: bool = False
     compress_threshold: int = 1024
     buffer_limit: int = 1024 * 1024
+    queue_limit: int = 1000  # packets waiting in a socket's queue (polling, backlog)
 
 
 class DirectLink:
@@ -259,6 +262,7 @@ class FanoutManager(socketio.AsyncManager):
         size = len(encoded) + 1
         frame: bytes | None = None
         sockets = self.server.eio.sockets
+        limits = self.server.eio.send_limits
         count = 0
         for sid, eio_sid in self.get_participants(namespace, room):
             if sid in skip:
@@ -272,7 +276,9 @@ class FanoutManager(socketio.AsyncManager):
                 if frame is None:
                     frame = websocket_frame(pkt.encode())
                 link.write(frame)
-            else:
+            elif socket.queue.qsize() < limits.queue_limit:
                 socket.queue.put_nowait(pkt)
+            else:
+                self.server.eio.slow_consumer_queued(socket)
         if room is not None and count:
             self.delivered(event, count)

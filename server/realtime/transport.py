@@ -131,6 +131,7 @@ class GuardedEngineIO(engineio.AsyncServer):
         super().__init__(*args, **kwargs)
         self.send_limits = send_limits or SendLimits()
         self.links: dict[str, DirectLink] = {}  # websocket connections, by eio sid
+        self.cut_off: set[str] = set()  # slow consumers being closed: nothing more is queued
         self._async = {**self._async, "websocket": GuardedWebSocket,
                        "translate_request": _translate_request}
         self._frame_rate = frame_rate
@@ -187,8 +188,32 @@ class GuardedEngineIO(engineio.AsyncServer):
         self.start_background_task(link.socket.close, wait=False, abort=True,
                                    reason=self.reason.SERVER_DISCONNECT)
 
+    def slow_consumer_queued(self, socket: Any) -> None:
+        """More than ``send_limits.queue_limit`` packets wait in ``socket``'s
+        queue: they are dropped and the socket leaves its rooms now. A
+        websocket is cut off like ``slow_consumer`` (it gets the goodbye); a
+        polling client that stopped polling finds its session gone (HTTP 400)
+        when it polls again, like any closed one, and reconnects."""
+        if socket.closing or socket.closed or socket.sid in self.cut_off:
+            return
+        self.cut_off.add(socket.sid)
+        queue = socket.queue
+        while not queue.empty():
+            queue.get_nowait()
+            queue.task_done()
+        link = self.links.get(socket.sid)
+        if link is not None:
+            link.cut = True
+            self.slow_consumer(link)
+            return
+        if self.on_slow_consumer is not None:
+            self.on_slow_consumer(socket.sid)
+        self.start_background_task(socket.close, wait=False, abort=True,
+                                   reason=self.reason.SERVER_DISCONNECT)
+
     def forget(self, eio_sid: str) -> None:
         self._budgets.pop(eio_sid, None)
+        self.cut_off.discard(eio_sid)
 
     async def handle_request(self, request: web.Request) -> web.StreamResponse:  # type: ignore[override]
         sid = request.query.get("sid")

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from server.keys import METRICS, SIO
-from tests.support.rawsocket import TcpWebSocket
+from tests.support.rawsocket import PollingSocket, TcpWebSocket
 from tests.support.realtime import SocketUser, new_client_id, open_group, register_user
 
 JS_DIR = Path(__file__).resolve().parents[1] / "js"
@@ -202,6 +202,28 @@ async def test_a_consumer_that_stops_reading_is_cut_off_while_others_keep_receiv
         assert numbers == list(range(len(numbers))) and len(numbers) < sent
         assert close_code == 1013
         assert reader.sio.connected
+    finally:
+        await stalled.close()
+        await reader.close()
+
+
+async def test_a_polling_client_that_stops_polling_is_cut_off_at_the_queue_limit(make_client):
+    client = await make_client(socket_send_queue_limit=50)
+    node, sio = _url(client), client.app[SIO]
+    registry = client.app[METRICS].registry
+    user = await register_user(node, "poller")
+    reader = await SocketUser(node, user["access_token"], name="keeps reading").connect()
+    stalled = await PollingSocket(node).open(user["access_token"])
+    try:
+        for sid in (reader.sio.get_sid(), stalled.sid):
+            await sio.enter_room(sid, "load")
+        for n in range(120):  # no poll from the stalled client meanwhile
+            await sio.emit("message", {"body": str(n)}, to="load")
+        assert registry.get_sample_value("skillshare_socket_slow_consumers_total") == 1
+        got = await _received(reader, 120)
+        assert [m["body"] for m in got] == [str(n) for n in range(120)]
+        assert [s for s, _ in sio.manager.get_participants("/", "load")] == [reader.sio.get_sid()]
+        assert await stalled.get() is None  # its session is gone: it reconnects
     finally:
         await stalled.close()
         await reader.close()
