@@ -11,7 +11,11 @@ engine.io ``message`` handler), ``_handle_eio_disconnect``,
 ``manager.callbacks``; engine.io's ``_async`` driver table (``websocket``,
 ``translate_request``), ``AsyncSocket.close(wait=False)`` and its
 ``closed``/``closing`` flags, and the websocket handler being a bound method
-of its ``AsyncSocket``."""
+of its ``AsyncSocket``. The broadcast fast path (``fanout.py``) adds: the
+driver's ``__call__`` (replaced, to pass ``compress=`` and serve the socket
+with ``serve_websocket``), ``AsyncSocket.queue``/``receive``/``poll``'s
+protocol and ``upgrading``/``upgraded``/``connected``, and
+``AsyncManager.emit`` (replaced by ``FanoutManager.emit``)."""
 
 from __future__ import annotations
 
@@ -179,6 +183,7 @@ class GuardedEngineIO(engineio.AsyncServer):
         {reason: slow_consumer}``) and a close frame; the socket leaves its
         rooms now, the transport is flushed then dropped after a grace."""
         eio_sid = link.socket.sid
+        self.cut_off.add(eio_sid)
         goodbye = self.on_slow_consumer(eio_sid) if self.on_slow_consumer is not None else None
         if goodbye is not None:
             link.write_final(websocket_frame(goodbye))
