@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,8 +24,6 @@ import socketio
 from engineio import exceptions as eio_exceptions
 from engineio import packet as eio_packet
 from socketio import packet as sio_packet
-
-log = logging.getLogger(__name__)
 
 OPCODE_TEXT = 0x1
 OPCODE_BINARY = 0x2
