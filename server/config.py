@@ -125,6 +125,10 @@ class Settings(BaseSettings):
     socket_expiry_warning: float = Field(60.0, ge=1)  # session:expiring this long before
     socket_ping_interval: float = Field(25.0, gt=0)
     socket_ping_timeout: float = Field(20.0, gt=0)
+    socket_compression: bool = False  # offer permessage-deflate on websockets
+    socket_compression_threshold: int = Field(1024, ge=0)  # smaller messages go out plain
+    socket_send_buffer_limit: int = Field(1024 * 1024, ge=4096)  # unsent bytes -> slow_consumer
+    socket_send_queue_limit: int = Field(1000, ge=10)  # queued packets -> slow_consumer
     typing_interval: float = Field(2.0, ge=0)  # typing:true relayed at most this often
     presence_heartbeat_interval: float = Field(5.0, gt=0)
     presence_sweep_interval: float = Field(5.0, gt=0)

@@ -99,17 +99,20 @@ class ConnectionManager:
         self._watch_expiry(state)
 
     def _watch_expiry(self, state: SocketState) -> None:
+        """A timer (not a task: one per socket, idle for most of its life)
+        fires at the warning; only then does a task take over."""
         if state.expiry_task is not None:
             state.expiry_task.cancel()
+        left = state.expires_at - self._clock.time()
+        warn_in = left - min(self._expiry_warning, left / 2)
+        state.expiry_task = asyncio.get_running_loop().call_later(
+            max(warn_in, 0), self._start_expiry, state, state.expires_at)
+
+    def _start_expiry(self, state: SocketState, expires_at: int) -> None:
         state.expiry_task = asyncio.get_running_loop().create_task(
-            self._expire(state, state.expires_at), name=f"socket-expiry-{state.sid}"
-        )
+            self._expire(state, expires_at), name=f"socket-expiry-{state.sid}")
 
     async def _expire(self, state: SocketState, expires_at: int) -> None:
-        left = expires_at - self._clock.time()
-        warn_at = left - min(self._expiry_warning, left / 2)
-        if warn_at > 0:
-            await asyncio.sleep(warn_at)
         left = expires_at - self._clock.time()
         if left > 0:
             with contextlib.suppress(Exception):

@@ -39,3 +39,8 @@ class RealtimeMetrics:
             "Connections closed for a protocol violation, by kind.", ["kind"],
             registry=registry,
         )
+        self.slow_consumers = Counter(
+            "skillshare_socket_slow_consumers_total",
+            "Connections cut off because their unsent buffer passed the limit.",
+            registry=registry,
+        )

@@ -30,6 +30,7 @@ DECODE_ERRORS = (ValueError, TypeError, IndexError, KeyError, RecursionError)
 
 PROTOCOL_ERROR = "protocol_error"
 FLOODING = "flooding"
+SLOW_CONSUMER = "slow_consumer"  # session:ended reason: it did not read fast enough
 
 
 @dataclass(frozen=True, slots=True)

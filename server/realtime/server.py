@@ -5,13 +5,13 @@ the events they hand to local sockets (the fan-out metric)."""
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import socketio
 from limits import parse as parse_limit
 
 from ..config import Settings
 from .redis_manager import UrlAwareRedisManager
+from .fanout import FanoutManager, SendLimits
 from .metrics import RealtimeMetrics
 from .transport import GuardedServer
 
@@ -30,38 +30,24 @@ class _CountingMixin:
 
     delivery_metrics: RealtimeMetrics | None = None
 
-    def _count(self, event: str, namespace: str | None, room: Any, skip_sid: Any) -> None:
-        if self.delivery_metrics is None or room is None:
-            return
-        skip = set(skip_sid if isinstance(skip_sid, list) else [skip_sid])
-        try:
-            n = sum(1 for sid, _ in self.get_participants(namespace or "/", room)  # type: ignore[attr-defined]
-                    if sid not in skip)
-        except KeyError:
-            return
-        if n:
-            self.delivery_metrics.deliveries.labels(event).inc(n)
+    def delivered(self, event: str, count: int) -> None:
+        if self.delivery_metrics is not None:
+            self.delivery_metrics.deliveries.labels(event).inc(count)
 
 
-class CountingManager(_CountingMixin, socketio.AsyncManager):
-    async def emit(self, event, data, namespace, room=None, skip_sid=None,  # type: ignore[override]
-                   callback=None, to=None, **kwargs):
-        self._count(event, namespace, to or room, skip_sid)
-        return await super().emit(event, data, namespace, room=room, skip_sid=skip_sid,
-                                  callback=callback, to=to, **kwargs)
+class CountingManager(_CountingMixin, FanoutManager):
+    """One node: the fan-out fast path, counted."""
 
 
-class CountingRedisManager(_CountingMixin, UrlAwareRedisManager):
+class CountingRedisManager(_CountingMixin, UrlAwareRedisManager, FanoutManager):
+    """Several nodes: ``AsyncPubSubManager`` hands every emit (its own and
+    the bus's) to ``super().emit`` — ``FanoutManager.emit``, by the MRO."""
+
     async def _publish(self, data):  # type: ignore[override]
         sent = await super()._publish(data)
         if sent is None and self.delivery_metrics is not None:  # it gave up after a retry
             self.delivery_metrics.bus_errors.inc()
         return sent
-
-    async def _handle_emit(self, message):  # type: ignore[override]
-        self._count(message.get("event"), message.get("namespace"), message.get("room"),
-                    message.get("skip_sid"))
-        return await super()._handle_emit(message)
 
 
 def cors_origins(settings: Settings) -> list[str] | str | None:
@@ -104,6 +90,10 @@ def build_server(settings: Settings, metrics: RealtimeMetrics) -> GuardedServer:
         async_mode="aiohttp",
         frame_rate=frame_rate,
         frame_burst=frame_burst,
+        send_limits=SendLimits(compress=settings.socket_compression,
+                               compress_threshold=settings.socket_compression_threshold,
+                               buffer_limit=settings.socket_send_buffer_limit,
+                               queue_limit=settings.socket_send_queue_limit),
         client_manager=manager,
         cors_allowed_origins=cors_origins(settings),
         max_http_buffer_size=settings.socket_max_payload * HARD_FRAME_FACTOR,

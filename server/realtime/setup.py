@@ -92,6 +92,11 @@ def attach_realtime(app: web.Application) -> None:
 
     sio.on_violation = on_violation
 
+    def on_slow_consumer(eio_sid, sid):  # noqa: ANN001
+        dispatcher.slow_consumer(eio_sid, registry.get(sid) if sid else None)
+
+    sio.on_slow_consumer = on_slow_consumer
+
     async def connect(sid, environ, auth=None):  # noqa: ANN001
         await app[CONNECTIONS].on_connect(sid, environ, auth)
 

@@ -108,7 +108,7 @@ class SocketState:
     refused: int = 0
     refused_since: float = 0.0
     refusal_logged_at: float = float("-inf")
-    expiry_task: asyncio.Task[None] | None = None
+    expiry_task: asyncio.Task[None] | asyncio.TimerHandle | None = None  # see connections.py
     closing: bool = False
 
 
@@ -326,6 +326,15 @@ class EventDispatcher:
             state.refused += 1
             state.closing = True
         logger.warning("connection {} closed: protocol violation {} ({})", eio_sid, violation.kind,
+                       f"user {state.user_id}" if state is not None else "not signed in")
+
+    def slow_consumer(self, eio_sid: str, state: SocketState | None) -> None:
+        """A connection is being cut off: it left more unsent bytes than
+        ``socket_send_buffer_limit`` allows."""
+        self._metrics.slow_consumers.inc()
+        if state is not None:
+            state.closing = True
+        logger.warning("connection {} cut off: slow consumer ({})", eio_sid,
                        f"user {state.user_id}" if state is not None else "not signed in")
 
     async def _refuse(self, state: SocketState) -> None:

@@ -11,7 +11,11 @@ engine.io ``message`` handler), ``_handle_eio_disconnect``,
 ``manager.callbacks``; engine.io's ``_async`` driver table (``websocket``,
 ``translate_request``), ``AsyncSocket.close(wait=False)`` and its
 ``closed``/``closing`` flags, and the websocket handler being a bound method
-of its ``AsyncSocket``."""
+of its ``AsyncSocket``. The broadcast fast path (``fanout.py``) adds: the
+driver's ``__call__`` (replaced, to pass ``compress=`` and serve the socket
+with ``serve_websocket``), ``AsyncSocket.queue``/``receive``/``poll``'s
+protocol and ``upgrading``/``upgraded``/``connected``, and
+``AsyncManager.emit`` (replaced by ``FanoutManager.emit``)."""
 
 from __future__ import annotations
 
@@ -22,10 +26,13 @@ from typing import Any
 import engineio
 import socketio
 from aiohttp import WSCloseCode, web
+from engineio import packet as eio_packet
 from engineio.async_drivers import aiohttp as aiohttp_driver
 from socketio import packet as sio_packet
 
+from .fanout import DirectLink, SendLimits, close_frame, serve_websocket, websocket_frame
 from .protocol import (
+    SLOW_CONSUMER,
     FRAME_FLOOD,
     MALFORMED_FRAME,
     NAMESPACE,
@@ -41,6 +48,7 @@ OnViolation = Callable[[str, "str | None", ProtocolViolation], Awaitable[None]]
 PAYLOAD_SEPARATOR = "\x1e"  # Engine.IO v4 polling bodies: packets joined by RS
 MAX_PACKETS_PER_POST = 16  # what python-engineio decodes from one polling body
 _POLLING_BODY = web.RequestKey("skillshare_polling_body", bytes)
+SLOW_CONSUMER_GRACE = 10.0  # seconds a cut-off consumer has to read its goodbye
 
 
 class _ReplayedBody:
@@ -64,7 +72,33 @@ def _translate_request(request: web.Request) -> dict[str, Any]:
 
 class GuardedWebSocket(aiohttp_driver.WebSocket):
     """Engine.IO's aiohttp websocket, checking each frame before Engine.IO
-    decodes it; stops reading once its socket is closed."""
+    decodes it; stops reading once its socket is closed. permessage-deflate
+    is offered only when ``SendLimits.compress`` is on, and the connection
+    is served by ``fanout.serve_websocket`` (a ``DirectLink`` writer)."""
+
+    async def __call__(self, environ: dict[str, Any]) -> web.WebSocketResponse:
+        request: web.Request = environ["aiohttp.request"]
+        server: GuardedEngineIO = self.server
+        self._sock = web.WebSocketResponse(max_msg_size=server.max_http_buffer_size,
+                                           compress=server.send_limits.compress)
+        await self._sock.prepare(request)
+        self.environ = environ
+        socket = self.handler.__self__
+        transport = request.transport
+        assert transport is not None
+
+        def link() -> DirectLink:
+            return DirectLink(socket, self._sock, transport, server.send_limits,
+                              server.slow_consumer)
+
+        def register(direct: DirectLink | None) -> None:
+            if direct is not None:
+                server.links[socket.sid] = direct
+            else:
+                server.links.pop(socket.sid, None)
+
+        await serve_websocket(socket, self, link, register)
+        return self._sock
 
     async def wait(self) -> Any:
         socket = self.handler.__self__  # the engine.io AsyncSocket this transport feeds
@@ -93,10 +127,15 @@ class GuardedEngineIO(engineio.AsyncServer):
     waiting for its client."""
 
     on_violation: Callable[[str, ProtocolViolation, Any], Awaitable[None]] | None = None
+    # (eio_sid) -> the Socket.IO goodbye text for a slow consumer, or None
+    on_slow_consumer: Callable[[str], str | None] | None = None
 
     def __init__(self, *args: Any, frame_rate: float | None = None, frame_burst: int = 1,
-                 **kwargs: Any) -> None:
+                 send_limits: SendLimits | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.send_limits = send_limits or SendLimits()
+        self.links: dict[str, DirectLink] = {}  # websocket connections, by eio sid
+        self.cut_off: set[str] = set()  # slow consumers being closed: nothing more is queued
         self._async = {**self._async, "websocket": GuardedWebSocket,
                        "translate_request": _translate_request}
         self._frame_rate = frame_rate
@@ -138,8 +177,48 @@ class GuardedEngineIO(engineio.AsyncServer):
         if socket is not None and not socket.closed:
             await socket.close(wait=False, reason=self.reason.SERVER_DISCONNECT)
 
+    def slow_consumer(self, link: DirectLink) -> None:
+        """``link`` holds more unsent bytes than ``send_limits.buffer_limit``:
+        nothing more is written to it but the goodbye (``session:ended
+        {reason: slow_consumer}``) and a close frame; the socket leaves its
+        rooms now, the transport is flushed then dropped after a grace."""
+        eio_sid = link.socket.sid
+        self.cut_off.add(eio_sid)
+        goodbye = self.on_slow_consumer(eio_sid) if self.on_slow_consumer is not None else None
+        if goodbye is not None:
+            link.write_final(websocket_frame(goodbye))
+        link.write_final(close_frame(WSCloseCode.TRY_AGAIN_LATER))
+        link.close_transport(SLOW_CONSUMER_GRACE)
+        self.links.pop(eio_sid, None)
+        self.start_background_task(link.socket.close, wait=False, abort=True,
+                                   reason=self.reason.SERVER_DISCONNECT)
+
+    def slow_consumer_queued(self, socket: Any) -> None:
+        """More than ``send_limits.queue_limit`` packets wait in ``socket``'s
+        queue: they are dropped and the socket leaves its rooms now. A
+        websocket is cut off like ``slow_consumer`` (it gets the goodbye); a
+        polling client that stopped polling finds its session gone (HTTP 400)
+        when it polls again, like any closed one, and reconnects."""
+        if socket.closing or socket.closed or socket.sid in self.cut_off:
+            return
+        self.cut_off.add(socket.sid)
+        queue = socket.queue
+        while not queue.empty():
+            queue.get_nowait()
+            queue.task_done()
+        link = self.links.get(socket.sid)
+        if link is not None:
+            link.cut = True
+            self.slow_consumer(link)
+            return
+        if self.on_slow_consumer is not None:
+            self.on_slow_consumer(socket.sid)
+        self.start_background_task(socket.close, wait=False, abort=True,
+                                   reason=self.reason.SERVER_DISCONNECT)
+
     def forget(self, eio_sid: str) -> None:
         self._budgets.pop(eio_sid, None)
+        self.cut_off.discard(eio_sid)
 
     async def handle_request(self, request: web.Request) -> web.StreamResponse:  # type: ignore[override]
         sid = request.query.get("sid")
@@ -181,10 +260,14 @@ class GuardedServer(socketio.AsyncServer):
     the handlers (or being buffered). ``on_violation(eio_sid, sid, v)`` is
     awaited first (logging, metrics, flood accounting)."""
 
+    # (eio_sid, sid) -> None: a slow consumer is being cut off (metrics, log)
+    on_slow_consumer: Callable[[str, str | None], None] | None = None
+
     def __init__(self, *args: Any, on_violation: OnViolation | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.on_violation = on_violation
         self.eio.on_violation = self._refuse_frame
+        self.eio.on_slow_consumer = self._slow_consumer_goodbye
 
     def _engineio_server_class(self) -> type[engineio.AsyncServer]:
         return GuardedEngineIO
@@ -239,6 +322,17 @@ class GuardedServer(socketio.AsyncServer):
                     data=[{"ok": False, "error": error}]))
             await self.emit("session:ended", {"reason": violation.reason, "error": error},
                             to=sid, ignore_queue=True)
+
+    def _slow_consumer_goodbye(self, eio_sid: str) -> str | None:
+        """The Engine.IO text of ``session:ended {reason: slow_consumer}``."""
+        sid = self._connected_sid(eio_sid)
+        if self.on_slow_consumer is not None:
+            self.on_slow_consumer(eio_sid, sid)
+        if sid is None:
+            return None
+        pkt = self.packet_class(sio_packet.EVENT, namespace=NAMESPACE,
+                                data=["session:ended", {"reason": SLOW_CONSUMER}])
+        return eio_packet.Packet(eio_packet.MESSAGE, pkt.encode()).encode()
 
     async def _handle_eio_disconnect(self, eio_sid: str, reason: Any) -> None:
         await super()._handle_eio_disconnect(eio_sid, reason)

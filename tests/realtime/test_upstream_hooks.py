@@ -1,21 +1,26 @@
 """The python-socketio / python-engineio internals that protocol hygiene
-(server/realtime/transport.py) and the Redis manager (redis_manager.py) build on. If an upgrade changes one of them,
+(server/realtime/transport.py), the broadcast fast path (server/realtime/fanout.py) and
+the Redis manager (redis_manager.py) build on. If an upgrade changes one of them,
 this fails: re-read the upstream code, adapt transport.py, then update the
 fingerprints here."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import importlib.metadata
 import inspect
 
 import socketio
-from engineio import async_socket
-from socketio.async_pubsub_manager import AsyncPubSubManager
+from aiohttp import web
+from engineio import async_server, async_socket
 from engineio.async_drivers import aiohttp as aiohttp_driver
+from socketio import async_pubsub_manager, base_manager
+from socketio.async_pubsub_manager import AsyncPubSubManager
 
+from server.realtime.fanout import FanoutManager
 from server.realtime.metrics import RealtimeMetrics
-from server.realtime.server import build_server
+from server.realtime.server import CountingManager, CountingRedisManager, build_server
 from server.realtime.transport import GuardedEngineIO, GuardedServer, GuardedWebSocket
 
 # sha256 (first 16 hex digits) of the upstream source we replace or rely on,
@@ -44,6 +49,33 @@ UPSTREAM_FINGERPRINTS = {
     "socketio.AsyncRedisManager._listen": (socketio.AsyncRedisManager._listen, "3e74fdd1084b4e13"),
     "socketio.AsyncPubSubManager._thread": (AsyncPubSubManager._thread, "fa8d075729aac64d"),
     "socketio.AsyncPubSubManager.initialize": (AsyncPubSubManager.initialize, "e8a2b026ecea320f"),
+    # --- the fast path (fanout.py) ---
+    # serve_websocket is this handler with its writer replaced: re-read both together
+    # (the _websocket_handler entry above); the writer's protocol is poll()'s: a None
+    # in the queue ends it, packets are engine.io Packets with encode()
+    "engineio.AsyncSocket.poll": (async_socket.AsyncSocket.poll, "826f58a9f3606db2"),
+    # send() is check_ping_timeout() then queue.put(): FanoutManager puts on the queue itself
+    "engineio.AsyncSocket.send": (async_socket.AsyncSocket.send, "0437276ccba7ab09"),
+    # PONG reschedules the ping, MESSAGE dispatches, CLOSE closes (serve_websocket calls it)
+    "engineio.AsyncSocket.receive": (async_socket.AsyncSocket.receive, "a91ae36ec2fb5340"),
+    # builds _async['websocket'](self._websocket_handler, self.server) and awaits it
+    "engineio.AsyncSocket._upgrade_websocket": (async_socket.AsyncSocket._upgrade_websocket,
+                                                "820b83efe96adb98"),
+    # replaced by GuardedWebSocket.__call__ (which adds compress=)
+    "engineio aiohttp WebSocket.__call__": (aiohttp_driver.WebSocket.__call__,
+                                            "71f9a94476d737c3"),
+    "engineio.AsyncServer.send_packet": (async_server.AsyncServer.send_packet,
+                                         "c54317440865030d"),
+    # replaced by FanoutManager.emit: data normalisation, skip_sid, callbacks must match
+    "socketio.AsyncManager.emit": (socketio.AsyncManager.emit, "01ccd5b82b4f955e"),
+    # both hand local delivery to super().emit (FanoutManager.emit, by the MRO)
+    "socketio.AsyncPubSubManager.emit": (async_pubsub_manager.AsyncPubSubManager.emit,
+                                         "6cc46e0ff9b6d7cf"),
+    "socketio.AsyncPubSubManager._handle_emit": (
+        async_pubsub_manager.AsyncPubSubManager._handle_emit, "4284671be955f644"),
+    # a list of rooms yields each participant once
+    "socketio.BaseManager.get_participants": (base_manager.BaseManager.get_participants,
+                                              "7d78ad681c95de5b"),
 }
 
 
@@ -82,3 +114,26 @@ def test_the_hooks_are_wired(make_settings):
     assert list(inspect.signature(async_socket.AsyncSocket.close).parameters) == [
         "self", "wait", "abort", "reason"]
     assert {"wait", "close", "__call__"} <= set(vars(aiohttp_driver.WebSocket))
+
+
+def test_the_fast_path_hooks_are_wired(make_settings):
+    from prometheus_client import CollectorRegistry, Counter
+
+    registry = CollectorRegistry()
+    sio = build_server(make_settings(), RealtimeMetrics(
+        registry, bus_errors=Counter("x_bus_errors", "x", registry=registry)))
+    assert isinstance(sio.manager, CountingManager) and isinstance(sio.manager, FanoutManager)
+    assert sio.eio.links == {}
+    # the pub/sub manager's super().emit must land on FanoutManager.emit
+    mro = CountingRedisManager.__mro__
+    assert mro.index(async_pubsub_manager.AsyncPubSubManager) + 1 == mro.index(FanoutManager)
+    assert mro.index(FanoutManager) + 1 == mro.index(socketio.AsyncManager)
+    # the engine.io socket state the fast path reads and writes
+    eio_socket = async_socket.AsyncSocket(sio.eio, "sid")
+    assert isinstance(eio_socket.queue, asyncio.Queue)
+    assert eio_socket.queue.maxsize == 0  # put_nowait never fails
+    for flag in ("closed", "closing", "upgrading", "upgraded", "connected"):
+        assert getattr(eio_socket, flag) is False, flag
+    assert {"compress", "max_msg_size"} <= set(inspect.signature(web.WebSocketResponse).parameters)
+    assert isinstance(web.WebSocketResponse.compress, property)
+    assert isinstance(web.BaseRequest.transport, property)

@@ -5,9 +5,16 @@ reserved event names, binary attachments, malformed packets."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
 import json
+import os
+import socket
+import struct
+import zlib
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -163,3 +170,112 @@ class PollingSocket:
 
     async def close(self) -> None:
         await self._http.close()
+
+
+class TcpWebSocket:
+    """A websocket client over a bare TCP socket (RFC 6455 by hand), so a
+    test controls what the kernel buffers: with a small ``rcvbuf`` and no
+    reads it is a consumer that stopped reading. ``headers`` are the
+    server's handshake response headers (lower-cased names)."""
+
+    def __init__(self, base_url: str, *, rcvbuf: int | None = None,
+                 extensions: str | None = None) -> None:
+        self.base_url = base_url
+        self.rcvbuf = rcvbuf
+        self.extensions = extensions
+        self.headers: dict[str, str] = {}
+        self.sid: str | None = None
+        self.deflated: list[bool] = []  # per data frame read: did it come compressed
+        self._inflate = zlib.decompressobj(-zlib.MAX_WBITS)  # permessage-deflate, with context
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+
+    async def open(self, token: str | None = None) -> "TcpWebSocket":
+        url = urlsplit(self.base_url)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if self.rcvbuf is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.rcvbuf)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, (url.hostname, url.port))
+        self._reader, self._writer = await asyncio.open_connection(sock=sock)
+        key = base64.b64encode(os.urandom(16)).decode()
+        lines = ["GET /socket.io/?EIO=4&transport=websocket HTTP/1.1",
+                 f"Host: {url.hostname}:{url.port}", "Upgrade: websocket", "Connection: Upgrade",
+                 f"Sec-WebSocket-Key: {key}", "Sec-WebSocket-Version: 13"]
+        if self.extensions:
+            lines.append(f"Sec-WebSocket-Extensions: {self.extensions}")
+        self._writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+        head = (await self._reader.readuntil(b"\r\n\r\n")).decode()
+        status, *fields = head.strip().split("\r\n")
+        assert " 101 " in status, head
+        self.headers = {k.strip().lower(): v.strip()
+                        for k, v in (f.split(":", 1) for f in fields)}
+        opening = await self.recv()
+        assert opening.startswith("0{"), opening
+        if token is not None:
+            self.send("40" + json.dumps({"token": token}))
+            reply = await self.recv()
+            assert reply.startswith("40{"), reply
+            self.sid = json.loads(reply[2:])["sid"]
+        return self
+
+    def send(self, text: str) -> None:
+        assert self._writer is not None
+        data, mask = text.encode(), os.urandom(4)
+        n = len(data)
+        header = (struct.pack("!BB", 0x81, 0x80 | n) if n < 126
+                  else struct.pack("!BBH", 0x81, 0x80 | 126, n))
+        self._writer.write(header + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(data)))
+
+    async def frame(self) -> tuple[int, bytes]:
+        """(opcode, payload) of the next frame; (-1, b"") at end of stream."""
+        assert self._reader is not None
+        try:
+            b1, b2 = await self._reader.readexactly(2)
+            n = b2 & 0x7F
+            if n == 126:
+                (n,) = struct.unpack("!H", await self._reader.readexactly(2))
+            elif n == 127:
+                (n,) = struct.unpack("!Q", await self._reader.readexactly(8))
+            payload = await self._reader.readexactly(n)
+            opcode = b1 & 0x0F
+            if opcode in (0x1, 0x2):
+                self.deflated.append(bool(b1 & 0x40))
+                if b1 & 0x40:  # RSV1: a compressed message
+                    payload = self._inflate.decompress(payload + b"\x00\x00\xff\xff")
+            return opcode, payload
+        except (asyncio.IncompleteReadError, ConnectionError):
+            return -1, b""
+
+    async def recv(self, timeout: float = 5.0) -> str:
+        """The next text frame that is not a ping (pings are answered)."""
+        while True:
+            opcode, payload = await asyncio.wait_for(self.frame(), timeout)
+            if opcode != 0x1:
+                raise AssertionError(f"not a text frame: {opcode} {payload[:40]!r}")
+            text = payload.decode()
+            if text == "2":
+                self.send("3")
+                continue
+            return text
+
+    async def drain(self, timeout: float = 30.0) -> tuple[list[str], int | None]:
+        """Read everything until the stream ends: the text frames and the
+        close code (None if the stream ended without a close frame)."""
+
+        texts: list[str] = []
+        async with asyncio.timeout(timeout):
+            while True:
+                opcode, payload = await self.frame()
+                if opcode == -1:
+                    return texts, None
+                if opcode == 0x8:
+                    return texts, struct.unpack("!H", payload[:2])[0] if payload else None
+                if opcode == 0x1:
+                    texts.append(payload.decode())
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            with contextlib.suppress(Exception):
+                await self._writer.wait_closed()

@@ -22,10 +22,12 @@ SERVER_EVENTS = (
 class SocketUser:
     """One socket of one user, with the events it received."""
 
-    def __init__(self, url: str, token: str, *, name: str = "") -> None:
+    def __init__(self, url: str, token: str, *, name: str = "",
+                 transports: list[str] | None = None) -> None:
         self.url = url
         self.token = token
         self.name = name
+        self.transports = transports or ["websocket"]
         self.sio = socketio.AsyncClient(reconnection=False)
         self.events: list[tuple[str, Any]] = []
         self.disconnected = asyncio.Event()
@@ -47,7 +49,7 @@ class SocketUser:
             self._changed.notify_all()
 
     async def connect(self) -> "SocketUser":
-        await self.sio.connect(self.url, auth={"token": self.token}, transports=["websocket"],
+        await self.sio.connect(self.url, auth={"token": self.token}, transports=self.transports,
                                wait_timeout=10)
         return self
 
