@@ -123,6 +123,7 @@ class Settings(BaseSettings):
     socket_ping_interval: float = Field(25.0, gt=0)
     socket_ping_timeout: float = Field(20.0, gt=0)
     typing_interval: float = Field(2.0, ge=0)  # typing:true relayed at most this often
+    message_batch_max: int = Field(64, ge=1, le=1000)  # sends to one room per insert; 1: no batching
     presence_heartbeat_interval: float = Field(5.0, gt=0)
     presence_sweep_interval: float = Field(5.0, gt=0)
     presence_node_ttl: float = Field(15.0, gt=0)  # dead node's users offline after ttl+sweep
