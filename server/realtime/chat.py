@@ -28,6 +28,7 @@ from .sequences import SequenceCache
 MAX_BODY_CHARS = 4000
 MAX_SEND_ATTEMPTS = 64  # inserts one batch may take (clashes with other nodes, retries)
 DEFAULT_MAX_BATCH = 64  # sends to one room stored by one insert (SKILLSHARE_MESSAGE_BATCH_MAX)
+MAX_PENDING_PER_ROOM = 2000  # sends to one room waiting for their batch; more: unavailable
 REFRESH_AFTER_CLASHES = 3  # after this many taken seqs in a row, re-read the room's end
 DEFAULT_SYNC_LIMIT = 100
 MAX_SYNC_LIMIT = 500
@@ -105,7 +106,8 @@ class ChatService:
         self._typing_last: dict[tuple[str, str], tuple[float, bool]] = {}
         self._on_persisted = on_persisted
         self._commits: GroupCommit[_Send, SendResult] = GroupCommit(
-            self._commit_batch, max_batch=max_batch, on_batch=on_batch,
+            self._commit_batch, max_batch=max_batch, max_pending=MAX_PENDING_PER_ROOM,
+            on_batch=on_batch,
             on_batch_failed=on_batch_failed)
 
     async def send(self, user_id: str, room_id: str, client_id: str, body: str) -> SendResult:

@@ -3,7 +3,9 @@ that key is running waits and goes into the next commit, as one batch.
 
 The first submission for an idle key starts a commit at once (no timer:
 alone, it is a batch of one); everything that arrives while that commit is
-in flight forms the next batch, up to ``max_batch`` items. Keys commit in
+in flight forms the next batch, up to ``max_batch`` items. At most
+``max_pending`` items wait per key; more are refused (``unavailable``)
+rather than queued without bound. Keys commit in
 parallel, each one batch at a time, in submission order. A submission
 whose ``dedupe`` key equals one still pending under the same key waits for
 that one's result instead of being committed twice."""
@@ -42,13 +44,14 @@ class _KeyState:
 
 
 class GroupCommit(Generic[Item, Result]):
-    def __init__(self, commit: Commit, *, max_batch: int,
+    def __init__(self, commit: Commit, *, max_batch: int, max_pending: int,
                  on_batch: Callable[[int], None] | None = None,
                  on_batch_failed: Callable[[BaseException], None] | None = None) -> None:
-        if max_batch < 1:
-            raise ValueError("max_batch must be at least 1")
+        if max_batch < 1 or max_pending < 1:
+            raise ValueError("max_batch and max_pending must be at least 1")
         self._commit = commit
         self._max_batch = max_batch
+        self._max_pending = max_pending
         self._on_batch = on_batch
         self._on_batch_failed = on_batch_failed
         self._keys: dict[str, _KeyState] = {}
@@ -57,7 +60,8 @@ class GroupCommit(Generic[Item, Result]):
     async def submit(self, key: str, item: Item, *, dedupe: Hashable) -> tuple[Result, bool]:
         """The item's result once its batch is committed, and whether this
         submission joined an identical pending one (``True``) rather than
-        being committed itself."""
+        being committed itself. ``unavailable`` when ``max_pending`` items
+        already wait under the key (the database does not keep up)."""
         if self._closed:
             raise Unavailable("The server is shutting down; retry the send.")
         state = self._keys.get(key)
@@ -66,6 +70,9 @@ class GroupCommit(Generic[Item, Result]):
         joined = state.by_dedupe.get(dedupe)
         if joined is not None:
             return await asyncio.shield(joined), True
+        if len(state.queue) >= self._max_pending:
+            raise Unavailable("Too many messages are waiting to be stored in this room; "
+                              "retry the send with the same client_id.")
         future = asyncio.get_running_loop().create_future()
         state.by_dedupe[dedupe] = future
         state.queue.append(_Pending(item, dedupe, future))
@@ -118,7 +125,12 @@ class GroupCommit(Generic[Item, Result]):
         """Refuse new submissions, stop every running commit and fail what
         was still waiting (``unavailable``: the client retries elsewhere)."""
         self._closed = True
-        await cancel_and_wait([s.task for s in list(self._keys.values())])
+        states = list(self._keys.values())
+        await cancel_and_wait([s.task for s in states])
+        for state in states:  # a task cancelled before it ran never reached its finally
+            _fail(list(state.queue), _shutting_down)
+            state.queue.clear()
+        self._keys.clear()
 
 
 def _shutting_down() -> Unavailable:
