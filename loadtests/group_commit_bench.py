@@ -12,9 +12,10 @@ Load: ``--rooms`` group rooms of ``--members`` users, every member a sender
 with one python-socketio socket, open loop: each socket sends at
 ``rate / sockets`` messages per second on a fixed schedule whatever the
 acks do (a slow server queues sends, it does not slow the load down), the
-send time kept on the client. Durable msgs/s = ``ok`` acks (a send is acked
-only after its insert returned) received within the measured window per
-second; ack p50/p99 over the sends made in the window; ``failed`` =
+send time kept on the client. Durable msgs/s = messages the node stored during the
+measured window (its ``skillshare_messages_persisted_total``), per second;
+``acked`` = ``ok`` acks the generator received in the window; node CPU-ms
+per durable message from /proc; ack p50/p99 over the sends made in the window; ``failed`` =
 error acks, ``unacked`` = sends of the window with no ack 10 s after it.
 The node runs pinned to ``--node-cpu``, the load generator (one process) to
 ``--gen-cpu``; CPU from /proc over the window. Cases are interleaved run by
@@ -35,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -161,9 +163,11 @@ def run_case(args: argparse.Namespace, rate: float, batch_max: int, profile: str
                                     "-d", str(int(args.duration)), "-r", "100", "-f", "raw"],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         cpu0 = {"node": cpu_seconds(node.pid), "generator": cpu_seconds(gen.pid)}
+        stored0 = persisted(url)
         t0 = time.monotonic()
         time.sleep(args.duration - 0.2)
         cpu1 = {"node": cpu_seconds(node.pid), "generator": cpu_seconds(gen.pid)}
+        stored1 = persisted(url)
         cpu_window = time.monotonic() - t0
         kind, result = queue.get(timeout=args.duration + args.warmup + ACK_GRACE_S + 120)
         assert kind == "done"
@@ -171,9 +175,13 @@ def run_case(args: argparse.Namespace, rate: float, batch_max: int, profile: str
         if spy is not None:
             spy.wait(60)
         lat = result["latencies_ms"]
+        durable_per_s = (stored1 - stored0) / cpu_window
+        node_cpu = (cpu1["node"] - cpu0["node"]) / cpu_window
         return {
             "rate": rate, "batch_max": batch_max,
-            "durable_msgs_per_s": round(result["durable_in_window"] / args.duration, 1),
+            "durable_msgs_per_s": round(durable_per_s, 1),
+            "node_cpu_ms_per_msg": round(1000 * node_cpu / max(durable_per_s, 1e-9), 3),
+            "acked_msgs_per_s": round(result["durable_in_window"] / args.duration, 1),
             "offered_msgs_per_s": round(result["sent_in_window"] / args.duration, 1),
             "ack_p50_ms": round(pct(lat, 0.5), 1), "ack_p99_ms": round(pct(lat, 0.99), 1),
             "failed": result["failed"], "unacked": result["unacked"],
@@ -190,14 +198,25 @@ def run_case(args: argparse.Namespace, rate: float, batch_max: int, profile: str
         shutil.rmtree(work, ignore_errors=True)
 
 
+def persisted(url: str) -> float:
+    """The node's own count of stored messages (its /metrics), so that a
+    starved load generator cannot make the node look slower than it is."""
+    with urllib.request.urlopen(f"{url}/metrics", timeout=30) as resp:
+        for line in resp.read().decode().splitlines():
+            if line.startswith("skillshare_messages_persisted_total "):
+                return float(line.split()[1])
+    raise RuntimeError("skillshare_messages_persisted_total missing from /metrics")
+
+
 def median_case(results: list[dict]) -> dict:
     out = dict(results[0])
-    for key in ("durable_msgs_per_s", "offered_msgs_per_s", "ack_p50_ms", "ack_p99_ms",
+    for key in ("durable_msgs_per_s", "node_cpu_ms_per_msg", "acked_msgs_per_s", "offered_msgs_per_s", "ack_p50_ms", "ack_p99_ms",
                 "failed", "unacked", "deliveries_per_s"):
         out[key] = statistics.median(r[key] for r in results)
     out["cpu_pct"] = {k: statistics.median(r["cpu_pct"][k] for r in results)
                       for k in results[0]["cpu_pct"]}
-    out["runs"] = [{k: r[k] for k in ("durable_msgs_per_s", "ack_p50_ms", "ack_p99_ms")}
+    out["runs"] = [{k: r[k] for k in ("durable_msgs_per_s", "node_cpu_ms_per_msg", "ack_p50_ms",
+                                      "ack_p99_ms", "cpu_pct")}
                    for r in results]
     return out
 
@@ -215,6 +234,7 @@ def main() -> None:
     parser.add_argument("--gen-cpu", type=int, default=1)
     parser.add_argument("--profile-dir", help="py-spy profiles of the node (first run only)")
     args = parser.parse_args()
+    os.sched_setaffinity(0, {args.gen_cpu})  # this process polls too: keep it off the node's core
     rates = [float(r) for r in args.rates.split(",")]
     batches = [int(b) for b in args.batch_max.split(",")]
     cases: dict[tuple[float, int], list[dict]] = {}
