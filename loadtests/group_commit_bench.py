@@ -198,6 +198,121 @@ def run_case(args: argparse.Namespace, rate: float, batch_max: int, profile: str
         shutil.rmtree(work, ignore_errors=True)
 
 
+def service_case(args: argparse.Namespace, rate: float, batch_max: int) -> dict:
+    """The same load straight into ``ChatService.send`` in one process
+    (pinned to the node's core): the embedded database as a node opens it,
+    the real stores, seq cache and group commit; only the Socket.IO edge and
+    the fan-out (a no-op emitter) are left out. No load-generator process
+    to starve: the sends are coroutines on the node's own loop."""
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_service_process, args=(vars(args), rate, batch_max, queue))
+    proc.start()
+    result = queue.get(timeout=args.duration + args.warmup + ACK_GRACE_S + 180)
+    proc.join(30)
+    return result
+
+
+def _service_process(args: dict, rate: float, batch_max: int, out: "mp.Queue") -> None:
+    os.sched_setaffinity(0, {args["node_cpu"]})
+    try:
+        import uvloop
+        uvloop.install()
+    except ImportError:
+        pass
+    out.put(asyncio.run(_service_load(args, rate, batch_max)))
+
+
+async def _service_load(args: dict, rate: float, batch_max: int) -> dict:
+    from datetime import datetime, timezone
+
+    from server.bus import Bus
+    from server.clock import Clock
+    from server.realtime.chat import ChatService
+    from server.realtime.notifier import Notifier
+    from server.realtime.rooms import RoomService
+    from server.realtime.sequences import SequenceCache
+    from server.storage.database import open_database
+    from server.storage.fields import FieldCrypto
+    from server.storage.messages import MessageStore
+    from server.storage.read_markers import ReadMarkerStore
+    from server.storage.rooms import RoomStore
+    from server.storage.users import UserStore
+
+    class NoEmit:
+        async def emit(self, *a, **k):  # noqa: ANN002, ANN003
+            return None
+
+    work = Path(tempfile.mkdtemp(prefix="gc-service-"))
+    try:
+        async with open_database(mongo_url=None, db_name="bench", data_dir=work) as db:
+            fields = FieldCrypto([DATA_KEY])
+            store, rooms_store, markers = MessageStore(db, fields), RoomStore(db), ReadMarkerStore(db)
+            seqs = SequenceCache(store)
+            rooms = RoomService(rooms=rooms_store, messages=store, markers=markers,
+                                users=UserStore(db, fields), sequences=seqs, clock=Clock(),
+                                consent=None, notifier=Notifier(NoEmit()), bus=Bus())
+            chat = ChatService(rooms=rooms, messages=store, markers=markers, sequences=seqs,
+                               notifier=Notifier(NoEmit()), clock=Clock(), max_batch=batch_max)
+            senders = []
+            for r in range(args["rooms"]):
+                members = [f"u{r}-{m}" for m in range(args["members"])]
+                room = await rooms_store.create_group(name=f"r{r}", member_ids=members,
+                                                      created_by=members[0],
+                                                      now=datetime.now(timezone.utc))
+                senders += [(m, room["_id"]) for m in members]
+            done: list[tuple[float, float]] = []
+            failed = 0
+            pending: set[asyncio.Task] = set()
+
+            async def send_one(user: str, room_id: str, sent_at: float) -> None:
+                nonlocal failed
+                try:
+                    await chat.send(user, room_id, str(uuid.uuid4()), BODY)
+                except Exception:  # noqa: BLE001 - counted
+                    failed += 1
+                    return
+                done.append((sent_at, time.perf_counter()))
+
+            interval = len(senders) / rate
+            start = time.perf_counter()
+            w0, w1 = start + args["warmup"], start + args["warmup"] + args["duration"]
+
+            async def sender(index: int, user: str, room_id: str) -> None:
+                next_at = start + interval * index / len(senders)
+                while next_at < w1:
+                    await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
+                    task = asyncio.create_task(send_one(user, room_id, next_at))
+                    pending.add(task)
+                    task.add_done_callback(pending.discard)
+                    next_at += interval
+
+            tasks = [asyncio.create_task(sender(i, u, r)) for i, (u, r) in enumerate(senders)]
+            await asyncio.sleep(max(0.0, w0 - time.perf_counter()))
+            cpu0, t0 = cpu_seconds(os.getpid()), time.perf_counter()
+            await asyncio.sleep(max(0.0, w1 - time.perf_counter()))
+            cpu1, t1 = cpu_seconds(os.getpid()), time.perf_counter()
+            await asyncio.gather(*tasks)
+            if pending:
+                await asyncio.wait(set(pending), timeout=ACK_GRACE_S)
+            in_window = [(s, a) for s, a in done if w0 <= s < w1]
+            stored = sum(1 for _, a in done if t0 <= a < t1)
+            lat = [(a - s) * 1000 for s, a in in_window]
+            per_s = stored / (t1 - t0)
+            cpu = (cpu1 - cpu0) / (t1 - t0)
+            await chat.close()
+            return {
+                "rate": rate, "batch_max": batch_max, "durable_msgs_per_s": round(per_s, 1),
+                "node_cpu_ms_per_msg": round(1000 * cpu / max(per_s, 1e-9), 3),
+                "acked_msgs_per_s": round(per_s, 1), "offered_msgs_per_s": rate,
+                "ack_p50_ms": round(pct(lat, 0.5), 1), "ack_p99_ms": round(pct(lat, 0.99), 1),
+                "failed": failed, "unacked": int(rate * args["duration"]) - len(in_window) - failed,
+                "deliveries_per_s": 0.0, "cpu_pct": {"node": round(100 * cpu, 1)},
+            }
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def persisted(url: str) -> float:
     """The node's own count of stored messages (its /metrics), so that a
     starved load generator cannot make the node look slower than it is."""
@@ -233,6 +348,9 @@ def main() -> None:
     parser.add_argument("--node-cpu", type=int, default=0)
     parser.add_argument("--gen-cpu", type=int, default=1)
     parser.add_argument("--profile-dir", help="py-spy profiles of the node (first run only)")
+    parser.add_argument("--mode", choices=("sockets", "service"), default="sockets",
+                        help="sockets: a node and python-socketio clients; service: "
+                             "ChatService.send in one process (no load generator to starve)")
     args = parser.parse_args()
     os.sched_setaffinity(0, {args.gen_cpu})  # this process polls too: keep it off the node's core
     rates = [float(r) for r in args.rates.split(",")]
@@ -245,12 +363,13 @@ def main() -> None:
                 if args.profile_dir and run == 0:
                     Path(args.profile_dir).mkdir(parents=True, exist_ok=True)
                     profile = str(Path(args.profile_dir) / f"node-rate{int(rate)}-batch{batch}.txt")
-                result = run_case(args, rate, batch, profile)
+                result = (run_case(args, rate, batch, profile) if args.mode == "sockets"
+                          else service_case(args, rate, batch))
                 print(json.dumps({"run": run + 1, **result}), file=sys.stderr, flush=True)
                 cases.setdefault((rate, batch), []).append(result)
     report = {
         "machine": f"{os.cpu_count()} CPUs (shared), Python {sys.version.split()[0]}",
-        "rooms": args.rooms, "members": args.members, "duration_s": args.duration,
+        "mode": args.mode, "rooms": args.rooms, "members": args.members, "duration_s": args.duration,
         "runs": args.runs, "cases": [median_case(r) for r in cases.values()],
     }
     print(json.dumps(report, indent=2))
