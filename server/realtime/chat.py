@@ -105,6 +105,7 @@ class ChatService:
         self._typing_interval = typing_interval
         self._typing_last: dict[tuple[str, str], tuple[float, bool]] = {}
         self._on_persisted = on_persisted
+        self._on_batch_failed = on_batch_failed
         self._commits: GroupCommit[_Send, SendResult] = GroupCommit(
             self._commit_batch, max_batch=max_batch, max_pending=MAX_PENDING_PER_ROOM,
             on_batch=on_batch,
@@ -131,6 +132,19 @@ class ChatService:
         (another node took the seq), and the rest go again as one insert."""
         results: list[SendResult | Exception | None] = [None] * len(sends)
         todo = list(range(len(sends)))
+        try:
+            await self._store_batch(room_id, sends, todo, results)
+        except Exception as exc:  # the database failed: what it stored stays acked
+            if self._on_batch_failed is not None:
+                self._on_batch_failed(exc)
+            for i, result in enumerate(results):
+                if result is None:
+                    results[i] = Unavailable(
+                        "The message was not stored; retry the send with the same client_id.")
+        return results  # type: ignore[return-value]
+
+    async def _store_batch(self, room_id: str, sends: list[_Send], todo: list[int],
+                           results: list[Any]) -> None:
         known = self._seqs.known(room_id)
         seq = (known if known is not None else await self._seqs.current(room_id)) + 1
         clashes = 0
@@ -144,7 +158,7 @@ class ChatService:
                 clashes = 0
                 await self._persisted(sends[0].room, docs[:stored], todo[:stored], results)
                 seq += stored
-                todo = todo[stored:]
+                del todo[:stored]
             if clash is None:
                 continue
             if isinstance(clash, ClientIdUsed):
@@ -164,7 +178,6 @@ class ChatService:
                 seq += 1
         for i in todo:
             results[i] = Unavailable("The room is too busy; retry the send with the same client_id.")
-        return results  # type: ignore[return-value]
 
     async def _persisted(self, room: dict[str, Any], docs: list[dict[str, Any]],
                          indexes: list[int], results: list[Any]) -> None:
