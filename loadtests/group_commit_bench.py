@@ -38,6 +38,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -232,7 +233,6 @@ async def _service_load(args: dict, rate: float, batch_max: int) -> dict:
     from server.realtime.notifier import Notifier
     from server.realtime.rooms import RoomService
     from server.realtime.sequences import SequenceCache
-    from server.storage.database import open_database
     from server.storage.fields import FieldCrypto
     from server.storage.messages import MessageStore
     from server.storage.read_markers import ReadMarkerStore
@@ -245,7 +245,7 @@ async def _service_load(args: dict, rate: float, batch_max: int) -> dict:
 
     work = Path(tempfile.mkdtemp(prefix="gc-service-"))
     try:
-        async with open_database(mongo_url=None, db_name="bench", data_dir=work) as db:
+        async with _database(work, retry_writes=args["retry_writes"] == "on") as db:
             fields = FieldCrypto([DATA_KEY])
             store, rooms_store, markers = MessageStore(db, fields), RoomStore(db), ReadMarkerStore(db)
             seqs = SequenceCache(store)
@@ -313,6 +313,34 @@ async def _service_load(args: dict, rate: float, batch_max: int) -> dict:
         shutil.rmtree(work, ignore_errors=True)
 
 
+@asynccontextmanager
+async def _database(work: Path, *, retry_writes: bool):
+    """The embedded database as ``open_database`` opens it for a node
+    (pymongo's default ``retryWrites=true``), or the same with retryable
+    writes off (``--retry-writes off``: what that costs the embedded
+    database, see docs/benchmarks.md)."""
+    from pymongo import AsyncMongoClient
+
+    from server.storage.database import EmbeddedDatabase, open_database
+    from server.storage.schema import create_all_indexes
+
+    if retry_writes:
+        async with open_database(mongo_url=None, db_name="bench", data_dir=work) as db:
+            yield db
+        return
+    embedded = EmbeddedDatabase(work)
+    url = await asyncio.to_thread(embedded.start)
+    client: AsyncMongoClient = AsyncMongoClient(url, tz_aware=True, uuidRepresentation="standard",
+                                                retryWrites=False)
+    try:
+        db = client["bench"]
+        await create_all_indexes(db)
+        yield db
+    finally:
+        await client.close()
+        await asyncio.to_thread(embedded.stop)
+
+
 def persisted(url: str) -> float:
     """The node's own count of stored messages (its /metrics), so that a
     starved load generator cannot make the node look slower than it is."""
@@ -351,6 +379,8 @@ def main() -> None:
     parser.add_argument("--mode", choices=("sockets", "service"), default="sockets",
                         help="sockets: a node and python-socketio clients; service: "
                              "ChatService.send in one process (no load generator to starve)")
+    parser.add_argument("--retry-writes", choices=("on", "off"), default="on",
+                        help="service mode: pymongo retryable writes (on, as a node runs today)")
     args = parser.parse_args()
     os.sched_setaffinity(0, {args.gen_cpu})  # this process polls too: keep it off the node's core
     rates = [float(r) for r in args.rates.split(",")]
@@ -369,7 +399,7 @@ def main() -> None:
                 cases.setdefault((rate, batch), []).append(result)
     report = {
         "machine": f"{os.cpu_count()} CPUs (shared), Python {sys.version.split()[0]}",
-        "mode": args.mode, "rooms": args.rooms, "members": args.members, "duration_s": args.duration,
+        "mode": args.mode, "retry_writes": args.retry_writes, "rooms": args.rooms, "members": args.members, "duration_s": args.duration,
         "runs": args.runs, "cases": [median_case(r) for r in cases.values()],
     }
     print(json.dumps(report, indent=2))
