@@ -211,3 +211,38 @@ async def test_a_batch_holds_at_most_message_batch_max_sends(make_client, max_ba
     finally:
         await alice.close()
         await bob.close()
+
+
+async def test_a_database_error_after_part_of_a_batch_was_stored_keeps_that_part_acked(make_client):
+    """Three sends started in one tick form one batch (the room is cached,
+    nothing before the queue waits). The first is stored; the second reuses
+    a stored client_id, and the lookup of that earlier message fails: the
+    first stays acked, the other two fail, and nothing leaves a gap."""
+    from server.errors import Unavailable
+    from server.keys import CHAT
+
+    node = await make_client()
+    base = _base(node)
+    users, room = await _group(base, 2)
+    alice, bob = users[0]["id"], users[1]["id"]
+    chat = node.app[CHAT]
+    used = new_client_id()
+    first = await chat.send(alice, room["id"], used, "stored before")
+    assert first.message["seq"] == 1
+    admin = node.app[DB].client.admin
+    await admin.command({"configureFailPoint": "failCommand", "mode": {"times": 1},
+                         "data": {"failCommands": ["find"], "errorCode": 8}})
+    try:
+        stored, reused, after = await asyncio.gather(
+            chat.send(bob, room["id"], new_client_id(), "stored in the batch"),
+            chat.send(alice, room["id"], used, "stored before"),
+            chat.send(bob, room["id"], later := new_client_id(), "after the failure"),
+            return_exceptions=True)
+    finally:
+        await admin.command({"configureFailPoint": "failCommand", "mode": "off"})
+    assert not isinstance(stored, BaseException) and stored.message["seq"] == 2
+    assert isinstance(reused, Unavailable) and isinstance(after, Unavailable)
+    again = await chat.send(bob, room["id"], later, "after the failure")
+    assert again.created and again.message["seq"] == 3
+    retried = await chat.send(alice, room["id"], used, "stored before")
+    assert not retried.created and retried.message == first.message
