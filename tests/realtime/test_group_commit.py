@@ -246,3 +246,28 @@ async def test_a_database_error_after_part_of_a_batch_was_stored_keeps_that_part
     assert again.created and again.message["seq"] == 3
     retried = await chat.send(alice, room["id"], used, "stored before")
     assert not retried.created and retried.message == first.message
+
+
+async def test_a_retry_on_another_node_while_the_first_send_is_held_is_stored_once(
+        make_client, redis_url):
+    node_a = await make_client(redis_url=redis_url)
+    node_b = await make_client(redis_url=redis_url)
+    users, room = await _group(_base(node_a), 2)
+    on_a = await SocketUser(_base(node_a), users[0]["access_token"], name="alice@a").connect()
+    on_b = await SocketUser(_base(node_b), users[0]["access_token"], name="alice@b").connect()
+    cid = new_client_id()
+    try:
+        async with _insert_fail_point(node_a, times=1, blockConnection=True, blockTimeMS=HOLD_MS):
+            held = asyncio.create_task(_send(on_a, room["id"], cid, "hello"))
+            await asyncio.sleep(0.1)  # let it reach the database first (either order is correct)
+            retry = await _send(on_b, room["id"], cid, "hello")
+            first = await held
+        assert first["ok"] and retry["ok"], (first, retry)
+        assert first["message"] == retry["message"]
+        assert sorted([first["duplicate"], retry["duplicate"]]) == [False, True]
+        assert [m["seq"] for m in await _sync_all(on_a, room["id"])] == [1]
+        third = await _send(on_b, room["id"], new_client_id(), "next")
+        assert third["message"]["seq"] == 2
+    finally:
+        await on_a.close()
+        await on_b.close()
