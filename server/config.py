@@ -130,6 +130,7 @@ class Settings(BaseSettings):
     socket_send_buffer_limit: int = Field(1024 * 1024, ge=4096)  # unsent bytes -> slow_consumer
     socket_send_queue_limit: int = Field(1000, ge=10)  # queued packets -> slow_consumer
     typing_interval: float = Field(2.0, ge=0)  # typing:true relayed at most this often
+    message_batch_max: int = Field(64, ge=1, le=1000)  # sends to one room per insert; 1: no batching
     presence_heartbeat_interval: float = Field(5.0, gt=0)
     presence_sweep_interval: float = Field(5.0, gt=0)
     presence_node_ttl: float = Field(15.0, gt=0)  # dead node's users offline after ttl+sweep

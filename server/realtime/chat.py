@@ -1,31 +1,34 @@
 """Chat: sending (seq allocation, idempotency, durability), sync and
 history by seq, read markers and typing.
 
-A send costs one database insert and one publish on the hot path: the room
-and its members come from the per-node room cache, the next seq from the
-per-node sequence cache (see ``sequences.py``)."""
+A send costs one publish and a share of one database insert on the hot
+path: concurrent sends to a room from this node are stored together, as one
+ordered insert of consecutive seqs (``group_commit.py``); the room and its
+members come from the per-node room cache, the next seq from the per-node
+sequence cache (see ``sequences.py``)."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from ..clock import Clock
-from ..errors import Conflict, Unavailable, ValidationFailed
+from ..errors import ApiError, Conflict, Unavailable, ValidationFailed
 from ..schemas.human_text import TextError, clean_text
 from ..storage.messages import ClientIdUsed, MessageStore, SeqTaken, message_id
 from ..storage.read_markers import ReadMarkerStore
+from .group_commit import GroupCommit
 from .notifier import Notifier
 from .rooms import RoomService, public_message
 from .sequences import SequenceCache
 
 MAX_BODY_CHARS = 4000
-MAX_SEND_ATTEMPTS = 64
+MAX_SEND_ATTEMPTS = 64  # inserts one batch may take (clashes with other nodes, retries)
+DEFAULT_MAX_BATCH = 64  # sends to one room stored by one insert (SKILLSHARE_MESSAGE_BATCH_MAX)
+MAX_PENDING_PER_ROOM = 2000  # sends to one room waiting for their batch; more: unavailable
 REFRESH_AFTER_CLASHES = 3  # after this many taken seqs in a row, re-read the room's end
 DEFAULT_SYNC_LIMIT = 100
 MAX_SYNC_LIMIT = 500
@@ -64,12 +67,35 @@ class SendResult:
     created: bool  # False: an idempotent retry of an earlier send
 
 
+@dataclass(frozen=True, slots=True)
+class _Send:
+    room: dict[str, Any]
+    user_id: str
+    client_id: str
+    text: str
+
+
+def _message_doc(room_id: str, seq: int, send: _Send, now: Any) -> dict[str, Any]:
+    return {
+        "_id": message_id(room_id, seq), "room_id": room_id, "seq": seq,
+        "sender_id": send.user_id, "client_id": send.client_id, "body": send.text,
+        "created_at": now,
+    }
+
+
 class ChatService:
     def __init__(
         self, *, rooms: RoomService, messages: MessageStore, markers: ReadMarkerStore,
         sequences: SequenceCache, notifier: Notifier, clock: Clock,
-        typing_interval: float = 2.0, on_persisted: Any = None,
+        typing_interval: float = 2.0, max_batch: int = DEFAULT_MAX_BATCH,
+        on_persisted: Callable[[int], None] | None = None,
+        on_batch: Callable[[int], None] | None = None,
+        on_batch_failed: Callable[[BaseException], None] | None = None,
     ) -> None:
+        """``max_batch``: most sends to one room stored by one insert (1:
+        one insert per message). ``on_persisted(n)`` after ``n`` messages
+        are stored; ``on_batch(size)`` as a batch starts;
+        ``on_batch_failed(exc)`` when the database failed a whole batch."""
         self._rooms = rooms
         self._messages = messages
         self._markers = markers
@@ -79,63 +105,90 @@ class ChatService:
         self._typing_interval = typing_interval
         self._typing_last: dict[tuple[str, str], tuple[float, bool]] = {}
         self._on_persisted = on_persisted
-        self._send_locks: dict[str, list[Any]] = {}  # room -> [Lock, holders + waiters]
+        self._on_batch_failed = on_batch_failed
+        self._commits: GroupCommit[_Send, SendResult] = GroupCommit(
+            self._commit_batch, max_batch=max_batch, max_pending=MAX_PENDING_PER_ROOM,
+            on_batch=on_batch,
+            on_batch_failed=on_batch_failed)
 
     async def send(self, user_id: str, room_id: str, client_id: str, body: str) -> SendResult:
         text = normalize_body(body)
         client_id = normalize_client_id(client_id)
         room = await self._rooms.require_member(room_id, user_id)
         await self._rooms.check_can_write(room, user_id)
-        async with self._room_lock(room_id):
-            return await self._send_locked(room, user_id, client_id, text)
+        result, joined = await self._commits.submit(
+            room_id, _Send(room, user_id, client_id, text), dedupe=(user_id, client_id))
+        return SendResult(result.message, False) if joined else result
 
-    @contextlib.asynccontextmanager
-    async def _room_lock(self, room_id: str) -> AsyncIterator[None]:
-        """Sends to one room from this node go one at a time, so they do not
-        race each other for the same seq (only other nodes can clash)."""
-        entry = self._send_locks.get(room_id)
-        if entry is None:
-            entry = self._send_locks[room_id] = [asyncio.Lock(), 0]
-        entry[1] += 1
+    async def close(self) -> None:
+        """Fail the sends still waiting for a commit (``unavailable``)."""
+        await self._commits.close()
+
+    async def _commit_batch(self, room_id: str, sends: list[_Send]) -> list[SendResult | Exception]:
+        """Store ``sends`` (all to ``room_id``, in order) at consecutive seqs
+        from the room's end: one ordered insert of the whole block. A clash
+        stops the insert after a stored prefix; the clashing send is
+        resolved (an earlier send with its client_id) or the block moves up
+        (another node took the seq), and the rest go again as one insert."""
+        results: list[SendResult | Exception | None] = [None] * len(sends)
+        todo = list(range(len(sends)))
         try:
-            async with entry[0]:
-                yield
-        finally:
-            entry[1] -= 1
-            if entry[1] == 0:
-                self._send_locks.pop(room_id, None)
+            await self._store_batch(room_id, sends, todo, results)
+        except Exception as exc:  # the database failed: what it stored stays acked
+            if self._on_batch_failed is not None:
+                self._on_batch_failed(exc)
+            for i, result in enumerate(results):
+                if result is None:
+                    results[i] = Unavailable(
+                        "The message was not stored; retry the send with the same client_id.")
+        return results  # type: ignore[return-value]
 
-    async def _send_locked(
-        self, room: dict[str, Any], user_id: str, client_id: str, text: str
-    ) -> SendResult:
-        room_id = room["_id"]
+    async def _store_batch(self, room_id: str, sends: list[_Send], todo: list[int],
+                           results: list[Any]) -> None:
         known = self._seqs.known(room_id)
         seq = (known if known is not None else await self._seqs.current(room_id)) + 1
         clashes = 0
         for _ in range(MAX_SEND_ATTEMPTS):
-            doc = {
-                "_id": message_id(room_id, seq), "room_id": room_id, "seq": seq,
-                "sender_id": user_id, "client_id": client_id, "body": text,
-                "created_at": self._clock.now(),
-            }
-            outcome = await self._messages.insert(doc)
-            if outcome is None:
-                self._seqs.observe(room_id, seq)
-                if self._on_persisted is not None:
-                    self._on_persisted()
-                message = public_message(doc)
-                await self._notifier.notify_users(room["member_ids"], "message", message)
-                return SendResult(message, True)
-            if isinstance(outcome, ClientIdUsed):
-                return await self._earlier_send(user_id, room_id, client_id)
-            assert isinstance(outcome, SeqTaken)
+            if not todo:
+                break
+            now = self._clock.now()
+            docs = [_message_doc(room_id, seq + i, sends[j], now) for i, j in enumerate(todo)]
+            stored, clash = await self._messages.insert_in_order(docs)
+            if stored:
+                clashes = 0
+                await self._persisted(sends[0].room, docs[:stored], todo[:stored], results)
+                seq += stored
+                del todo[:stored]
+            if clash is None:
+                continue
+            if isinstance(clash, ClientIdUsed):
+                first = todo.pop(0)
+                send = sends[first]
+                try:
+                    results[first] = await self._earlier_send(send.user_id, room_id, send.client_id)
+                except ApiError as exc:
+                    results[first] = exc
+                continue
+            assert isinstance(clash, SeqTaken)
             self._seqs.observe(room_id, seq)
             clashes += 1
             if clashes % REFRESH_AFTER_CLASHES == 0:
                 seq = await self._seqs.current(room_id) + 1
             else:
                 seq += 1
-        raise Unavailable("The room is too busy; retry the send with the same client_id.")
+        for i in todo:
+            results[i] = Unavailable("The room is too busy; retry the send with the same client_id.")
+
+    async def _persisted(self, room: dict[str, Any], docs: list[dict[str, Any]],
+                         indexes: list[int], results: list[Any]) -> None:
+        """Stored: advance the seq cache, count, broadcast in seq order."""
+        self._seqs.observe(room["_id"], docs[-1]["seq"])
+        if self._on_persisted is not None:
+            self._on_persisted(len(docs))
+        for doc, index in zip(docs, indexes, strict=True):
+            message = public_message(doc)
+            await self._notifier.notify_users(room["member_ids"], "message", message)
+            results[index] = SendResult(message, True)
 
     async def last_seq(self, room_id: str) -> int:
         return await self._seqs.current(room_id)

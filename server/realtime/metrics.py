@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from loguru import logger
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from ..metrics import LATENCY_BUCKETS
@@ -24,6 +25,16 @@ class RealtimeMetrics:
         self.messages_persisted = Counter(
             "skillshare_messages_persisted_total", "Chat messages stored.", registry=registry,
         )
+        self.message_batch_size = Histogram(
+            "skillshare_message_batch_size",
+            "Sends to one room stored together (group commit), per batch.",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000), registry=registry,
+        )
+        self.message_batches_failed = Counter(
+            "skillshare_message_batches_failed_total",
+            "Batches of sends the database failed as a whole (each send acked unavailable).",
+            registry=registry,
+        )
         self.deliveries = Counter(
             "skillshare_socket_deliveries_total",
             "Server-to-client events delivered to local sockets, by event.",
@@ -44,3 +55,7 @@ class RealtimeMetrics:
             "Connections cut off because their unsent buffer passed the limit.",
             registry=registry,
         )
+
+    def message_batch_failed(self, exc: BaseException) -> None:
+        self.message_batches_failed.inc()
+        logger.error("the database failed a batch of chat messages (acked unavailable): {!r}", exc)

@@ -121,7 +121,10 @@ async def realtime_ctx(app: web.Application) -> AsyncIterator[None]:
                         notifier=notifier, bus=app[BUS])
     chat = ChatService(rooms=rooms, messages=messages, markers=markers, sequences=sequences,
                        notifier=notifier, clock=clock, typing_interval=settings.typing_interval,
-                       on_persisted=metrics.messages_persisted.inc)
+                       max_batch=settings.message_batch_max,
+                       on_persisted=metrics.messages_persisted.inc,
+                       on_batch=metrics.message_batch_size.observe,
+                       on_batch_failed=metrics.message_batch_failed)
     redis = app[REDIS]
     node_id = app[NODE_ID]
     store = (RedisPresenceStore(redis, node_id=node_id, node_ttl=settings.presence_node_ttl)
@@ -157,6 +160,7 @@ async def realtime_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         await app[SOCKETS].stop()
+        await chat.close()
         await connections.close_all()
         await presence.stop()
         manager_task = getattr(sio.manager, "thread", None)

@@ -14,12 +14,13 @@ from typing import Any
 
 from pymongo import ASCENDING, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from .fields import FieldCrypto
 from .ids import DELETED_USER_ID
 
 SEQ_DIGITS = 10
+DUPLICATE_KEY_CODES = (11000, 11001)
 SENDER_CLIENT_INDEX = "sender_client_unique"
 # Offsets probed (as one $in query) when looking for the end of a room.
 PROBE_STEPS = tuple(2 ** k for k in range(34))
@@ -48,6 +49,13 @@ class ClientIdUsed:
     """``insert`` found the sender's ``client_id`` already stored."""
 
 
+def _clash(key_pattern: Any, errmsg: Any) -> SeqTaken | ClientIdUsed:
+    """Which unique key a duplicate-key error is about."""
+    if "client_id" in (key_pattern or {}) or SENDER_CLIENT_INDEX in str(errmsg or ""):
+        return ClientIdUsed()
+    return SeqTaken()
+
+
 class MessageStore:
     """``body`` is stored encrypted (server/storage/fields.py)."""
 
@@ -69,12 +77,31 @@ class MessageStore:
         try:
             await self._messages.insert_one(self._fields.seal(COLLECTION, doc))
         except DuplicateKeyError as exc:
-            pattern = (exc.details or {}).get("keyPattern") or {}
-            message = str((exc.details or {}).get("errmsg", exc))
-            if "client_id" in pattern or SENDER_CLIENT_INDEX in message:
-                return ClientIdUsed()
-            return SeqTaken()
+            details = exc.details or {}
+            return _clash(details.get("keyPattern"), details.get("errmsg", str(exc)))
         return None
+
+    async def insert_in_order(
+        self, docs: list[dict[str, Any]]
+    ) -> tuple[int, None | SeqTaken | ClientIdUsed]:
+        """One ordered write of ``docs`` that stops at the first clash:
+        returns how many of the first documents were stored and, if it
+        stopped early, which unique key the next one clashed on (nothing
+        after it was tried). Ordered, so what is stored is always a prefix:
+        a batch of consecutive seqs never leaves a hole."""
+        if len(docs) == 1:
+            outcome = await self.insert(docs[0])
+            return (1, None) if outcome is None else (0, outcome)
+        try:
+            await self._messages.insert_many(
+                [self._fields.seal(COLLECTION, d) for d in docs], ordered=True)
+        except BulkWriteError as exc:
+            errors = (exc.details or {}).get("writeErrors") or []
+            first = min(errors, key=lambda e: e.get("index", 0), default=None)
+            if first is None or first.get("code") not in DUPLICATE_KEY_CODES:
+                raise
+            return first["index"], _clash(first.get("keyPattern"), first.get("errmsg"))
+        return len(docs), None
 
     async def insert_many_unchecked(self, docs: list[dict[str, Any]]) -> None:
         """Bulk load for benchmarks and imports: no idempotency handling."""

@@ -35,6 +35,17 @@ async def test_insert_outcomes(store):
     assert (await store.by_client_id("s", "c1"))["seq"] == 1
 
 
+async def test_an_ordered_insert_stores_the_prefix_before_a_clash_and_nothing_after(store):
+    assert await store.insert_in_order([_doc(1), _doc(2), _doc(3)]) == (3, None)
+    stored, clash = await store.insert_in_order([_doc(4), _doc(5), _doc(6, client="c2"), _doc(7)])
+    assert (stored, clash) == (2, ClientIdUsed())
+    stored, clash = await store.insert_in_order([_doc(6), _doc(7), _doc(5, client="x"), _doc(8)])
+    assert (stored, clash) == (2, SeqTaken())
+    assert [d["seq"] for d in await store.range(ROOM, after_seq=0, upto_seq=100)] == \
+        [1, 2, 3, 4, 5, 6, 7]
+    assert await store.insert_in_order([_doc(8, client="c1")]) == (0, ClientIdUsed())
+
+
 @pytest.mark.parametrize("count", [0, 1, 2, 3, 63, 64, 65, 1000, 4097])
 async def test_last_seq_finds_the_end_from_any_known_point(store, count):
     if count:
