@@ -112,7 +112,8 @@ def public_url(settings: Settings) -> str:
 async def database_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     async with open_database(
-        mongo_url=settings.mongo_url, db_name=settings.mongo_db, data_dir=settings.data_dir
+        mongo_url=settings.mongo_url, db_name=settings.mongo_db, data_dir=settings.data_dir,
+        registry=app[METRICS].registry, embedded_port=settings.embedded_db_port,
     ) as db:
         app[DB] = db
         app[FIELDS] = FieldCrypto(settings.data_keys())

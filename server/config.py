@@ -73,6 +73,7 @@ class Settings(BaseSettings):
     public_url: str | None = None  # base URL used in mailed links
     data_dir: Path = Path("./var")
     mongo_url: str | None = None
+    embedded_db_port: int = Field(0, ge=0, le=65535)  # 0: any free loopback port
     mongo_db: str = "skillshare"
     redis_url: str | None = None
     secret_key: StrList | None = None  # newest first; older keys still verify
