@@ -37,11 +37,13 @@ from .handlers import (
     users,
     webapp,
 )
+from .auth.hashing_pool import HashingPool, default_workers
 from .keys import (
     ACCOUNTS,
     AUDIT,
     BUS,
     CLOCK,
+    HASHING,
     CONSENT,
     DB,
     EMBEDDER,
@@ -175,12 +177,17 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
         revocations=revocations, bus=app[BUS], clock=clock,
         refresh_ttl=settings.refresh_token_ttl,
     )
+    hashing = HashingPool(
+        workers=settings.password_hash_workers or default_workers(),
+        queue_limit=settings.password_hash_queue, registry=metrics.registry,
+    )
+    app[HASHING] = hashing
     account_service = AccountService(
         users=users, user_tokens=user_tokens, audit=audit,
         passwords=Passwords(
             min_length=settings.password_min_length, max_length=settings.password_max_length,
             time_cost=settings.password_hash_time_cost,
-            memory_cost_kib=settings.password_hash_memory_kib,
+            memory_cost_kib=settings.password_hash_memory_kib, pool=hashing,
         ),
         sessions=session_service, mail=mail, limiter=limiter,
         limits=AccountLimits(
@@ -212,6 +219,7 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
     finally:
         await account_service.stop()
         await mail.stop()
+        hashing.close()
 
 
 async def sign_in_ctx(app: web.Application) -> AsyncIterator[None]:

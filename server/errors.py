@@ -161,3 +161,17 @@ class InternalError(ApiError):
 
 class Unavailable(ApiError):
     status, code, message = 503, "unavailable", "The service is temporarily unavailable."
+
+
+class HashingBusy(Unavailable):
+    """503 when more sign-ins, sign-ups and password changes are waiting for
+    the password-hashing pool than its queue holds."""
+
+    message = "Too many sign-ins at once; try again in a moment."
+
+    def __init__(self, retry_after: int) -> None:
+        self.retry_after = max(1, int(retry_after))
+        super().__init__(
+            details={"retry_after": self.retry_after},
+            headers={"Retry-After": str(self.retry_after)},
+        )
