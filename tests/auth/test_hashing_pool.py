@@ -87,3 +87,22 @@ async def test_a_burst_within_the_bound_all_succeeds(make_client):
         for i in range(9)
     ))
     assert [r.status for r in results] == [201] * 9
+
+
+async def test_a_login_refused_by_a_full_pool_does_not_count_against_the_limits(make_client):
+    client = await make_client(password_hash_workers=1, password_hash_queue=0,
+                               login_account_limit="2/15minutes")
+    account = await register(client)
+    release = threading.Event()
+    jobs = await _occupy(client.app[HASHING], release)
+    try:
+        for _ in range(3):
+            resp = await client.post("/api/v1/auth/login", json={
+                "email": account["email"], "password": DEFAULT_PASSWORD})
+            assert resp.status == 503
+    finally:
+        release.set()
+        await asyncio.gather(*jobs)
+    resp = await client.post("/api/v1/auth/login", json={
+        "email": account["email"], "password": DEFAULT_PASSWORD})
+    assert resp.status == 200, await resp.text()
