@@ -16,6 +16,7 @@ import asyncio
 import math
 import os
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
@@ -27,6 +28,8 @@ from ..errors import HashingBusy
 
 T = TypeVar("T")
 HASHING_NICE = 10  # added to the worker threads' nice value (Linux: per thread)
+MAX_RETRY_AFTER_S = 60
+RECENT_WEIGHT = 0.2  # of the newest job in the running average of job seconds
 
 
 def default_workers() -> int:
@@ -48,7 +51,7 @@ def _lower_priority() -> None:
 
 class HashingPool:
     def __init__(
-        self, *, workers: int, queue_limit: int, seconds_per_job: float = 0.2,
+        self, *, workers: int, queue_limit: int, seconds_per_job: float = 0.3,
         registry: CollectorRegistry | None = None,
     ) -> None:
         self.workers = workers
@@ -74,8 +77,18 @@ class HashingPool:
         return self.workers + self.queue_limit
 
     def _retry_after(self) -> int:
-        """Seconds until the queue has drained, roughly."""
-        return max(1, math.ceil(self.capacity / self.workers * self._seconds_per_job))
+        """Seconds until the queue has drained, from how long recent jobs
+        took (a busy machine makes every hash slower)."""
+        drain = self.capacity / self.workers * self._seconds_per_job
+        return max(1, min(MAX_RETRY_AFTER_S, math.ceil(drain)))
+
+    def _timed(self, work: Callable[..., T], *args: object) -> T:
+        started = time.monotonic()
+        try:
+            return work(*args)
+        finally:
+            took = time.monotonic() - started
+            self._seconds_per_job += RECENT_WEIGHT * (took - self._seconds_per_job)
 
     async def run(self, work: Callable[..., T], *args: object) -> T:
         if self._in_use >= self.capacity:
@@ -84,7 +97,7 @@ class HashingPool:
         loop = asyncio.get_running_loop()
         self._in_use += 1
         self._busy.set(self._in_use)
-        job: Future[T] = self._executor.submit(work, *args)
+        job: Future[T] = self._executor.submit(self._timed, work, *args)
         job.add_done_callback(lambda _: loop.call_soon_threadsafe(self._release))
         return await asyncio.wrap_future(job)
 

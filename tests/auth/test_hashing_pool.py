@@ -23,7 +23,7 @@ async def _occupy(pool: HashingPool, release: threading.Event) -> list[asyncio.T
 
 
 async def test_the_pool_refuses_beyond_its_bound_and_takes_work_again_after():
-    pool = HashingPool(workers=1, queue_limit=2, seconds_per_job=0.5)
+    pool = HashingPool(workers=1, queue_limit=2, seconds_per_job=0.5)  # Retry-After: 3 x 0.5 s
     release = threading.Event()
     try:
         jobs = await _occupy(pool, release)
