@@ -57,6 +57,8 @@ async def open_database(
         embedded.launch()
         try:
             await asyncio.to_thread(embedded.wait_ready)
+        except EmbeddedDatabaseUnavailable:
+            raise  # the child is gone already; the message says it all
         except BaseException:
             await asyncio.to_thread(embedded.stop)
             raise
