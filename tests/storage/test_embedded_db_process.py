@@ -50,11 +50,14 @@ def _database_children(parent: int) -> list[int]:
 
 
 def _alive(pid: int) -> bool:
+    """``pid`` is still an embedded database process (not a zombie, and not
+    a new process that got the number after it ended)."""
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return False
-    return state != "Z"
+    return state != "Z" and b"embedded_db_main" in cmdline
 
 
 async def _eventually(check, what: str):
