@@ -221,3 +221,26 @@ async def test_a_port_in_use_is_one_clear_error(tmp_path):
     errors = [line for line in result.stderr.splitlines() if "error" in line.lower()]
     assert len(errors) == 1 and f"127.0.0.1:{port}" in errors[0], result.stderr
     assert "Traceback" not in result.stderr
+
+
+async def test_a_database_process_that_stops_answering_is_replaced(tmp_path):
+    registry = CollectorRegistry()
+    embedded = EmbeddedDatabase(tmp_path / "data")
+    embedded.launch()
+    await asyncio.to_thread(embedded.wait_ready)
+    client = AsyncMongoClient(embedded.start_url(), serverSelectionTimeoutMS=2000)
+    supervisor = EmbeddedSupervisor(embedded, ping=lambda: client.admin.command("ping"),
+                                    registry=registry, ping_timeout=0.5)
+    supervisor.start()
+    hung = embedded.pid
+    try:
+        os.kill(hung, signal.SIGSTOP)  # alive, but answers nothing
+        await _eventually(lambda: client.admin.command("ping"),
+                          "the database answers again")
+        assert embedded.pid != hung and not _alive(hung)
+        assert registry.get_sample_value("skillshare_embedded_db_restarts_total",
+                                         {"reason": "unresponsive"}) == 1
+    finally:
+        await supervisor.stop()
+        await client.close()
+        await asyncio.to_thread(embedded.stop)
