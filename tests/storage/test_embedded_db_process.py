@@ -186,11 +186,17 @@ async def test_node_sigkill_leaves_no_database_process_behind(tmp_path):
     env = {**_clean_env(), **LOW_COST, "SKILLSHARE_DATA_DIR": str(tmp_path / "var")}
     node = NodeProcess(env, log_path=tmp_path / "node.log")
     node.start()
-    (child,) = _database_children(node.proc.pid)
-    node.proc.kill()
-    node.proc.wait()
-    await _eventually(lambda: asyncio.to_thread(lambda: not _alive(child)),
-                      "the orphaned database process exits by itself")
+    try:
+        (child,) = _database_children(node.proc.pid)
+    finally:
+        node.proc.kill()
+        node.proc.wait()
+    try:
+        await _eventually(lambda: asyncio.to_thread(lambda: not _alive(child)),
+                          "the orphaned database process exits by itself")
+    except AssertionError:
+        os.kill(child, signal.SIGKILL)  # leave nothing behind when it fails
+        raise
     # It closed its database: the next node opens the same folder.
     node.start()
     try:
