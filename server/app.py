@@ -43,6 +43,7 @@ from .handlers import (
     webapp,
 )
 from .drain import HANDOVER_S, NodeDrain
+from .auth.hashing_pool import HashingPool, default_workers
 from .keys import (
     ACCOUNTS,
     AUDIT,
@@ -50,6 +51,7 @@ from .keys import (
     CALLS,
     CLOCK,
     CONNECTIONS,
+    HASHING,
     CONSENT,
     DB,
     DRAIN,
@@ -128,7 +130,8 @@ def public_url(settings: Settings) -> str:
 async def database_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     async with open_database(
-        mongo_url=settings.mongo_url, db_name=settings.mongo_db, data_dir=settings.data_dir
+        mongo_url=settings.mongo_url, db_name=settings.mongo_db, data_dir=settings.data_dir,
+        registry=app[METRICS].registry, embedded_port=settings.embedded_db_port,
     ) as db:
         app[DB] = db
         app[FIELDS] = FieldCrypto(settings.data_keys())
@@ -209,12 +212,17 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
         revocations=revocations, bus=app[BUS], clock=clock,
         refresh_ttl=settings.refresh_token_ttl,
     )
+    hashing = HashingPool(
+        workers=settings.password_hash_workers or default_workers(),
+        queue_limit=settings.password_hash_queue, registry=metrics.registry,
+    )
+    app[HASHING] = hashing
     account_service = AccountService(
         users=users, user_tokens=user_tokens, audit=audit,
         passwords=Passwords(
             min_length=settings.password_min_length, max_length=settings.password_max_length,
             time_cost=settings.password_hash_time_cost,
-            memory_cost_kib=settings.password_hash_memory_kib,
+            memory_cost_kib=settings.password_hash_memory_kib, pool=hashing,
         ),
         sessions=session_service, mail=mail, limiter=limiter,
         limits=AccountLimits(
@@ -246,6 +254,7 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
     finally:
         await account_service.stop()
         await mail.stop()
+        hashing.close()
 
 
 async def sign_in_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -18,7 +18,7 @@ from .config import ConfigError, Settings, load_settings
 from .logs import configure_logging
 from .backup.archive import ArchiveError
 from .private_files import PRIVATE_UMASK
-from .storage.database import EmbeddedDatabaseBusy
+from .storage.database import EmbeddedDatabaseUnavailable
 from .storage.rotation import ROTATION_BATCH
 from .storage.schema import IndexBuildFailed
 
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(settings.log_level, json_lines=settings.production)
     try:
         return _run(args, settings)
-    except (EmbeddedDatabaseBusy, IndexBuildFailed) as exc:
+    except (EmbeddedDatabaseUnavailable, IndexBuildFailed) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except ArchiveError as exc:

@@ -73,6 +73,7 @@ class Settings(BaseSettings):
     public_url: str | None = None  # base URL used in mailed links
     data_dir: Path = Path("./var")
     mongo_url: str | None = None
+    embedded_db_port: int = Field(0, ge=0, le=65535)  # 0: any free loopback port
     mongo_db: str = "skillshare"
     redis_url: str | None = None
     secret_key: StrList | None = None  # newest first; older keys still verify
@@ -87,6 +88,8 @@ class Settings(BaseSettings):
     password_max_length: int = Field(256, ge=16, le=4096)
     password_hash_time_cost: int = Field(3, ge=1, le=20)
     password_hash_memory_kib: int = Field(64 * 1024, ge=8, le=4 * 1024 * 1024)
+    password_hash_workers: int = Field(0, ge=0, le=256)  # 0: one less than the cores, at least 1
+    password_hash_queue: int = Field(16, ge=0, le=100_000)  # waiting jobs beyond: 503
     require_verified_email_for: StrList = Field(default_factory=list)
     smtp_url: str | None = None
     mail_from: str = "Skill Share <no-reply@skillshare.local>"

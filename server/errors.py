@@ -167,3 +167,17 @@ class NodeDraining(Unavailable):
     """This node is shutting down: reconnect, with backoff, to any node."""
 
     code, message = "node_draining", "This node is shutting down; reconnect to another."
+
+
+class HashingBusy(Unavailable):
+    """503 when more sign-ins, sign-ups and password changes are waiting for
+    the password-hashing pool than its queue holds."""
+
+    message = "Too many sign-ins at once; try again in a moment."
+
+    def __init__(self, retry_after: int) -> None:
+        self.retry_after = max(1, int(retry_after))
+        super().__init__(
+            details={"retry_after": self.retry_after},
+            headers={"Retry-After": str(self.retry_after)},
+        )

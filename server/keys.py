@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
 
     from .auth.accounts import AccountService
+    from .auth.hashing_pool import HashingPool
     from .auth.oidc.service import SignInService
     from .auth.purge import AccountPurge
     from .auth.sessions import SessionService
@@ -62,6 +63,7 @@ USERS = web.AppKey("users", "UserStore")
 AUDIT = web.AppKey("audit", "AuditStore")
 SESSIONS = web.AppKey("sessions", "SessionService")
 ACCOUNTS = web.AppKey("accounts", "AccountService")
+HASHING = web.AppKey("hashing", "HashingPool")
 SIGN_IN = web.AppKey("sign_in", "SignInService")  # sign-in providers (server/auth/oidc/)
 PURGE = web.AppKey("purge", "AccountPurge")
 PROFILES = web.AppKey("profiles", "ProfileService")

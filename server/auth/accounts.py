@@ -16,6 +16,7 @@ from ..errors import (
     BadRequest,
     Conflict,
     EmailNotVerified,
+    HashingBusy,
     InvalidCredentials,
     NotFound,
     RateLimited,
@@ -123,7 +124,13 @@ class AccountService:
         user = await self._users.find_by_email(email)
         active = user is not None and user.get("status") == ACTIVE
         password_hash = user.get("password_hash") if active else None
-        if not await self._passwords.verify(password_hash, password):
+        try:
+            verified = await self._passwords.verify(password_hash, password)
+        except HashingBusy:  # refused before any verification: no attempt to count
+            await ip_unit.refund()
+            await account_unit.refund()
+            raise
+        if not verified:
             await self._login_failed(email, user, client)
             raise InvalidCredentials()
         assert user is not None

@@ -67,7 +67,7 @@ def _clear_cookies(response: web.StreamResponse) -> None:
 
 
 @routes.post(f"{PREFIX}/register", summary="Create an account", tags=TAGS, body=RegisterIn,
-             response=AuthOut, status=201, auth=False, errors=[400, 409, 415, 429])
+             response=AuthOut, status=201, auth=False, errors=[400, 409, 415, 429, 503])
 async def register(request: web.Request) -> web.Response:
     """Creates the account, mails a verification link and signs the user in."""
     data = await body(request, RegisterIn)
@@ -79,10 +79,12 @@ async def register(request: web.Request) -> web.Response:
 
 
 @routes.post(f"{PREFIX}/login", summary="Sign in", tags=TAGS, body=LoginIn, response=AuthOut,
-             auth=False, errors=[400, 401, 429])
+             auth=False, errors=[400, 401, 429, 503])
 async def login(request: web.Request) -> web.Response:
     """Unknown email and wrong password both answer 401 `invalid_credentials`.
-    Repeated failures are throttled per account and per IP (429)."""
+    Repeated failures are throttled per account and per IP (429). When more
+    sign-ins wait for password hashing than the node's queue holds: 503
+    `unavailable` with `Retry-After`."""
     data = await body(request, LoginIn)
     pair = await request.app[ACCOUNTS].login(
         email=data.email, password=data.password, client=client_info(request)
@@ -196,7 +198,7 @@ async def forgot_password(request: web.Request) -> web.Response:
 
 
 @routes.post(f"{PREFIX}/password/reset", summary="Set a new password with a reset token",
-             tags=TAGS, body=ResetPasswordIn, status=204, auth=False, errors=[400])
+             tags=TAGS, body=ResetPasswordIn, status=204, auth=False, errors=[400, 503])
 async def reset_password(request: web.Request) -> web.Response:
     """The token works once and expires; every session of the user is revoked."""
     data = await body(request, ResetPasswordIn)
@@ -207,7 +209,7 @@ async def reset_password(request: web.Request) -> web.Response:
 
 
 @routes.post(f"{PREFIX}/password/change", summary="Change my password", tags=TAGS,
-             body=ChangePasswordIn, status=204, errors=[400, 401, 429])
+             body=ChangePasswordIn, status=204, errors=[400, 401, 429, 503])
 async def change_password(request: web.Request) -> web.Response:
     """Every other session of the user is signed out (tokens refused, sockets
     closed); the calling session stays signed in."""
