@@ -133,6 +133,11 @@ class Settings(BaseSettings):
     call_invite_limit: str = "30/minute"  # call:invite per caller
     call_relay_allow_private: bool = False  # the relay may contact private/CGNAT/ULA addresses (LAN)
     max_blocks_per_user: int = Field(1000, ge=1)  # people one user may block at once
+    # Hot public reads (listing pages, listings, reviews, public people):
+    # entries at most; seconds an entry lives (bounds staleness if a bus
+    # message is lost). 0 turns the cache off. docs/marketplace.md.
+    read_cache_size: int = Field(10000, ge=0, le=1_000_000)
+    read_cache_ttl: float = Field(30.0, ge=0, le=3600)
     # AI-assisted matching (docs/marketplace.md, "Semantic ranking with Gemini")
     ai_provider: Literal["local", "gemini"] = "local"
     gemini_api_key: str | None = None

@@ -71,12 +71,15 @@ class SkillIndexStore:
     async def candidates(
         self, user_id: str, *, offered: list[str], wanted: list[str]
     ) -> list[dict[str, Any]]:
-        clauses = []
-        if wanted:
-            clauses.append({"offered": {"$in": wanted}})
-        if offered:
-            clauses.append({"wanted": {"$in": offered}})
-        if not clauses:
-            return []
-        cursor = self._index.find({"$or": clauses, "_id": {"$ne": user_id}})
-        return await cursor.to_list(length=MAX_MATCH_CANDIDATES)
+        """People offering one of ``wanted`` or wanting one of ``offered``:
+        one query per multikey index, merged here (an ``$or`` is a
+        collection scan on the embedded database)."""
+        found: dict[str, dict[str, Any]] = {}
+        for name, keys in (("offered", wanted), ("wanted", offered)):
+            if not keys:
+                continue
+            cursor = self._index.find({name: {"$in": keys}})
+            for doc in await cursor.to_list(length=MAX_MATCH_CANDIDATES + 1):
+                if doc["_id"] != user_id:
+                    found.setdefault(doc["_id"], doc)
+        return list(found.values())[:MAX_MATCH_CANDIDATES]
