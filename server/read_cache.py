@@ -33,6 +33,7 @@ T = TypeVar("T")
 TOPIC = "read_cache_changed"
 LISTINGS = "listings"  # listing pages, listings, their reviews (owner names appear in all)
 PEOPLE = "people"  # active user documents by id (names on cards, public profiles)
+MATCHES = "matches"  # each person's match ranking (any change of anyone's skills drops all)
 
 
 class ReadCache:

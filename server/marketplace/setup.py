@@ -63,7 +63,7 @@ async def build_marketplace(
     matches = MatchService(users=users, listings=listing_store, index=skill_index,
                            snapshots=snapshots, clock=clock, semantic=semantic,
                            on_change=worker.wake if worker else None,
-                           request_why=worker.request_why if worker else None)
+                           request_why=worker.request_why if worker else None, cache=cache)
     listings = ListingService(listings=listing_store, users=users, audit=audit, skills=matches,
                               snapshots=snapshots, clock=clock, semantic=semantic, cache=cache)
     requests = RequestService(
