@@ -49,33 +49,49 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
+def run_queue_wait_s(pid: int) -> float:
+    """Seconds the node's threads have waited for a CPU while runnable
+    (/proc/<pid>/task/*/schedstat, 2nd field, ns): on a shared machine this
+    is the time other processes held the core."""
+    total = 0
+    for stat in Path(f"/proc/{pid}/task").glob("*/schedstat"):
+        try:
+            total += int(stat.read_text().split()[1])
+        except (FileNotFoundError, IndexError, ValueError):
+            continue
+    return total / 1e9
+
+
 def rss_mib(pid: int) -> float:
     return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE_KIB / 1024
 
 
 class Sampler(threading.Thread):
-    """The node's CPU (% of one core) and RSS once a second."""
+    """The node's CPU (% of one core), run-queue wait (% of a second) and
+    RSS once a second."""
 
     def __init__(self, pid: int, path: Path) -> None:
         super().__init__(daemon=True)
         self.pid, self.path = pid, path
-        self.rows: list[tuple[float, float, float]] = []
+        self.rows: list[tuple[float, float, float, float]] = []
         self.done = threading.Event()
 
     def run(self) -> None:
         start = last_t = time.monotonic()
-        last_cpu = cpu_seconds(self.pid)
+        last_cpu, last_wait = cpu_seconds(self.pid), run_queue_wait_s(self.pid)
         while not self.done.wait(1.0):
             try:
                 cpu, rss = cpu_seconds(self.pid), rss_mib(self.pid)
+                wait = run_queue_wait_s(self.pid)
             except (FileNotFoundError, ProcessLookupError):
                 return
             now = time.monotonic()
-            self.rows.append((round(now - start, 1), round(100 * (cpu - last_cpu) / (now - last_t), 1),
-                              round(rss, 1)))
-            last_cpu, last_t = cpu, now
-        self.path.write_text("t_s,cpu_percent,rss_mib\n"
-                             + "".join(f"{t},{c},{r}\n" for t, c, r in self.rows))
+            span = now - last_t
+            self.rows.append((round(now - start, 1), round(100 * (cpu - last_cpu) / span, 1),
+                              round(100 * (wait - last_wait) / span, 1), round(rss, 1)))
+            last_cpu, last_wait, last_t = cpu, wait, now
+        self.path.write_text("t_s,cpu_percent,run_queue_wait_percent,rss_mib\n"
+                             + "".join(f"{t},{c},{w},{r}\n" for t, c, w, r in self.rows))
 
 
 def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
@@ -133,7 +149,9 @@ def run_one(users: int, *, data: Path, tokens: Path, out: Path, port: int, durat
     return {
         "users": users, "locust_exit": locust.returncode,
         "node_cpu_percent_avg": round(sum(r[1] for r in steady) / max(len(steady), 1), 1),
-        "node_rss_mib_max": max((r[2] for r in sampler.rows), default=0),
+        "node_run_queue_wait_percent_avg":
+            round(sum(r[2] for r in steady) / max(len(steady), 1), 1),
+        "node_rss_mib_max": max((r[3] for r in sampler.rows), default=0),
     }
 
 
