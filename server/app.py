@@ -57,6 +57,7 @@ from .keys import (
     DRAIN,
     EMBEDDER,
     FIELDS,
+    READ_CACHE,
     LIMITER,
     LISTINGS,
     MAIL,
@@ -93,6 +94,7 @@ from . import protocol_log
 from .profiles import ProfileService
 from .ratelimit import RateLimiter
 from .realtime.redis_manager import UrlAwareRedisManager
+from .read_cache import ReadCache
 from .realtime.setup import attach_realtime
 from .redis_client import ClusterPubSubNodes, connect_redis, is_cluster_url
 from .storage.audit import AuditStore
@@ -188,7 +190,9 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
     created every index already)."""
     settings, clock, db, metrics = app[SETTINGS], app[CLOCK], app[DB], app[METRICS]
     fields = app[FIELDS]
-    users = UserStore(db, fields)
+    app[READ_CACHE] = ReadCache(maxsize=settings.read_cache_size, ttl=settings.read_cache_ttl,
+                                bus=app[BUS], registry=metrics.registry)
+    users = UserStore(db, fields, cache=app[READ_CACHE])
     sessions = SessionStore(db, fields)
     user_tokens = UserTokenStore(db)
     mail_queue = MailQueueStore(db, fields)
@@ -296,7 +300,7 @@ async def marketplace_ctx(app: web.Application) -> AsyncIterator[None]:
         db=app[DB], fields=app[FIELDS], users=app[USERS], audit=app[AUDIT],
         sessions=app[SESSIONS], mail=app[MAIL],
         profiles=app[PROFILES], bus=app[BUS], rooms=app[ROOMS], notifier=app[NOTIFIER],
-        consent=app[CONSENT], semantic=semantic,
+        consent=app[CONSENT], semantic=semantic, cache=app[READ_CACHE],
         public_url=public_url(app[SETTINGS]), clock=app[CLOCK],
     )
     app[LISTINGS] = services.listings
@@ -324,8 +328,9 @@ async def purge_ctx(app: web.Application) -> AsyncIterator[None]:
         stores=PurgeStores(
             users=app[USERS], sessions=SessionStore(db, fields), user_tokens=UserTokenStore(db),
             audit=app[AUDIT], rooms=RoomStore(db), messages=MessageStore(db, fields),
-            read_markers=ReadMarkerStore(db), listings=ListingStore(db),
-            skill_requests=SkillRequestStore(db, fields), reviews=ReviewStore(db, fields),
+            read_markers=ReadMarkerStore(db), listings=ListingStore(db, cache=app[READ_CACHE]),
+            skill_requests=SkillRequestStore(db, fields),
+            reviews=ReviewStore(db, fields, cache=app[READ_CACHE]),
             skill_index=SkillIndexStore(db), snapshots=RankingSnapshotStore(db),
             blocks=BlockStore(db), identities=IdentityStore(db, fields), digests=DigestStore(db),
         ),

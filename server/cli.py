@@ -67,6 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     seed = commands.add_parser("seed", help="fill the database with demo data")
     seed.add_argument("--users", type=int, default=50)
     seed.add_argument("--seed", type=int, default=42, help="random seed")
+    seed.add_argument("--tokens", type=Path, default=None, metavar="FILE",
+                      help="also sign every demo account in (load tests): one JSON line "
+                           "per person with an access token, written to FILE (0600)")
     admin = commands.add_parser("admin", help="grant or revoke the admin role")
     admin.add_argument("action", choices=["grant", "revoke"])
     admin.add_argument("email")
@@ -117,7 +120,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "seed":
         from .seed import run_seed
 
-        asyncio.run(run_seed(settings, users=args.users, random_seed=args.seed))
+        asyncio.run(run_seed(settings, users=args.users, random_seed=args.seed,
+                             tokens_file=args.tokens))
         return 0
     if args.command == "admin":
         from .admin import run_admin

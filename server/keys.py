@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from .realtime.rooms import RoomService
     from .realtime.sockets import EventDispatcher
     from .ratelimit import RateLimiter
+    from .read_cache import ReadCache
     from .storage.audit import AuditStore
     from .storage.fields import FieldCrypto
     from .storage.users import UserStore
@@ -60,6 +61,7 @@ NODE_WATCH = web.AppKey("node_watch", "NodeWatch")  # bus canary, live peers (se
 LIMITER = web.AppKey("limiter", "RateLimiter")
 MAIL = web.AppKey("mail", "MailService")
 USERS = web.AppKey("users", "UserStore")
+READ_CACHE = web.AppKey("read_cache", "ReadCache")  # hot public reads (server/read_cache.py)
 AUDIT = web.AppKey("audit", "AuditStore")
 SESSIONS = web.AppKey("sessions", "SessionService")
 ACCOUNTS = web.AppKey("accounts", "AccountService")

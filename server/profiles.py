@@ -48,7 +48,7 @@ class ProfileService:
         return user
 
     async def public(self, user_id: str) -> dict[str, Any]:
-        user = await self._users.get_active(user_id)
+        user = await self._users.get_public(user_id)
         if user is None:
             raise NotFound("No such user.")
         return user

@@ -12,6 +12,7 @@ import os
 import random
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -19,10 +20,12 @@ from bson import ObjectId
 from loguru import logger
 
 from .auth.passwords import Passwords
+from .clock import Clock
 from .config import Settings
 from .errors import EmailTaken
 from .marketplace.listings import searchable
 from .marketplace.text import normalise_tags, skill_key
+from .seed_tokens import write_demo_tokens
 from .storage.database import open_database
 from .storage.fields import FieldCrypto
 from .storage.listings import ListingStore
@@ -207,7 +210,8 @@ async def _direct_room(db: Any, user_a: str, user_b: str, now: datetime) -> str:
     return str(room["_id"])
 
 
-async def run_seed(settings: Settings, *, users: int, random_seed: int) -> SeedReport:
+async def run_seed(settings: Settings, *, users: int, random_seed: int,
+                   tokens_file: Path | None = None) -> SeedReport:
     passwords = Passwords(
         min_length=settings.password_min_length, max_length=settings.password_max_length,
         time_cost=settings.password_hash_time_cost,
@@ -216,8 +220,14 @@ async def run_seed(settings: Settings, *, users: int, random_seed: int) -> SeedR
     password_hash = await passwords.hash(DEMO_PASSWORD)
     async with open_database(mongo_url=settings.mongo_url, db_name=settings.mongo_db,
                              data_dir=settings.data_dir) as db:
-        report = await seed_database(db, fields=FieldCrypto(settings.data_keys()), users=users,
+        fields = FieldCrypto(settings.data_keys())
+        report = await seed_database(db, fields=fields, users=users,
                                      random_seed=random_seed, password_hash=password_hash)
+        if tokens_file is not None:
+            written = await write_demo_tokens(
+                db, users=UserStore(db, fields), fields=fields, settings=settings, count=users,
+                email_format=DEMO_EMAIL, path=tokens_file, clock=Clock())
+            logger.info("wrote {} signed-in demo sessions to {}", written, tokens_file)
     logger.info(
         "seeded {} users ({} already there), {} listings, {} requests {}, {} reviews in {}s; "
         "sign in as {} with password {!r}",

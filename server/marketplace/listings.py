@@ -11,6 +11,7 @@ from ..ai.vectors import cosine
 from ..auth.sessions import ClientInfo
 from ..clock import Clock
 from ..errors import Forbidden, NotFound, ValidationFailed
+from ..read_cache import LISTINGS, ReadCache
 from ..storage.audit import AuditStore
 from ..storage.ids import decode_cursor, encode_cursor, is_id
 from ..storage.listings import ACTIVE, DELETED, HIDDEN, ListingStore
@@ -117,7 +118,9 @@ class ListingService:
         self, *, listings: ListingStore, users: UserStore, audit: AuditStore,
         skills: SkillIndexer, snapshots: RankingSnapshots, clock: Clock,
         vocabulary: Vocabulary | None = None, semantic: SemanticService | None = None,
+        cache: ReadCache | None = None,
     ) -> None:
+        self._cache = cache
         self._semantic = semantic
         self._vocabulary = vocabulary or default_vocabulary()
         self._listings = listings
@@ -150,11 +153,25 @@ class ListingService:
 
     async def get(self, listing_id: str, *, viewer_id: str | None = None,
                   role: str | None = None) -> dict[str, Any]:
+        if self._cache is not None and is_id(listing_id):
+            public = await self._cache.read(LISTINGS, ("listing", listing_id),
+                                            lambda: self._public_view(listing_id),
+                                            keep=lambda view: view is not None)
+            if public is not None:
+                return public
         doc = await self._readable(listing_id, viewer_id, role)
         owners = await self._owners([doc])
         if doc["owner_id"] not in owners and role != "admin":
             raise NotFound("No such listing.")
         return listing_view(doc, owners)
+
+    async def _public_view(self, listing_id: str) -> dict[str, Any] | None:
+        """What anyone sees of a publicly visible listing (else None)."""
+        doc = await self._listings.get(listing_id)
+        if doc is None or not doc["visible"]:
+            return None
+        owners = await self._owners([doc])
+        return listing_view(doc, owners) if doc["owner_id"] in owners else None
 
     async def get_visible(self, listing_id: str) -> dict[str, Any]:
         """The stored document of a publicly visible listing, or 404."""
@@ -244,6 +261,14 @@ class ListingService:
         if tokens:
             filters["tokens"] = {"$in": tokens}
         before = position["id"] if position else None
+        if self._cache is None:
+            return await self._newest_page(filters, limit, before)
+        key = ("newest", repr(sorted(filters.items())), limit, before)
+        return await self._cache.read(LISTINGS, key,
+                                      lambda: self._newest_page(filters, limit, before))
+
+    async def _newest_page(self, filters: dict[str, Any], limit: int, before: str | None
+                           ) -> dict[str, Any]:
         docs = await self._listings.newest(filters, limit=limit + 1, before_id=before)
         more = len(docs) > limit
         docs = docs[:limit]
@@ -267,14 +292,12 @@ class ListingService:
             vector = None
             if self._semantic is not None:
                 vector = await self._semantic.query_vector(text, user=requester)
-            candidates = await self._listings.search_candidates(
-                expanded, filters, embedding=vector is not None)
-            if vector is not None:
-                seen = {d["_id"] for d in candidates}
-                candidates += [
-                    d for d in await self._listings.semantic_candidates(
-                        filters, limit=MAX_SEMANTIC_CANDIDATES) if d["_id"] not in seen]
-            ranked = rank_lexical(candidates, units, vector)
+            if vector is None and self._cache is not None:
+                ranked = await self._cache.read(
+                    LISTINGS, ("ranked", key),
+                    lambda: self._rank(expanded, filters, units, None))
+            else:
+                ranked = await self._rank(expanded, filters, units, vector)
             page = await self._snapshots.first_page(
                 viewer_id=viewer_id, kind="listings", key=key,
                 ids=[listing_id for _, listing_id in ranked],
@@ -295,6 +318,17 @@ class ListingService:
             for d in docs if d["owner_id"] in owners and d["visible"]
         ]
         return {"items": items, "next_cursor": page.next_cursor}
+
+    async def _rank(self, expanded: list[str], filters: dict[str, Any], units: list[QueryUnit],
+                    vector: list[float] | None) -> list[tuple[int, str]]:
+        candidates = await self._listings.search_candidates(
+            expanded, filters, embedding=vector is not None)
+        if vector is not None:
+            seen = {d["_id"] for d in candidates}
+            candidates += [
+                d for d in await self._listings.semantic_candidates(
+                    filters, limit=MAX_SEMANTIC_CANDIDATES) if d["_id"] not in seen]
+        return rank_lexical(candidates, units, vector)
 
     async def export(self, user_id: str) -> list[dict[str, Any]]:
         return [export_doc(d) for d in await self._listings.by_owner(user_id)]

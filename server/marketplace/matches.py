@@ -18,6 +18,7 @@ from ..ai.service import SemanticService, safe_text
 from ..ai.vectors import cosine
 from ..clock import Clock
 from ..errors import Unauthorized, ValidationFailed
+from ..read_cache import MATCHES, ReadCache
 from ..storage.ids import decode_cursor
 from ..storage.listings import ListingStore
 from ..storage.skill_index import SkillIndexStore
@@ -70,7 +71,9 @@ class MatchService:
         semantic: SemanticService | None = None,
         on_change: Callable[[], None] | None = None,
         request_why: Callable[[str], None] | None = None,
+        cache: ReadCache | None = None,
     ) -> None:
+        self._cache = cache
         self._semantic = semantic
         self._on_change = on_change
         self._request_why = request_why
@@ -107,14 +110,40 @@ class MatchService:
         offered, wanted = await self._offered(user), _skills(user.get("skills_wanted"))
         await self._index.put(user["_id"], offered=list(offered), wanted=list(wanted),
                               now=self._clock.now(), names=self._embeddable(offered, wanted))
+        self._changed()
         if self._on_change is not None:
             self._on_change()
+
+    def _changed(self) -> None:
+        """Someone's skills changed: every cached ranking may be stale."""
+        if self._cache is not None:
+            self._cache.changed(MATCHES)
+
+    async def _skills_of(self, people: list[dict[str, Any]]
+                         ) -> dict[str, tuple[dict[str, str], dict[str, str]]]:
+        """Each person's (offered, wanted) skills, key -> name; kept in the
+        read cache until anyone's skills change (``_changed``)."""
+        keys = [f"skills:{p['_id']}" for p in people]
+        cached, version = (self._cache.get_many(MATCHES, keys) if self._cache
+                           else ({}, 0))
+        missing = [p for p, key in zip(people, keys) if key not in cached]
+        listing_tags = await self._listings.tags_by_owner([p["_id"] for p in missing]) \
+            if missing else {}
+        loaded = {
+            f"skills:{p['_id']}": (await self._offered(p, listing_tags.get(p["_id"], [])),
+                                   _skills(p.get("skills_wanted")))
+            for p in missing}
+        if self._cache is not None and loaded:
+            self._cache.put_many(MATCHES, loaded, version)
+        found = {**cached, **loaded}
+        return {p["_id"]: found[key] for p, key in zip(people, keys)}
 
     def _embeddable(self, offered: dict[str, str], wanted: dict[str, str]) -> list[str] | None:
         return _names(offered, wanted) if self._semantic is not None else None
 
     async def remove(self, user_id: str) -> None:
         await self._index.remove(user_id)
+        self._changed()
 
     async def matches(self, user_id: str, *, limit: int, cursor: str | None) -> dict[str, Any]:
         me = await self._users.get_active(user_id)
@@ -122,7 +151,10 @@ class MatchService:
             raise Unauthorized("This account is no longer active.")
         position = decode_cursor(cursor)
         if position is None:
-            ranked = await self._rank(me)
+            if self._cache is not None and self._semantic is None:
+                ranked = await self._cache.read(MATCHES, user_id, lambda: self._rank(me))
+            else:
+                ranked = await self._rank(me)
             page = await self._snapshots.first_page(
                 viewer_id=user_id, kind="matches", key="matches",
                 ids=[r[0] for r in ranked], extras=[r[1] for r in ranked], limit=limit,
@@ -197,12 +229,7 @@ class MatchService:
             found += [c for c in await self._index.recent(user_id, limit=MAX_SEMANTIC_PEOPLE)
                       if c["_id"] not in known]
         people = list((await active_users(self._users, (c["_id"] for c in found))).values())
-        listing_tags = await self._listings.tags_by_owner([p["_id"] for p in people])
-        profiles = {}
-        for person in people:
-            profiles[person["_id"]] = (
-                await self._offered(person, listing_tags.get(person["_id"], [])),
-                _skills(person.get("skills_wanted")))
+        profiles = await self._skills_of(people)
         vectors: dict[str, list[float]] = {}
         if self._semantic is not None:
             names = _names(my_offered, my_wanted)

@@ -7,6 +7,7 @@ from typing import Any
 
 from ..clock import Clock
 from ..errors import Conflict, Forbidden, NotFound, ValidationFailed
+from ..read_cache import LISTINGS, ReadCache
 from ..storage.ids import decode_cursor, encode_cursor, is_id
 from ..storage.listings import ListingStore
 from ..storage.reviews import ReviewStore
@@ -22,7 +23,9 @@ class ReviewService:
     def __init__(
         self, *, reviews: ReviewStore, requests: SkillRequestStore, listings: ListingService,
         listing_store: ListingStore, users: UserStore, transactions: Transactions, clock: Clock,
+        cache: ReadCache | None = None,
     ) -> None:
+        self._cache = cache
         self._reviews = reviews
         self._requests = requests
         self._listings = listings
@@ -51,10 +54,19 @@ class ReviewService:
             review = await self._reviews.create(request=request, rating=rating,
                                                 comment=comment, now=now, tx=tx)
             await self._listing_store.add_rating(request["listing_id"], rating, tx=tx)
+        if self._cache is not None:  # committed: pages read meanwhile held the old rating
+            self._cache.changed(LISTINGS)
         users = await active_users(self._users, [user_id])
         return review_view(review, users)
 
     async def page(self, listing_id: str, *, limit: int, cursor: str | None) -> dict[str, Any]:
+        if self._cache is None:
+            return await self._page(listing_id, limit=limit, cursor=cursor)
+        return await self._cache.read(
+            LISTINGS, ("reviews", listing_id, limit, cursor),
+            lambda: self._page(listing_id, limit=limit, cursor=cursor))
+
+    async def _page(self, listing_id: str, *, limit: int, cursor: str | None) -> dict[str, Any]:
         await self._listings.get_visible(listing_id)
         position = decode_cursor(cursor)
         if position is not None and not is_id(position.get("id")):

@@ -15,6 +15,7 @@ from ..bus import Bus
 from ..clock import Clock
 from ..mail.service import MailService
 from ..profiles import ProfileService
+from ..read_cache import ReadCache
 from ..storage.audit import AuditStore
 from ..storage.fields import FieldCrypto
 from ..storage.listings import ListingStore
@@ -47,10 +48,11 @@ async def build_marketplace(
     mail: MailService, profiles: ProfileService, bus: Bus, rooms: DirectRooms | None,
     notifier: Notifier | None, public_url: str, clock: Clock,
     consent: RequestConsent | None = None, semantic: SemanticService | None = None,
+    cache: ReadCache | None = None,
 ) -> Marketplace:
-    listing_store = ListingStore(db)
+    listing_store = ListingStore(db, cache=cache)
     request_store = SkillRequestStore(db, fields)
-    review_store = ReviewStore(db, fields)
+    review_store = ReviewStore(db, fields, cache=cache)
     skill_index = SkillIndexStore(db)
     snapshot_store = RankingSnapshotStore(db)
     snapshots = RankingSnapshots(store=snapshot_store, clock=clock)
@@ -61,16 +63,16 @@ async def build_marketplace(
     matches = MatchService(users=users, listings=listing_store, index=skill_index,
                            snapshots=snapshots, clock=clock, semantic=semantic,
                            on_change=worker.wake if worker else None,
-                           request_why=worker.request_why if worker else None)
+                           request_why=worker.request_why if worker else None, cache=cache)
     listings = ListingService(listings=listing_store, users=users, audit=audit, skills=matches,
-                              snapshots=snapshots, clock=clock, semantic=semantic)
+                              snapshots=snapshots, clock=clock, semantic=semantic, cache=cache)
     requests = RequestService(
         requests=request_store, listings=listings, users=users, rooms=rooms,
         notifier=notifier, mail=mail, public_url=public_url, clock=clock, consent=consent,
     )
     reviews = ReviewService(reviews=review_store, requests=request_store, listings=listings,
                             listing_store=listing_store, users=users,
-                            transactions=Transactions(db), clock=clock)
+                            transactions=Transactions(db), clock=clock, cache=cache)
     moderation = ModerationService(
         users=users, listings=listings, listing_store=listing_store, matches=matches,
         sessions=sessions, audit=audit, clock=clock,

@@ -19,6 +19,7 @@ from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING, ReplaceOne
 from pymongo.asynchronous.database import AsyncDatabase
 
+from ..read_cache import LISTINGS, ReadCache
 from .ids import new_id
 from .transactions import Tx
 
@@ -29,9 +30,15 @@ DELETED = "deleted"
 FIRST_WINDOW = timedelta(minutes=10)
 CLOCK_SKEW = timedelta(minutes=1)
 MAX_WINDOWS = 40
+IN_BATCH = 100  # values per $in query
+WINDOW_GROWTH = 2
 MAX_SEARCH_CANDIDATES = 2000
 SEARCH_FIELDS = {"_id": 1, "title_tokens": 1, "tag_tokens": 1, "tokens": 1}
 SEMANTIC_FIELDS = {**SEARCH_FIELDS, "embedding": 1}
+# What ``matches`` reads when search candidates are filtered after the query.
+FILTER_FIELDS = {"visible": 1, "category": 1, "tags": 1, "owner_id": 1, "level": 1, "mode": 1}
+# Fields with an index ``(field, _id)`` whose equality can lead a newest-first range.
+LEADING_FIELDS = ("owner_id", "category")
 EMBED_SOURCE_FIELDS = {"title": 1, "description": 1, "tags": 1, "updated_at": 1}
 # What a purged owner's listing keeps: its id (skill requests and reviews
 # point at it) and its rating counters; no text the owner wrote.
@@ -46,10 +53,44 @@ def _time_of(listing_id: str) -> datetime:
     return ObjectId(listing_id).generation_time
 
 
+def _matches_one(value: Any, condition: Any) -> bool:
+    """MongoDB's equality and ``$in`` (an array field matches when any
+    element does), the only operators listing filters use."""
+    values = value if isinstance(value, list) else [value]
+    if isinstance(condition, dict):
+        if set(condition) != {"$in"}:
+            raise ValueError(f"unsupported listing filter {condition!r}")
+        return any(v in condition["$in"] for v in values)
+    return condition in values
+
+
+def matches(doc: dict[str, Any], filters: dict[str, Any]) -> bool:
+    """Does ``doc`` satisfy ``filters`` (field -> value or ``{"$in": [...]}``)?"""
+    return all(_matches_one(doc.get(name), cond) for name, cond in filters.items())
+
+
+def _leading_equality(filters: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the index-led part of the query, the filters left to ``matches``)."""
+    for name in LEADING_FIELDS:
+        value = filters.get(name)
+        if isinstance(value, str):
+            rest = {k: v for k, v in filters.items() if k != name}
+            return {name: value}, {**rest, "visible": True}
+        # anything else (e.g. an $in) stays a post-filter
+    return {"visible": True}, dict(filters)
+
+
 class ListingStore:
-    def __init__(self, db: AsyncDatabase) -> None:
+    def __init__(self, db: AsyncDatabase, *, cache: ReadCache | None = None) -> None:
         self._listings = db["listings"]
         self._oldest: str | None = None
+        self._cache = cache
+
+    def _changed(self) -> None:
+        """After every write that public reads show: cached listing pages,
+        listings and their reviews are stale (here and on every node)."""
+        if self._cache is not None:
+            self._cache.changed(LISTINGS)
 
     async def create_indexes(self) -> None:
         self._oldest = None
@@ -58,6 +99,8 @@ class ListingStore:
         await self._listings.create_index([("category", ASCENDING), ("_id", DESCENDING)])
         await self._listings.create_index([("tags", ASCENDING)])
         await self._listings.create_index([("embed_pending", ASCENDING)])
+        # newest-first pages: ranges on _id behind visible=true
+        await self._listings.create_index([("visible", ASCENDING), ("_id", DESCENDING)])
 
     async def create(self, doc: dict[str, Any], *, now: datetime) -> dict[str, Any]:
         full = {
@@ -65,12 +108,14 @@ class ListingStore:
             "rating_sum": 0, "rating_count": 0, "created_at": now, "updated_at": now,
         }
         await self._listings.insert_one(full)
+        self._changed()
         return full
 
     async def insert_many(self, docs: list[dict[str, Any]]) -> None:
         """Seeding: complete documents, as ``create`` would build them."""
         if docs:
             await self._listings.insert_many(docs)
+            self._changed()
 
     async def get(self, listing_id: str) -> dict[str, Any] | None:
         return await self._listings.find_one({"_id": listing_id, "status": {"$ne": DELETED}})
@@ -82,6 +127,7 @@ class ListingStore:
             {"_id": listing_id, "status": {"$ne": DELETED}},
             {"$set": {**changes, "updated_at": now}},
         )
+        self._changed()
         return await self.get(listing_id) if result.matched_count else None
 
     async def set_status(
@@ -102,6 +148,7 @@ class ListingStore:
         result = await self._listings.update_one(
             {"_id": listing_id, "status": {"$ne": DELETED}}, {"$set": changes}
         )
+        self._changed()
         if not result.matched_count:
             return None
         return await self._listings.find_one({"_id": listing_id})
@@ -115,12 +162,14 @@ class ListingStore:
         await self._listings.update_many(
             {"owner_id": owner_id, "status": ACTIVE}, {"$set": {"visible": active}}
         )
+        self._changed()
         return result.modified_count
 
     async def add_rating(self, listing_id: str, rating: int, *, tx: Tx = None) -> None:
         await self._listings.update_one(
             {"_id": listing_id}, {"$inc": {"rating_sum": rating, "rating_count": 1}}, session=tx,
         )
+        self._changed()  # (the caller announces again once its transaction committed)
 
     async def by_ids(self, ids: list[str]) -> list[dict[str, Any]]:
         if not ids:
@@ -133,13 +182,18 @@ class ListingStore:
         return await self._listings.find({"owner_id": owner_id}).to_list(length=None)
 
     async def tags_by_owner(self, owner_ids: list[str]) -> dict[str, list[str]]:
-        """Tags of the owners' visible listings, per owner."""
-        cursor = self._listings.find(
-            {"owner_id": {"$in": owner_ids}, "visible": True}, {"tags": 1, "owner_id": 1}
-        )
+        """Tags of the owners' visible listings, per owner (the query names
+        only the indexed ``owner_id``; visibility is checked here)."""
         out: dict[str, list[str]] = {}
-        for doc in await cursor.to_list(length=None):
-            out.setdefault(doc["owner_id"], []).extend(doc.get("tags", []))
+        for start in range(0, len(owner_ids), IN_BATCH):
+            # in batches: the embedded database checks every candidate
+            # against the whole $in list
+            cursor = self._listings.find(
+                {"owner_id": {"$in": owner_ids[start:start + IN_BATCH]}},
+                {"tags": 1, "owner_id": 1, "visible": 1})
+            for doc in await cursor.to_list(length=None):
+                if doc.get("visible"):
+                    out.setdefault(doc["owner_id"], []).extend(doc.get("tags", []))
         return out
 
     async def _oldest_id(self) -> str | None:
@@ -153,11 +207,15 @@ class ListingStore:
         self, filters: dict[str, Any], *, limit: int, before_id: str | None
     ) -> list[dict[str, Any]]:
         """Visible listings matching ``filters``, newest first, older than
-        ``before_id``: bounded ``_id`` ranges, doubling the window."""
+        ``before_id``: bounded ``_id`` ranges behind an equality on an
+        index's leading field (owner, category, else ``visible``), doubling
+        the window; the other filters are checked here, not in the query
+        (SecantusDB scans the collection when a query names a field its index
+        lacks)."""
         oldest = await self._oldest_id()
         if oldest is None:
             return []
-        query = {**filters, "visible": True}
+        lead, rest = _leading_equality(filters)
         upper = before_id or _id_at(datetime.now(timezone.utc) + CLOCK_SKEW)
         window = FIRST_WINDOW
         found: list[dict[str, Any]] = []
@@ -166,28 +224,31 @@ class ListingStore:
                 break
             lower_time = _time_of(upper) - window
             lower = _id_at(lower_time) if lower_time > _time_of(oldest) else oldest
-            need = limit - len(found)
             id_range = {"$lt": upper, "$gte": lower}
-            cursor = self._listings.find({**query, "_id": id_range}).sort("_id", DESCENDING)
-            found.extend(await cursor.limit(need).to_list(length=need))
+            cursor = self._listings.find({**lead, "_id": id_range}).sort("_id", DESCENDING)
+            if not rest:
+                cursor = cursor.limit(limit - len(found))
+            found.extend(d for d in await cursor.to_list(length=None) if matches(d, rest))
             if len(found) >= limit or lower == oldest:
                 break
             upper = lower
-            window *= 4
+            window *= WINDOW_GROWTH
         else:
-            need = limit - len(found)
-            cursor = self._listings.find({**query, "_id": {"$lt": upper}}).sort("_id", DESCENDING)
-            found.extend(await cursor.limit(need).to_list(length=need))
-        return found
+            cursor = self._listings.find({**lead, "_id": {"$lt": upper}}).sort("_id", DESCENDING)
+            found.extend(d for d in await cursor.to_list(length=None) if matches(d, rest))
+        return found[:limit]
 
     async def search_candidates(
         self, tokens: list[str], filters: dict[str, Any], *, embedding: bool = False,
     ) -> list[dict[str, Any]]:
         """Visible listings sharing at least one token, only the fields
-        ranking needs; the newest ``MAX_SEARCH_CANDIDATES`` at most."""
-        query = {**filters, "visible": True, "tokens": {"$in": tokens}}
-        cursor = self._listings.find(query, SEMANTIC_FIELDS if embedding else SEARCH_FIELDS)
-        docs = await cursor.to_list(length=None)
+        ranking needs; the newest ``MAX_SEARCH_CANDIDATES`` at most. The
+        query names only ``tokens`` (its multikey index); visibility and
+        the filters are checked here."""
+        fields = {**(SEMANTIC_FIELDS if embedding else SEARCH_FIELDS), **FILTER_FIELDS}
+        cursor = self._listings.find({"tokens": {"$in": tokens}}, fields)
+        wanted = {**filters, "visible": True}
+        docs = [d for d in await cursor.to_list(length=None) if matches(d, wanted)]
         if len(docs) > MAX_SEARCH_CANDIDATES:
             docs.sort(key=lambda d: d["_id"], reverse=True)
             docs = docs[:MAX_SEARCH_CANDIDATES]
@@ -237,4 +298,5 @@ class ListingStore:
             }) for d in docs
         ], ordered=False)
         self._oldest = None
+        self._changed()
         return len(docs)

@@ -46,9 +46,9 @@ class RankingSnapshotStore:
 
     async def get(self, snapshot_id: str, *, now: datetime) -> dict[str, Any] | None:
         """The snapshot, unless unknown or expired."""
-        return await self._snapshots.find_one(
-            {"_id": snapshot_id, "expires_at": {"$gt": now}}
-        )
+        # by _id alone (the embedded database scans for any other field)
+        doc = await self._snapshots.find_one({"_id": snapshot_id})
+        return doc if doc is not None and doc["expires_at"] > now else None
 
     async def delete_for_viewer(self, viewer_id: str) -> int:
         result = await self._snapshots.delete_many({"viewer_id": viewer_id})

@@ -12,6 +12,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from ..errors import Conflict
+from ..read_cache import LISTINGS, ReadCache
 from .fields import FieldCrypto
 from .ids import DELETED_USER_ID, new_id
 from .transactions import Tx
@@ -23,9 +24,16 @@ COLLECTION = "reviews"
 class ReviewStore:
     """``comment`` is stored encrypted (server/storage/fields.py)."""
 
-    def __init__(self, db: AsyncDatabase, fields: FieldCrypto) -> None:
+    def __init__(self, db: AsyncDatabase, fields: FieldCrypto, *,
+                 cache: ReadCache | None = None) -> None:
         self._reviews = db[COLLECTION]
         self._fields = fields
+        self._cache = cache
+
+    def _changed(self) -> None:
+        """Cached review pages are stale (here and on every node)."""
+        if self._cache is not None:
+            self._cache.changed(LISTINGS)
 
     async def create_indexes(self) -> None:
         await self._reviews.create_index([("request_id", ASCENDING)], unique=True)
@@ -52,11 +60,13 @@ class ReviewStore:
         except DuplicateKeyError:
             raise Conflict("This request has already been reviewed.",
                            code="already_reviewed") from None
+        self._changed()
         return doc
 
     async def insert_many(self, docs: list[dict[str, Any]]) -> None:
         if docs:
             await self._reviews.insert_many([self._fields.seal(COLLECTION, d) for d in docs])
+            self._changed()
 
     async def page(
         self, listing_id: str, *, limit: int, before_id: str | None
@@ -81,4 +91,5 @@ class ReviewStore:
             {"reviewer_id": reviewer_id},
             {"$set": {"reviewer_id": DELETED_USER_ID, "comment": ""}},
         )
+        self._changed()
         return result.modified_count

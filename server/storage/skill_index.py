@@ -11,6 +11,7 @@ from pymongo import ASCENDING, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 
 MAX_MATCH_CANDIDATES = 1000
+KEYS_PER_QUERY = 8
 
 
 class SkillIndexStore:
@@ -71,12 +72,16 @@ class SkillIndexStore:
     async def candidates(
         self, user_id: str, *, offered: list[str], wanted: list[str]
     ) -> list[dict[str, Any]]:
-        clauses = []
-        if wanted:
-            clauses.append({"offered": {"$in": wanted}})
-        if offered:
-            clauses.append({"wanted": {"$in": offered}})
-        if not clauses:
-            return []
-        cursor = self._index.find({"$or": clauses, "_id": {"$ne": user_id}})
-        return await cursor.to_list(length=MAX_MATCH_CANDIDATES)
+        """People offering one of ``wanted`` or wanting one of ``offered``:
+        one query per multikey index, merged here (an ``$or`` is a
+        collection scan on the embedded database)."""
+        found: dict[str, dict[str, Any]] = {}
+        for name, keys in (("offered", wanted), ("wanted", offered)):
+            for start in range(0, len(keys), KEYS_PER_QUERY):
+                # a few keys per query: the embedded database checks every
+                # candidate's array against the whole $in list
+                cursor = self._index.find({name: {"$in": keys[start:start + KEYS_PER_QUERY]}})
+                for doc in await cursor.to_list(length=MAX_MATCH_CANDIDATES + 1):
+                    if doc["_id"] != user_id:
+                        found.setdefault(doc["_id"], doc)
+        return list(found.values())[:MAX_MATCH_CANDIDATES]

@@ -110,18 +110,25 @@ class SkillRequestStore:
         self, user_id: str, *, role: str | None, status: str | None, limit: int,
         before_id: str | None,
     ) -> list[dict[str, Any]]:
-        if role == "incoming":
-            query: dict[str, Any] = {"teacher_id": user_id}
-        elif role == "outgoing":
-            query = {"learner_id": user_id}
-        else:
-            query = {"$or": [{"teacher_id": user_id}, {"learner_id": user_id}]}
-        if status:
-            query["status"] = status
-        if before_id:
-            query["_id"] = {"$lt": before_id}
-        cursor = self._requests.find(query).sort("_id", DESCENDING).limit(limit)
-        return self._fields.open_all(COLLECTION, await cursor.to_list(length=limit))
+        """Newest first. One query per side, each on its ``(side, _id)``
+        index, merged here; ``status`` is checked here too (the embedded
+        database scans the collection for an ``$or`` or a field its index
+        lacks)."""
+        sides = {"incoming": ["teacher_id"], "outgoing": ["learner_id"]}.get(
+            role or "", ["teacher_id", "learner_id"])
+        found: dict[str, dict[str, Any]] = {}
+        for side in sides:
+            query: dict[str, Any] = {side: user_id}
+            if before_id:
+                query["_id"] = {"$lt": before_id}
+            cursor = self._requests.find(query).sort("_id", DESCENDING)
+            if not status:
+                cursor = cursor.limit(limit)
+            for doc in await cursor.to_list(length=None):
+                if not status or doc.get("status") == status:
+                    found[doc["_id"]] = doc
+        docs = sorted(found.values(), key=lambda d: d["_id"], reverse=True)[:limit]
+        return self._fields.open_all(COLLECTION, docs)
 
     async def of_user(self, user_id: str) -> list[dict[str, Any]]:
         cursor = self._requests.find({"$or": [{"teacher_id": user_id}, {"learner_id": user_id}]})

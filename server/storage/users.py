@@ -10,6 +10,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from ..errors import EmailTaken
+from ..read_cache import LISTINGS, PEOPLE, ReadCache
 from .atomic import update_and_get
 from .fields import FieldCrypto, normalise_email
 from .ids import new_id
@@ -23,6 +24,7 @@ PURGED_DISPLAY_NAME = "Deleted user"
 # audit log of admin actions stays readable).
 PURGED_USER_FIELDS = ("_id", "status", "role", "created_at", "deleted_at")
 COLLECTION = "users"
+IN_BATCH = 100  # ids per $in query
 EMAIL_INDEX = "email_index"  # blind index of the (encrypted) email: lookups, uniqueness
 
 
@@ -31,9 +33,18 @@ class UserStore:
     (server/storage/fields.py); ``email_index``, their keyed blind index,
     is unique and is what sign-in looks up."""
 
-    def __init__(self, db: AsyncDatabase, fields: FieldCrypto) -> None:
+    def __init__(self, db: AsyncDatabase, fields: FieldCrypto, *,
+                 cache: ReadCache | None = None) -> None:
         self._users = db[COLLECTION]
         self._fields = fields
+        self._cache = cache
+
+    def _changed(self, user_id: str) -> None:
+        """After every write: the person's cached document, and the cached
+        listing pages showing their name, are stale (here and on every node)."""
+        if self._cache is not None:
+            self._cache.changed(PEOPLE, user_id)
+            self._cache.changed(LISTINGS)
 
     async def create_indexes(self) -> None:
         await self._users.create_index(
@@ -89,17 +100,42 @@ class UserStore:
         return self._open(await self._users.find_one({"_id": user_id}))
 
     async def get_active(self, user_id: str) -> dict[str, Any] | None:
-        return self._open(await self._users.find_one({"_id": user_id, "status": ACTIVE}))
+        # By _id alone, status checked here: a query naming a field its index
+        # lacks is a collection scan on the embedded database.
+        doc = await self._users.find_one({"_id": user_id})
+        return self._open(doc) if doc is not None and doc.get("status") == ACTIVE else None
 
     async def get_many_active(self, user_ids: list[str]) -> list[dict[str, Any]]:
+        """Active users among ``user_ids`` (others left out), through the
+        read cache when there is one: public reads (names on cards, public
+        profiles). The documents are shared: do not modify them."""
         if not user_ids:
             return []  # (the driver refuses to_list(length=0))
-        cursor = self._users.find({"_id": {"$in": user_ids}, "status": ACTIVE})
-        return self._fields.open_all(COLLECTION, await cursor.to_list(length=len(user_ids)))
+        cached, version = self._cache.get_many(PEOPLE, user_ids) if self._cache else ({}, 0)
+        missing = [i for i in user_ids if i not in cached]
+        loaded: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(missing), IN_BATCH):
+            # By _id alone, in batches: the embedded database checks every
+            # candidate against the whole $in list.
+            batch = missing[start:start + IN_BATCH]
+            cursor = self._users.find({"_id": {"$in": batch}})
+            for doc in await cursor.to_list(length=len(batch)):
+                if doc.get("status") == ACTIVE:
+                    loaded[doc["_id"]] = self._fields.open(COLLECTION, doc)
+        if self._cache is not None and loaded:
+            self._cache.put_many(PEOPLE, loaded, version)
+        found = {**cached, **loaded}
+        return [found[i] for i in dict.fromkeys(user_ids) if i in found]
+
+    async def get_public(self, user_id: str) -> dict[str, Any] | None:
+        """An active user for public reads (through the read cache)."""
+        found = await self.get_many_active([user_id])
+        return found[0] if found else None
 
     async def delete_unused(self, user_id: str) -> None:
         """Undo a ``create`` whose next step failed (nothing points at it yet)."""
         await self._users.delete_one({"_id": user_id})
+        self._changed(user_id)
 
     async def find_by_email(self, email: str) -> dict[str, Any] | None:
         """Case-insensitive, through the blind index under every configured
@@ -113,15 +149,18 @@ class UserStore:
     async def update_profile(
         self, user_id: str, changes: dict[str, Any], *, now: datetime
     ) -> dict[str, Any] | None:
-        return self._open(await update_and_get(
+        updated = self._open(await update_and_get(
             self._users, {"_id": user_id, "status": ACTIVE},
             {"$set": {**self._fields.set_fields(COLLECTION, user_id, changes), "updated_at": now}},
         ))
+        self._changed(user_id)
+        return updated
 
     async def set_password_hash(self, user_id: str, password_hash: str, *, now: datetime) -> None:
         await self._users.update_one(
             {"_id": user_id}, {"$set": {"password_hash": password_hash, "updated_at": now}}
         )
+        self._changed(user_id)
 
     async def set_first_password_hash(self, user_id: str, password_hash: str, *,
                                       now: datetime) -> bool:
@@ -130,6 +169,7 @@ class UserStore:
             {"_id": user_id, "status": ACTIVE, "password_hash": None},
             {"$set": {"password_hash": password_hash, "updated_at": now}},
         )
+        self._changed(user_id)
         return result.matched_count == 1
 
     async def mark_email_verified(self, user_id: str, *, now: datetime) -> bool:
@@ -137,12 +177,14 @@ class UserStore:
             {"_id": user_id, "status": ACTIVE},
             {"$set": {"email_verified": True, "updated_at": now}},
         )
+        self._changed(user_id)
         return result.matched_count == 1
 
     async def set_role(self, user_id: str, role: str, *, now: datetime) -> bool:
         result = await self._users.update_one(
             {"_id": user_id}, {"$set": {"role": role, "updated_at": now}}
         )
+        self._changed(user_id)
         return result.matched_count == 1
 
     async def set_status(self, user_id: str, status: str, *, now: datetime) -> bool:
@@ -151,6 +193,7 @@ class UserStore:
             {"_id": user_id, "status": {"$ne": DELETED}},
             {"$set": {"status": status, "updated_at": now}},
         )
+        self._changed(user_id)
         return result.matched_count == 1
 
     async def soft_delete(self, user_id: str, *, now: datetime) -> bool:
@@ -163,6 +206,7 @@ class UserStore:
                 "$rename": {"email": "deleted_email", EMAIL_INDEX: f"deleted_{EMAIL_INDEX}"},
             },
         )
+        self._changed(user_id)
         return result.matched_count == 1
 
     async def due_for_purge(self, *, deleted_before: datetime, limit: int
@@ -185,4 +229,5 @@ class UserStore:
             "skills_offered": [], "skills_wanted": [], "email_verified": False,
             "purged": True, "purged_at": now, "updated_at": now,
         })
+        self._changed(user_id)
         return True
