@@ -70,7 +70,11 @@ async def open_database(
         supervisor.start()
     else:
         logger.info("database: {}", mask_url(mongo_url))
-    client = _client(mongo_url)
+    # The embedded database keeps a reply per retryable write and scans that
+    # table on every write: per-insert CPU grows ~10x over 10,000 writes
+    # (loadtests/retryable_writes_probe.py). Over loopback to our own child a
+    # driver retry buys little; clients retry sends with their client_id.
+    client = _client(mongo_url, retryWrites=False) if embedded is not None else _client(mongo_url)
     try:
         db = client[db_name]
         if create_indexes:
