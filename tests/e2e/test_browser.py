@@ -48,3 +48,13 @@ def test_sign_in_with_a_provider_in_chromium() -> None:
     run = run_node_tests(["test/browser/oidc.browser.test.mjs"])
     assert run.returncode == 0 and run.failed == 0, explain(run)
     assert run.passed >= 2, explain(run)
+
+
+def test_web_app_layout_on_a_phone_and_with_long_words() -> None:
+    """390×844 phone: every view fits without sideways scrolling (nav, Sign
+    out, search, Send, Video call, Decline, Hang up on screen); a long
+    unbroken word or URL in chat wraps. Screenshots in test-results/browser/."""
+    _require_chromium()
+    run = run_node_tests(["test/browser/app-layout.browser.test.mjs"])
+    assert run.returncode == 0 and run.failed == 0, explain(run)
+    assert run.passed >= 9, explain(run)

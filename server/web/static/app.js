@@ -477,6 +477,7 @@
     if (roomId && !state.rooms.has(roomId)) state.rooms.set(roomId, { id: roomId, members: [] });
     state.currentRoom = roomId || null;
     renderRooms();
+    $('view-chat').classList.toggle('has-room', Boolean(roomId));
     $('chat-empty').hidden = Boolean(roomId);
     $('chat-room').hidden = !roomId;
     if (!roomId) return;
