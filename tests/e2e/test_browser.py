@@ -58,3 +58,12 @@ def test_web_app_layout_on_a_phone_and_with_long_words() -> None:
     run = run_node_tests(["test/browser/app-layout.browser.test.mjs"])
     assert run.returncode == 0 and run.failed == 0, explain(run)
     assert run.passed >= 9, explain(run)
+
+
+def test_web_app_account_flows() -> None:
+    """Forgot password, verification status and resend, change password,
+    sign-out clearing the form, mailed /requests/<id> links opening the app."""
+    _require_chromium()
+    run = run_node_tests(["test/browser/app-accounts.browser.test.mjs"])
+    assert run.returncode == 0 and run.failed == 0, explain(run)
+    assert run.passed >= 5, explain(run)

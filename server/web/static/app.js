@@ -132,7 +132,7 @@
   const VIEWS = ['auth', 'browse', 'requests', 'matches', 'chat', 'profile'];
   const LOADERS = {
     browse: () => loadBrowse(true),
-    requests: loadRequests,
+    requests: (arg) => loadRequests(arg),
     matches: loadMatches,
     chat: (arg) => loadChat(arg),
     profile: loadProfile,
@@ -189,6 +189,7 @@
 
   client.on('signedout', ({ reason }) => {
     state.me = null;
+    clearAuthForms();
     state.rooms.clear();
     state.messages.clear();
     state.joined.clear();
@@ -200,7 +201,35 @@
     route();
   });
 
+  /** Empties the sign-in, sign-up and password forms (nothing typed stays behind). */
+  function clearAuthForms() {
+    for (const id of ['signin-form', 'signup-form', 'forgot-form', 'password-form', 'set-password-form']) {
+      const form = $(id);
+      form.reset();
+      for (const out of form.querySelectorAll('.form-error, .form-note')) out.textContent = '';
+    }
+    showForgot(false);
+  }
+
+  function showForgot(on) {
+    $('forgot-form').hidden = !on;
+    $('signin-form').hidden = on;
+    if (on) $('forgot-form').elements.email.value = $('signin-form').elements.email.value;
+  }
+  $('forgot-link').addEventListener('click', (e) => { e.preventDefault(); showForgot(true); $('forgot-form').elements.email.focus(); });
+  $('forgot-back').addEventListener('click', (e) => { e.preventDefault(); showForgot(false); });
+
+  $('forgot-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    const form = e.currentTarget;
+    submitting(form, async () => {
+      await client.auth.forgotPassword(formData(form).email);
+      form.querySelector('.form-note').textContent = 'If an account exists for that address, we have sent it a link to choose a new password.';
+    });
+  });
+
   async function signedIn() {
+    clearAuthForms();
     state.me = client.user;
     remember(state.me);
     $('me-name').textContent = state.me.display_name;
@@ -325,13 +354,18 @@
 
   // ---- requests -------------------------------------------------------------
 
-  async function loadRequests() {
+  async function loadRequests(highlightId) {
     clearError($('requests-error'));
     for (const role of ['incoming', 'outgoing']) {
       const ul = $(`requests-${role}`);
       try {
         const page = await client.requests.list({ role, limit: 50 });
         ul.replaceChildren(...page.items.map((r) => renderRequest(r, role)));
+        const wanted = highlightId && ul.querySelector(`li[data-request-id="${CSS.escape(highlightId)}"]`);
+        if (wanted) {
+          wanted.classList.add('highlight');
+          wanted.scrollIntoView({ block: 'center' });
+        }
         if (!page.items.length) ul.append(h('li', { class: 'muted' }, role === 'incoming' ? 'Nobody has asked yet.' : 'You have not asked anyone yet.'));
       } catch (err) {
         ul.replaceChildren();
@@ -810,6 +844,7 @@
       const me = await client.users.me();
       state.me = { ...state.me, ...me };
       renderSignInMethods(me);
+      renderAccount(me);
       form.elements.display_name.value = me.display_name || '';
       form.elements.timezone.value = me.timezone || '';
       form.elements.bio.value = me.bio || '';
@@ -821,6 +856,38 @@
       form.querySelector('.form-error').textContent = `Could not load your profile. ${describe(err)}`;
     }
   }
+
+  function renderAccount(me) {
+    $('verification').hidden = false;
+    $('verification-text').textContent = me.email_verified
+      ? `${me.email} is verified.` : `${me.email} is not verified yet. Check your mail for the link.`;
+    $('resend-verification').hidden = Boolean(me.email_verified);
+    $('password-form').hidden = me.has_password === false;
+  }
+
+  $('resend-verification').addEventListener('click', async (e) => {
+    const button = e.currentTarget;
+    button.disabled = true;
+    try {
+      await client.auth.resendVerification();
+      banner('Verification mail sent. Open the link in it to confirm your address.', 'info');
+    } catch (err) {
+      banner(describe(err));
+    } finally {
+      button.disabled = false;
+    }
+  });
+
+  $('password-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    const form = e.currentTarget;
+    submitting(form, async () => {
+      const d = formData(form);
+      await client.auth.changePassword(d.current_password, d.new_password);
+      form.reset();
+      banner('Password changed.', 'info');
+    });
+  });
 
   function renderSkills() {
     for (const kind of ['offered', 'wanted']) {
@@ -862,7 +929,16 @@
 
   // ---- start ------------------------------------------------------------------
 
+  /** Pages opened from mailed links (/requests/<id>) become the app's own routes. */
+  function adoptPath() {
+    const path = location.pathname.replace(/\/+$/, '');
+    if (!path || location.hash) return;
+    const view = path.split('/')[1];
+    if (LOADERS[view]) history.replaceState(null, '', `/#${path}`);
+  }
+
   async function start() {
+    adoptPath();
     loadCategories();
     loadProviders();
     try {
