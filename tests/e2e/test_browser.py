@@ -67,3 +67,13 @@ def test_web_app_account_flows() -> None:
     run = run_node_tests(["test/browser/app-accounts.browser.test.mjs"])
     assert run.returncode == 0 and run.failed == 0, explain(run)
     assert run.passed >= 5, explain(run)
+
+
+def test_web_app_marketplace_flows() -> None:
+    """Edit and delete one's listing, the public teacher profile linked from
+    cards, "Mark completed" only after the first conversation, 1–5 star
+    reviews with a comment and a confirmation."""
+    _require_chromium()
+    run = run_node_tests(["test/browser/app-marketplace.browser.test.mjs"])
+    assert run.returncode == 0 and run.failed == 0, explain(run)
+    assert run.passed >= 5, explain(run)

@@ -14,6 +14,12 @@
   const FALLBACK_CATEGORIES = ['programming', 'data', 'design', 'music', 'languages', 'business',
     'writing', 'cooking', 'fitness', 'crafts', 'science', 'other'];
 
+  const LEVEL_LABELS = { all: 'All levels', beginner: 'Beginner', intermediate: 'Intermediate', advanced: 'Advanced', expert: 'Expert' };
+  const MODE_LABELS = { online: 'Online', in_person: 'In person', hybrid: 'Online or in person' };
+  const STATUS_LABELS = { pending: 'pending', accepted: 'accepted', declined: 'declined', cancelled: 'cancelled', completed: 'completed' };
+  const categoryNames = new Map();
+  const labelOf = (labels, value) => labels[value] || (value ? String(value).replace(/_/g, ' ') : '');
+
   const state = {
     me: null,
     rooms: new Map(), // id -> room (with unread count)
@@ -129,14 +135,16 @@
 
   // ---- routing ------------------------------------------------------------
 
-  const VIEWS = ['auth', 'browse', 'requests', 'matches', 'chat', 'profile'];
+  const VIEWS = ['auth', 'browse', 'requests', 'matches', 'chat', 'profile', 'user'];
   const LOADERS = {
     browse: () => loadBrowse(true),
     requests: (arg) => loadRequests(arg),
     matches: loadMatches,
     chat: (arg) => loadChat(arg),
     profile: loadProfile,
+    users: (arg) => loadUser(arg),
   };
+  const SECTION_OF = { users: 'user' }; // #/users/<id> shows #view-user
 
   function show(view) {
     $('loading').hidden = true;
@@ -151,7 +159,7 @@
     }
     const [, view = 'browse', arg] = location.hash.replace(/^#/, '').split('/');
     const name = LOADERS[view] ? view : 'browse';
-    show(name);
+    show(SECTION_OF[name] || name);
     Promise.resolve(LOADERS[name](arg && decodeURIComponent(arg))).catch((err) => banner(describe(err)));
   }
   window.addEventListener('hashchange', route);
@@ -268,6 +276,7 @@
       const res = await client.skills.categories();
       if (res && Array.isArray(res.items) && res.items.length) categories = res.items;
     } catch { /* keep the fallback list */ }
+    for (const c of categories) categoryNames.set(c.id, c.name);
     for (const select of document.querySelectorAll('.category-select')) {
       const keep = select.querySelector('option[value=""]');
       select.replaceChildren(...(keep ? [keep] : []), ...categories.map((c) => h('option', { value: c.id }, c.name)));
@@ -275,8 +284,35 @@
   }
 
   $('new-listing-toggle').addEventListener('click', () => {
-    $('listing-form').hidden = !$('listing-form').hidden;
+    if (!$('listing-form').hidden && !state.editingListing) closeListingForm();
+    else openListingForm(null);
   });
+  $('listing-cancel').addEventListener('click', () => closeListingForm());
+
+  /** Opens the listing form empty (a new listing) or holding `listing` (editing it). */
+  function openListingForm(listing) {
+    const form = $('listing-form');
+    form.reset();
+    form.querySelector('.form-error').textContent = '';
+    state.editingListing = listing;
+    $('listing-form-title').textContent = listing ? 'Edit your listing' : 'Offer a skill';
+    form.querySelector('button[type=submit]').textContent = listing ? 'Save changes' : 'Publish';
+    if (listing) {
+      for (const name of ['title', 'description', 'category', 'level', 'mode']) {
+        if (listing[name] !== undefined) form.elements[name].value = listing[name];
+      }
+      form.elements.tags.value = (listing.tags || []).join(', ');
+    }
+    form.hidden = false;
+    form.scrollIntoView({ block: 'start' });
+    form.elements.title.focus();
+  }
+
+  function closeListingForm() {
+    $('listing-form').reset();
+    $('listing-form').hidden = true;
+    state.editingListing = null;
+  }
 
   $('listing-form').addEventListener('submit', (e) => {
     e.preventDefault();
@@ -284,15 +320,26 @@
     submitting(form, async () => {
       const d = formData(form);
       const tags = (d.tags || '').split(',').map((t) => t.trim()).filter(Boolean);
-      await client.skills.create({
-        title: d.title, description: d.description || '', category: d.category, tags, level: d.level, mode: d.mode,
-      });
-      form.reset();
-      form.hidden = true;
-      banner('Your listing is published.', 'info');
+      const data = { title: d.title, description: d.description || '', category: d.category, tags, level: d.level, mode: d.mode };
+      const editing = state.editingListing;
+      if (editing) await client.skills.update(editing.id, data);
+      else await client.skills.create(data);
+      closeListingForm();
+      banner(editing ? 'Your listing is updated.' : 'Your listing is published.', 'info');
       await loadBrowse(true);
     });
   });
+
+  async function deleteListing(listing, item) {
+    if (!window.confirm(`Delete your listing “${listing.title}”? This cannot be undone.`)) return;
+    try {
+      await client.skills.remove(listing.id);
+      item.remove();
+      banner('Your listing is deleted.', 'info');
+    } catch (err) {
+      banner(`Could not delete the listing: ${describe(err)}`);
+    }
+  }
 
   $('search-form').addEventListener('submit', (e) => {
     e.preventDefault();
@@ -313,31 +360,110 @@
       for (const listing of page.items) list.append(renderListing(listing));
       state.listingsCursor = page.next_cursor;
       $('listings-more').hidden = !page.next_cursor;
-      if (reset && page.items.length === 0) list.append(h('li', { class: 'muted' }, 'No listings yet. Be the first to offer a skill!'));
+      if (reset && page.items.length === 0) {
+        const searching = Boolean((q.q || '').trim() || q.category);
+        list.append(h('li', { class: 'muted empty' }, searching
+          ? 'No results. Try other words or all categories.'
+          : 'No listings yet. Be the first to offer a skill!'));
+      }
     } catch (err) {
       showError($('browse-error'), `Could not load listings. ${describe(err)}`);
     }
+  }
+
+  function ratingText(rating) {
+    return rating && rating.count ? `★ ${Number(rating.average).toFixed(1)} (${rating.count})` : 'No reviews yet';
   }
 
   function renderListing(listing) {
     const owner = listing.owner || {};
     remember(owner);
     const mine = state.me && owner.id === state.me.id;
-    const rating = listing.rating && listing.rating.count
-      ? `★ ${Number(listing.rating.average).toFixed(1)} (${listing.rating.count})` : 'No reviews yet';
     const box = h('div', { class: 'request-box', hidden: true },
       h('input', { placeholder: 'Say hello and what you want to learn', 'aria-label': 'Message to the teacher', maxlength: 1000 }),
       h('button', { type: 'button', onclick: (e) => sendRequest(listing, e.currentTarget) }, 'Send'));
-    return h('li', { dataset: { listingId: listing.id } },
+    const ownerLink = owner.id
+      ? h('a', { href: `#/users/${encodeURIComponent(owner.id)}` }, owner.display_name || 'someone')
+      : (owner.display_name || 'someone');
+    const facts = [categoryNames.get(listing.category) || labelOf({}, listing.category),
+      labelOf(LEVEL_LABELS, listing.level), labelOf(MODE_LABELS, listing.mode), ratingText(listing.rating)].filter(Boolean);
+    const item = h('li', { dataset: { listingId: listing.id } },
       h('h3', {}, listing.title),
-      h('div', { class: 'meta' }, `by ${owner.display_name || 'someone'} · ${listing.category || ''} · ${listing.level || ''} · ${listing.mode || ''} · ${rating}`),
+      h('div', { class: 'meta' }, 'by ', ownerLink, ` · ${facts.join(' · ')}`,
+        listing.status === 'hidden' ? h('span', { class: 'status declined' }, ' hidden') : null),
       listing.description ? h('p', { class: 'desc' }, listing.description) : null,
       h('div', {}, (listing.tags || []).map((t) => h('span', { class: 'tag' }, t))),
       h('div', { class: 'actions' },
         mine
-          ? h('span', { class: 'muted' }, 'Your listing')
-          : h('button', { type: 'button', class: 'secondary', onclick: () => { box.hidden = !box.hidden; } }, 'Request to learn')),
+          ? [h('span', { class: 'muted' }, 'Your listing'),
+            h('button', { type: 'button', class: 'secondary', onclick: () => openListingForm(listing) }, 'Edit'),
+            h('button', { type: 'button', class: 'secondary', onclick: () => deleteListing(listing, item) }, 'Delete')]
+          : h('button', { type: 'button', class: 'secondary', onclick: () => { box.hidden = !box.hidden; if (!box.hidden) box.querySelector('input').focus(); } }, 'Request to learn'),
+        isAdmin() ? moderationButton(listing) : null),
       box);
+    return item;
+  }
+
+  function isAdmin() {
+    return Boolean(state.me && state.me.role === 'admin');
+  }
+
+  /** Admins: hide a listing from everyone (or show it again). */
+  function moderationButton(listing) {
+    const hidden = listing.status === 'hidden';
+    return h('button', {
+      type: 'button', class: 'secondary',
+      onclick: async (e) => {
+        const button = e.currentTarget;
+        button.disabled = true;
+        try {
+          const updated = hidden ? await client.admin.unhideListing(listing.id) : await client.admin.hideListing(listing.id);
+          button.closest('li').replaceWith(renderListing({ ...listing, ...updated }));
+          banner(hidden ? 'The listing is visible again.' : 'The listing is hidden.', 'info');
+        } catch (err) {
+          banner(describe(err));
+          button.disabled = false;
+        }
+      },
+    }, hidden ? 'Unhide' : 'Hide');
+  }
+
+  // ---- public profiles --------------------------------------------------------
+
+  async function loadUser(userId) {
+    clearError($('user-error'));
+    for (const id of ['user-name', 'user-bio', 'user-rating', 'user-timezone', 'user-languages', 'user-skills']) $(id).textContent = '';
+    $('user-listings').replaceChildren();
+    $('user-reviews').replaceChildren();
+    if (!userId) return;
+    try {
+      const [user, listings] = await Promise.all([
+        client.users.get(userId), client.skills.list({ owner: userId, limit: 50, sort: 'newest' })]);
+      remember(user);
+      $('user-name').textContent = user.display_name;
+      $('user-bio').textContent = user.bio || 'No bio yet.';
+      $('user-timezone').textContent = user.timezone || 'UTC';
+      $('user-languages').textContent = (user.languages || []).join(', ') || '—';
+      $('user-skills').textContent = (user.skills_offered || []).map((sk) => `${sk.name} (${labelOf(LEVEL_LABELS, sk.level)})`).join(', ') || '—';
+      let count = 0;
+      let sum = 0;
+      for (const l of listings.items) {
+        if (l.rating && l.rating.count) { count += l.rating.count; sum += l.rating.average * l.rating.count; }
+      }
+      $('user-rating').textContent = count ? `★ ${(sum / count).toFixed(1)} from ${count} review${count === 1 ? '' : 's'}` : 'No reviews yet';
+      $('user-listings').replaceChildren(...listings.items.map(renderListing));
+      if (!listings.items.length) $('user-listings').append(h('li', { class: 'muted' }, 'No listings.'));
+      const reviewed = listings.items.filter((l) => l.rating && l.rating.count);
+      const pages = await Promise.all(reviewed.map((l) => client.skills.reviews(l.id, { limit: 10 }).then((p) => p.items.map((r) => ({ ...r, listing: l })))));
+      const reviews = pages.flat().sort((a, b) => String(b.created_at).localeCompare(String(a.created_at)));
+      $('user-reviews').replaceChildren(...reviews.map((r) => h('li', {},
+        h('div', { class: 'row between' }, h('strong', {}, '★'.repeat(r.rating) + '☆'.repeat(5 - r.rating)),
+          h('span', { class: 'meta' }, `${(r.reviewer && r.reviewer.display_name) || 'A learner'} · ${r.listing.title}`)),
+        r.comment ? h('p', {}, r.comment) : null)));
+      if (!reviews.length) $('user-reviews').append(h('li', { class: 'muted' }, 'No reviews yet.'));
+    } catch (err) {
+      showError($('user-error'), `Could not load this profile. ${describe(err)}`);
+    }
   }
 
   async function sendRequest(listing, button) {
@@ -356,6 +482,9 @@
 
   async function loadRequests(highlightId) {
     clearError($('requests-error'));
+    try {
+      await fetchRooms();
+    } catch { /* the completion hint then waits for the chat */ }
     for (const role of ['incoming', 'outgoing']) {
       const ul = $(`requests-${role}`);
       try {
@@ -398,18 +527,50 @@
     if (r.status === 'pending' && role === 'outgoing') actions.push(act('Cancel', () => client.requests.cancel(r.id), 'secondary'));
     if (r.status === 'accepted') {
       if (r.room_id) actions.push(h('a', { href: `#/chat/${encodeURIComponent(r.room_id)}` }, 'Open chat'));
-      actions.push(act('Mark completed', () => client.requests.complete(r.id), 'secondary'));
+      if (talkedSince(r)) actions.push(act('Mark completed', () => client.requests.complete(r.id), 'secondary'));
+      else actions.push(h('span', { class: 'muted small' }, 'You can mark it completed after your first conversation in chat.'));
     }
-    if (r.status === 'completed' && role === 'outgoing' && !r.reviewed) {
-      actions.push(act('Rate 5★', () => client.requests.review(r.id, { rating: 5, comment: '' }), 'secondary'));
+    if (r.status === 'completed' && role === 'outgoing') {
+      if (r.reviewed) actions.push(h('span', { class: 'muted small' }, 'You reviewed this.'));
+      else actions.push(h('button', { type: 'button', class: 'secondary', onclick: (e) => openReview(r, e.currentTarget) }, 'Write a review'));
     }
     return h('li', { dataset: { requestId: r.id } },
       h('div', { class: 'row between' },
         h('strong', {}, (r.listing && r.listing.title) || 'Listing'),
-        h('span', { class: `status ${r.status}` }, r.status)),
+        h('span', { class: `status ${r.status}` }, labelOf(STATUS_LABELS, r.status))),
       h('div', { class: 'meta' }, `${role === 'incoming' ? 'from' : 'to'} ${(other && other.display_name) || 'someone'} · ${new Date(r.created_at).toLocaleDateString()}`),
       r.message ? h('p', {}, r.message) : null,
       h('div', { class: 'actions' }, actions));
+  }
+
+  /** Whether the two have exchanged a message since the request was accepted
+   * (the server completes a request only then: docs/marketplace.md). */
+  function talkedSince(r) {
+    const room = r.room_id && state.rooms.get(r.room_id);
+    const last = room && room.last_message;
+    return Boolean(last && String(last.created_at) >= String(r.accepted_at || r.updated_at));
+  }
+
+  /** The learner's review: 1–5 stars and a comment, then a confirmation. */
+  function openReview(r, button) {
+    const name = `rating-${r.id}`;
+    const form = h('form', { class: 'review-form' },
+      h('fieldset', { class: 'stars' }, h('legend', {}, 'Your rating'),
+        [1, 2, 3, 4, 5].map((n) => h('label', {}, h('input', { type: 'radio', name, value: n, required: true }), `${n} star${n === 1 ? '' : 's'}`))),
+      h('label', {}, 'Comment', h('textarea', { name: 'comment', rows: 3, maxlength: 2000 })),
+      h('div', { class: 'row' }, h('button', { type: 'submit' }, 'Publish review'),
+        h('button', { type: 'button', class: 'secondary', onclick: () => form.replaceWith(button) }, 'Cancel')),
+      h('p', { class: 'form-error', role: 'status' }));
+    form.addEventListener('submit', (e) => {
+      e.preventDefault();
+      submitting(form, async () => {
+        const rating = Number(new FormData(form).get(name));
+        await client.requests.review(r.id, { rating, comment: form.elements.comment.value.trim() });
+        form.replaceWith(h('p', { class: 'form-note', role: 'status' }, 'Thanks! Your review is published.'));
+      });
+    });
+    button.replaceWith(form);
+    form.querySelector('input').focus();
   }
 
   // ---- matches --------------------------------------------------------------
