@@ -77,3 +77,12 @@ def test_web_app_marketplace_flows() -> None:
     run = run_node_tests(["test/browser/app-marketplace.browser.test.mjs"])
     assert run.returncode == 0 and run.failed == 0, explain(run)
     assert run.passed >= 5, explain(run)
+
+
+def test_web_app_admin_screens() -> None:
+    """An admin (made with `server admin grant`) hides/unhides a listing,
+    finds a user by email, bans/unbans, changes the role, reads the audit log."""
+    _require_chromium()
+    run = run_node_tests(["test/browser/app-admin.browser.test.mjs"])
+    assert run.returncode == 0 and run.failed == 0, explain(run)
+    assert run.passed >= 4, explain(run)

@@ -135,7 +135,7 @@
 
   // ---- routing ------------------------------------------------------------
 
-  const VIEWS = ['auth', 'browse', 'requests', 'matches', 'chat', 'profile', 'user'];
+  const VIEWS = ['auth', 'browse', 'requests', 'matches', 'chat', 'profile', 'user', 'admin'];
   const LOADERS = {
     browse: () => loadBrowse(true),
     requests: (arg) => loadRequests(arg),
@@ -143,6 +143,7 @@
     chat: (arg) => loadChat(arg),
     profile: loadProfile,
     users: (arg) => loadUser(arg),
+    admin: () => loadAudit(true),
   };
   const SECTION_OF = { users: 'user' }; // #/users/<id> shows #view-user
 
@@ -242,6 +243,7 @@
     remember(state.me);
     $('me-name').textContent = state.me.display_name;
     $('nav').hidden = false;
+    $('nav').querySelector('[data-view=admin]').hidden = !isAdmin();
     $('whoami').hidden = false;
     $('banner').hidden = true;
     route();
@@ -426,6 +428,85 @@
         }
       },
     }, hidden ? 'Unhide' : 'Hide');
+  }
+
+  // ---- admin: moderation and the audit log (docs/marketplace.md) --------------
+
+  $('admin-find').addEventListener('submit', (e) => {
+    e.preventDefault();
+    const form = e.currentTarget;
+    clearError($('admin-find-error'));
+    submitting(form, async () => {
+      try {
+        const res = await client.admin.findUser(formData(form).email.trim());
+        const user = res.items[0];
+        if (!user) {
+          $('admin-user').hidden = true;
+          showError($('admin-find-error'), 'No account has this address.');
+          return;
+        }
+        renderAdminUser(user);
+      } catch (err) {
+        showError($('admin-find-error'), describe(err));
+      }
+    });
+  });
+
+  function renderAdminUser(user) {
+    const box = $('admin-user');
+    const act = (label, fn, cls) => h('button', {
+      type: 'button', class: cls || 'secondary',
+      onclick: async (e) => {
+        const button = e.currentTarget;
+        button.disabled = true;
+        try {
+          const updated = await fn();
+          if (updated) renderAdminUser({ ...user, ...updated });
+          loadAudit(true);
+        } catch (err) {
+          banner(describe(err));
+          button.disabled = false;
+        }
+      },
+    }, label);
+    const self = state.me && user.id === state.me.id;
+    box.replaceChildren(
+      h('strong', {}, user.display_name), h('span', { class: 'muted' }, user.email || ''),
+      h('span', { class: `status ${user.status === 'banned' ? 'declined' : ''}` }, user.status),
+      h('span', { class: 'status' }, user.role),
+      self ? null : user.status === 'banned'
+        ? act('Unban', () => client.admin.unban(user.id))
+        : act('Ban', () => (window.confirm(`Ban ${user.display_name}? Their sessions end at once.`) ? client.admin.ban(user.id) : null), 'danger'),
+      self ? null : user.role === 'admin'
+        ? act('Remove admin', () => client.admin.setRole(user.id, 'user'))
+        : act('Make admin', () => client.admin.setRole(user.id, 'admin')),
+      h('a', { href: `#/users/${encodeURIComponent(user.id)}` }, 'Public profile'));
+    box.hidden = false;
+  }
+
+  $('admin-audit-refresh').addEventListener('click', () => loadAudit(true));
+  $('admin-audit-more').addEventListener('click', () => loadAudit(false));
+
+  async function loadAudit(reset) {
+    if (!isAdmin()) return;
+    clearError($('admin-audit-error'));
+    const ul = $('admin-audit');
+    if (reset) state.auditCursor = null;
+    try {
+      const page = await client.admin.audit({ limit: 50, cursor: state.auditCursor });
+      const items = page.items.map((a) => h('li', {},
+        h('div', { class: 'row between' }, h('code', {}, a.action), h('span', { class: 'meta' }, new Date(a.at).toLocaleString())),
+        h('div', { class: 'meta' }, [a.actor_id ? `by ${state.names.get(a.actor_id) || a.actor_id}` : 'by the command line',
+          a.target ? `on ${a.target}` : '', a.ip ? `from ${a.ip}` : '', a.request_id ? `request ${a.request_id}` : ''].filter(Boolean).join(' · ')),
+        a.details && Object.keys(a.details).length ? h('div', { class: 'small' }, Object.entries(a.details).map(([k, v]) => `${k}: ${typeof v === 'object' ? JSON.stringify(v) : v}`).join(' · ')) : null));
+      if (reset) ul.replaceChildren(...items);
+      else ul.append(...items);
+      if (reset && !items.length) ul.append(h('li', { class: 'muted' }, 'Nothing yet.'));
+      state.auditCursor = page.next_cursor;
+      $('admin-audit-more').hidden = !page.next_cursor;
+    } catch (err) {
+      showError($('admin-audit-error'), `Could not load the audit log. ${describe(err)}`);
+    }
   }
 
   // ---- public profiles --------------------------------------------------------
