@@ -86,3 +86,12 @@ def test_web_app_admin_screens() -> None:
     run = run_node_tests(["test/browser/app-admin.browser.test.mjs"])
     assert run.returncode == 0 and run.failed == 0, explain(run)
     assert run.passed >= 4, explain(run)
+
+
+def test_api_docs_page_lists_the_operations() -> None:
+    """/docs (Swagger UI 5 from swagger-ui-py) renders the OpenAPI 3.1
+    document: every operation listed, nothing loaded from elsewhere."""
+    _require_chromium()
+    run = run_node_tests(["test/browser/docs.browser.test.mjs"])
+    assert run.returncode == 0 and run.failed == 0, explain(run)
+    assert run.passed >= 1, explain(run)
