@@ -77,8 +77,9 @@ TRANSITIONS = {
 MAILS = {
     "created": ("teacher", "New request for “{title}”",
                 "{learner} would like to learn from you: “{title}”."),
-    "accepted": ("both", "Request accepted: “{title}”",
-                 "{teacher} accepted {learner}'s request for “{title}”. "
+    # the learner only: the teacher did it themselves
+    "accepted": ("learner", "Request accepted: “{title}”",
+                 "{teacher} accepted your request for “{title}”. "
                  "A chat room is open for you two."),
     "declined": ("learner", "Request declined: “{title}”",
                  "{teacher} declined your request for “{title}”."),
