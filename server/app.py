@@ -27,6 +27,7 @@ from .handlers import (
     accounts,
     admin,
     blocks,
+    client_errors,
     calls,
     matches,
     oidc,
@@ -101,7 +102,7 @@ from .tasks import cancel_and_wait
 PURGE_INTERVAL_S = 3600
 ROUTE_TABLES = [
     accounts.routes, oidc.routes, users.routes, blocks.routes, skills.routes, requests.routes, matches.routes,
-    admin.routes, rooms.routes, calls.routes, ops.routes, webapp.routes,
+    admin.routes, rooms.routes, calls.routes, ops.routes, webapp.routes, client_errors.routes,
 ]
 
 

@@ -95,3 +95,22 @@ def test_api_docs_page_lists_the_operations() -> None:
     run = run_node_tests(["test/browser/docs.browser.test.mjs"])
     assert run.returncode == 0 and run.failed == 0, explain(run)
     assert run.passed >= 1, explain(run)
+
+
+def test_web_app_live_updates() -> None:
+    """Requests and conversations appear without a reload, messages sent
+    while offline arrive after reconnecting, only what is on screen in a
+    visible tab is marked read, truthful connection state, drafts kept."""
+    _require_chromium()
+    run = run_node_tests(["test/browser/app-live.browser.test.mjs"])
+    assert run.returncode == 0 and run.failed == 0, explain(run)
+    assert run.passed >= 8, explain(run)
+
+
+def test_web_app_polish() -> None:
+    """Favicon everywhere, human validation messages, "No results",
+    "No answer" for the caller of a missed call."""
+    _require_chromium()
+    run = run_node_tests(["test/browser/app-polish.browser.test.mjs"])
+    assert run.returncode == 0 and run.failed == 0, explain(run)
+    assert run.passed >= 4, explain(run)

@@ -85,6 +85,8 @@ export class SkillShareClient extends Emitter {
     this.chat.on('member_added', (e) => this.emit('member_added', e));
     this.presence.on('presence', (p) => this.emit('presence', p));
     this.calls.on('incoming', (c) => this.emit('call', c));
+    // a skill request changed: {event, request} (docs/marketplace.md)
+    this.realtime.handle('request', (e) => this.emit('request', e));
   }
 
   /** The signed-in user (from register/login/resume), or null. */

@@ -33,6 +33,7 @@
     call: null,
     localStream: null,
     skills: { offered: [], wanted: [] },
+    historyLoaded: new Set(), // rooms whose recent history we fetched
   };
   window.skillshareApp = { client, state };
 
@@ -64,13 +65,38 @@
         return 'This feature is not available on the server yet.';
       }
       if (err.code === 'validation_error' && Array.isArray(err.details) && err.details.length) {
-        return err.details.map((d) => `${d.field ? `${d.field}: ` : ''}${d.message}`).join('; ');
+        return err.details.map(humanDetail).join(' ');
       }
       if (err.code === 'rate_limited') return `Too many attempts; try again in ${err.retryAfter || 'a few'} seconds.`;
       if (err.code === 'network_error') return 'Cannot reach the server. Check your connection.';
       return err.message || err.code;
     }
     return (err && err.message) || String(err);
+  }
+
+  const FIELD_LABELS = {
+    display_name: 'Name', email: 'Email', password: 'Password', new_password: 'New password',
+    current_password: 'Current password', title: 'Title', description: 'Description', category: 'Category',
+    tags: 'Tags', level: 'Level', mode: 'Mode', bio: 'About you', timezone: 'Time zone', languages: 'Languages',
+    message: 'Message', comment: 'Comment', rating: 'Rating', body: 'Message', q: 'Search',
+  };
+
+  /** "display_name: String should have at least 1 character" -> "Name is required." */
+  function humanDetail(d) {
+    const key = String(d.field || '').replace(/^body\./, '').split('.')[0];
+    const label = FIELD_LABELS[key] || (key ? key.replace(/_/g, ' ').replace(/^./, (c) => c.toUpperCase()) : '');
+    const msg = String(d.message || 'is not valid');
+    let m;
+    let text;
+    if ((m = /at least (\d+) characters?/.exec(msg))) text = Number(m[1]) <= 1 ? 'is required' : `must be at least ${m[1]} characters`;
+    else if ((m = /at most (\d+) characters?/.exec(msg))) text = `must be at most ${m[1]} characters`;
+    else if ((m = /at most (\d+) items?/.exec(msg))) text = `can have at most ${m[1]} entries`;
+    else if (/Field required|missing/i.test(msg)) text = 'is required';
+    else if (/valid email|email address/i.test(msg)) text = 'is not a valid email address';
+    else if (/Input should be (.+)/.exec(msg)) text = `should be ${/Input should be (.+)/.exec(msg)[1].replace(/'/g, '')}`;
+    else text = msg.replace(/^Value error, /, '');
+    const sentence = label ? `${label} ${text.charAt(0).toLowerCase()}${text.slice(1)}` : text;
+    return /[.!?]$/.test(sentence) ? sentence : `${sentence}.`;
   }
 
   let bannerTimer = null;
@@ -160,6 +186,8 @@
     }
     const [, view = 'browse', arg] = location.hash.replace(/^#/, '').split('/');
     const name = LOADERS[view] ? view : 'browse';
+    if (name !== 'chat') leaveConversation();
+    state.view = name;
     show(SECTION_OF[name] || name);
     Promise.resolve(LOADERS[name](arg && decodeURIComponent(arg))).catch((err) => banner(describe(err)));
   }
@@ -249,6 +277,7 @@
     route();
     try {
       await client.connect();
+      renderConnState();
       refreshRoomsQuietly();
     } catch (err) {
       banner(`Live updates are unavailable: ${describe(err)}`, 'info');
@@ -257,14 +286,39 @@
 
   // ---- realtime status ----------------------------------------------------
 
-  client.on('state', ({ state: s }) => {
+  /** The header's connection badge, from the client's state as it is now. */
+  function renderConnState() {
+    const s = client.state;
     const el = $('conn-state');
     el.className = `conn ${s}`;
     el.textContent = s === 'connected' ? 'live' : s === 'connecting' ? 'reconnecting…' : 'offline';
+  }
+
+  client.on('state', ({ state: s }) => {
+    renderConnState();
     if (s === 'connected') state.joined.clear();
+    // while our own connection is down we know nothing of others' presence
+    renderRooms();
+    renderPresence();
   });
   client.on('connected', ({ resumed }) => {
-    if (resumed && state.currentRoom) joinRoom(state.currentRoom).catch(() => {});
+    renderConnState();
+    // every (re)connection: catch up the open room from what we have (room:sync)
+    if (state.currentRoom) joinRoom(state.currentRoom).catch(() => {});
+    if (resumed) {
+      refreshRoomsQuietly();
+      if (state.view === 'requests') loadRequests().catch(() => {});
+    }
+  });
+
+  // skill requests change live (docs/marketplace.md: the `request` event)
+  client.on('request', ({ event, request }) => {
+    if (!state.me || !request) return;
+    if (event === 'accepted') refreshRoomsQuietly();
+    if (state.view === 'requests') loadRequests().catch(() => {});
+    const mine = request.learner && request.learner.id === state.me.id;
+    if (event === 'created' && !mine) banner(`New request from ${(request.learner && request.learner.display_name) || 'a learner'}: “${(request.listing && request.listing.title) || ''}”.`, 'info');
+    if (event === 'accepted' && mine) banner(`${(request.teacher && request.teacher.display_name) || 'The teacher'} accepted your request. A chat is open for you two.`, 'info');
   });
   client.on('error', (err) => {
     if (err && err.code !== 'token_revoked') console.warn('skillshare:', err);
@@ -349,16 +403,18 @@
   });
   $('listings-more').addEventListener('click', () => loadBrowse(false));
 
+  let browseGeneration = 0;
   async function loadBrowse(reset) {
     const list = $('listings');
     clearError($('browse-error'));
-    if (reset) {
-      state.listingsCursor = null;
-      list.replaceChildren();
-    }
+    if (reset) state.listingsCursor = null;
+    const generation = ++browseGeneration;
+    list.setAttribute('aria-busy', 'true');
     const q = formData($('search-form'));
     try {
       const page = await client.skills.list({ q: q.q, category: q.category, limit: 20, cursor: state.listingsCursor });
+      if (generation !== browseGeneration) return; // a newer search or reload won
+      if (reset) list.replaceChildren();
       for (const listing of page.items) list.append(renderListing(listing));
       state.listingsCursor = page.next_cursor;
       $('listings-more').hidden = !page.next_cursor;
@@ -369,7 +425,9 @@
           : 'No listings yet. Be the first to offer a skill!'));
       }
     } catch (err) {
-      showError($('browse-error'), `Could not load listings. ${describe(err)}`);
+      if (generation === browseGeneration) showError($('browse-error'), `Could not load listings. ${describe(err)}`);
+    } finally {
+      if (generation === browseGeneration) list.setAttribute('aria-busy', 'false');
     }
   }
 
@@ -708,7 +766,12 @@
 
   async function fetchRooms() {
     const page = await client.rooms.list({ limit: 100 });
-    for (const room of page.items) state.rooms.set(room.id, room);
+    for (const room of page.items) {
+      // a list computed before our latest read mark reached the server must not bring old counts back
+      const last = room.last_message ? room.last_message.seq : room.last_seq;
+      if (last && last <= readUpTo(room.id)) room.unread_count = 0;
+      state.rooms.set(room.id, room);
+    }
     await Promise.all(page.items.map((r) => { const o = otherMember(r); return o && !r.name ? nameOf(o) : null; }));
     const others = page.items.map(otherMember).filter(Boolean);
     if (others.length && client.state === 'connected') client.presence.subscribe(others).then(renderRooms, () => {});
@@ -724,7 +787,7 @@
     const rooms = [...state.rooms.values()].sort((a, b) => String(lastAt(b)).localeCompare(String(lastAt(a))));
     ul.replaceChildren(...rooms.map((room) => {
       const other = otherMember(room);
-      const unread = room.id === state.currentRoom ? 0 : unreadOf(room);
+      const unread = unreadOf(room);
       const last = room.last_message;
       return h('li', {
         class: room.id === state.currentRoom ? 'active' : '', dataset: { roomId: room.id },
@@ -734,7 +797,7 @@
       h('span', { class: 'name' }, roomTitle(room), h('span', { class: 'last' }, last ? (last.deleted ? 'Message from a deleted account' : last.body) : 'No messages yet')),
       unread ? h('span', { class: 'badge unread' }, unread) : null);
     }));
-    const total = rooms.reduce((n, r) => n + (r.id === state.currentRoom ? 0 : unreadOf(r)), 0);
+    const total = rooms.reduce((n, r) => n + unreadOf(r), 0);
     $('nav-unread').textContent = String(total);
     $('nav-unread').hidden = total === 0;
   }
@@ -751,6 +814,10 @@
       showError($('rooms-error'), `Could not load conversations. ${describe(err)}`);
     }
     if (roomId && !state.rooms.has(roomId)) state.rooms.set(roomId, { id: roomId, members: [] });
+    if (state.currentRoom !== (roomId || null)) {
+      leaveConversation();
+      if (roomId) restoreDraft(roomId);
+    }
     state.currentRoom = roomId || null;
     renderRooms();
     $('view-chat').classList.toggle('has-room', Boolean(roomId));
@@ -770,16 +837,34 @@
     try {
       const page = await client.rooms.messages(roomId, { limit: HISTORY_PAGE });
       for (const m of page.items) addMessage(m);
+      state.historyLoaded.add(roomId);
       renderMessages();
     } catch (err) {
       banner(`Could not load the message history: ${describe(err)}`);
     }
   }
 
+  /** Joins the room, catching up (room:sync) from the newest message we have. */
   async function joinRoom(roomId) {
     if (client.state !== 'connected' || state.joined.has(roomId)) return;
-    await client.chat.join(roomId);
+    const known = newestSeq(roomId);
+    await client.chat.join(roomId, known === null ? {} : { afterSeq: known });
     state.joined.add(roomId);
+  }
+
+  /** The newest seq we hold for a room (0 once its history loaded empty), or null before we know. */
+  function newestSeq(roomId) {
+    const seqs = [...roomMessages(roomId).keys()];
+    if (seqs.length) return Math.max(...seqs);
+    return state.historyLoaded.has(roomId) ? 0 : null;
+  }
+
+  /** Leaving the chat view: no room is on screen any more. */
+  function leaveConversation() {
+    if (!state.currentRoom) return;
+    saveDraft();
+    state.currentRoom = null;
+    readObserver.disconnect();
   }
 
   function roomMessages(roomId) {
@@ -804,23 +889,52 @@
     for (const [clientId, p] of state.pending.get(roomId) || []) {
       items.push(h('li', { class: 'mine pending', dataset: { clientId } }, p.body, h('span', { class: 'time' }, 'sending…')));
     }
+    readObserver.disconnect();
+    onScreen.clear();
     ol.replaceChildren(...items);
     if (atBottom || items.length) ol.scrollTop = ol.scrollHeight;
-    markRead(roomId, msgs);
+    for (const li of ol.querySelectorAll('li[data-seq]')) readObserver.observe(li);
   }
 
+  // Read marks: only messages on screen (IntersectionObserver on the list)
+  // while the tab is visible (document.visibilityState) count as read.
+  const onScreen = new Set(); // seqs of the open room's messages now visible in the list
+  const readObserver = new IntersectionObserver((entries) => {
+    for (const e of entries) {
+      const seq = Number(e.target.dataset.seq);
+      if (e.isIntersecting) onScreen.add(seq);
+      else onScreen.delete(seq);
+    }
+    markRead();
+  }, { root: $('messages'), threshold: 0.5 });
+  document.addEventListener('visibilitychange', () => markRead());
+
   let readTimer = null;
-  function markRead(roomId, msgs) {
-    const last = msgs.at(-1);
+  const readSent = new Map(); // room id -> highest seq marked read
+
+  /** The newest seq of a room we have read (sent, or on screen in the visible tab now). */
+  function readUpTo(roomId) {
+    let seq = readSent.get(roomId) || 0;
+    if (roomId === state.currentRoom && document.visibilityState === 'visible' && onScreen.size) seq = Math.max(seq, ...onScreen);
+    return seq;
+  }
+  function markRead() {
+    const roomId = state.currentRoom;
+    if (!roomId || document.visibilityState !== 'visible' || !onScreen.size) return;
+    const seq = Math.max(...onScreen);
     const room = state.rooms.get(roomId);
-    if (room && unreadOf(room)) {
+    const newest = Math.max(0, ...roomMessages(roomId).keys());
+    if (room && unreadOf(room) && seq >= newest) {
       room.unread_count = 0;
       room.unread = 0;
       renderRooms();
     }
-    if (!last || document.hidden || client.state !== 'connected') return;
+    if (client.state !== 'connected' || seq <= (readSent.get(roomId) || 0)) return;
     clearTimeout(readTimer);
-    readTimer = setTimeout(() => client.chat.read(roomId, last.seq).catch(() => {}), 300);
+    readTimer = setTimeout(() => {
+      readSent.set(roomId, Math.max(seq, readSent.get(roomId) || 0));
+      client.chat.read(roomId, seq).catch(() => readSent.delete(roomId));
+    }, 300);
   }
 
   client.on('message', (m) => {
@@ -828,7 +942,8 @@
     const room = state.rooms.get(m.room_id);
     if (room) {
       room.last_message = m;
-      if (m.room_id !== state.currentRoom && m.sender_id !== (state.me && state.me.id)) {
+      const seen = m.room_id === state.currentRoom && document.visibilityState === 'visible';
+      if (!seen && m.sender_id !== (state.me && state.me.id)) {
         room.unread_count = unreadOf(room) + 1;
         room.unread = room.unread_count;
       }
@@ -842,6 +957,22 @@
     renderRooms();
   });
 
+  // Drafts: kept per user and room in localStorage, so a reload keeps them.
+  const draftKey = (roomId) => `skillshare:draft:${state.me && state.me.id}:${roomId}`;
+  function saveDraft() {
+    if (!state.currentRoom || !state.me) return;
+    const text = $('composer').elements.body.value;
+    try {
+      if (text) localStorage.setItem(draftKey(state.currentRoom), text);
+      else localStorage.removeItem(draftKey(state.currentRoom));
+    } catch { /* storage full or disabled: drafts are a convenience */ }
+  }
+  function restoreDraft(roomId) {
+    let text = '';
+    try { text = localStorage.getItem(draftKey(roomId)) || ''; } catch { /* see saveDraft */ }
+    $('composer').elements.body.value = text;
+  }
+
   $('composer').addEventListener('submit', (e) => {
     e.preventDefault();
     const input = e.currentTarget.elements.body;
@@ -849,6 +980,7 @@
     const roomId = state.currentRoom;
     if (!body || !roomId) return;
     input.value = '';
+    saveDraft();
     sendTyping(false);
     const clientId = crypto.randomUUID();
     if (!state.pending.has(roomId)) state.pending.set(roomId, new Map());
@@ -869,6 +1001,7 @@
   let typingSent = false;
   let typingIdle = null;
   $('composer').elements.body.addEventListener('input', () => {
+    saveDraft();
     if (!typingSent) sendTyping(true);
     clearTimeout(typingIdle);
     typingIdle = setTimeout(() => sendTyping(false), TYPING_IDLE_MS);
@@ -903,11 +1036,12 @@
     const room = state.currentRoom && state.rooms.get(state.currentRoom);
     const other = room && otherMember(room);
     $('chat-presence').textContent = other ? shownStatus(other) : '';
-    $('call-start').disabled = !other;
+    $('call-start').disabled = !other || client.state !== 'connected';
   }
 
   /** A user's status, or '' when the server does not show it to us (not a contact). */
   function shownStatus(userId) {
+    if (client.state !== 'connected') return 'unknown'; // our own connection is down: we cannot tell
     return client.presence.hidden.has(userId) ? '' : client.presence.statusOf(userId);
   }
 
@@ -959,7 +1093,7 @@
       $('call-status').textContent = path === 'relay' ? 'Connected (via server relay)' : 'Connected';
     });
     call.on('ended', ({ reason }) => {
-      endCallView(reason === 'rejected' || reason === 'declined' ? 'The call was declined.' : 'The call has ended.');
+      endCallView({ rejected: 'The call was declined.', declined: 'The call was declined.', missed: 'No answer.', busy: 'They are in another call.' }[reason] || 'The call has ended.');
     });
   }
 

@@ -67,6 +67,8 @@ describe('marketplace flows', () => {
     await card.getByRole('link', { name: 'Ada' }).click();
     await page.waitForURL(/#\/users\/.+/);
     await page.waitForSelector('#view-user:not([hidden])');
+    await page.locator('#user-listings li', { hasText: EDITED }).waitFor();
+    await page.locator('#user-name', { hasText: 'Ada' }).waitFor();
     const text = await page.locator('#view-user').textContent();
     assert.match(text, /Ada/);
     assert.match(text, /Letterer for twenty years\./);

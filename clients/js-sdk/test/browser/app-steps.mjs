@@ -38,7 +38,8 @@ export async function requestListing(user, baseUrl, title, message = 'Hello, I w
   await page.goto(`${baseUrl}/#/browse`);
   await page.fill('#search-form [name=q]', title);
   await page.click('#search-form button[type=submit]');
-  const card = page.locator('#listings li', { hasText: title });
+  await page.waitForSelector('#listings[aria-busy=false]');
+  const card = page.locator('#listings li', { hasText: title }).first();
   await card.waitFor();
   await card.getByRole('button', { name: 'Request to learn' }).click();
   await card.locator('input').fill(message);
