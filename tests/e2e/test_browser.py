@@ -114,3 +114,14 @@ def test_web_app_polish() -> None:
     run = run_node_tests(["test/browser/app-polish.browser.test.mjs"])
     assert run.returncode == 0 and run.failed == 0, explain(run)
     assert run.passed >= 4, explain(run)
+
+
+def test_web_app_error_boundary_and_accessibility() -> None:
+    """Keyboard-only sign-up, search, request and chat with visible focus;
+    axe-core: no serious or critical violation in any view; an uncaught
+    error and an unhandled rejection show a recoverable message and reach
+    the server's log through /api/v1/client-errors."""
+    _require_chromium()
+    run = run_node_tests(["test/browser/app-a11y.browser.test.mjs"])
+    assert run.returncode == 0 and run.failed == 0, explain(run)
+    assert run.passed >= 10, explain(run)

@@ -458,7 +458,7 @@
           ? [h('span', { class: 'muted' }, 'Your listing'),
             h('button', { type: 'button', class: 'secondary', onclick: () => openListingForm(listing) }, 'Edit'),
             h('button', { type: 'button', class: 'secondary', onclick: () => deleteListing(listing, item) }, 'Delete')]
-          : h('button', { type: 'button', class: 'secondary', onclick: () => { box.hidden = !box.hidden; if (!box.hidden) box.querySelector('input').focus(); } }, 'Request to learn'),
+          : h('button', { type: 'button', class: 'secondary request-toggle', onclick: () => { box.hidden = !box.hidden; if (!box.hidden) box.querySelector('input').focus(); } }, 'Request to learn'),
         isAdmin() ? moderationButton(listing) : null),
       box);
     return item;
@@ -789,13 +789,15 @@
       const other = otherMember(room);
       const unread = unreadOf(room);
       const last = room.last_message;
-      return h('li', {
-        class: room.id === state.currentRoom ? 'active' : '', dataset: { roomId: room.id },
-        onclick: () => { location.hash = `#/chat/${encodeURIComponent(room.id)}`; },
-      },
-      h('span', { class: `dot ${other ? shownStatus(other) : ''}` }),
-      h('span', { class: 'name' }, roomTitle(room), h('span', { class: 'last' }, last ? (last.deleted ? 'Message from a deleted account' : last.body) : 'No messages yet')),
-      unread ? h('span', { class: 'badge unread' }, unread) : null);
+      const status = other ? shownStatus(other) : '';
+      return h('li', { class: room.id === state.currentRoom ? 'active' : '', dataset: { roomId: room.id } },
+        h('a', {
+          class: 'room-link', href: `#/chat/${encodeURIComponent(room.id)}`,
+          'aria-current': room.id === state.currentRoom ? 'page' : null,
+        },
+        h('span', { class: `dot ${status}`, title: status || null, 'aria-hidden': 'true' }),
+        h('span', { class: 'name' }, roomTitle(room), h('span', { class: 'last' }, last ? (last.deleted ? 'Message from a deleted account' : last.body) : 'No messages yet')),
+        unread ? h('span', { class: 'badge unread', 'aria-label': `${unread} unread` }, unread) : null));
     }));
     const total = rooms.reduce((n, r) => n + unreadOf(r), 0);
     $('nav-unread').textContent = String(total);
