@@ -939,8 +939,13 @@
     }, 300);
   }
 
+  let requestsRefresh = null;
   client.on('message', (m) => {
     addMessage(m);
+    if (state.view === 'requests') { // "Mark completed" may become possible
+      clearTimeout(requestsRefresh);
+      requestsRefresh = setTimeout(() => loadRequests().catch(() => {}), 300);
+    }
     const room = state.rooms.get(m.room_id);
     if (room) {
       room.last_message = m;
