@@ -5,7 +5,7 @@
 // drafts survive a reload.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer } from '../support/server.mjs';
+import { startServer, waitFor } from '../support/server.mjs';
 import { openBrowser } from './support.mjs';
 import { signUp, publishListing, requestListing, sendMessage } from './app-steps.mjs';
 
@@ -103,10 +103,10 @@ describe('live updates', () => {
 
   test('messages that arrive in another view stay unread, also after a reload', async () => {
     // both earlier messages stored and read (the list's count is over stored messages)
-    await ada.page.waitForFunction(async () => {
-      const [room] = (await window.skillshareApp.client.rooms.list()).items;
+    await waitFor(async () => {
+      const [room] = await ada.page.evaluate(async () => (await window.skillshareApp.client.rooms.list()).items);
       return room.last_message && room.last_message.seq === 2 && room.read_seq === 2 && room.unread_count === 0;
-    });
+    }, { what: 'Ada has read both messages', timeoutMs: 10_000 });
     await nav(ada, 'browse');
     await sendMessage(bob, 'Are you there?');
     await ada.page.waitForFunction(() => document.getElementById('nav-unread').textContent === '1');
@@ -121,14 +121,14 @@ describe('live updates', () => {
     await ada.page.goto(`${server.url}/#/chat`);
     await ada.page.locator('#rooms li', { hasText: 'Bob' }).click();
     await ada.page.locator('#messages li', { hasText: 'Are you there?' }).waitFor();
-    await ada.page.waitForFunction(async () => (await window.skillshareApp.client.rooms.list()).items[0].unread_count === 0);
+    await waitFor(async () => await serverUnread(ada) === 0, { what: 'the room read', timeoutMs: 10_000 });
     await setTabVisible(ada, false);
     await sendMessage(bob, 'Hello, hidden tab');
     await ada.page.locator('#messages li', { hasText: 'Hello, hidden tab' }).waitFor();
     await ada.page.waitForTimeout(1000); // a read would have been sent by now
     assert.equal(await serverUnread(ada), 1, 'not read while the tab is hidden');
     await setTabVisible(ada, true);
-    await ada.page.waitForFunction(async () => (await window.skillshareApp.client.rooms.list()).items[0].unread_count === 0);
+    await waitFor(async () => await serverUnread(ada) === 0, { what: 'read on return', timeoutMs: 10_000 });
   });
 
   test('a draft survives a reload', async () => {
