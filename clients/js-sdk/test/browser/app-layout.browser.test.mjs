@@ -90,6 +90,15 @@ describe('web app layout', () => {
     });
   }
 
+  test('a public profile fits the phone', async () => {
+    const { page } = ada;
+    await page.goto(`${server.url}/#/browse`);
+    await page.locator('#listings li', { hasText: LISTING }).getByRole('link', { name: 'Ada' }).click();
+    await page.locator('#user-listings li', { hasText: LISTING }).waitFor();
+    await assertOnScreen(page, [...NAV, '#signout'], 'on a profile');
+    await checkView(ada, 'phone-user-profile');
+  });
+
   test('on the phone the incoming call offers Accept and Decline, the caller can hang up', async () => {
     await ada.page.goto(`${server.url}/#/chat`);
     await ada.page.locator('#rooms li', { hasText: 'Bob' }).click();
