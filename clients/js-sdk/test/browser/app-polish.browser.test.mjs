@@ -13,7 +13,7 @@ let bob;
 const LISTING = 'Knitting socks';
 
 before(async () => {
-  server = await startServer({ SKILLSHARE_CALL_RING_TIMEOUT: '3' });
+  server = await startServer({ SKILLSHARE_CALL_RING_TIMEOUT: '8' });
   ada = await openBrowser('ada-polish');
   bob = await openBrowser('bob-polish');
 });
@@ -66,7 +66,7 @@ describe('polish', () => {
     await ada.page.waitForFunction(() => document.getElementById('chat-presence').textContent === 'online');
     await ada.page.click('#call-start');
     await bob.page.waitForSelector('#incoming-call:not([hidden])', { timeout: 10_000 });
-    await ada.page.waitForSelector('#call-view', { state: 'hidden', timeout: 15_000 });
+    await ada.page.waitForSelector('#call-view', { state: 'hidden', timeout: 30_000 });
     assert.equal(await ada.page.textContent('#banner-text'), 'No answer.');
     await bob.page.waitForSelector('#incoming-call', { state: 'hidden' });
     assert.equal(await bob.page.textContent('#banner-text'), 'Missed call.');
