@@ -113,4 +113,16 @@ describe('web app layout', () => {
     await bob.page.click('#incoming-reject');
     await ada.page.waitForSelector('#call-view', { state: 'hidden', timeout: 10_000 });
   });
+
+  test('on the phone the one who answered can hang up', async () => {
+    if (await ada.page.isVisible('#banner')) await ada.page.click('#banner-close');
+    await ada.page.click('#call-start');
+    await bob.page.waitForSelector('#incoming-call:not([hidden])', { timeout: 10_000 });
+    await bob.page.click('#incoming-accept');
+    await bob.page.waitForSelector('#call-view:not([hidden])');
+    await assertOnScreen(bob.page, ['#call-hangup'], 'in an answered call on the phone');
+    await checkView(bob, 'phone-in-call');
+    await bob.page.click('#call-hangup');
+    await ada.page.waitForSelector('#call-view', { state: 'hidden', timeout: 10_000 });
+  });
 });
