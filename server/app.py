@@ -30,6 +30,7 @@ from .handlers import (
     accounts,
     admin,
     blocks,
+    client_errors,
     calls,
     digest,
     matches,
@@ -122,6 +123,7 @@ PURGE_INTERVAL_S = 3600
 ROUTE_TABLES = [
     accounts.routes, oidc.routes, users.routes, blocks.routes, skills.routes, requests.routes, matches.routes,
     admin.routes, nodes.routes, rooms.routes, calls.routes, ops.routes, webapp.routes, digest.routes,
+    client_errors.routes,
 ]
 
 

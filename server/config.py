@@ -106,6 +106,7 @@ class Settings(BaseSettings):
     login_ip_limit: str = "100/15minutes"
     forgot_password_limit: str = "5/hour"
     api_limit: str = "600/minute"
+    client_error_limit: str = "30/minute"  # web app error reports per IP (docs/webapp.md)
     room_create_limit: str = "30/hour"
     listing_create_limit: str = "30/hour"  # listings one user may publish
     search_limit: str = "120/minute"  # new relevance searches per IP
@@ -189,8 +190,8 @@ class Settings(BaseSettings):
 
     @field_validator(
         "register_limit", "login_account_limit", "login_ip_limit", "forgot_password_limit",
-        "api_limit", "room_create_limit", "request_create_limit", "call_invite_limit", "call_stats_limit",
-        "delivery_report_limit",
+        "api_limit", "client_error_limit", "room_create_limit", "request_create_limit", "call_invite_limit",
+        "call_stats_limit", "delivery_report_limit",
         "listing_create_limit", "search_limit", "ai_user_limit", "ai_global_limit",
         "socket_event_rate", "oidc_start_limit",
     )

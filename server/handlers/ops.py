@@ -4,9 +4,9 @@ API docs page."""
 from __future__ import annotations
 
 import asyncio
+from importlib.util import find_spec
 from pathlib import Path
 
-import swagger_ui_bundle
 from aiohttp import web
 from loguru import logger
 
@@ -16,9 +16,20 @@ from ..openapi import build_openapi
 
 routes = Routes()
 READINESS_TIMEOUT_S = 2.0
-DOCS_STATIC = Path(swagger_ui_bundle.swagger_ui_path)
+
+def _swagger_ui_static() -> Path:
+    """The static Swagger UI 5.x inside the swagger-ui-py package (found
+    without importing it: only its files are served)."""
+    spec = find_spec("swagger_ui")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("swagger-ui-py is missing: pip install swagger-ui-py")
+    return Path(next(iter(spec.submodule_search_locations))) / "static"
+
+
+DOCS_STATIC = _swagger_ui_static()
 DOCS_HTML = """<!doctype html>
-<html><head><meta charset="utf-8"><title>Skill Share API</title>
+<html lang="en"><head><meta charset="utf-8"><title>Skill Share API</title>
+<link rel="icon" href="/docs/static/favicon-32x32.png">
 <link rel="stylesheet" href="/docs/static/swagger-ui.css"></head>
 <body><div id="swagger-ui"></div>
 <script src="/docs/static/swagger-ui-bundle.js"></script>
@@ -92,6 +103,6 @@ async def docs_init(request: web.Request) -> web.Response:
 
 
 def add_static(app: web.Application) -> None:
-    """Swagger UI from its PyPI package (no CDN)."""
+    """Swagger UI 5.x from its PyPI package swagger-ui-py (no CDN)."""
     app.router.add_get("/docs/init.js", docs_init)
     app.router.add_static("/docs/static/", DOCS_STATIC)

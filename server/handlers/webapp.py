@@ -23,6 +23,14 @@ async def index(request: web.Request) -> web.StreamResponse:
     return _page("index.html")
 
 
+@routes.get("/requests/{id}", summary="The web app at one skill request (mailed links)",
+            tags=["web"], auth=False)
+async def request_page(request: web.Request) -> web.StreamResponse:
+    """The app shell; it opens its Requests view at that request. The JSON
+    API stays under /api/v1."""
+    return _page("index.html")
+
+
 @routes.get("/verify-email", summary="Page opened by the verification mail's link",
             tags=["web"], auth=False)
 async def verify_email_page(request: web.Request) -> web.StreamResponse:

@@ -1,6 +1,8 @@
 """Skill requests and their state machine:
 
     pending --accept (teacher)--> accepted --complete (either)--> completed
+                                        (once the two have exchanged a message
+                                         in their room since the acceptance)
     pending --decline (teacher)--> declined
     pending --cancel (learner)--> cancelled
 
@@ -44,6 +46,13 @@ class DirectRooms(Protocol):
                           ) -> tuple[dict[str, Any], bool]: ...
 
 
+class RoomMessages(Protocol):
+    """What we need of the message store: where a room's history stands."""
+
+    async def last_seq(self, room_id: str, *, known: int = 0) -> int: ...
+    async def get(self, room_id: str, seq: int) -> dict[str, Any] | None: ...
+
+
 class Notifier(Protocol):
     """Real-time delivery to every socket of some users."""
 
@@ -77,8 +86,9 @@ TRANSITIONS = {
 MAILS = {
     "created": ("teacher", "New request for “{title}”",
                 "{learner} would like to learn from you: “{title}”."),
-    "accepted": ("both", "Request accepted: “{title}”",
-                 "{teacher} accepted {learner}'s request for “{title}”. "
+    # the learner only: the teacher did it themselves
+    "accepted": ("learner", "Request accepted: “{title}”",
+                 "{teacher} accepted your request for “{title}”. "
                  "A chat room is open for you two."),
     "declined": ("learner", "Request declined: “{title}”",
                  "{teacher} declined your request for “{title}”."),
@@ -90,8 +100,10 @@ class RequestService:
         self, *, requests: SkillRequestStore, listings: ListingService, users: UserStore,
         rooms: DirectRooms | None, notifier: Notifier | None, mail: MailService,
         public_url: str, clock: Clock, consent: RequestConsent | None = None,
+        messages: RoomMessages | None = None,
     ) -> None:
         self._consent = consent
+        self._messages = messages
         self._requests = requests
         self._listings = listings
         self._users = users
@@ -140,6 +152,10 @@ class RequestService:
                 raise Unavailable("Chat rooms are not available; try again later.")
             room, _ = await self._rooms.open_direct(doc["teacher_id"], doc["learner_id"])
             extra["room_id"] = str(room.get("id") or room.get("_id"))
+            if self._messages is not None:  # where the talk since the acceptance starts
+                extra["room_seq_at_accept"] = await self._messages.last_seq(extra["room_id"])
+        if action == "complete":
+            await self._check_talked(doc)
         updated = await self._requests.transition(
             request_id, from_status=rule.source, to_status=rule.target, now=self._clock.now(),
             extra=extra,
@@ -152,6 +168,20 @@ class RequestService:
             # a "no" ends the relation the request gave (presence, groups)
             await self._consent.changed([updated["learner_id"], updated["teacher_id"]])
         return await self._announce(rule.target, updated)
+
+    async def _check_talked(self, doc: dict[str, Any]) -> None:
+        """A request is completed after a conversation: a message in the
+        room after the acceptance (seqs are gap-free, so one point lookup).
+        Requests accepted before this rule carry no mark and are exempt."""
+        start = doc.get("room_seq_at_accept")
+        if self._messages is None or start is None or not doc.get("room_id"):
+            return
+        if await self._messages.get(doc["room_id"], int(start) + 1) is None:
+            raise Conflict(
+                "Talk first: a request can be marked completed once you two have exchanged "
+                "a message in your chat since it was accepted.",
+                code="not_started", details={"room_id": doc["room_id"]},
+            )
 
     @staticmethod
     def _check_source(rule: Transition, status: str) -> None:

@@ -19,6 +19,7 @@ from ..read_cache import ReadCache
 from ..storage.audit import AuditStore
 from ..storage.fields import FieldCrypto
 from ..storage.listings import ListingStore
+from ..storage.messages import MessageStore
 from ..storage.ranking_snapshots import RankingSnapshotStore
 from ..storage.reviews import ReviewStore
 from ..storage.skill_index import SkillIndexStore
@@ -69,6 +70,7 @@ async def build_marketplace(
     requests = RequestService(
         requests=request_store, listings=listings, users=users, rooms=rooms,
         notifier=notifier, mail=mail, public_url=public_url, clock=clock, consent=consent,
+        messages=MessageStore(db, fields),
     )
     reviews = ReviewService(reviews=review_store, requests=request_store, listings=listings,
                             listing_store=listing_store, users=users,

@@ -19,7 +19,7 @@ from server.mail.transports import USERS_HEADER
 from server.storage.ids import DELETED_USER_ID
 from server.storage.messages import MessageStore, message_id
 from tests.support.api import DEFAULT_PASSWORD, bearer, register
-from tests.support.market import create_listing, new_user
+from tests.support.market import create_listing, new_user, talk
 from tests.support.realtime import SocketUser, new_client_id
 
 GRACE_DAYS = 30
@@ -51,6 +51,7 @@ async def _review_flow(client: Any, learner: dict, teacher: dict, listing: dict,
                                           headers=learner["headers"]), 201)
     await _ok(await client.post(f"/api/v1/requests/{request['id']}/accept",
                                 headers=teacher["headers"]))
+    await talk(client, teacher, request["id"])  # completing needs a conversation
     await _ok(await client.post(f"/api/v1/requests/{request['id']}/complete",
                                 headers=learner["headers"]))
     await _ok(await client.post(f"/api/v1/requests/{request['id']}/review",
@@ -212,9 +213,9 @@ async def test_purge_leaves_nothing_of_the_person_and_others_keep_a_consistent_v
     history = await _ok(await client.get(f"/api/v1/rooms/{direct['id']}/messages",
                                          headers=ada["headers"]))
     messages = history["items"]
-    assert [m["seq"] for m in messages] == [1, 2, 3]
+    assert [m["seq"] for m in messages] == [1, 2, 3, 4]  # 1: Ada's before completing
     assert [(m["deleted"], m["body"], m["sender_id"]) for m in messages] == [
-        (True, "", DELETED_USER_ID), (False, "Ada answers", ada["id"]),
+        (False, "Hello!", ada["id"]), (True, "", DELETED_USER_ID), (False, "Ada answers", ada["id"]),
         (True, "", DELETED_USER_ID)]
     sock = await SocketUser(base, bob["token"], name="bob").connect()
     try:

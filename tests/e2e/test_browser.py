@@ -48,3 +48,80 @@ def test_sign_in_with_a_provider_in_chromium() -> None:
     run = run_node_tests(["test/browser/oidc.browser.test.mjs"])
     assert run.returncode == 0 and run.failed == 0, explain(run)
     assert run.passed >= 2, explain(run)
+
+
+def test_web_app_layout_on_a_phone_and_with_long_words() -> None:
+    """390×844 phone: every view fits without sideways scrolling (nav, Sign
+    out, search, Send, Video call, Decline, Hang up on screen); a long
+    unbroken word or URL in chat wraps. Screenshots in test-results/browser/."""
+    _require_chromium()
+    run = run_node_tests(["test/browser/app-layout.browser.test.mjs"])
+    assert run.returncode == 0 and run.failed == 0, explain(run)
+    assert run.passed >= 11, explain(run)
+
+
+def test_web_app_account_flows() -> None:
+    """Forgot password, verification status and resend, change password,
+    sign-out clearing the form, mailed /requests/<id> links opening the app."""
+    _require_chromium()
+    run = run_node_tests(["test/browser/app-accounts.browser.test.mjs"])
+    assert run.returncode == 0 and run.failed == 0, explain(run)
+    assert run.passed >= 5, explain(run)
+
+
+def test_web_app_marketplace_flows() -> None:
+    """Edit and delete one's listing, the public teacher profile linked from
+    cards, "Mark completed" only after the first conversation, 1–5 star
+    reviews with a comment and a confirmation."""
+    _require_chromium()
+    run = run_node_tests(["test/browser/app-marketplace.browser.test.mjs"])
+    assert run.returncode == 0 and run.failed == 0, explain(run)
+    assert run.passed >= 5, explain(run)
+
+
+def test_web_app_admin_screens() -> None:
+    """An admin (made with `server admin grant`) hides/unhides a listing,
+    finds a user by email, bans/unbans, changes the role, reads the audit log."""
+    _require_chromium()
+    run = run_node_tests(["test/browser/app-admin.browser.test.mjs"])
+    assert run.returncode == 0 and run.failed == 0, explain(run)
+    assert run.passed >= 4, explain(run)
+
+
+def test_api_docs_page_lists_the_operations() -> None:
+    """/docs (Swagger UI 5 from swagger-ui-py) renders the OpenAPI 3.1
+    document: every operation listed, nothing loaded from elsewhere."""
+    _require_chromium()
+    run = run_node_tests(["test/browser/docs.browser.test.mjs"])
+    assert run.returncode == 0 and run.failed == 0, explain(run)
+    assert run.passed >= 1, explain(run)
+
+
+def test_web_app_live_updates() -> None:
+    """Requests and conversations appear without a reload, messages sent
+    while offline arrive after reconnecting, only what is on screen in a
+    visible tab is marked read, truthful connection state, drafts kept."""
+    _require_chromium()
+    run = run_node_tests(["test/browser/app-live.browser.test.mjs"])
+    assert run.returncode == 0 and run.failed == 0, explain(run)
+    assert run.passed >= 8, explain(run)
+
+
+def test_web_app_polish() -> None:
+    """Favicon everywhere, human validation messages, "No results",
+    "No answer" for the caller of a missed call."""
+    _require_chromium()
+    run = run_node_tests(["test/browser/app-polish.browser.test.mjs"])
+    assert run.returncode == 0 and run.failed == 0, explain(run)
+    assert run.passed >= 4, explain(run)
+
+
+def test_web_app_error_boundary_and_accessibility() -> None:
+    """Keyboard-only sign-up, search, request and chat with visible focus;
+    axe-core: no serious or critical violation in any view; an uncaught
+    error and an unhandled rejection show a recoverable message and reach
+    the server's log through /api/v1/client-errors."""
+    _require_chromium()
+    run = run_node_tests(["test/browser/app-a11y.browser.test.mjs"])
+    assert run.returncode == 0 and run.failed == 0, explain(run)
+    assert run.passed >= 10, explain(run)

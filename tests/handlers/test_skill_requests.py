@@ -2,7 +2,7 @@ import asyncio
 
 from server.keys import DB, FIELDS
 from tests.support.api import error_of
-from tests.support.market import create_listing, new_user, page_all
+from tests.support.market import create_listing, new_user, page_all, talk
 
 
 async def _setup(client):
@@ -22,6 +22,12 @@ async def _act(client, user, request_id, action, status=200):
     resp = await client.post(f"/api/v1/requests/{request_id}/{action}", headers=user["headers"])
     assert resp.status == status, await resp.text()
     return await resp.json()
+
+
+async def _complete(client, user, request_id):
+    """Marks completed after the two have talked (the server's rule)."""
+    await talk(client, user, request_id)
+    return await _act(client, user, request_id, "complete")
 
 
 async def _mails(client, kind):
@@ -47,14 +53,14 @@ async def test_request_accept_complete_review(client):
     accepted = await _act(client, ada, created["id"], "accept")
     assert accepted["status"] == "accepted"
     assert accepted["room_id"]
-    assert sorted(await _mails(client, "request_accepted")) == sorted([ada["email"],
-                                                                      bob["email"]])
+    # only the learner: the teacher accepted it themselves
+    assert await _mails(client, "request_accepted") == [bob["email"]]
     # the same two people share one direct room, whichever request opened it
     other = await create_listing(client, ada, title="Advanced Python")
     second = await _request(client, bob, other)
     assert (await _act(client, ada, second["id"], "accept"))["room_id"] == accepted["room_id"]
 
-    done = await _act(client, bob, created["id"], "complete")
+    done = await _complete(client, bob, created["id"])
     assert done["status"] == "completed"
     resp = await client.get(f"/api/v1/requests/{created['id']}", headers=ada["headers"])
     assert (await resp.json())["status"] == "completed"
@@ -84,7 +90,7 @@ async def test_listing_rating_average_over_learners(client):
         learner = await new_user(client, f"Learner {n}")
         req = await _request(client, learner, listing)
         await _act(client, ada, req["id"], "accept")
-        await _act(client, ada, req["id"], "complete")
+        await _complete(client, ada, req["id"])
         resp = await client.post(f"/api/v1/requests/{req['id']}/review",
                                  json={"rating": rating}, headers=learner["headers"])
         assert resp.status == 201
@@ -153,7 +159,7 @@ async def test_one_open_request_per_learner_and_listing(client):
     resp = await client.post(f"/api/v1/skills/{listing['id']}/requests", json={},
                              headers=bob["headers"])
     assert resp.status == 409
-    await _act(client, bob, req["id"], "complete")
+    await _complete(client, bob, req["id"])
     await _request(client, bob, listing, "Again, please")
 
 
@@ -222,7 +228,7 @@ async def test_export_contains_marketplace_data(client):
     ada, bob, listing = await _setup(client)
     req = await _request(client, bob, listing)
     await _act(client, ada, req["id"], "accept")
-    await _act(client, ada, req["id"], "complete")
+    await _complete(client, ada, req["id"])
     await client.post(f"/api/v1/requests/{req['id']}/review", json={"rating": 4},
                       headers=bob["headers"])
     ada_export = await (await client.get("/api/v1/users/me/export",
@@ -242,7 +248,7 @@ async def test_a_review_is_all_or_nothing(client):
     ada, bob, listing = await _setup(client)
     req = await _request(client, bob, listing)
     await _act(client, ada, req["id"], "accept")
-    await _act(client, ada, req["id"], "complete")
+    await _complete(client, ada, req["id"])
     db = client.app[DB]
     for _ in range(100):  # let the mail worker go idle: its claims are updates too
         if await db["mail_queue"].count_documents({"status": "pending"}) == 0:
@@ -273,7 +279,7 @@ async def test_concurrent_reviews_of_one_request_count_once(client):
     ada, bob, listing = await _setup(client)
     req = await _request(client, bob, listing)
     await _act(client, ada, req["id"], "accept")
-    await _act(client, ada, req["id"], "complete")
+    await _complete(client, ada, req["id"])
     results = await asyncio.gather(*[
         client.post(f"/api/v1/requests/{req['id']}/review", json={"rating": 4},
                     headers=bob["headers"]) for _ in range(4)
@@ -301,3 +307,26 @@ async def test_creating_requests_is_rate_limited_per_learner(make_client):
     # Another learner is not affected.
     carol = await new_user(client, "Carol")
     await _request(client, carol, listing)
+
+
+async def test_completing_needs_a_conversation_since_the_acceptance(client):
+    """Not right after accepting: only once a message was exchanged in the
+    room after the acceptance (docs/marketplace.md)."""
+    ada, bob, listing = await _setup(client)
+    req = await _request(client, bob, listing)
+    await _act(client, ada, req["id"], "accept")
+    resp = await client.post(f"/api/v1/requests/{req['id']}/complete", headers=ada["headers"])
+    assert resp.status == 409, await resp.text()
+    error = await error_of(resp)
+    assert error["code"] == "not_started" and "message" in error["message"]
+    await talk(client, bob, req["id"], "See you Monday")
+    done = await _act(client, ada, req["id"], "complete")
+    assert done["status"] == "completed"
+
+    # the same room again for a second request: earlier talk does not count
+    other = await create_listing(client, ada, title="Advanced Python")
+    second = await _request(client, bob, other)
+    await _act(client, ada, second["id"], "accept")
+    resp = await client.post(f"/api/v1/requests/{second['id']}/complete", headers=bob["headers"])
+    assert resp.status == 409
+    await _complete(client, bob, second["id"])

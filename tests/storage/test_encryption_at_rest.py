@@ -27,7 +27,7 @@ from server.storage.reviews import ReviewStore
 from server.storage.rotation import rotate_data_key
 from server.storage.users import UserStore
 from tests.support.api import DEFAULT_PASSWORD, bearer, error_of
-from tests.support.market import create_listing, new_admin, new_user
+from tests.support.market import create_listing, new_admin, new_user, talk
 from tests.support.realtime import SocketUser, new_client_id
 from tests.support.services import ROOT
 
@@ -48,6 +48,9 @@ async def _raw_text(db: Any) -> dict[str, str]:
         docs = await db[name].find({}).to_list(length=None)
         out[name] = json.dumps(docs, default=str, ensure_ascii=False)
     return out
+
+
+TALK = "Welcome, see you Monday"  # the chat before completing the request
 
 
 async def _realistic_use(client: Any) -> dict[str, Any]:
@@ -77,6 +80,7 @@ async def _realistic_use(client: Any) -> dict[str, Any]:
         headers=sam["headers"]), 201)
     accepted = await _ok(await client.post(f"/api/v1/requests/{request['id']}/accept",
                                            headers=ada["headers"]))
+    await talk(client, ada, request["id"], TALK)  # completing needs a conversation
     await _ok(await client.post(f"/api/v1/requests/{request['id']}/complete",
                                 headers=sam["headers"]))
     await _ok(await client.post(f"/api/v1/requests/{request['id']}/review",
@@ -148,7 +152,7 @@ async def test_everything_that_reads_the_fields_shows_the_plaintext(make_client)
 
     history = await _ok(await client.get(f"/api/v1/rooms/{used['room_id']}/messages",
                                          headers=sam["headers"]))
-    assert [m["body"] for m in history["items"]] == [values["chat_1"], values["chat_2"]]
+    assert [m["body"] for m in history["items"]] == [TALK, values["chat_1"], values["chat_2"]]
     rooms = await _ok(await client.get("/api/v1/rooms", headers=sam["headers"]))
     assert rooms["items"][0]["last_message"]["body"] == values["chat_2"]
     base = str(client.make_url("")).rstrip("/")
@@ -157,7 +161,7 @@ async def test_everything_that_reads_the_fields_shows_the_plaintext(make_client)
         synced = await sock.call("room:sync", {"room_id": used["room_id"], "after_seq": 0})
     finally:
         await sock.close()
-    assert [m["body"] for m in synced["messages"]] == [values["chat_1"], values["chat_2"]]
+    assert [m["body"] for m in synced["messages"]] == [TALK, values["chat_1"], values["chat_2"]]
 
     me = await _ok(await client.get("/api/v1/users/me", headers=sam["headers"]))
     assert me["email"] == sam["email"].lower()
@@ -211,7 +215,7 @@ async def test_rotation_moves_everything_to_the_new_key(make_client, mongo_url, 
         "_id": "legacy-user-1", "email": legacy_email, "display_name": "Old", "status": "active",
         "role": "user", "password_hash": "x"})
     await app[DB]["messages"].insert_one({
-        "_id": message_id(used["room_id"], 3), "room_id": used["room_id"], "seq": 3,
+        "_id": message_id(used["room_id"], 4), "room_id": used["room_id"], "seq": 4,
         "sender_id": used["ada"]["id"], "client_id": new_client_id(),
         "body": "legacy plaintext body", "created_at": datetime.now(timezone.utc)})
     assert (await app[USERS].find_by_email(legacy_email.upper()))["_id"] == "legacy-user-1"
@@ -252,7 +256,7 @@ async def test_rotation_moves_everything_to_the_new_key(make_client, mongo_url, 
     history = await _ok(await client_b.get(f"/api/v1/rooms/{used['room_id']}/messages",
                                            headers=bearer(login["access_token"])))
     assert [m["body"] for m in history["items"]] == [
-        used["values"]["chat_1"], used["values"]["chat_2"], "legacy plaintext body"]
+        TALK, used["values"]["chat_1"], used["values"]["chat_2"], "legacy plaintext body"]
 
 
 def _encrypted_values(collection: str, docs: list[dict[str, Any]]) -> dict[Any, Any]:

@@ -65,3 +65,22 @@ async def page_all(client: TestClient, url: str, headers: dict[str, str] | None 
         cursor = body["next_cursor"]
         if not cursor:
             return items
+
+
+async def talk(client: TestClient, user: dict[str, Any], request_id: str,
+               body: str = "Hello!") -> dict[str, Any]:
+    """One chat message in the request's room, over Socket.IO: a request can
+    be completed only once the two have talked since its acceptance."""
+    from tests.support.realtime import SocketUser, new_client_id
+
+    resp = await client.get(f"/api/v1/requests/{request_id}", headers=user["headers"])
+    assert resp.status == 200, await resp.text()
+    room_id = (await resp.json())["room_id"]
+    sock = await SocketUser(str(client.make_url("")).rstrip("/"), user["token"]).connect()
+    try:
+        ack = await sock.call("message:send", {"room_id": room_id, "client_id": new_client_id(),
+                                               "body": body})
+    finally:
+        await sock.close()
+    assert "message" in ack, ack
+    return ack["message"]

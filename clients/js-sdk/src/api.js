@@ -151,6 +151,8 @@ export class SkillsApi {
   /** @param {string} id */ get(id) { return this._http.get(`/skills/${enc(id)}`); }
   /** @param {string} id @param {object} patch */ update(id, patch) { return this._http.patch(`/skills/${enc(id)}`, patch); }
   /** @param {string} id */ remove(id) { return this._http.delete(`/skills/${enc(id)}`); }
+  /** Reviews of a listing, newest first. @param {string} id @param {PageQuery} [query] @returns {Promise<Page>} */
+  reviews(id, query = {}) { return this._http.get(`/skills/${enc(id)}/reviews`, { query }); }
   /** Asks the listing's owner to teach the caller. @param {string} id @param {string} [message] */
   request(id, message = '') { return this._http.post(`/skills/${enc(id)}/requests`, { message }); }
 }
@@ -167,6 +169,21 @@ export class RequestsApi {
   /** @param {string} id */ complete(id) { return this._http.post(`/requests/${enc(id)}/complete`); }
   /** @param {string} id @param {{rating: number, comment?: string}} review */
   review(id, review) { return this._http.post(`/requests/${enc(id)}/review`, review); }
+}
+
+/** Moderation and the audit log (admins only; 403 otherwise). */
+export class AdminApi {
+  /** @param {import('./http.js').Http} http */
+  constructor(http) { this._http = http; }
+  /** @param {string} id @param {string} [reason] */ hideListing(id, reason) { return this._http.post(`/admin/skills/${enc(id)}/hide`, reason ? { reason } : {}); }
+  /** @param {string} id @param {string} [reason] */ unhideListing(id, reason) { return this._http.post(`/admin/skills/${enc(id)}/unhide`, reason ? { reason } : {}); }
+  /** @param {string} id @param {string} [reason] */ ban(id, reason) { return this._http.post(`/admin/users/${enc(id)}/ban`, reason ? { reason } : {}); }
+  /** @param {string} id @param {string} [reason] */ unban(id, reason) { return this._http.post(`/admin/users/${enc(id)}/unban`, reason ? { reason } : {}); }
+  /** @param {string} id @param {'user'|'admin'} role */ setRole(id, role) { return this._http.post(`/admin/users/${enc(id)}/role`, { role }); }
+  /** The account with exactly this address: `{items: [user]}` or `{items: []}`. @param {string} email */
+  findUser(email) { return this._http.get('/admin/users', { query: { email } }); }
+  /** @param {{action?: string, actor_id?: string} & PageQuery} [query] @returns {Promise<Page>} */
+  audit(query = {}) { return this._http.get('/admin/audit', { query }); }
 }
 
 export class MatchesApi {

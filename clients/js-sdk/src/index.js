@@ -11,7 +11,7 @@
  * ```
  * @module skillshare-sdk
  */
-import { AuthApi, CallsApi, MatchesApi, RequestsApi, RoomsApi, SkillsApi, UsersApi, paginate } from './api.js';
+import { AdminApi, AuthApi, CallsApi, MatchesApi, RequestsApi, RoomsApi, SkillsApi, UsersApi, paginate } from './api.js';
 import { Call, CallState, Calls } from './call.js';
 import { Chat } from './chat.js';
 import { Emitter } from './emitter.js';
@@ -68,6 +68,7 @@ export class SkillShareClient extends Emitter {
     this.requests = new RequestsApi(this.http);
     this.matches = new MatchesApi(this.http);
     this.rooms = new RoomsApi(this.http);
+    this.admin = new AdminApi(this.http);
     this.chat = new Chat({ options: this.options, realtime: this.realtime });
     this.presence = new Presence({ realtime: this.realtime });
     this.calls = new Calls({ options: this.options, realtime: this.realtime, api: new CallsApi(this.http) });
@@ -84,6 +85,8 @@ export class SkillShareClient extends Emitter {
     this.chat.on('member_added', (e) => this.emit('member_added', e));
     this.presence.on('presence', (p) => this.emit('presence', p));
     this.calls.on('incoming', (c) => this.emit('call', c));
+    // a skill request changed: {event, request} (docs/marketplace.md)
+    this.realtime.handle('request', (e) => this.emit('request', e));
   }
 
   /** The signed-in user (from register/login/resume), or null. */

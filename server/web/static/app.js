@@ -14,6 +14,12 @@
   const FALLBACK_CATEGORIES = ['programming', 'data', 'design', 'music', 'languages', 'business',
     'writing', 'cooking', 'fitness', 'crafts', 'science', 'other'];
 
+  const LEVEL_LABELS = { all: 'All levels', beginner: 'Beginner', intermediate: 'Intermediate', advanced: 'Advanced', expert: 'Expert' };
+  const MODE_LABELS = { online: 'Online', in_person: 'In person', hybrid: 'Online or in person' };
+  const STATUS_LABELS = { pending: 'pending', accepted: 'accepted', declined: 'declined', cancelled: 'cancelled', completed: 'completed' };
+  const categoryNames = new Map();
+  const labelOf = (labels, value) => labels[value] || (value ? String(value).replace(/_/g, ' ') : '');
+
   const state = {
     me: null,
     rooms: new Map(), // id -> room (with unread count)
@@ -27,6 +33,7 @@
     call: null,
     localStream: null,
     skills: { offered: [], wanted: [] },
+    historyLoaded: new Set(), // rooms whose recent history we fetched
   };
   window.skillshareApp = { client, state };
 
@@ -58,13 +65,38 @@
         return 'This feature is not available on the server yet.';
       }
       if (err.code === 'validation_error' && Array.isArray(err.details) && err.details.length) {
-        return err.details.map((d) => `${d.field ? `${d.field}: ` : ''}${d.message}`).join('; ');
+        return err.details.map(humanDetail).join(' ');
       }
       if (err.code === 'rate_limited') return `Too many attempts; try again in ${err.retryAfter || 'a few'} seconds.`;
       if (err.code === 'network_error') return 'Cannot reach the server. Check your connection.';
       return err.message || err.code;
     }
     return (err && err.message) || String(err);
+  }
+
+  const FIELD_LABELS = {
+    display_name: 'Name', email: 'Email', password: 'Password', new_password: 'New password',
+    current_password: 'Current password', title: 'Title', description: 'Description', category: 'Category',
+    tags: 'Tags', level: 'Level', mode: 'Mode', bio: 'About you', timezone: 'Time zone', languages: 'Languages',
+    message: 'Message', comment: 'Comment', rating: 'Rating', body: 'Message', q: 'Search',
+  };
+
+  /** "display_name: String should have at least 1 character" -> "Name is required." */
+  function humanDetail(d) {
+    const key = String(d.field || '').replace(/^body\./, '').split('.')[0];
+    const label = FIELD_LABELS[key] || (key ? key.replace(/_/g, ' ').replace(/^./, (c) => c.toUpperCase()) : '');
+    const msg = String(d.message || 'is not valid');
+    let m;
+    let text;
+    if ((m = /at least (\d+) characters?/.exec(msg))) text = Number(m[1]) <= 1 ? 'is required' : `must be at least ${m[1]} characters`;
+    else if ((m = /at most (\d+) characters?/.exec(msg))) text = `must be at most ${m[1]} characters`;
+    else if ((m = /at most (\d+) items?/.exec(msg))) text = `can have at most ${m[1]} entries`;
+    else if (/Field required|missing/i.test(msg)) text = 'is required';
+    else if (/valid email|email address/i.test(msg)) text = 'is not a valid email address';
+    else if (/Input should be (.+)/.exec(msg)) text = `should be ${/Input should be (.+)/.exec(msg)[1].replace(/'/g, '')}`;
+    else text = msg.replace(/^Value error, /, '');
+    const sentence = label ? `${label} ${text.charAt(0).toLowerCase()}${text.slice(1)}` : text;
+    return /[.!?]$/.test(sentence) ? sentence : `${sentence}.`;
   }
 
   let bannerTimer = null;
@@ -129,14 +161,17 @@
 
   // ---- routing ------------------------------------------------------------
 
-  const VIEWS = ['auth', 'browse', 'requests', 'matches', 'chat', 'profile'];
+  const VIEWS = ['auth', 'browse', 'requests', 'matches', 'chat', 'profile', 'user', 'admin'];
   const LOADERS = {
     browse: () => loadBrowse(true),
-    requests: loadRequests,
+    requests: (arg) => loadRequests(arg),
     matches: loadMatches,
     chat: (arg) => loadChat(arg),
     profile: loadProfile,
+    users: (arg) => loadUser(arg),
+    admin: () => loadAudit(true),
   };
+  const SECTION_OF = { users: 'user' }; // #/users/<id> shows #view-user
 
   function show(view) {
     $('loading').hidden = true;
@@ -151,7 +186,9 @@
     }
     const [, view = 'browse', arg] = location.hash.replace(/^#/, '').split('/');
     const name = LOADERS[view] ? view : 'browse';
-    show(name);
+    if (name !== 'chat') leaveConversation();
+    state.view = name;
+    show(SECTION_OF[name] || name);
     Promise.resolve(LOADERS[name](arg && decodeURIComponent(arg))).catch((err) => banner(describe(err)));
   }
   window.addEventListener('hashchange', route);
@@ -189,6 +226,7 @@
 
   client.on('signedout', ({ reason }) => {
     state.me = null;
+    clearAuthForms();
     state.rooms.clear();
     state.messages.clear();
     state.joined.clear();
@@ -200,16 +238,46 @@
     route();
   });
 
+  /** Empties the sign-in, sign-up and password forms (nothing typed stays behind). */
+  function clearAuthForms() {
+    for (const id of ['signin-form', 'signup-form', 'forgot-form', 'password-form', 'set-password-form']) {
+      const form = $(id);
+      form.reset();
+      for (const out of form.querySelectorAll('.form-error, .form-note')) out.textContent = '';
+    }
+    showForgot(false);
+  }
+
+  function showForgot(on) {
+    $('forgot-form').hidden = !on;
+    $('signin-form').hidden = on;
+    if (on) $('forgot-form').elements.email.value = $('signin-form').elements.email.value;
+  }
+  $('forgot-link').addEventListener('click', (e) => { e.preventDefault(); showForgot(true); $('forgot-form').elements.email.focus(); });
+  $('forgot-back').addEventListener('click', (e) => { e.preventDefault(); showForgot(false); });
+
+  $('forgot-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    const form = e.currentTarget;
+    submitting(form, async () => {
+      await client.auth.forgotPassword(formData(form).email);
+      form.querySelector('.form-note').textContent = 'If an account exists for that address, we have sent it a link to choose a new password.';
+    });
+  });
+
   async function signedIn() {
+    clearAuthForms();
     state.me = client.user;
     remember(state.me);
     $('me-name').textContent = state.me.display_name;
     $('nav').hidden = false;
+    $('nav').querySelector('[data-view=admin]').hidden = !isAdmin();
     $('whoami').hidden = false;
     $('banner').hidden = true;
     route();
     try {
       await client.connect();
+      renderConnState();
       refreshRoomsQuietly();
     } catch (err) {
       banner(`Live updates are unavailable: ${describe(err)}`, 'info');
@@ -218,14 +286,39 @@
 
   // ---- realtime status ----------------------------------------------------
 
-  client.on('state', ({ state: s }) => {
+  /** The header's connection badge, from the client's state as it is now. */
+  function renderConnState() {
+    const s = client.state;
     const el = $('conn-state');
     el.className = `conn ${s}`;
     el.textContent = s === 'connected' ? 'live' : s === 'connecting' ? 'reconnecting…' : 'offline';
+  }
+
+  client.on('state', ({ state: s }) => {
+    renderConnState();
     if (s === 'connected') state.joined.clear();
+    // while our own connection is down we know nothing of others' presence
+    renderRooms();
+    renderPresence();
   });
   client.on('connected', ({ resumed }) => {
-    if (resumed && state.currentRoom) joinRoom(state.currentRoom).catch(() => {});
+    renderConnState();
+    // every (re)connection: catch up the open room from what we have (room:sync)
+    if (state.currentRoom) joinRoom(state.currentRoom).catch(() => {});
+    if (resumed) {
+      refreshRoomsQuietly();
+      if (state.view === 'requests') loadRequests().catch(() => {});
+    }
+  });
+
+  // skill requests change live (docs/marketplace.md: the `request` event)
+  client.on('request', ({ event, request }) => {
+    if (!state.me || !request) return;
+    if (event === 'accepted') refreshRoomsQuietly();
+    if (state.view === 'requests') loadRequests().catch(() => {});
+    const mine = request.learner && request.learner.id === state.me.id;
+    if (event === 'created' && !mine) banner(`New request from ${(request.learner && request.learner.display_name) || 'a learner'}: “${(request.listing && request.listing.title) || ''}”.`, 'info');
+    if (event === 'accepted' && mine) banner(`${(request.teacher && request.teacher.display_name) || 'The teacher'} accepted your request. A chat is open for you two.`, 'info');
   });
   client.on('error', (err) => {
     if (err && err.code !== 'token_revoked') console.warn('skillshare:', err);
@@ -239,6 +332,7 @@
       const res = await client.skills.categories();
       if (res && Array.isArray(res.items) && res.items.length) categories = res.items;
     } catch { /* keep the fallback list */ }
+    for (const c of categories) categoryNames.set(c.id, c.name);
     for (const select of document.querySelectorAll('.category-select')) {
       const keep = select.querySelector('option[value=""]');
       select.replaceChildren(...(keep ? [keep] : []), ...categories.map((c) => h('option', { value: c.id }, c.name)));
@@ -246,8 +340,35 @@
   }
 
   $('new-listing-toggle').addEventListener('click', () => {
-    $('listing-form').hidden = !$('listing-form').hidden;
+    if (!$('listing-form').hidden && !state.editingListing) closeListingForm();
+    else openListingForm(null);
   });
+  $('listing-cancel').addEventListener('click', () => closeListingForm());
+
+  /** Opens the listing form empty (a new listing) or holding `listing` (editing it). */
+  function openListingForm(listing) {
+    const form = $('listing-form');
+    form.reset();
+    form.querySelector('.form-error').textContent = '';
+    state.editingListing = listing;
+    $('listing-form-title').textContent = listing ? 'Edit your listing' : 'Offer a skill';
+    form.querySelector('button[type=submit]').textContent = listing ? 'Save changes' : 'Publish';
+    if (listing) {
+      for (const name of ['title', 'description', 'category', 'level', 'mode']) {
+        if (listing[name] !== undefined) form.elements[name].value = listing[name];
+      }
+      form.elements.tags.value = (listing.tags || []).join(', ');
+    }
+    form.hidden = false;
+    form.scrollIntoView({ block: 'start' });
+    form.elements.title.focus();
+  }
+
+  function closeListingForm() {
+    $('listing-form').reset();
+    $('listing-form').hidden = true;
+    state.editingListing = null;
+  }
 
   $('listing-form').addEventListener('submit', (e) => {
     e.preventDefault();
@@ -255,15 +376,26 @@
     submitting(form, async () => {
       const d = formData(form);
       const tags = (d.tags || '').split(',').map((t) => t.trim()).filter(Boolean);
-      await client.skills.create({
-        title: d.title, description: d.description || '', category: d.category, tags, level: d.level, mode: d.mode,
-      });
-      form.reset();
-      form.hidden = true;
-      banner('Your listing is published.', 'info');
+      const data = { title: d.title, description: d.description || '', category: d.category, tags, level: d.level, mode: d.mode };
+      const editing = state.editingListing;
+      if (editing) await client.skills.update(editing.id, data);
+      else await client.skills.create(data);
+      closeListingForm();
+      banner(editing ? 'Your listing is updated.' : 'Your listing is published.', 'info');
       await loadBrowse(true);
     });
   });
+
+  async function deleteListing(listing, item) {
+    if (!window.confirm(`Delete your listing “${listing.title}”? This cannot be undone.`)) return;
+    try {
+      await client.skills.remove(listing.id);
+      item.remove();
+      banner('Your listing is deleted.', 'info');
+    } catch (err) {
+      banner(`Could not delete the listing: ${describe(err)}`);
+    }
+  }
 
   $('search-form').addEventListener('submit', (e) => {
     e.preventDefault();
@@ -271,44 +403,206 @@
   });
   $('listings-more').addEventListener('click', () => loadBrowse(false));
 
+  let browseGeneration = 0;
   async function loadBrowse(reset) {
     const list = $('listings');
     clearError($('browse-error'));
-    if (reset) {
-      state.listingsCursor = null;
-      list.replaceChildren();
-    }
+    if (reset) state.listingsCursor = null;
+    const generation = ++browseGeneration;
+    list.setAttribute('aria-busy', 'true');
     const q = formData($('search-form'));
     try {
       const page = await client.skills.list({ q: q.q, category: q.category, limit: 20, cursor: state.listingsCursor });
+      if (generation !== browseGeneration) return; // a newer search or reload won
+      if (reset) list.replaceChildren();
       for (const listing of page.items) list.append(renderListing(listing));
       state.listingsCursor = page.next_cursor;
       $('listings-more').hidden = !page.next_cursor;
-      if (reset && page.items.length === 0) list.append(h('li', { class: 'muted' }, 'No listings yet. Be the first to offer a skill!'));
+      if (reset && page.items.length === 0) {
+        const searching = Boolean((q.q || '').trim() || q.category);
+        list.append(h('li', { class: 'muted empty' }, searching
+          ? 'No results. Try other words or all categories.'
+          : 'No listings yet. Be the first to offer a skill!'));
+      }
     } catch (err) {
-      showError($('browse-error'), `Could not load listings. ${describe(err)}`);
+      if (generation === browseGeneration) showError($('browse-error'), `Could not load listings. ${describe(err)}`);
+    } finally {
+      if (generation === browseGeneration) list.setAttribute('aria-busy', 'false');
     }
+  }
+
+  function ratingText(rating) {
+    return rating && rating.count ? `★ ${Number(rating.average).toFixed(1)} (${rating.count})` : 'No reviews yet';
   }
 
   function renderListing(listing) {
     const owner = listing.owner || {};
     remember(owner);
     const mine = state.me && owner.id === state.me.id;
-    const rating = listing.rating && listing.rating.count
-      ? `★ ${Number(listing.rating.average).toFixed(1)} (${listing.rating.count})` : 'No reviews yet';
     const box = h('div', { class: 'request-box', hidden: true },
       h('input', { placeholder: 'Say hello and what you want to learn', 'aria-label': 'Message to the teacher', maxlength: 1000 }),
       h('button', { type: 'button', onclick: (e) => sendRequest(listing, e.currentTarget) }, 'Send'));
-    return h('li', { dataset: { listingId: listing.id } },
+    const ownerLink = owner.id
+      ? h('a', { href: `#/users/${encodeURIComponent(owner.id)}` }, owner.display_name || 'someone')
+      : (owner.display_name || 'someone');
+    const facts = [categoryNames.get(listing.category) || labelOf({}, listing.category),
+      labelOf(LEVEL_LABELS, listing.level), labelOf(MODE_LABELS, listing.mode), ratingText(listing.rating)].filter(Boolean);
+    const item = h('li', { dataset: { listingId: listing.id } },
       h('h3', {}, listing.title),
-      h('div', { class: 'meta' }, `by ${owner.display_name || 'someone'} · ${listing.category || ''} · ${listing.level || ''} · ${listing.mode || ''} · ${rating}`),
+      h('div', { class: 'meta' }, 'by ', ownerLink, ` · ${facts.join(' · ')}`,
+        listing.status === 'hidden' ? h('span', { class: 'status declined' }, ' hidden') : null),
       listing.description ? h('p', { class: 'desc' }, listing.description) : null,
       h('div', {}, (listing.tags || []).map((t) => h('span', { class: 'tag' }, t))),
       h('div', { class: 'actions' },
         mine
-          ? h('span', { class: 'muted' }, 'Your listing')
-          : h('button', { type: 'button', class: 'secondary', onclick: () => { box.hidden = !box.hidden; } }, 'Request to learn')),
+          ? [h('span', { class: 'muted' }, 'Your listing'),
+            h('button', { type: 'button', class: 'secondary', onclick: () => openListingForm(listing) }, 'Edit'),
+            h('button', { type: 'button', class: 'secondary', onclick: () => deleteListing(listing, item) }, 'Delete')]
+          : h('button', { type: 'button', class: 'secondary request-toggle', onclick: () => { box.hidden = !box.hidden; if (!box.hidden) box.querySelector('input').focus(); } }, 'Request to learn'),
+        isAdmin() ? moderationButton(listing) : null),
       box);
+    return item;
+  }
+
+  function isAdmin() {
+    return Boolean(state.me && state.me.role === 'admin');
+  }
+
+  /** Admins: hide a listing from everyone (or show it again). */
+  function moderationButton(listing) {
+    const hidden = listing.status === 'hidden';
+    return h('button', {
+      type: 'button', class: 'secondary',
+      onclick: async (e) => {
+        const button = e.currentTarget;
+        button.disabled = true;
+        try {
+          const updated = hidden ? await client.admin.unhideListing(listing.id) : await client.admin.hideListing(listing.id);
+          button.closest('li').replaceWith(renderListing({ ...listing, ...updated }));
+          banner(hidden ? 'The listing is visible again.' : 'The listing is hidden.', 'info');
+        } catch (err) {
+          banner(describe(err));
+          button.disabled = false;
+        }
+      },
+    }, hidden ? 'Unhide' : 'Hide');
+  }
+
+  // ---- admin: moderation and the audit log (docs/marketplace.md) --------------
+
+  $('admin-find').addEventListener('submit', (e) => {
+    e.preventDefault();
+    const form = e.currentTarget;
+    clearError($('admin-find-error'));
+    submitting(form, async () => {
+      try {
+        const res = await client.admin.findUser(formData(form).email.trim());
+        const user = res.items[0];
+        if (!user) {
+          $('admin-user').hidden = true;
+          showError($('admin-find-error'), 'No account has this address.');
+          return;
+        }
+        renderAdminUser(user);
+      } catch (err) {
+        showError($('admin-find-error'), describe(err));
+      }
+    });
+  });
+
+  function renderAdminUser(user) {
+    const box = $('admin-user');
+    const act = (label, fn, cls) => h('button', {
+      type: 'button', class: cls || 'secondary',
+      onclick: async (e) => {
+        const button = e.currentTarget;
+        button.disabled = true;
+        try {
+          const updated = await fn();
+          if (updated) renderAdminUser({ ...user, ...updated });
+          loadAudit(true);
+        } catch (err) {
+          banner(describe(err));
+          button.disabled = false;
+        }
+      },
+    }, label);
+    const self = state.me && user.id === state.me.id;
+    box.replaceChildren(
+      h('strong', {}, user.display_name), h('span', { class: 'muted' }, user.email || ''),
+      h('span', { class: `status ${user.status === 'banned' ? 'declined' : ''}` }, user.status),
+      h('span', { class: 'status' }, user.role),
+      self ? null : user.status === 'banned'
+        ? act('Unban', () => client.admin.unban(user.id))
+        : act('Ban', () => (window.confirm(`Ban ${user.display_name}? Their sessions end at once.`) ? client.admin.ban(user.id) : null), 'danger'),
+      self ? null : user.role === 'admin'
+        ? act('Remove admin', () => client.admin.setRole(user.id, 'user'))
+        : act('Make admin', () => client.admin.setRole(user.id, 'admin')),
+      h('a', { href: `#/users/${encodeURIComponent(user.id)}` }, 'Public profile'));
+    box.hidden = false;
+  }
+
+  $('admin-audit-refresh').addEventListener('click', () => loadAudit(true));
+  $('admin-audit-more').addEventListener('click', () => loadAudit(false));
+
+  async function loadAudit(reset) {
+    if (!isAdmin()) return;
+    clearError($('admin-audit-error'));
+    const ul = $('admin-audit');
+    if (reset) state.auditCursor = null;
+    try {
+      const page = await client.admin.audit({ limit: 50, cursor: state.auditCursor });
+      const items = page.items.map((a) => h('li', {},
+        h('div', { class: 'row between' }, h('code', {}, a.action), h('span', { class: 'meta' }, new Date(a.at).toLocaleString())),
+        h('div', { class: 'meta' }, [a.actor_id ? `by ${state.names.get(a.actor_id) || a.actor_id}` : 'by the command line',
+          a.target ? `on ${a.target}` : '', a.ip ? `from ${a.ip}` : '', a.request_id ? `request ${a.request_id}` : ''].filter(Boolean).join(' · ')),
+        a.details && Object.keys(a.details).length ? h('div', { class: 'small' }, Object.entries(a.details).map(([k, v]) => `${k}: ${typeof v === 'object' ? JSON.stringify(v) : v}`).join(' · ')) : null));
+      if (reset) ul.replaceChildren(...items);
+      else ul.append(...items);
+      if (reset && !items.length) ul.append(h('li', { class: 'muted' }, 'Nothing yet.'));
+      state.auditCursor = page.next_cursor;
+      $('admin-audit-more').hidden = !page.next_cursor;
+    } catch (err) {
+      showError($('admin-audit-error'), `Could not load the audit log. ${describe(err)}`);
+    }
+  }
+
+  // ---- public profiles --------------------------------------------------------
+
+  async function loadUser(userId) {
+    clearError($('user-error'));
+    for (const id of ['user-name', 'user-bio', 'user-rating', 'user-timezone', 'user-languages', 'user-skills']) $(id).textContent = '';
+    $('user-listings').replaceChildren();
+    $('user-reviews').replaceChildren();
+    if (!userId) return;
+    try {
+      const [user, listings] = await Promise.all([
+        client.users.get(userId), client.skills.list({ owner: userId, limit: 50, sort: 'newest' })]);
+      remember(user);
+      $('user-name').textContent = user.display_name;
+      $('user-bio').textContent = user.bio || 'No bio yet.';
+      $('user-timezone').textContent = user.timezone || 'UTC';
+      $('user-languages').textContent = (user.languages || []).join(', ') || '—';
+      $('user-skills').textContent = (user.skills_offered || []).map((sk) => `${sk.name} (${labelOf(LEVEL_LABELS, sk.level)})`).join(', ') || '—';
+      let count = 0;
+      let sum = 0;
+      for (const l of listings.items) {
+        if (l.rating && l.rating.count) { count += l.rating.count; sum += l.rating.average * l.rating.count; }
+      }
+      $('user-rating').textContent = count ? `★ ${(sum / count).toFixed(1)} from ${count} review${count === 1 ? '' : 's'}` : 'No reviews yet';
+      $('user-listings').replaceChildren(...listings.items.map(renderListing));
+      if (!listings.items.length) $('user-listings').append(h('li', { class: 'muted' }, 'No listings.'));
+      const reviewed = listings.items.filter((l) => l.rating && l.rating.count);
+      const pages = await Promise.all(reviewed.map((l) => client.skills.reviews(l.id, { limit: 10 }).then((p) => p.items.map((r) => ({ ...r, listing: l })))));
+      const reviews = pages.flat().sort((a, b) => String(b.created_at).localeCompare(String(a.created_at)));
+      $('user-reviews').replaceChildren(...reviews.map((r) => h('li', {},
+        h('div', { class: 'row between' }, h('strong', {}, '★'.repeat(r.rating) + '☆'.repeat(5 - r.rating)),
+          h('span', { class: 'meta' }, `${(r.reviewer && r.reviewer.display_name) || 'A learner'} · ${r.listing.title}`)),
+        r.comment ? h('p', {}, r.comment) : null)));
+      if (!reviews.length) $('user-reviews').append(h('li', { class: 'muted' }, 'No reviews yet.'));
+    } catch (err) {
+      showError($('user-error'), `Could not load this profile. ${describe(err)}`);
+    }
   }
 
   async function sendRequest(listing, button) {
@@ -325,13 +619,21 @@
 
   // ---- requests -------------------------------------------------------------
 
-  async function loadRequests() {
+  async function loadRequests(highlightId) {
     clearError($('requests-error'));
+    try {
+      await fetchRooms();
+    } catch { /* the completion hint then waits for the chat */ }
     for (const role of ['incoming', 'outgoing']) {
       const ul = $(`requests-${role}`);
       try {
         const page = await client.requests.list({ role, limit: 50 });
         ul.replaceChildren(...page.items.map((r) => renderRequest(r, role)));
+        const wanted = highlightId && ul.querySelector(`li[data-request-id="${CSS.escape(highlightId)}"]`);
+        if (wanted) {
+          wanted.classList.add('highlight');
+          wanted.scrollIntoView({ block: 'center' });
+        }
         if (!page.items.length) ul.append(h('li', { class: 'muted' }, role === 'incoming' ? 'Nobody has asked yet.' : 'You have not asked anyone yet.'));
       } catch (err) {
         ul.replaceChildren();
@@ -364,18 +666,50 @@
     if (r.status === 'pending' && role === 'outgoing') actions.push(act('Cancel', () => client.requests.cancel(r.id), 'secondary'));
     if (r.status === 'accepted') {
       if (r.room_id) actions.push(h('a', { href: `#/chat/${encodeURIComponent(r.room_id)}` }, 'Open chat'));
-      actions.push(act('Mark completed', () => client.requests.complete(r.id), 'secondary'));
+      if (talkedSince(r)) actions.push(act('Mark completed', () => client.requests.complete(r.id), 'secondary'));
+      else actions.push(h('span', { class: 'muted small' }, 'You can mark it completed after your first conversation in chat.'));
     }
-    if (r.status === 'completed' && role === 'outgoing' && !r.reviewed) {
-      actions.push(act('Rate 5★', () => client.requests.review(r.id, { rating: 5, comment: '' }), 'secondary'));
+    if (r.status === 'completed' && role === 'outgoing') {
+      if (r.reviewed) actions.push(h('span', { class: 'muted small' }, 'You reviewed this.'));
+      else actions.push(h('button', { type: 'button', class: 'secondary', onclick: (e) => openReview(r, e.currentTarget) }, 'Write a review'));
     }
     return h('li', { dataset: { requestId: r.id } },
       h('div', { class: 'row between' },
         h('strong', {}, (r.listing && r.listing.title) || 'Listing'),
-        h('span', { class: `status ${r.status}` }, r.status)),
+        h('span', { class: `status ${r.status}` }, labelOf(STATUS_LABELS, r.status))),
       h('div', { class: 'meta' }, `${role === 'incoming' ? 'from' : 'to'} ${(other && other.display_name) || 'someone'} · ${new Date(r.created_at).toLocaleDateString()}`),
       r.message ? h('p', {}, r.message) : null,
       h('div', { class: 'actions' }, actions));
+  }
+
+  /** Whether the two have exchanged a message since the request was accepted
+   * (the server completes a request only then: docs/marketplace.md). */
+  function talkedSince(r) {
+    const room = r.room_id && state.rooms.get(r.room_id);
+    const last = room && room.last_message;
+    return Boolean(last && String(last.created_at) >= String(r.accepted_at || r.updated_at));
+  }
+
+  /** The learner's review: 1–5 stars and a comment, then a confirmation. */
+  function openReview(r, button) {
+    const name = `rating-${r.id}`;
+    const form = h('form', { class: 'review-form' },
+      h('fieldset', { class: 'stars' }, h('legend', {}, 'Your rating'),
+        [1, 2, 3, 4, 5].map((n) => h('label', {}, h('input', { type: 'radio', name, value: n, required: true }), `${n} star${n === 1 ? '' : 's'}`))),
+      h('label', {}, 'Comment', h('textarea', { name: 'comment', rows: 3, maxlength: 2000 })),
+      h('div', { class: 'row' }, h('button', { type: 'submit' }, 'Publish review'),
+        h('button', { type: 'button', class: 'secondary', onclick: () => form.replaceWith(button) }, 'Cancel')),
+      h('p', { class: 'form-error', role: 'status' }));
+    form.addEventListener('submit', (e) => {
+      e.preventDefault();
+      submitting(form, async () => {
+        const rating = Number(new FormData(form).get(name));
+        await client.requests.review(r.id, { rating, comment: form.elements.comment.value.trim() });
+        form.replaceWith(h('p', { class: 'form-note', role: 'status' }, 'Thanks! Your review is published.'));
+      });
+    });
+    button.replaceWith(form);
+    form.querySelector('input').focus();
   }
 
   // ---- matches --------------------------------------------------------------
@@ -432,7 +766,12 @@
 
   async function fetchRooms() {
     const page = await client.rooms.list({ limit: 100 });
-    for (const room of page.items) state.rooms.set(room.id, room);
+    for (const room of page.items) {
+      // a list computed before our latest read mark reached the server must not bring old counts back
+      const last = room.last_message ? room.last_message.seq : room.last_seq;
+      if (last && last <= readUpTo(room.id)) room.unread_count = 0;
+      state.rooms.set(room.id, room);
+    }
     await Promise.all(page.items.map((r) => { const o = otherMember(r); return o && !r.name ? nameOf(o) : null; }));
     const others = page.items.map(otherMember).filter(Boolean);
     if (others.length && client.state === 'connected') client.presence.subscribe(others).then(renderRooms, () => {});
@@ -448,17 +787,19 @@
     const rooms = [...state.rooms.values()].sort((a, b) => String(lastAt(b)).localeCompare(String(lastAt(a))));
     ul.replaceChildren(...rooms.map((room) => {
       const other = otherMember(room);
-      const unread = room.id === state.currentRoom ? 0 : unreadOf(room);
+      const unread = unreadOf(room);
       const last = room.last_message;
-      return h('li', {
-        class: room.id === state.currentRoom ? 'active' : '', dataset: { roomId: room.id },
-        onclick: () => { location.hash = `#/chat/${encodeURIComponent(room.id)}`; },
-      },
-      h('span', { class: `dot ${other ? shownStatus(other) : ''}` }),
-      h('span', { class: 'name' }, roomTitle(room), h('span', { class: 'last' }, last ? (last.deleted ? 'Message from a deleted account' : last.body) : 'No messages yet')),
-      unread ? h('span', { class: 'badge unread' }, unread) : null);
+      const status = other ? shownStatus(other) : '';
+      return h('li', { class: room.id === state.currentRoom ? 'active' : '', dataset: { roomId: room.id } },
+        h('a', {
+          class: 'room-link', href: `#/chat/${encodeURIComponent(room.id)}`,
+          'aria-current': room.id === state.currentRoom ? 'page' : null,
+        },
+        h('span', { class: `dot ${status}`, title: status || null, 'aria-hidden': 'true' }),
+        h('span', { class: 'name' }, roomTitle(room), h('span', { class: 'last' }, last ? (last.deleted ? 'Message from a deleted account' : last.body) : 'No messages yet')),
+        unread ? h('span', { class: 'badge unread', 'aria-label': `${unread} unread` }, unread) : null));
     }));
-    const total = rooms.reduce((n, r) => n + (r.id === state.currentRoom ? 0 : unreadOf(r)), 0);
+    const total = rooms.reduce((n, r) => n + unreadOf(r), 0);
     $('nav-unread').textContent = String(total);
     $('nav-unread').hidden = total === 0;
   }
@@ -475,8 +816,13 @@
       showError($('rooms-error'), `Could not load conversations. ${describe(err)}`);
     }
     if (roomId && !state.rooms.has(roomId)) state.rooms.set(roomId, { id: roomId, members: [] });
+    if (state.currentRoom !== (roomId || null)) {
+      leaveConversation();
+      if (roomId) restoreDraft(roomId);
+    }
     state.currentRoom = roomId || null;
     renderRooms();
+    $('view-chat').classList.toggle('has-room', Boolean(roomId));
     $('chat-empty').hidden = Boolean(roomId);
     $('chat-room').hidden = !roomId;
     if (!roomId) return;
@@ -493,16 +839,34 @@
     try {
       const page = await client.rooms.messages(roomId, { limit: HISTORY_PAGE });
       for (const m of page.items) addMessage(m);
+      state.historyLoaded.add(roomId);
       renderMessages();
     } catch (err) {
       banner(`Could not load the message history: ${describe(err)}`);
     }
   }
 
+  /** Joins the room, catching up (room:sync) from the newest message we have. */
   async function joinRoom(roomId) {
     if (client.state !== 'connected' || state.joined.has(roomId)) return;
-    await client.chat.join(roomId);
+    const known = newestSeq(roomId);
+    await client.chat.join(roomId, known === null ? {} : { afterSeq: known });
     state.joined.add(roomId);
+  }
+
+  /** The newest seq we hold for a room (0 once its history loaded empty), or null before we know. */
+  function newestSeq(roomId) {
+    const seqs = [...roomMessages(roomId).keys()];
+    if (seqs.length) return Math.max(...seqs);
+    return state.historyLoaded.has(roomId) ? 0 : null;
+  }
+
+  /** Leaving the chat view: no room is on screen any more. */
+  function leaveConversation() {
+    if (!state.currentRoom) return;
+    saveDraft();
+    state.currentRoom = null;
+    readObserver.disconnect();
   }
 
   function roomMessages(roomId) {
@@ -527,31 +891,66 @@
     for (const [clientId, p] of state.pending.get(roomId) || []) {
       items.push(h('li', { class: 'mine pending', dataset: { clientId } }, p.body, h('span', { class: 'time' }, 'sending…')));
     }
+    readObserver.disconnect();
+    onScreen.clear();
     ol.replaceChildren(...items);
     if (atBottom || items.length) ol.scrollTop = ol.scrollHeight;
-    markRead(roomId, msgs);
+    for (const li of ol.querySelectorAll('li[data-seq]')) readObserver.observe(li);
   }
 
+  // Read marks: only messages on screen (IntersectionObserver on the list)
+  // while the tab is visible (document.visibilityState) count as read.
+  const onScreen = new Set(); // seqs of the open room's messages now visible in the list
+  const readObserver = new IntersectionObserver((entries) => {
+    for (const e of entries) {
+      const seq = Number(e.target.dataset.seq);
+      if (e.isIntersecting) onScreen.add(seq);
+      else onScreen.delete(seq);
+    }
+    markRead();
+  }, { root: $('messages'), threshold: 0.5 });
+  document.addEventListener('visibilitychange', () => markRead());
+
   let readTimer = null;
-  function markRead(roomId, msgs) {
-    const last = msgs.at(-1);
+  const readSent = new Map(); // room id -> highest seq marked read
+
+  /** The newest seq of a room we have read (sent, or on screen in the visible tab now). */
+  function readUpTo(roomId) {
+    let seq = readSent.get(roomId) || 0;
+    if (roomId === state.currentRoom && document.visibilityState === 'visible' && onScreen.size) seq = Math.max(seq, ...onScreen);
+    return seq;
+  }
+  function markRead() {
+    const roomId = state.currentRoom;
+    if (!roomId || document.visibilityState !== 'visible' || !onScreen.size) return;
+    const seq = Math.max(...onScreen);
     const room = state.rooms.get(roomId);
-    if (room && unreadOf(room)) {
+    const newest = Math.max(0, ...roomMessages(roomId).keys());
+    if (room && unreadOf(room) && seq >= newest) {
       room.unread_count = 0;
       room.unread = 0;
       renderRooms();
     }
-    if (!last || document.hidden || client.state !== 'connected') return;
+    if (client.state !== 'connected' || seq <= (readSent.get(roomId) || 0)) return;
     clearTimeout(readTimer);
-    readTimer = setTimeout(() => client.chat.read(roomId, last.seq).catch(() => {}), 300);
+    readTimer = setTimeout(() => {
+      readSent.set(roomId, Math.max(seq, readSent.get(roomId) || 0));
+      client.chat.read(roomId, seq).catch(() => readSent.delete(roomId));
+    }, 300);
   }
 
+  let requestsRefresh = null;
   client.on('message', (m) => {
     addMessage(m);
+    if (state.view === 'requests') { // "Mark completed" may become possible
+      clearTimeout(requestsRefresh);
+      requestsRefresh = setTimeout(() => loadRequests().catch(() => {}), 300);
+    }
     const room = state.rooms.get(m.room_id);
     if (room) {
       room.last_message = m;
-      if (m.room_id !== state.currentRoom && m.sender_id !== (state.me && state.me.id)) {
+      const seen = m.room_id === state.currentRoom && document.visibilityState === 'visible';
+      if (!seen && m.sender_id !== (state.me && state.me.id)) {
         room.unread_count = unreadOf(room) + 1;
         room.unread = room.unread_count;
       }
@@ -565,6 +964,22 @@
     renderRooms();
   });
 
+  // Drafts: kept per user and room in localStorage, so a reload keeps them.
+  const draftKey = (roomId) => `skillshare:draft:${state.me && state.me.id}:${roomId}`;
+  function saveDraft() {
+    if (!state.currentRoom || !state.me) return;
+    const text = $('composer').elements.body.value;
+    try {
+      if (text) localStorage.setItem(draftKey(state.currentRoom), text);
+      else localStorage.removeItem(draftKey(state.currentRoom));
+    } catch { /* storage full or disabled: drafts are a convenience */ }
+  }
+  function restoreDraft(roomId) {
+    let text = '';
+    try { text = localStorage.getItem(draftKey(roomId)) || ''; } catch { /* see saveDraft */ }
+    $('composer').elements.body.value = text;
+  }
+
   $('composer').addEventListener('submit', (e) => {
     e.preventDefault();
     const input = e.currentTarget.elements.body;
@@ -572,6 +987,7 @@
     const roomId = state.currentRoom;
     if (!body || !roomId) return;
     input.value = '';
+    saveDraft();
     sendTyping(false);
     const clientId = crypto.randomUUID();
     if (!state.pending.has(roomId)) state.pending.set(roomId, new Map());
@@ -592,6 +1008,7 @@
   let typingSent = false;
   let typingIdle = null;
   $('composer').elements.body.addEventListener('input', () => {
+    saveDraft();
     if (!typingSent) sendTyping(true);
     clearTimeout(typingIdle);
     typingIdle = setTimeout(() => sendTyping(false), TYPING_IDLE_MS);
@@ -626,11 +1043,12 @@
     const room = state.currentRoom && state.rooms.get(state.currentRoom);
     const other = room && otherMember(room);
     $('chat-presence').textContent = other ? shownStatus(other) : '';
-    $('call-start').disabled = !other;
+    $('call-start').disabled = !other || client.state !== 'connected';
   }
 
   /** A user's status, or '' when the server does not show it to us (not a contact). */
   function shownStatus(userId) {
+    if (client.state !== 'connected') return 'unknown'; // our own connection is down: we cannot tell
     return client.presence.hidden.has(userId) ? '' : client.presence.statusOf(userId);
   }
 
@@ -688,7 +1106,7 @@
       $('call-status').textContent = path === 'relay' ? 'Connected (via server relay)' : 'Connected';
     });
     call.on('ended', ({ reason }) => {
-      endCallView(reason === 'rejected' || reason === 'declined' ? 'The call was declined.' : 'The call has ended.');
+      endCallView({ rejected: 'The call was declined.', declined: 'The call was declined.', missed: 'No answer.', busy: 'They are in another call.' }[reason] || 'The call has ended.');
     });
   }
 
@@ -815,6 +1233,7 @@
       const me = await client.users.me();
       state.me = { ...state.me, ...me };
       renderSignInMethods(me);
+      renderAccount(me);
       form.elements.display_name.value = me.display_name || '';
       form.elements.timezone.value = me.timezone || '';
       form.elements.bio.value = me.bio || '';
@@ -826,6 +1245,38 @@
       form.querySelector('.form-error').textContent = `Could not load your profile. ${describe(err)}`;
     }
   }
+
+  function renderAccount(me) {
+    $('verification').hidden = false;
+    $('verification-text').textContent = me.email_verified
+      ? `${me.email} is verified.` : `${me.email} is not verified yet. Check your mail for the link.`;
+    $('resend-verification').hidden = Boolean(me.email_verified);
+    $('password-form').hidden = me.has_password === false;
+  }
+
+  $('resend-verification').addEventListener('click', async (e) => {
+    const button = e.currentTarget;
+    button.disabled = true;
+    try {
+      await client.auth.resendVerification();
+      banner('Verification mail sent. Open the link in it to confirm your address.', 'info');
+    } catch (err) {
+      banner(describe(err));
+    } finally {
+      button.disabled = false;
+    }
+  });
+
+  $('password-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    const form = e.currentTarget;
+    submitting(form, async () => {
+      const d = formData(form);
+      await client.auth.changePassword(d.current_password, d.new_password);
+      form.reset();
+      banner('Password changed.', 'info');
+    });
+  });
 
   function renderSkills() {
     for (const kind of ['offered', 'wanted']) {
@@ -867,7 +1318,16 @@
 
   // ---- start ------------------------------------------------------------------
 
+  /** Pages opened from mailed links (/requests/<id>) become the app's own routes. */
+  function adoptPath() {
+    const path = location.pathname.replace(/\/+$/, '');
+    if (!path || location.hash) return;
+    const view = path.split('/')[1];
+    if (LOADERS[view]) history.replaceState(null, '', `/#${path}`);
+  }
+
   async function start() {
+    adoptPath();
     loadCategories();
     loadProviders();
     try {

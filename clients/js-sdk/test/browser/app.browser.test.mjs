@@ -88,6 +88,7 @@ describe('web app', () => {
     await page.goto(`${server.url}/#/browse`);
     await page.fill('#search-form [name=q]', 'watercolour');
     await page.click('#search-form button[type=submit]');
+    await page.waitForSelector('#listings[aria-busy=false]'); // the search's answer, not the first page's
     const card = page.locator('#listings li', { hasText: LISTING });
     await card.waitFor();
     await card.getByRole('button', { name: 'Request to learn' }).click();

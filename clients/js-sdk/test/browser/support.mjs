@@ -14,10 +14,10 @@ const ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run
   '--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream'];
 
 /** A browser "user": a persistent context on a fresh profile dir, and its page. */
-export async function openBrowser(name) {
+export async function openBrowser(name, { viewport = { width: 1200, height: 800 } } = {}) {
   const dir = mkdtempSync(join(tmpdir(), `skillshare-${name}-`));
   const context = await chromium.launchPersistentContext(dir, {
-    executablePath: CHROMIUM, headless: true, args: ARGS, viewport: { width: 1200, height: 800 },
+    executablePath: CHROMIUM, headless: true, args: ARGS, viewport,
     permissions: ['camera', 'microphone'],
   });
   const page = context.pages()[0] || await context.newPage();

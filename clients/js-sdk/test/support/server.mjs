@@ -30,12 +30,13 @@ export function freePort() {
 
 /**
  * @param {Record<string, string>} [env] extra SKILLSHARE_* settings
- * @param {{port?: number}} [opts] a port chosen beforehand (e.g. for a redirect URI)
+ * @param {{port?: number, dataDir?: string}} [opts] a port chosen beforehand (e.g. for a
+ *   redirect URI); the data dir of an earlier node (stopped with `{keepData: true}`)
  * @returns {Promise<{url: string, port: number, dataDir: string, logs: () => string, stop: () => Promise<void>}>}
  */
-export async function startServer(env = {}, { port: chosenPort } = {}) {
+export async function startServer(env = {}, { port: chosenPort, dataDir: reusedDir } = {}) {
   const port = chosenPort || await freePort();
-  const dataDir = mkdtempSync(join(tmpdir(), 'skillshare-sdk-'));
+  const dataDir = reusedDir || mkdtempSync(join(tmpdir(), 'skillshare-sdk-'));
   let output = '';
   const proc = spawn(python(), ['-m', 'server', 'serve'], {
     cwd: REPO_ROOT,
@@ -74,14 +75,14 @@ export async function startServer(env = {}, { port: chosenPort } = {}) {
     port,
     dataDir,
     logs: () => output,
-    async stop() {
+    async stop({ keepData = false } = {}) {
       if (proc.exitCode === null) {
         proc.kill('SIGTERM');
         const timer = setTimeout(() => proc.kill('SIGKILL'), 15_000);
         await exited;
         clearTimeout(timer);
       }
-      rmSync(dataDir, { recursive: true, force: true });
+      if (!keepData) rmSync(dataDir, { recursive: true, force: true });
     },
   };
 }
