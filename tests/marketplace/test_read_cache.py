@@ -9,7 +9,7 @@ import asyncio
 
 from server.read_cache import LISTINGS, ReadCache
 from tests.support.api import error_of
-from tests.support.market import create_listing, new_admin, new_user, page_all
+from tests.support.market import create_listing, new_admin, new_user, page_all, talk
 
 LONG_TTL = 3600.0
 
@@ -40,6 +40,8 @@ async def _completed_request(client, teacher, learner, listing):
     assert resp.status == 201, await resp.text()
     request_id = (await resp.json())["id"]
     for who, action in ((teacher, "accept"), (learner, "complete")):
+        if action == "complete":
+            await talk(client, learner, request_id)  # completing needs a talk since acceptance
         resp = await client.post(f"/api/v1/requests/{request_id}/{action}",
                                  headers=who["headers"])
         assert resp.status == 200, await resp.text()
