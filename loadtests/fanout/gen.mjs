@@ -89,8 +89,11 @@ for (let i = 0; i < clients.length; i += concurrency) {
 }
 console.log("READY");
 
-function send(c) {
+const sendLag = [];
+
+function send(c, scheduledAt) {
   const sentAt = nowMs();
+  if (inWindow(sentAt)) sendLag.push(sentAt - scheduledAt);
   const counted = inWindow(sentAt);
   const token = {};
   if (counted) {
@@ -145,7 +148,7 @@ await new Promise((resolve) => {
     }
     const due = Math.min(Math.floor((now - t0) / step), Math.floor((windowTo - t0) / step));
     while (next <= due) {
-      send(sockets[order[next % sockets.length]]);
+      send(sockets[order[next % sockets.length]], t0 + next * step);
       next += 1;
     }
     if (now >= windowTo) return resolve();
@@ -175,6 +178,9 @@ const result = {
   acks_per_s: Math.round((stats.acked / duration) * 10) / 10,
   ack_ms: { p50: pct(ackLatency, 0.5), p99: pct(ackLatency, 0.99), p999: pct(ackLatency, 0.999) },
   delivery_ms: { p50: pct(deliveryLatency, 0.5), p99: pct(deliveryLatency, 0.99), p999: pct(deliveryLatency, 0.999) },
+  // How far behind its schedule the generator sent (its own core was busy):
+  // large values mean the offered load was lower than asked.
+  send_lag_ms: { p50: pct(sendLag, 0.5), p99: pct(sendLag, 0.99) },
   generator_cpu_s: (cpu.user + cpu.system) / 1e6,
 };
 console.log(`RESULT ${JSON.stringify(result)}`);

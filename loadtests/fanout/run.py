@@ -347,10 +347,11 @@ def run_once(kind: str, sc: Scenario, opts: Options) -> dict:
 
 ROWS = [  # label, how to read it from a run, better when (lower|higher)
     ("deliveries/s", lambda r: r["deliveries_per_s"], "higher"),
-    ("acked / sent", lambda r: f"{r['acked']} / {r['sent']}", None),
+    ("acked / sent", lambda r: {"acked": r["acked"], "sent": r["sent"]}, None),
     ("failed acks", lambda r: r["failed"], "lower"),
     ("missing acks", lambda r: r["missing_acks"], "lower"),
-    ("deliveries of window sends / expected", lambda r: f"{r['deliveries']} / {r['expected_deliveries']}", None),
+    ("deliveries of window sends / expected",
+     lambda r: {"got": r["deliveries"], "expected": r["expected_deliveries"]}, None),
     ("ack p50 / p99 / p99.9 ms", lambda r: r["ack_ms"], "lower"),
     ("delivery p50 / p99 / p99.9 ms", lambda r: r["delivery_ms"], "lower"),
     ("server CPU-ms per 1,000 deliveries", lambda r: r["cpu_ms_per_1000"]["server"], "lower"),
@@ -358,7 +359,8 @@ ROWS = [  # label, how to read it from a run, better when (lower|higher)
     ("redis CPU-ms per 1,000 deliveries", lambda r: r["cpu_ms_per_1000"]["redis"], "lower"),
     ("server CPU (% of a core)", lambda r: r["cpu_pct"]["server"], "lower"),
     ("server RSS MB (end of window)", lambda r: r["rss_mb"]["server"], "lower"),
-    ("generator CPU (% of a core)", lambda r: r["cpu_pct"]["generator"], None),
+    ("generator CPU (% of a core)", lambda r: r["cpu_pct"]["generator"], "lower"),
+    ("generator send lag p99 ms (behind schedule)", lambda r: r["send_lag_ms"]["p99"], None),
 ]
 
 
@@ -367,15 +369,16 @@ def median_of(runs: list[dict]) -> dict:
     def med(values: list) -> object:
         if isinstance(values[0], dict):
             return {k: med([v[k] for v in values]) for k in values[0]}
-        if isinstance(values[0], (int, float)) and not isinstance(values[0], bool):
-            return statistics.median(values)
-        return values[len(values) // 2]
+        # a percentile of no samples (nothing acked or delivered) is None: worst
+        return statistics.median([float("inf") if v is None else v for v in values])
     return med(runs)
 
 
 def fmt(value: object) -> str:
     if isinstance(value, dict):
         return " / ".join(fmt(v) for v in value.values())
+    if value == float("inf"):
+        return "none"
     if isinstance(value, float):
         return f"{value:,.1f}" if abs(value) >= 10 else f"{value:,.2f}"
     if isinstance(value, int):
@@ -386,7 +389,7 @@ def fmt(value: object) -> str:
 def ratio(ours: object, ref: object) -> str:
     if isinstance(ours, dict):
         return " / ".join(ratio(ours[k], ref[k]) for k in ours)
-    if isinstance(ours, (int, float)) and isinstance(ref, (int, float)) and ref:
+    if isinstance(ours, (int, float)) and isinstance(ref, (int, float)) and ref and float("inf") not in (ours, ref):
         return f"{ours / ref:.2f}×"
     return ""
 
@@ -394,9 +397,10 @@ def ratio(ours: object, ref: object) -> str:
 def table(sc: Scenario, med: dict[str, dict], nruns: int) -> str:
     lines = [f"### {sc.describe()} (`{sc.name}`, median of {nruns})", "",
              "| | Node.js reference | ours | ours / ref |", "|---|---|---|---|"]
-    for label, read, _ in ROWS:
+    for label, read, better in ROWS:
         ref, ours = (read(med[k]) if k in med else None for k in ("ref", "ours"))
-        lines.append(f"| {label} | {fmt(ref)} | {fmt(ours)} | {ratio(ours, ref) if ref is not None else ''} |")
+        shown = ratio(ours, ref) if better and ref is not None and ours is not None else ""
+        lines.append(f"| {label} | {fmt(ref)} | {fmt(ours)} | {shown} |")
     return "\n".join(lines)
 
 
@@ -480,6 +484,9 @@ def main(argv: list[str] | None = None) -> int:
             for kind in (kinds if i % 2 == 0 else kinds[::-1]):
                 r = run_once(kind, sc, opts)
                 runs[kind].append(r)
+                if args.json:  # after every run, so a long run that fails keeps what it measured
+                    report["scenarios"][sc.name] = {"scenario": asdict(sc), "runs": runs}
+                    args.json.write_text(json.dumps(report, indent=2))
                 print(f"  {sc.name} {kind} run {i + 1}: {r['deliveries_per_s']:,.0f} deliveries/s, "
                       f"acked {r['acked']}/{r['sent']}, failed {r['failed']}, missing {r['missing_acks']}, "
                       f"delivery p99 {r['delivery_ms']['p99']} ms, "
