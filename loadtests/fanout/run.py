@@ -36,6 +36,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from dataclasses import asdict, dataclass
@@ -309,20 +310,23 @@ def run_once(kind: str, sc: Scenario, opts: Options) -> dict:
         t0 = t1 = 0.0
         rss: dict[str, float] = {}
         result = None
-        deadline = time.monotonic() + 300 + opts.warmup + opts.duration + opts.drain
+        # a generator that hangs (a server that never answers a connect) is killed
+        watchdog = threading.Timer(300 + opts.warmup + opts.duration + opts.drain, gen.kill)
+        watchdog.start()
         assert gen.stdout is not None
-        for raw in gen.stdout:
-            line = raw.decode().strip()
-            if line == "MEASURE_START":
-                cpu0, t0 = sample(), time.monotonic()
-            elif line == "MEASURE_END":
-                cpu1, t1 = sample(), time.monotonic()
-                rss = {k: round(sum(rss_mb(pid) for pid in pids), 1) for k, pids in groups.items()}
-            elif line.startswith("RESULT "):
-                result = json.loads(line[len("RESULT "):])
-            if time.monotonic() > deadline:
-                break
-        gen.wait(60)
+        try:
+            for raw in gen.stdout:
+                line = raw.decode().strip()
+                if line == "MEASURE_START":
+                    cpu0, t0 = sample(), time.monotonic()
+                elif line == "MEASURE_END":
+                    cpu1, t1 = sample(), time.monotonic()
+                    rss = {k: round(sum(rss_mb(pid) for pid in pids), 1) for k, pids in groups.items()}
+                elif line.startswith("RESULT "):
+                    result = json.loads(line[len("RESULT "):])
+            gen.wait(60)
+        finally:
+            watchdog.cancel()
         if result is None or cpu0 is None or cpu1 is None:
             log = (workdir / "gen.log").read_text(errors="replace")[-2000:]
             raise RuntimeError(f"{kind} {sc.name}: the generator gave no result (exit {gen.returncode}):\n{log}")
