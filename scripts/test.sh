@@ -28,9 +28,10 @@ fi
 .venv/bin/python -m pip install --quiet --upgrade pip >/dev/null
 .venv/bin/python -m pip install --quiet -e '.[embedded,test]'
 
-# Node packages for the JS client, SDK and browser tests.
+# Node packages for the JS client, SDK and browser tests, and the fan-out
+# benchmark's reference server and load generator (tests/e2e/test_fanout_runner.py).
 # Installed again whenever the lock file changed since the last install.
-for dir in tests/js clients/js-sdk; do
+for dir in tests/js clients/js-sdk loadtests/fanout; do
   if [ -f "$dir/package-lock.json" ] && ! cmp -s "$dir/package-lock.json" "$dir/node_modules/.installed-lock"; then
     (cd "$dir" && npm ci --silent --no-audit --no-fund && cp package-lock.json node_modules/.installed-lock)
   fi
