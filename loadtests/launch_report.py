@@ -51,6 +51,13 @@ def report(out: Path, users: int) -> str:
     wait = (f"; its threads waited for a CPU {sum(waits) / len(waits):.0f}% of the time "
             "(run queue, /proc schedstat)") if waits else ""
     served = max(0.0, 1 - waited / (users * duration))
+    db_path = out / f"db-{users}.csv"
+    if db_path.exists():  # the embedded database's own process
+        db = rows(db_path)
+        db_steady = db[len(db) // 5:] or db
+        wait += (f"; the database process: CPU "
+                 f"{sum(float(r['cpu_percent']) for r in db_steady) / max(len(db_steady), 1):.0f}%"
+                 f" of one core, RSS max {max((float(r['rss_mib']) for r in db), default=0):.0f} MiB; the node:")
     lines += ["", f"{float(total['Requests/s']):.0f} req/s over {duration:.0f} s, "
               f"{total['Failure Count']} failures, {100 * served:.0f}% of the offered load "
               f"served; node CPU {cpu:.0f}% of one core (mean, after the first fifth){wait}, "

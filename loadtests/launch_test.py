@@ -94,6 +94,28 @@ class Sampler(threading.Thread):
                              + "".join(f"{t},{c},{w},{r}\n" for t, c, w, r in self.rows))
 
 
+def child_pids(pid: int) -> list[int]:
+    """The direct children of ``pid`` (the embedded database's process)."""
+    found: list[int] = []
+    for children in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            found += [int(c) for c in children.read_text().split()]
+        except FileNotFoundError:
+            continue
+    return found
+
+
+def set_cores(pid: int, cores: str) -> None:
+    """Every thread of ``pid`` on ``cores`` ("0,1"): the database child
+    inherits the node's pinning; this lets it use the other core when free."""
+    wanted = {int(c) for c in cores.split(",")}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            os.sched_setaffinity(int(task.name), wanted)
+        except (ProcessLookupError, FileNotFoundError):
+            continue
+
+
 def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -114,7 +136,7 @@ def seed(data: Path, tokens: Path, port: int) -> None:
 
 def run_one(users: int, *, data: Path, tokens: Path, out: Path, port: int, duration: int,
             spawn_rate: int, node_core: str, load_core: str,
-            node_src: Path | None = None) -> dict:
+            node_src: Path | None = None, db_cores: str = "0,1") -> dict:
     url = f"http://127.0.0.1:{port}"
     log = open(out / f"node-{users}.log", "w")
     env, cwd, command = node_env(data, port), ROOT, [str(BIN / "skillshare"), "serve"]
@@ -127,6 +149,12 @@ def run_one(users: int, *, data: Path, tokens: Path, out: Path, port: int, durat
         wait_ready(url, node)
         sampler = Sampler(node.pid, out / f"node-{users}.csv")
         sampler.start()
+        db_samplers = []
+        for db_pid in child_pids(node.pid):  # the embedded database's process
+            if db_cores:
+                set_cores(db_pid, db_cores)
+            db_samplers.append(Sampler(db_pid, out / f"db-{users}.csv"))
+            db_samplers[-1].start()
         ramp = users / spawn_rate
         locust = subprocess.run(
             ["taskset", "-c", load_core, str(BIN / "locust"), "-f",
@@ -135,8 +163,9 @@ def run_one(users: int, *, data: Path, tokens: Path, out: Path, port: int, durat
              "--csv", str(out / f"launch-{users}"), "--only-summary", "--stop-timeout", "5"],
             env={**os.environ, "LAUNCH_TOKENS": str(tokens)}, cwd=ROOT,
             stdout=open(out / f"locust-{users}.log", "w"), stderr=subprocess.STDOUT)
-        sampler.done.set()
-        sampler.join()
+        for s in (sampler, *db_samplers):
+            s.done.set()
+            s.join()
     finally:
         node.send_signal(signal.SIGTERM)
         try:
@@ -146,12 +175,17 @@ def run_one(users: int, *, data: Path, tokens: Path, out: Path, port: int, durat
             node.wait()
         log.close()
     steady = [r for r in sampler.rows if r[0] > ramp] or sampler.rows
+    db_rows = db_samplers[0].rows if db_samplers else []
+    db_steady = [r for r in db_rows if r[0] > ramp] or db_rows
     return {
         "users": users, "locust_exit": locust.returncode,
         "node_cpu_percent_avg": round(sum(r[1] for r in steady) / max(len(steady), 1), 1),
         "node_run_queue_wait_percent_avg":
             round(sum(r[2] for r in steady) / max(len(steady), 1), 1),
         "node_rss_mib_max": max((r[3] for r in sampler.rows), default=0),
+        **({"db_cpu_percent_avg": round(sum(r[1] for r in db_steady) / max(len(db_steady), 1), 1),
+            "db_rss_mib_max": max((r[3] for r in db_samplers[0].rows), default=0)}
+           if db_samplers else {}),
     }
 
 
@@ -169,6 +203,8 @@ def main() -> None:
     parser.add_argument("--load-core", default="1")
     parser.add_argument("--node-src", type=Path, default=None,
                         help="run the node from this checkout instead (e.g. the code before)")
+    parser.add_argument("--db-cores", default="0,1",
+                        help="cores for the embedded database's child process ('' = the node's)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     tokens = args.data.parent / f"{args.data.name}-tokens.jsonl"
@@ -180,7 +216,7 @@ def main() -> None:
         summary = run_one(users, data=args.data, tokens=tokens, out=args.out, port=args.port,
                           duration=args.duration, spawn_rate=args.spawn_rate,
                           node_core=args.node_core, load_core=args.load_core,
-                          node_src=args.node_src)
+                          node_src=args.node_src, db_cores=args.db_cores)
         print(json.dumps(summary), flush=True)
 
 

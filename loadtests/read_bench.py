@@ -4,8 +4,8 @@
         --tokens /tmp/lab-tokens.jsonl [--requests 400] [--concurrency 8]
 
 Needs a seeded node (``skillshare seed --users 1000 --tokens FILE``). CPU is
-the node process's utime+stime from /proc (all its threads, so the embedded
-database's too), divided by the requests served. Pin the node and this
+the node process's utime+stime from /proc (all its threads) plus its child
+processes' (the embedded database's), divided by the requests served. Pin the node and this
 script to different cores with ``taskset`` for numbers worth comparing."""
 
 from __future__ import annotations
@@ -24,8 +24,12 @@ TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def cpu_seconds(pid: int) -> float:
+    """The node's CPU and its children's (the embedded database's process)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
+    own = (int(fields[11]) + int(fields[12])) / TICKS
+    children = [int(c) for f in Path(f"/proc/{pid}/task").glob("*/children")
+                for c in f.read_text().split()]
+    return own + sum(cpu_seconds(c) for c in children)
 
 
 async def run_case(session: aiohttp.ClientSession, pid: int, urls: list[tuple[str, dict]],

@@ -21,7 +21,7 @@ from ..errors import Unauthorized, ValidationFailed
 from ..read_cache import MATCHES, ReadCache
 from ..storage.ids import decode_cursor
 from ..storage.listings import ListingStore
-from ..storage.skill_index import SkillIndexStore
+from ..storage.skill_index import MAX_MATCH_CANDIDATES, SkillIndexStore
 from ..storage.users import ACTIVE, UserStore
 from .people import active_users
 from .snapshots import EXPIRED, RankingSnapshots, is_snapshot_cursor
@@ -212,23 +212,47 @@ class MatchService:
                         related.append(name)
         return names, related
 
+    async def _candidate_ids(self, user_id: str, *, offered: list[str], wanted: list[str]
+                             ) -> list[str]:
+        """People offering one of ``wanted`` or wanting one of ``offered``
+        (not ``user_id``). Who holds each skill is kept in the read cache
+        and shared by everyone's rankings until anyone's skills change
+        (``_changed``), so most first rankings query no candidates."""
+        if self._cache is None:
+            return [c["_id"] for c in await self._index.candidates(
+                user_id, offered=offered, wanted=wanted)]
+        found: dict[str, None] = {}
+        for side, keys in (("offered", wanted), ("wanted", offered)):
+            names = [f"holders:{side}:{key}" for key in keys]
+            cached, version = self._cache.get_many(MATCHES, names)
+            missing = [key for key, name in zip(keys, names) if name not in cached]
+            loaded = await self._index.holders(side, missing) if missing else {}
+            if loaded:
+                self._cache.put_many(MATCHES, {f"holders:{side}:{key}": tuple(ids)
+                                               for key, ids in loaded.items()}, version)
+            for key, name in zip(keys, names):
+                found.update(dict.fromkeys(cached[name] if name in cached else loaded[key]))
+        found.pop(user_id, None)
+        return list(found)[:MAX_MATCH_CANDIDATES]
+
     async def _rank(self, me: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
         """Everyone matching ``me`` now, best first (ties by user id), as
         ``(user id, {score, mutual, they_teach, you_teach})``."""
         user_id = me["_id"]
         my_offered = await self._offered(me)
         my_wanted = _skills(me.get("skills_wanted"))
-        await self._index.put(user_id, offered=list(my_offered), wanted=list(my_wanted),
-                              now=self._clock.now(),
-                              names=self._embeddable(my_offered, my_wanted))
-        found = await self._index.candidates(
-            user_id, offered=self._expand(my_offered), wanted=self._expand(my_wanted)
-        )
+        if await self._index.put_if_changed(
+                user_id, offered=list(my_offered), wanted=list(my_wanted),
+                now=self._clock.now(), names=self._embeddable(my_offered, my_wanted)):
+            self._changed()  # my entry was stale: others' rankings may miss me
+        found = await self._candidate_ids(
+            user_id, offered=self._expand(my_offered), wanted=self._expand(my_wanted))
         if self._semantic is not None:
-            known = {c["_id"] for c in found}
-            found += [c for c in await self._index.recent(user_id, limit=MAX_SEMANTIC_PEOPLE)
+            known = set(found)
+            found += [c["_id"] for c in
+                      await self._index.recent(user_id, limit=MAX_SEMANTIC_PEOPLE)
                       if c["_id"] not in known]
-        people = list((await active_users(self._users, (c["_id"] for c in found))).values())
+        people = list((await active_users(self._users, found)).values())
         profiles = await self._skills_of(people)
         vectors: dict[str, list[float]] = {}
         if self._semantic is not None:

@@ -269,14 +269,23 @@ class RoomService:
         more = len(docs) > limit
         docs = docs[:limit]
         markers = await self._markers.get_many([d["_id"] for d in docs], user_id)
+        # one read for the rooms whose end this node knows; the others alone
+        known = {d["_id"]: self._seqs.known(d["_id"]) or 0 for d in docs}
+        ends = await self._messages.last_messages_if_known(known)
         items = await asyncio.gather(*(
-            self._summary(doc, user_id, markers.get(doc["_id"], 0)) for doc in docs
+            self._summary(doc, user_id, markers.get(doc["_id"], 0),
+                          (known[doc["_id"]], ends[doc["_id"]]) if doc["_id"] in ends else None)
+            for doc in docs
         ))
         return list(items), (docs[-1]["_id"] if more and docs else None)
 
-    async def _summary(self, doc: dict[str, Any], user_id: str, read_seq: int) -> dict[str, Any]:
-        last = await self._seqs.current(doc["_id"])
-        last_message = await self._messages.get(doc["_id"], last) if last else None
+    async def _summary(self, doc: dict[str, Any], user_id: str, read_seq: int,
+                       end: tuple[int, dict[str, Any] | None] | None) -> dict[str, Any]:
+        if end is not None:  # (last seq, last message) confirmed by the batched read
+            last, last_message = end
+        else:
+            last = await self._seqs.current(doc["_id"])
+            last_message = await self._messages.get(doc["_id"], last) if last else None
         unread = await self._messages.count_from_others(
             doc["_id"], user_id, after_seq=max(read_seq, last - UNREAD_CAP), upto_seq=last
         )

@@ -40,6 +40,37 @@ class SkillIndexStore:
             upsert=True,
         )
 
+    async def put_if_changed(
+        self, user_id: str, *, offered: list[str], wanted: list[str], now: datetime,
+        names: list[str] | None = None,
+    ) -> bool:
+        """``put`` only when the stored entry differs (a point read instead
+        of a write for someone whose skills did not change); True if it wrote."""
+        current = await self._index.find_one({"_id": user_id},
+                                             {"offered": 1, "wanted": 1, "names": 1})
+        if (current is not None and current.get("offered") == offered
+                and current.get("wanted") == wanted
+                and (names is None or current.get("names") == names)):
+            return False
+        await self.put(user_id, offered=offered, wanted=wanted, now=now, names=names)
+        return True
+
+    async def holders(self, side: str, keys: list[str]) -> dict[str, list[str]]:
+        """For each key, the ids of the people whose ``side`` ("offered" or
+        "wanted") holds it: a few keys per indexed ``$in`` query, split
+        here (the match candidates of one skill, cacheable per skill)."""
+        if side not in ("offered", "wanted"):
+            raise ValueError(f"unknown side {side!r}")
+        out: dict[str, list[str]] = {key: [] for key in keys}
+        for start in range(0, len(keys), KEYS_PER_QUERY):
+            batch = keys[start:start + KEYS_PER_QUERY]
+            cursor = self._index.find({side: {"$in": batch}}, {side: 1})
+            for doc in await cursor.to_list(length=None):
+                for key in set(doc.get(side) or ()) & set(batch):
+                    if len(out[key]) < MAX_MATCH_CANDIDATES:
+                        out[key].append(doc["_id"])
+        return out
+
     async def recent(self, user_id: str, *, limit: int) -> list[dict[str, Any]]:
         """The ``limit`` most recently indexed people other than ``user_id``
         (semantic match candidates, compared by embedding)."""

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 
+from server.clock import FrozenClock
+from server.keys import DB
 from server.read_cache import LISTINGS, ReadCache
 from tests.support.api import error_of
 from tests.support.market import create_listing, new_admin, new_user, page_all, talk
@@ -287,3 +289,53 @@ async def test_concurrent_misses_load_once():
 
     results = await asyncio.gather(*(cache.read(LISTINGS, "page", load) for _ in range(10)))
     assert loads == 1 and all(r is results[0] for r in results)
+
+
+async def test_people_share_cached_candidates_and_see_every_skill_change(make_client):
+    """Match candidates are cached per skill and shared between people:
+    a second person's ranking uses what the first one's loaded, and every
+    change of anyone's skills (profile, listing tags) shows for both."""
+    client = await make_client(read_cache_ttl=LONG_TTL)
+    wants_guitar = {"skills_wanted": [{"name": "Guitar", "level": "beginner"}]}
+    ada = await new_user(client, "Ada", **wants_guitar)
+    eve = await new_user(client, "Eve", **wants_guitar)
+    bob = await new_user(client, "Bob", skills_offered=[{"name": "Guitar", "level": "expert"}])
+
+    async def matched(who):
+        return sorted(m["user"]["id"] for m in
+                      await page_all(client, "/api/v1/matches", who["headers"]))
+
+    assert await matched(ada) == [bob["id"]]
+    assert await matched(eve) == [bob["id"]]
+    # a new teacher, through a listing's tags
+    dan = await new_user(client, "Dan")
+    await create_listing(client, dan, title="Strumming", tags=["guitar"])
+    assert await matched(ada) == sorted([bob["id"], dan["id"]])
+    assert await matched(eve) == sorted([bob["id"], dan["id"]])
+    # a teacher stops offering it
+    resp = await client.patch("/api/v1/users/me", headers=bob["headers"], json={
+        "skills_offered": [{"name": "Python", "level": "expert"}]})
+    assert resp.status == 200
+    assert await matched(eve) == [dan["id"]]
+    assert await matched(ada) == [dan["id"]]
+
+
+async def test_reading_matches_does_not_rewrite_an_unchanged_skill_index(make_client):
+    """Ranking someone whose skills did not change writes nothing (it used
+    to rewrite their skill index entry on every ranking)."""
+    clock = FrozenClock()
+    client = await make_client(clock=clock, read_cache_ttl=LONG_TTL)
+    ada = await new_user(client, "Ada", skills_wanted=[{"name": "Guitar", "level": "beginner"}])
+    await new_user(client, "Bob", skills_offered=[{"name": "Guitar", "level": "expert"}])
+    await page_all(client, "/api/v1/matches", ada["headers"])
+    index = client.app[DB]["skill_index"]
+    before = (await index.find_one({"_id": ada["id"]}))["updated_at"]
+    clock.advance(60)
+    # someone else's change: Ada's cached ranking is dropped, she is ranked again
+    cat = await new_user(client, "Cat")
+    resp = await client.patch("/api/v1/users/me", headers=cat["headers"], json={
+        "skills_offered": [{"name": "Guitar", "level": "advanced"}]})
+    assert resp.status == 200
+    assert cat["id"] in [m["user"]["id"] for m in
+                         await page_all(client, "/api/v1/matches", ada["headers"])]
+    assert (await index.find_one({"_id": ada["id"]}))["updated_at"] == before

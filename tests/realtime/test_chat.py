@@ -180,3 +180,42 @@ async def test_a_stale_read_never_moves_the_marker_back_for_anyone(node):
     finally:
         await a.close()
         await b.close()
+
+
+async def test_room_summaries_stay_right_when_another_node_moves_a_room_on(make_client,
+                                                                           redis_url):
+    """``GET /rooms`` reads the ends of the rooms it knows in one batch and
+    asks the others alone: summaries stay exact when messages are sent
+    through another node (this node's known end goes stale) and for rooms
+    it has never seen or that are empty."""
+    one, two = (await make_client(redis_url=redis_url), await make_client(redis_url=redis_url))
+    url_one = str(one.make_url("")).rstrip("/")
+    url_two = str(two.make_url("")).rstrip("/")
+    alice, bob = await register_user(url_one, "alice"), await register_user(url_one, "bob")
+    carol = await register_user(url_one, "carol")
+    busy = await open_direct(url_one, alice["access_token"], bob["id"])
+    quiet = await open_direct(url_one, carol["access_token"], bob["id"])
+    a = await SocketUser(url_one, alice["access_token"], name="alice").connect()
+
+    async def send(n):
+        for _ in range(n):
+            ack = await a.call("message:send", {"room_id": busy["id"],
+                                                "client_id": new_client_id(), "body": "hi"})
+            assert ack["ok"], ack
+
+    async def summaries(url):
+        status, rooms = await http_json("GET", f"{url}/api/v1/rooms", token=bob["access_token"])
+        assert status == 200
+        return {r["id"]: (r["last_seq"], r["unread_count"],
+                          r["last_message"]["seq"] if r["last_message"] else None)
+                for r in rooms["items"]}
+
+    try:
+        await send(2)
+        for url in (url_two, url_two, url_one):  # never seen, then known, then the sender's
+            assert await summaries(url) == {busy["id"]: (2, 2, 2), quiet["id"]: (0, 0, None)}
+        await send(3)  # node two's known end (2) is stale now
+        for url in (url_two, url_two, url_one):
+            assert await summaries(url) == {busy["id"]: (5, 5, 5), quiet["id"]: (0, 0, None)}
+    finally:
+        await a.close()

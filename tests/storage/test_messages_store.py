@@ -61,3 +61,23 @@ async def test_ranges_are_in_seq_order(store):
     assert [d["seq"] for d in got] == list(range(101, 151))
     assert await store.count_from_others(ROOM, "me", after_seq=290, upto_seq=300) == 10
     assert await store.count_from_others(ROOM, "s", after_seq=290, upto_seq=300) == 0
+
+
+async def test_last_messages_if_known_confirms_only_rooms_whose_end_is_known(store):
+    """One read for many rooms: a room is answered (its last message, or
+    None when empty) only when ``known`` is still its last seq; rooms whose
+    end moved on (or is not known) are left for ``last_seq``."""
+    rooms = {name: name * 24 for name in "abcde"}
+    counts = {"a": 0, "b": 3, "c": 3, "d": 5, "e": 1}
+    for name, count in counts.items():
+        if count:
+            await store.insert_many_unchecked([
+                {**_doc(i, client=f"{name}{i}"), "_id": message_id(rooms[name], i),
+                 "room_id": rooms[name]} for i in range(1, count + 1)])
+    known = {rooms["a"]: 0, rooms["b"]: 3, rooms["c"]: 2, rooms["d"]: 0, rooms["e"]: 1}
+    got = await store.last_messages_if_known(known)
+    assert set(got) == {rooms["a"], rooms["b"], rooms["e"]}
+    assert got[rooms["a"]] is None
+    assert (got[rooms["b"]]["seq"], got[rooms["b"]]["body"]) == (3, "b")
+    assert got[rooms["e"]]["seq"] == 1 and got[rooms["e"]]["room_id"] == rooms["e"]
+    assert await store.last_messages_if_known({}) == {}
