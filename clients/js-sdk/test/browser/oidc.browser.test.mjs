@@ -81,7 +81,8 @@ describe('sign-in providers in the web app', () => {
     await page.click('#set-password-form button[type=submit]');
     await page.waitForSelector('#set-password-form[hidden]', { state: 'attached' });
     await item.locator('button', { hasText: 'Unlink' }).click();
-    await item.locator('button', { hasText: 'Link' }).waitFor();
+    // exactly 'Link': a plain 'Link' would also match the 'Unlink' button still on screen
+    await item.locator('button', { hasText: /^Link$/ }).waitFor();
     assert.match(await page.textContent('#banner-text'), /Unlinked/);
     assert.deepEqual(person.problems, []);
   });
