@@ -19,8 +19,8 @@ hears nothing (python-socketio #1581, #826) stops cross-node fan-out without
 any error, so the node watches for its own canary on the fan-out channel,
 reports ``fanout`` on ``/readyz`` and re-subscribes when it does not come back.
 
-The bus itself is python-socketio's message format, written and read with
-orjson (``BUS_JSON``: the same JSON, so stock python-socketio nodes and
+The bus itself is python-socketio's message format, written with orjson
+(``BUS_JSON``: the same JSON, so stock python-socketio nodes and
 write-only emitters interoperate), and a node's own emits — which come back
 to it from Redis and which python-socketio would decode only to drop — are
 recognised by their first bytes and dropped undecoded (``_publish`` writes
@@ -48,8 +48,11 @@ LISTEN_RETRY_MAX_S = 10.0  # python-socketio waits up to 60 s between attempts
 
 
 class BusJson:
-    """The JSON module of the bus: orjson, falling back to the standard
-    library for what orjson refuses (non-string keys, huge integers)."""
+    """The JSON module of the bus: writes with orjson, falling back to the
+    standard library for what orjson refuses (non-string keys, integers
+    beyond 64 bits); reads with the standard library (orjson would read
+    such integers as floats), so the bus carries what python-socketio's own
+    JSON would."""
 
     @staticmethod
     def dumps(obj: Any, **kwargs: Any) -> bytes | str:
@@ -58,7 +61,7 @@ class BusJson:
         except TypeError:
             return json.dumps(obj, **kwargs)
 
-    loads = staticmethod(orjson.loads)
+    loads = staticmethod(json.loads)
 
 
 BUS_JSON = BusJson()

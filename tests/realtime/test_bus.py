@@ -14,6 +14,7 @@ import redis.asyncio as aioredis
 import socketio
 
 from server.keys import SIO
+from server.realtime.redis_manager import BUS_JSON
 from tests.support.realtime import SocketUser, register_user
 
 CHANNEL = "skillshare:socketio"
@@ -110,3 +111,13 @@ async def test_stock_python_socketio_reads_and_writes_our_bus(make_client, redis
         await listener.aclose()
         if stock.redis is not None:
             await stock.redis.aclose()
+
+
+def test_the_bus_json_carries_what_the_standard_library_would():
+    value = {"big": 2**70, "neg": -(2**65), "text": "héllo ✓", "nested": [1.5, None, True],
+             1: "an integer key"}
+    decoded = BUS_JSON.loads(BUS_JSON.dumps(value))
+    assert json.dumps(decoded) == json.dumps(json.loads(json.dumps(value)))  # ints stay ints
+    plain = {"method": "emit", "data": [{"n": 2**70}]}
+    decoded = BUS_JSON.loads(json.dumps(plain))  # a stock node's message
+    assert json.dumps(decoded) == json.dumps(plain)
