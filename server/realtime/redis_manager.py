@@ -17,15 +17,24 @@ It also carries its own canary (``NodeWatch`` sends one every
 ``SKILLSHARE_BUS_CANARY_INTERVAL``): a subscriber that stays connected but
 hears nothing (python-socketio #1581, #826) stops cross-node fan-out without
 any error, so the node watches for its own canary on the fan-out channel,
-reports ``fanout`` on ``/readyz`` and re-subscribes when it does not come back."""
+reports ``fanout`` on ``/readyz`` and re-subscribes when it does not come back.
+
+The bus itself is python-socketio's message format, written with orjson
+(``BUS_JSON``: the same JSON, so stock python-socketio nodes and
+write-only emitters interoperate), and a node's own emits — which come back
+to it from Redis and which python-socketio would decode only to drop — are
+recognised by their first bytes and dropped undecoded (``_publish`` writes
+``method`` and ``host_id`` first)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from typing import Any
 
+import orjson
 import socketio
 
 from ..redis_client import ClusterPubSubNodes, connect_redis, is_cluster_url, is_sentinel_url
@@ -38,9 +47,39 @@ LISTEN_RETRY_FIRST_S = 0.5
 LISTEN_RETRY_MAX_S = 10.0  # python-socketio waits up to 60 s between attempts
 
 
+class BusJson:
+    """The JSON module of the bus: writes with orjson, falling back to the
+    standard library for what orjson refuses (non-string keys, integers
+    beyond 64 bits); reads with the standard library (orjson would read
+    such integers as floats), so the bus carries what python-socketio's own
+    JSON would."""
+
+    @staticmethod
+    def dumps(obj: Any, **kwargs: Any) -> bytes | str:
+        try:
+            return orjson.dumps(obj)
+        except TypeError:
+            return json.dumps(obj, **kwargs)
+
+    loads = staticmethod(json.loads)
+
+
+BUS_JSON = BusJson()
+
+
 class UrlAwareRedisManager(socketio.AsyncRedisManager):
     _cluster_nodes: ClusterPubSubNodes | None = None
     last_heard: float = 0.0  # monotonic; the NodeWatch Channel protocol
+
+    def set_server(self, server: Any) -> None:
+        super().set_server(server)
+        self.json = BUS_JSON  # python-socketio would use the server's packet JSON
+        self._own_emit = b'{"method":"emit","host_id":' + orjson.dumps(self.host_id) + b","
+
+    async def _publish(self, data):  # type: ignore[override]
+        if data.get("method") == "emit" and data.get("host_id") == self.host_id:
+            data = {"method": "emit", "host_id": self.host_id, **data}  # see _listen
+        return await super()._publish(data)
 
     async def send_canary(self) -> None:
         if getattr(self, "thread", None) is None:  # not listening before the first socket
@@ -87,7 +126,11 @@ class UrlAwareRedisManager(socketio.AsyncRedisManager):
                 retry_sleep = min(retry_sleep * 2, LISTEN_RETRY_MAX_S)
 
     async def _listen(self):  # type: ignore[override]
+        own_emit = getattr(self, "_own_emit", None)
         async for data in super()._listen():
+            if own_emit is not None and isinstance(data, (bytes, bytearray)) \
+                    and data.startswith(own_emit):
+                continue  # delivered locally when it was emitted
             if isinstance(data, (bytes, bytearray)) and _CANARY_MARK in data:
                 with contextlib.suppress(Exception):
                     message = self.json.loads(data)

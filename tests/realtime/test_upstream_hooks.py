@@ -49,6 +49,11 @@ UPSTREAM_FINGERPRINTS = {
     "socketio.AsyncRedisManager._listen": (socketio.AsyncRedisManager._listen, "3e74fdd1084b4e13"),
     "socketio.AsyncPubSubManager._thread": (AsyncPubSubManager._thread, "fa8d075729aac64d"),
     "socketio.AsyncPubSubManager.initialize": (AsyncPubSubManager.initialize, "e8a2b026ecea320f"),
+    # the bus JSON (BUS_JSON): set_server sets self.json, which _publish dumps with and
+    # _thread loads with; _publish publishes what dumps returns (bytes from orjson)
+    "socketio.BaseManager.set_server": (base_manager.BaseManager.set_server, "6ca0a0ef7fa21dc6"),
+    "socketio.AsyncRedisManager._publish": (socketio.AsyncRedisManager._publish,
+                                            "033e4da7cc8768b4"),
     # --- the fast path (fanout.py) ---
     # serve_websocket is this handler with its writer replaced: re-read both together
     # (the _websocket_handler entry above); the writer's protocol is poll()'s: a None
