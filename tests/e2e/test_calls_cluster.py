@@ -18,7 +18,7 @@ import pytest
 from tests.conftest import TEST_SECRET
 from tests.support.calls import CallSocket, MediaPeer
 from tests.support.realtime import register_user
-from tests.support.services import NodeProcess, RedisProcess, cluster_node_env
+from tests.support.services import NodeProcess, RedisProcess, cluster_node_env, running_nodes
 
 NODE_TTL = 2.0  # presence heartbeat TTL here (the contract's bound is 30 s)
 SWEEP = 0.5
@@ -41,16 +41,8 @@ def nodes(mongo_url: str, redis_process: RedisProcess,
         call_relay_allow_private="true",  # this host's interface addresses are in private ranges
         call_reconnect_grace=str(GRACE), call_relay_timeout=str(RELAY_TIMEOUT),
     )
-    started: list[NodeProcess] = []
-    try:
-        for index in range(3):
-            node = NodeProcess(env, log_path=workdir / f"node{index}.log")
-            node.start()
-            started.append(node)
+    with running_nodes(env, workdir, 3) as started:
         yield started
-    finally:
-        for node in started:
-            node.terminate()
 
 
 async def _metric(url: str, name: str) -> float:

@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import TEST_SECRET
 from tests.support.realtime import SocketUser, http_json, new_client_id, open_direct, register_user
-from tests.support.services import NodeProcess, RedisProcess, cluster_node_env
+from tests.support.services import RedisProcess, cluster_node_env, running_nodes
 
 
 @pytest.fixture(scope="module")
@@ -25,16 +25,8 @@ def nodes(mongo_url: str, redis_process: RedisProcess,
         mongo_url=mongo_url, db=f"k_{uuid.uuid4().hex[:10]}", redis_url=redis_process.url,
         data_dir=workdir / "data", secret_key=TEST_SECRET, node_ttl=3.0,
     )
-    started: list[NodeProcess] = []
-    try:
-        for index in range(2):
-            node = NodeProcess(env, log_path=workdir / f"node{index}.log")
-            node.start()
-            started.append(node)
+    with running_nodes(env, workdir, 2) as started:
         yield [n.url for n in started]
-    finally:
-        for node in started:
-            node.terminate()
 
 
 async def _befriend(url: str, a: dict, b: dict) -> dict:

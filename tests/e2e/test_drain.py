@@ -21,7 +21,7 @@ import socketio
 
 from tests.conftest import TEST_SECRET
 from tests.support.realtime import SocketUser, new_client_id, open_direct, register_user
-from tests.support.services import NodeProcess, RedisProcess, cluster_node_env
+from tests.support.services import NodeProcess, RedisProcess, cluster_node_env, running_nodes
 from tests.support.tcp_proxy import TcpProxy
 
 MESSAGES = 40
@@ -39,14 +39,8 @@ def two_nodes(mongo_url: str, redis_process: RedisProcess, tmp_path: Path) -> It
                            redis_url=redis_process.url, data_dir=tmp_path / "data",
                            secret_key=TEST_SECRET, node_ttl=3.0,
                            drain_timeout=str(DRAIN_TIMEOUT_S))
-    nodes = [NodeProcess(env, log_path=tmp_path / f"node{i}.log") for i in range(2)]
-    try:
-        for node in nodes:
-            node.start()
+    with running_nodes(env, tmp_path, 2) as nodes:
         yield nodes
-    finally:
-        for node in nodes:
-            node.terminate()
 
 
 class MovingClient:

@@ -16,7 +16,7 @@ import pytest
 from tests.conftest import TEST_SECRET
 from tests.support.calls import CallSocket
 from tests.support.realtime import SocketUser, http_json, new_client_id, open_direct, register_user
-from tests.support.services import NodeProcess, RedisClusterProcess, cluster_node_env
+from tests.support.services import NodeProcess, RedisClusterProcess, cluster_node_env, running_nodes
 
 RESUME_DEADLINE_S = 10.0  # issue 10: fan-out resumes within 10 s of the promotion
 FANOUT_CHANNEL = "skillshare:socketio"
@@ -40,14 +40,8 @@ def nodes(mongo_url: str, redis_cluster: RedisClusterProcess,
                            redis_url=redis_cluster.url, data_dir=workdir / "data",
                            secret_key=TEST_SECRET, node_ttl=3.0,
                            login_account_limit="4/15minutes")
-    procs = [NodeProcess(env, log_path=workdir / f"node{i}.log") for i in range(2)]
-    try:
-        for proc in procs:
-            proc.start()
+    with running_nodes(env, workdir, 2) as procs:
         yield procs
-    finally:
-        for proc in procs:
-            proc.terminate()
 
 
 async def test_chat_presence_revocation_calls_and_limits_across_nodes(nodes):

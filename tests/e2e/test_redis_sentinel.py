@@ -15,7 +15,7 @@ import pytest
 
 from tests.conftest import TEST_SECRET
 from tests.support.realtime import SocketUser, http_json, new_client_id, open_direct, register_user
-from tests.support.services import NodeProcess, RedisSentinelProcess, cluster_node_env
+from tests.support.services import NodeProcess, RedisSentinelProcess, cluster_node_env, running_nodes
 
 RESUME_DEADLINE_S = 10.0
 
@@ -37,14 +37,8 @@ def nodes(mongo_url: str, sentinel: RedisSentinelProcess,
     env = cluster_node_env(mongo_url=mongo_url, db=f"rs_{uuid.uuid4().hex[:10]}",
                            redis_url=sentinel.url, data_dir=workdir / "data",
                            secret_key=TEST_SECRET, node_ttl=3.0)
-    procs = [NodeProcess(env, log_path=workdir / f"node{i}.log") for i in range(2)]
-    try:
-        for proc in procs:
-            proc.start()
+    with running_nodes(env, workdir, 2) as procs:
         yield procs
-    finally:
-        for proc in procs:
-            proc.terminate()
 
 
 async def _until_ready(url: str) -> None:

@@ -259,6 +259,22 @@ server.stop()
 
 
 @contextlib.contextmanager
+def running_nodes(env: dict[str, str], log_dir: Path, count: int) -> Iterator[list[NodeProcess]]:
+    """``count`` node processes with the same settings (one cluster), each
+    logging to ``log_dir/node<i>.log``; every one started is stopped after."""
+    started: list[NodeProcess] = []
+    try:
+        for index in range(count):
+            node = NodeProcess(env, log_path=log_dir / f"node{index}.log")
+            node.start()
+            started.append(node)
+        yield started
+    finally:
+        for node in started:
+            node.terminate()
+
+
+@contextlib.contextmanager
 def one_node(*, mongo_url: str, redis_process: RedisProcess, workdir: Path, secret_key: str,
              node_ttl: float, **extra: str) -> Iterator[NodeProcess]:
     """One node process on a database of its own and ``redis_process`` (started
