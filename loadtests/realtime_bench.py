@@ -238,6 +238,19 @@ def start_process(args: list[str], env: dict, log: Path) -> subprocess.Popen:
         return subprocess.Popen(args, env=env, stdout=fh, stderr=subprocess.STDOUT, cwd=ROOT)
 
 
+def start_database(work: Path) -> tuple[subprocess.Popen, int]:
+    """SecantusDB in a process of its own under ``work/db``, ready on the
+    returned port; SIGTERM stops it cleanly."""
+    port = free_port()
+    db = start_process([sys.executable, "-c", (
+        "import signal,time;from secantus import SecantusDBServer;"
+        f"s=SecantusDBServer(host='127.0.0.1',port={port},storage_path={str(work / 'db')!r});"
+        "s.start();signal.signal(signal.SIGTERM,lambda *a:(s.stop(),exit(0)));"
+        "[time.sleep(1) for _ in iter(int,1)]")], dict(os.environ), work / "db.log")
+    wait_port(port)
+    return db, port
+
+
 async def setup_users(url: str, rooms: int, members: int) -> list[dict]:
     import aiohttp
 
@@ -274,14 +287,8 @@ def fanout_bench(nodes: int, rooms: int, members: int, inflight: int, workers: i
     work = Path(tempfile.mkdtemp(prefix="rt-bench-"))
     procs: list[subprocess.Popen] = []
     try:
-        db_port = free_port()
-        db = start_process([sys.executable, "-c", (
-            "import signal,time;from secantus import SecantusDBServer;"
-            f"s=SecantusDBServer(host='127.0.0.1',port={db_port},storage_path={str(work / 'db')!r});"
-            "s.start();signal.signal(signal.SIGTERM,lambda *a:(s.stop(),exit(0)));"
-            "[time.sleep(1) for _ in iter(int,1)]")], dict(os.environ), work / "db.log")
+        db, db_port = start_database(work)
         procs.append(db)
-        wait_port(db_port)
         redis_proc = None
         redis_url = None
         if nodes > 1:

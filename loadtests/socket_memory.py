@@ -32,6 +32,7 @@ from loadtests.realtime_bench import (  # noqa: E402
     DATA_KEY,
     SECRET,
     free_port,
+    start_database,
     start_process,
     wait_port,
 )
@@ -164,14 +165,8 @@ def measure(counts: list[int], workers: int, deflate: bool, frames: int) -> list
     procs = []
     results = []
     try:
-        db_port = free_port()
-        db = start_process([sys.executable, "-c", (
-            "import signal,time;from secantus import SecantusDBServer;"
-            f"s=SecantusDBServer(host='127.0.0.1',port={db_port},storage_path={str(work / 'db')!r});"
-            "s.start();signal.signal(signal.SIGTERM,lambda *a:(s.stop(),exit(0)));"
-            "[time.sleep(1) for _ in iter(int,1)]")], dict(os.environ), work / "db.log")
+        db, db_port = start_database(work)
         procs.append(db)
-        wait_port(db_port)
         for n_sockets in counts:
             port = free_port()
             env = {k: v for k, v in os.environ.items() if not k.startswith("SKILLSHARE_")}
