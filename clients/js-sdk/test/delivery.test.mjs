@@ -5,33 +5,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Chat } from '../src/chat.js';
 import { DeliveryReporter } from '../src/delivery.js';
-import { Emitter } from '../src/emitter.js';
 import { DEFAULT_OPTIONS } from '../src/options.js';
+import { FakeRealtime, msg } from './support/fake-realtime.mjs';
 
-class FakeRealtime extends Emitter {
-  constructor(store) {
-    super();
-    this.state = 'connected';
-    this.store = store;
-    this.handlers = new Map();
-    this.reports = [];
-  }
-  handle(event, fn) { this.handlers.set(event, fn); }
-  push(event, payload) { this.handlers.get(event)(payload); }
-  async request(event, payload) {
-    await new Promise((r) => setTimeout(r, 5));
-    const all = this.store.get(payload.room_id) || [];
-    if (event === 'delivery:report') { this.reports.push(payload); return { ok: true }; }
-    if (event === 'room:join') return { ok: true, room: { id: payload.room_id }, last_seq: all.length };
-    if (event === 'room:sync') {
-      const after = all.filter((m) => m.seq > payload.after_seq);
-      return { ok: true, messages: after.slice(0, payload.limit), has_more: after.length > payload.limit };
-    }
-    throw new Error(`unexpected ${event}`);
-  }
-}
-
-const msg = (seq, room = 'r1') => ({ id: `m${seq}`, room_id: room, seq, sender_id: 'u', body: `b${seq}`, client_id: `c${seq}`, created_at: '' });
 const reporting = { ...DEFAULT_OPTIONS, deliveryReportSampleRate: 1, deliveryReportIntervalMs: 0 };
 const settle = () => new Promise((r) => setTimeout(r, 60));
 
