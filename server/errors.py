@@ -1,8 +1,14 @@
-"""One error model for REST and Socket.IO.
+"""One error model for REST and Socket.IO, and the one table of error codes.
 
 Raise an ``ApiError`` subclass anywhere below the handlers; the HTTP middleware
 renders it as the contract's error envelope and the Socket.IO layer turns it
 into an ``{"ok": false, "error": {...}}`` ack.
+
+Every code the server sends is the ``code`` of one class below (never a bare
+string at a raise site); the JS SDK's ``ErrorCodes`` (clients/js-sdk/src/errors.js)
+lists the same codes with the same statuses, which tests/test_sdk_error_codes.py
+checks in both directions. A new code: a class here, a line there, a row in
+docs/sdk.md.
 """
 
 from __future__ import annotations
@@ -46,6 +52,13 @@ class BadRequest(ApiError):
     status, code, message = 400, "bad_request", "The request is malformed."
 
 
+class InvalidToken(BadRequest):
+    """A link's one-time token (email verification, password reset, digest
+    unsubscribe) is unknown, used or expired."""
+
+    code, message = "invalid_token", "This link is invalid or has expired."
+
+
 class ValidationFailed(ApiError):
     """400 with ``details`` a list of ``{"field": "a.b", "message": "..."}``."""
 
@@ -72,6 +85,12 @@ class TokenRevoked(Unauthorized):
     code, message = "token_revoked", "The token has been revoked."
 
 
+class CsrfFailed(Unauthorized):
+    """A cookie-carried refresh without the matching ``X-CSRF-Token`` header."""
+
+    code, message = "csrf_failed", "The X-CSRF-Token header must match the CSRF cookie."
+
+
 class Forbidden(ApiError):
     status, code, message = 403, "forbidden", "You may not do this."
 
@@ -96,6 +115,12 @@ class NotAContact(Forbidden):
 
 class NotFound(ApiError):
     status, code, message = 404, "not_found", "Not found."
+
+
+class UnknownEvent(NotFound):
+    """A Socket.IO event no handler is registered for."""
+
+    code, message = "unknown_event", "Unknown event."
 
 
 class MethodNotAllowed(ApiError):
@@ -131,6 +156,40 @@ class LastSignInMethod(Conflict):
                      "Set a password or link another provider before unlinking this one.")
 
 
+class InvalidTransition(Conflict):
+    """A skill request (or its review) is not in the state the action needs;
+    ``details`` has ``status`` (and ``action``)."""
+
+    code, message = "invalid_transition", "The request is not in a state that allows this."
+
+
+class NotStarted(Conflict):
+    """Completing a request before the two people exchanged a message since it
+    was accepted; ``details`` is ``{"room_id": ...}``."""
+
+    code, message = "not_started", "Talk first: exchange a message before completing."
+
+
+class AlreadyReviewed(Conflict):
+    code, message = "already_reviewed", "This request has already been reviewed."
+
+
+class RequestExists(Conflict):
+    code, message = "request_exists", "You already have an open request for this listing."
+
+
+class Busy(Conflict):
+    """``call:invite``: the callee is in another call."""
+
+    code, message = "busy", "That user is already in a call."
+
+
+class Offline(Conflict):
+    """``call:invite``: the callee has no connected socket."""
+
+    code, message = "offline", "That user is not online."
+
+
 class BlockLimitReached(Conflict):
     code, message = "block_limit_reached", "You have blocked as many people as allowed."
 
@@ -153,6 +212,18 @@ class RateLimited(ApiError):
             details={"retry_after": self.retry_after},
             headers={"Retry-After": str(self.retry_after)},
         )
+
+
+class HttpError(ApiError):
+    """An HTTP error aiohttp raised itself whose status has no class of its
+    own (408, 411, 416, 431…): the instance carries aiohttp's status; 400
+    is only the class's nominal one."""
+
+    status, code, message = 400, "http_error", "The request could not be served."
+
+    def __init__(self, status: int, message: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class InternalError(ApiError):

@@ -17,6 +17,7 @@ from .dependency_errors import DEPENDENCY_ERRORS
 from .errors import (
     ApiError,
     BadRequest,
+    HttpError,
     InternalError,
     MethodNotAllowed,
     NotFound,
@@ -122,8 +123,7 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
             raise
         error_class = _HTTP_ERRORS.get(exc.status)
         if error_class is None:
-            error = ApiError(exc.reason, code="http_error")
-            error.status = exc.status
+            error = HttpError(exc.status, exc.reason)
         else:
             error = error_class()
         # aiohttp's own headers that a client needs (405 lists what is allowed)

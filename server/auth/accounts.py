@@ -13,11 +13,11 @@ from loguru import logger
 
 from ..clock import Clock
 from ..errors import (
-    BadRequest,
     Conflict,
     EmailNotVerified,
     HashingBusy,
     InvalidCredentials,
+    InvalidToken,
     NotFound,
     RateLimited,
     Unauthorized,
@@ -178,8 +178,7 @@ class AccountService:
         if record is None or not await self._users.mark_email_verified(
             record["user_id"], now=self._clock.now()
         ):
-            raise BadRequest("This verification link is invalid or has expired.",
-                             code="invalid_token")
+            raise InvalidToken("This verification link is invalid or has expired.")
         user = await self._users.get(record["user_id"])
         assert user is not None
         return user
@@ -226,7 +225,7 @@ class AccountService:
             hash_secret(token), purpose=RESET_PASSWORD, now=self._clock.now()
         )
         if record is None:
-            raise BadRequest("This reset link is invalid, used or expired.", code="invalid_token")
+            raise InvalidToken("This reset link is invalid, used or expired.")
         user_id = record["user_id"]
         await self._users.set_password_hash(
             user_id, await self._passwords.hash(new_password), now=self._clock.now()

@@ -33,7 +33,16 @@ from typing import TYPE_CHECKING, Any, Protocol
 from loguru import logger
 
 from ..clock import Clock
-from ..errors import ApiError, Conflict, Forbidden, NotFound, Unavailable, ValidationFailed
+from ..errors import (
+    ApiError,
+    Busy,
+    Conflict,
+    Forbidden,
+    NotFound,
+    Offline,
+    Unavailable,
+    ValidationFailed,
+)
 from ..realtime.notifier import Notifier
 from ..storage.calls import (
     ACTIVE,
@@ -78,14 +87,6 @@ METRIC_REASONS = frozenset({
     REASON_NODE_DRAINING,
     "rejected", "connection_failed", "busy", "turn_failed",
 })
-
-
-class Busy(Conflict):
-    code, message = "busy", "That user is already in a call."
-
-
-class Offline(Conflict):
-    code, message = "offline", "That user is not online."
 
 
 class CallConsent(Protocol):

@@ -10,7 +10,7 @@ from aiohttp import web
 
 from ..auth.sessions import TokenPair
 from ..config import Settings
-from ..errors import Unauthorized, ValidationFailed
+from ..errors import CsrfFailed, Unauthorized, ValidationFailed
 from ..http import Routes, authenticate, body, client_info, json_response, path_id, query
 from ..keys import ACCOUNTS, SESSIONS, SETTINGS
 from ..schemas.accounts import (
@@ -107,8 +107,7 @@ async def refresh(request: web.Request) -> web.Response:
         if not token:
             raise Unauthorized("Send refresh_token, or the refresh cookie.")
         if not csrf_cookie or not hmac.compare_digest(csrf_cookie, csrf_header):
-            raise Unauthorized("The X-CSRF-Token header must match the ss_csrf cookie.",
-                               code="csrf_failed")
+            raise CsrfFailed("The X-CSRF-Token header must match the ss_csrf cookie.")
     pair = await request.app[SESSIONS].refresh(token, client_info(request))
     return _with_cookies(request, pair, 200)
 

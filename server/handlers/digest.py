@@ -8,7 +8,7 @@ import html
 
 from aiohttp import web
 
-from ..errors import BadRequest
+from ..errors import InvalidToken
 from ..http import Routes
 from ..keys import DIGEST
 
@@ -30,7 +30,7 @@ def _page(title: str, body: str) -> web.Response:
 async def unsubscribe_page(request: web.Request) -> web.Response:
     token = request.query.get("token", "")
     if request.app[DIGEST].token_user(token) is None:
-        raise BadRequest("This unsubscribe link is not valid.", code="invalid_token")
+        raise InvalidToken("This unsubscribe link is not valid.")
     return _page("Unsubscribe from email digests",
                  "<p>You will get no more emails about unread messages and missed calls.</p>"
                  f"<form method=\"post\" action=\"{PATH}\"><input type=\"hidden\" name=\"token\" "
@@ -46,6 +46,6 @@ async def unsubscribe(request: web.Request) -> web.Response:
     form = await request.post() if request.content_type == "application/x-www-form-urlencoded" else {}
     token = str(form.get("token") or request.query.get("token", ""))
     if not await request.app[DIGEST].unsubscribe(token):
-        raise BadRequest("This unsubscribe link is not valid.", code="invalid_token")
+        raise InvalidToken("This unsubscribe link is not valid.")
     return _page("Unsubscribed", "<p>You will get no more email digests. You can turn them on "
                                  "again in your profile.</p>")

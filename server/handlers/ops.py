@@ -10,6 +10,7 @@ from pathlib import Path
 from aiohttp import web
 from loguru import logger
 
+from ..errors import Unavailable
 from ..http import Routes, json_response
 from ..keys import DB, DRAIN, METRICS, NODE_WATCH, REDIS, ROUTE_SPECS, SETTINGS
 from ..openapi import build_openapi
@@ -69,7 +70,7 @@ async def readyz(request: web.Request) -> web.Response:
         failed.append("draining")
     if failed:
         return json_response(
-            {"error": {"code": "unavailable", "message": f"Not ready: {', '.join(failed)}.",
+            {"error": {"code": Unavailable.code, "message": f"Not ready: {', '.join(failed)}.",
                        "details": {"failing": failed}, "request_id": None}},
             status=503,
         )

@@ -19,7 +19,15 @@ from typing import Any, Protocol
 from loguru import logger
 
 from ..clock import Clock, isoformat
-from ..errors import Conflict, Forbidden, NotFound, Unavailable, ValidationFailed
+from ..errors import (
+    Conflict,
+    Forbidden,
+    InvalidTransition,
+    NotFound,
+    NotStarted,
+    Unavailable,
+    ValidationFailed,
+)
 from ..mail.service import MailService
 from ..mail.templates import notification_mail
 from ..storage.ids import decode_cursor, encode_cursor, is_id
@@ -177,19 +185,18 @@ class RequestService:
         if self._messages is None or start is None or not doc.get("room_id"):
             return
         if await self._messages.get(doc["room_id"], int(start) + 1) is None:
-            raise Conflict(
+            raise NotStarted(
                 "Talk first: a request can be marked completed once you two have exchanged "
                 "a message in your chat since it was accepted.",
-                code="not_started", details={"room_id": doc["room_id"]},
+                details={"room_id": doc["room_id"]},
             )
 
     @staticmethod
     def _check_source(rule: Transition, status: str) -> None:
         if status != rule.source:
-            raise Conflict(
+            raise InvalidTransition(
                 f"This request is {status}; only a {rule.source} request can be "
                 f"{'completed' if rule.action == 'complete' else rule.action + 'ed'}.",
-                code="invalid_transition",
                 details={"status": status, "action": rule.action},
             )
 

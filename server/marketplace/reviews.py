@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..clock import Clock
-from ..errors import Conflict, Forbidden, NotFound, ValidationFailed
+from ..errors import AlreadyReviewed, Forbidden, InvalidTransition, NotFound, ValidationFailed
 from ..read_cache import LISTINGS, ReadCache
 from ..storage.ids import decode_cursor, encode_cursor, is_id
 from ..storage.listings import ListingStore
@@ -42,15 +42,15 @@ class ReviewService:
         if user_id != request["learner_id"]:
             raise Forbidden("Only the learner can review this request.")
         if request["status"] != COMPLETED:
-            raise Conflict(
+            raise InvalidTransition(
                 f"This request is {request['status']}; you can review it once it is completed.",
-                code="invalid_transition", details={"status": request["status"]},
+                details={"status": request["status"]},
             )
         now = self._clock.now()
         # The claim, the review and the listing's average land together or not at all.
         async with self._transactions.start() as tx:
             if not await self._requests.mark_reviewed(request_id, now=now, tx=tx):
-                raise Conflict("You have already reviewed this request.", code="already_reviewed")
+                raise AlreadyReviewed("You have already reviewed this request.")
             review = await self._reviews.create(request=request, rating=rating,
                                                 comment=comment, now=now, tx=tx)
             await self._listing_store.add_rating(request["listing_id"], rating, tx=tx)

@@ -22,10 +22,10 @@ from ..dependency_errors import DEPENDENCY_ERRORS
 from ..errors import (
     ApiError,
     InternalError,
-    NotFound,
     PayloadTooLarge,
     RateLimited,
     Unavailable,
+    UnknownEvent,
     ValidationFailed,
 )
 from ..http import parse_model
@@ -306,7 +306,7 @@ class EventDispatcher:
             await self._refuse(state)
             raise RateLimited(int(state.bucket.retry_after()) + 1)
         if spec is None:
-            raise NotFound("Unknown event.", code="unknown_event")
+            raise UnknownEvent()
         if len(args) != 1:
             raise ValidationFailed.field("payload", "Send exactly one payload object.")
         payload = args[0]

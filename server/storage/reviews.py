@@ -11,7 +11,7 @@ from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from ..errors import Conflict
+from ..errors import AlreadyReviewed
 from ..read_cache import LISTINGS, ReadCache
 from .fields import FieldCrypto
 from .ids import DELETED_USER_ID, new_id
@@ -58,8 +58,7 @@ class ReviewStore:
         try:
             await self._reviews.insert_one(self._fields.seal(COLLECTION, doc), session=tx)
         except DuplicateKeyError:
-            raise Conflict("This request has already been reviewed.",
-                           code="already_reviewed") from None
+            raise AlreadyReviewed() from None
         self._changed()
         return doc
 

@@ -16,7 +16,7 @@ from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from ..errors import Conflict
+from ..errors import RequestExists
 from .fields import FieldCrypto
 from .ids import DELETED_USER_ID, new_id
 from .transactions import Tx
@@ -70,9 +70,7 @@ class SkillRequestStore:
         try:
             await self._requests.insert_one(self._fields.seal(COLLECTION, doc))
         except DuplicateKeyError:
-            raise Conflict(
-                "You already have an open request for this listing.", code="request_exists"
-            ) from None
+            raise RequestExists() from None
         return doc
 
     async def insert_many(self, docs: list[dict[str, Any]]) -> None:

@@ -10,10 +10,12 @@
  * @type {Readonly<Record<string, number>>}
  */
 export const ErrorCodes = Object.freeze({
-  // server codes (CONTRACT §2)
+  // server codes (CONTRACT §2): the same table as server/errors.py (a server test compares them)
   validation_error: 400,
   bad_request: 400,
   sign_in_failed: 400,
+  invalid_token: 400, // a mailed link's token (verify email, reset password, unsubscribe) is unknown, used or expired
+  http_error: 400, // an HTTP error without a code of its own (408, 416, ...): status is the one received
   unauthorized: 401,
   invalid_credentials: 401,
   token_expired: 401,
@@ -24,12 +26,17 @@ export const ErrorCodes = Object.freeze({
   blocked: 403, // one of the two people blocked the other
   not_a_contact: 403, // adding to a group someone without a relation (details.user_ids)
   not_found: 404,
+  unknown_event: 404, // a Socket.IO event the server does not know
   method_not_allowed: 405,
   conflict: 409,
   email_taken: 409,
   identity_taken: 409,
   last_sign_in_method: 409,
   block_limit_reached: 409, // POST /users/{id}/block past SKILLSHARE_MAX_BLOCKS_PER_USER
+  invalid_transition: 409, // a skill request (or its review) is not in the state the action needs
+  not_started: 409, // completing a request before a message was exchanged since it was accepted
+  already_reviewed: 409,
+  request_exists: 409, // an open request for this listing exists already
   busy: 409, // call:invite: the callee is in another call
   offline: 409, // call:invite: the callee has no connected socket
   payload_too_large: 413,
