@@ -8,10 +8,14 @@ from datetime import datetime, timezone
 
 
 class Clock:
-    """Wall-clock time. Tests pass a ``FrozenClock``."""
+    """Wall-clock time, and monotonic time for intervals (rate limits,
+    throttles, cache expiry). Tests pass a ``FrozenClock``."""
 
     def time(self) -> float:
         return time.time()
+
+    def monotonic(self) -> float:
+        return time.monotonic()
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.time(), tz=timezone.utc)
@@ -22,6 +26,9 @@ class FrozenClock(Clock):
         self._now = time.time() if start is None else start
 
     def time(self) -> float:
+        return self._now
+
+    def monotonic(self) -> float:
         return self._now
 
     def advance(self, seconds: float) -> None:

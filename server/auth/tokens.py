@@ -18,6 +18,7 @@ from ..errors import TokenExpired, Unauthorized
 ALGORITHM = "HS256"
 REQUIRED_CLAIMS = ["exp", "iat", "iss", "aud", "sub", "sid", "jti"]
 LEEWAY_S = 5
+MAX_REFRESH_TOKEN_CHARS = 200  # ours are ~70; longer ones are refused before any lookup
 
 
 def key_id(key: str) -> str:
@@ -95,7 +96,7 @@ class AccessTokens:
 def split_refresh_token(token: str) -> tuple[str, str] | None:
     """Refresh tokens are ``<session id>.<secret>``."""
     session_id, sep, secret = token.partition(".")
-    if not sep or not session_id or not secret or len(token) > 200:
+    if not sep or not session_id or not secret or len(token) > MAX_REFRESH_TOKEN_CHARS:
         return None
     return session_id, secret
 

@@ -269,7 +269,8 @@ class ListingService:
 
     async def _newest_page(self, filters: dict[str, Any], limit: int, before: str | None
                            ) -> dict[str, Any]:
-        docs = await self._listings.newest(filters, limit=limit + 1, before_id=before)
+        docs = await self._listings.newest(filters, limit=limit + 1, before_id=before,
+                                            now=self._clock.now())
         more = len(docs) > limit
         docs = docs[:limit]
         owners = await self._owners(docs)

@@ -9,11 +9,12 @@ sequence cache (see ``sequences.py``)."""
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from cachetools import TTLCache
 
 from ..clock import Clock
 from ..errors import ApiError, Conflict, Unavailable, ValidationFailed
@@ -34,6 +35,10 @@ DEFAULT_SYNC_LIMIT = 100
 MAX_SYNC_LIMIT = 500
 DEFAULT_HISTORY_LIMIT = 50
 MAX_HISTORY_LIMIT = 100
+# Typing indicators: the last one relayed per (user, room), for at most this
+# many pairs, each kept this long (at least the typing interval).
+MAX_TYPING_TRACKED = 100_000
+TYPING_STATE_TTL_S = 60.0
 
 
 def normalize_body(body: str) -> str:
@@ -103,7 +108,9 @@ class ChatService:
         self._notifier = notifier
         self._clock = clock
         self._typing_interval = typing_interval
-        self._typing_last: dict[tuple[str, str], tuple[float, bool]] = {}
+        self._typing_last: TTLCache[tuple[str, str], tuple[float, bool]] = TTLCache(
+            maxsize=MAX_TYPING_TRACKED, ttl=max(typing_interval, TYPING_STATE_TTL_S),
+            timer=clock.monotonic)
         self._on_persisted = on_persisted
         self._on_batch_failed = on_batch_failed
         self._commits: GroupCommit[_Send, SendResult] = GroupCommit(
@@ -256,13 +263,11 @@ class ChatService:
         it was relayed."""
         room = await self._rooms.require_member(room_id, user_id)
         key = (user_id, room_id)
-        now = time.monotonic()
+        now = self._clock.monotonic()
         last = self._typing_last.get(key)
         if last is not None and last[1] == typing and (not typing or now - last[0] < self._typing_interval):
             return False
         await self._rooms.ensure_open(room, user_id)
-        if len(self._typing_last) > 100_000:
-            self._typing_last.clear()
         self._typing_last[key] = (now, typing)
         others = [m for m in room["member_ids"] if m != user_id]
         await self._notifier.notify_users(

@@ -67,7 +67,8 @@ class ConnectionManager:
             raise socketio.exceptions.ConnectionRefusedError(
                 exc.code, {"code": exc.code, "message": exc.message}
             ) from None
-        bucket = TokenBucket(self._event_rate, self._event_burst) if self._event_rate else None
+        bucket = (TokenBucket(self._event_rate, self._event_burst, now=self._clock.monotonic)
+                  if self._event_rate else None)
         state = SocketState(sid=sid, user_id=claims.user_id, session_id=claims.session_id,
                             expires_at=claims.expires_at, bucket=bucket)
         self._registry.add(state)

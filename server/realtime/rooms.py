@@ -4,10 +4,10 @@ and the caller's room list with last message and unread count."""
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Protocol
 
+from cachetools import TTLCache
 from loguru import logger
 
 from ..bus import Bus
@@ -21,7 +21,8 @@ from .notifier import Notifier
 from .sequences import SequenceCache
 
 MAX_GROUP_MEMBERS = 100
-ROOM_CACHE_TTL_S = 30.0
+ROOM_CACHE_TTL_S = 30.0  # bounds a cached room's staleness should a room_changed be lost
+MAX_ROOMS_CACHED = 50_000  # room documents one node keeps (a few KB each)
 UNREAD_CAP = 999  # unread counts above this are reported as 999 ("999+")
 ROOM_CHANGED_TOPIC = "room_changed"  # {"room_id"}: drop it from every node's room cache
 MEMBER_LEFT_EVENT = "room:member_left"
@@ -74,7 +75,8 @@ class RoomService:
         self._consent = consent
         self._notifier = notifier
         self._bus = bus
-        self._cache: dict[str, tuple[float, dict[str, Any]]] = {}
+        self._cache: TTLCache[str, dict[str, Any]] = TTLCache(
+            maxsize=MAX_ROOMS_CACHED, ttl=ROOM_CACHE_TTL_S, timer=clock.monotonic)
         bus.subscribe(ROOM_CHANGED_TOPIC, self._on_room_changed)
         bus.on_reconnect(self._forget_all)
 
@@ -234,16 +236,13 @@ class RoomService:
         self._cache.clear()
 
     async def get(self, room_id: str) -> dict[str, Any]:
-        now = time.monotonic()
         hit = self._cache.get(room_id)
-        if hit is not None and hit[0] > now:
-            return hit[1]
+        if hit is not None:
+            return hit
         doc = await self._rooms.get(room_id)
         if doc is None:
             raise NotFound("No such room.")
-        if len(self._cache) > 50_000:
-            self._cache.clear()
-        self._cache[room_id] = (now + ROOM_CACHE_TTL_S, doc)
+        self._cache[room_id] = doc
         return doc
 
     async def require_member(self, room_id: str, user_id: str) -> dict[str, Any]:

@@ -77,7 +77,7 @@ def attach_realtime(app: web.Application) -> None:
     dispatcher = EventDispatcher(
         app=app, sio=sio, registry=registry, metrics=metrics,
         max_payload=settings.socket_max_payload, flood_limit=settings.socket_flood_limit,
-        on_flood=on_flood,
+        on_flood=on_flood, clock=app[CLOCK],
     )
     for table in SOCKET_EVENT_TABLES:
         dispatcher.add(table)

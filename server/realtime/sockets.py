@@ -18,6 +18,7 @@ import orjson
 from loguru import logger
 from pydantic import BaseModel
 
+from ..clock import Clock
 from ..dependency_errors import DEPENDENCY_ERRORS
 from ..errors import (
     ApiError,
@@ -214,9 +215,10 @@ class EventDispatcher:
     def __init__(
         self, *, app: "web.Application", sio: "AsyncServer", registry: SocketRegistry,
         metrics: RealtimeMetrics, max_payload: int, flood_limit: int,
-        on_flood: Callable[[SocketState], Awaitable[None]],
+        on_flood: Callable[[SocketState], Awaitable[None]], clock: Clock,
     ) -> None:
         self._app = app
+        self._clock = clock
         self._sio = sio
         self._registry = registry
         self._metrics = metrics
@@ -291,7 +293,7 @@ class EventDispatcher:
         state = self._registry.get(sid)
         if state is None:
             return False
-        now = time.monotonic()
+        now = self._clock.monotonic()
         if now - state.refusal_logged_at < REFUSAL_LOG_WINDOW_S:
             return False
         state.refusal_logged_at = now
@@ -338,7 +340,7 @@ class EventDispatcher:
                        f"user {state.user_id}" if state is not None else "not signed in")
 
     async def _refuse(self, state: SocketState) -> None:
-        now = time.monotonic()
+        now = self._clock.monotonic()
         if now - state.refused_since > FLOOD_WINDOW_S:
             state.refused_since, state.refused = now, 0
             logger.info("socket {} of user {} is over its event rate", state.sid, state.user_id)

@@ -12,7 +12,7 @@ plus a read: the embedded database runs ``find_one_and_update`` as a scan."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 
 from bson import ObjectId
@@ -204,19 +204,20 @@ class ListingStore:
         return self._oldest
 
     async def newest(
-        self, filters: dict[str, Any], *, limit: int, before_id: str | None
+        self, filters: dict[str, Any], *, limit: int, before_id: str | None, now: datetime
     ) -> list[dict[str, Any]]:
         """Visible listings matching ``filters``, newest first, older than
         ``before_id``: bounded ``_id`` ranges behind an equality on an
         index's leading field (owner, category, else ``visible``), doubling
         the window; the other filters are checked here, not in the query
         (SecantusDB scans the collection when a query names a field its index
-        lacks)."""
+        lacks). ``now`` bounds the first window (listings created up to
+        ``CLOCK_SKEW`` after it on another node are included)."""
         oldest = await self._oldest_id()
         if oldest is None:
             return []
         lead, rest = _leading_equality(filters)
-        upper = before_id or _id_at(datetime.now(timezone.utc) + CLOCK_SKEW)
+        upper = before_id or _id_at(now + CLOCK_SKEW)
         window = FIRST_WINDOW
         found: list[dict[str, Any]] = []
         for _ in range(MAX_WINDOWS):

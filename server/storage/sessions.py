@@ -14,6 +14,7 @@ from .fields import FieldCrypto
 from .ids import new_id
 
 USED_HASHES_KEPT = 50
+MAX_SESSIONS_LISTED = 10_000  # a user's sessions in one list (the active ones are far fewer)
 COLLECTION = "sessions"
 
 
@@ -127,7 +128,7 @@ class SessionStore:
 
     async def list_all(self, user_id: str) -> list[dict[str, Any]]:
         cursor = self._sessions.find({"user_id": user_id}, {"refresh_hash": 0, "used_hashes": 0})
-        return self._fields.open_all(COLLECTION, await cursor.to_list(length=10000))
+        return self._fields.open_all(COLLECTION, await cursor.to_list(length=MAX_SESSIONS_LISTED))
 
     async def scrub_user(self, user_id: str) -> int:
         """A purged account's sessions lose where they came from (IP, user
