@@ -7,6 +7,8 @@ import asyncio
 
 import pytest
 
+from server.clock import FrozenClock
+
 from tests.support.realtime import (
     SocketUser,
     http_json,
@@ -217,5 +219,24 @@ async def test_room_summaries_stay_right_when_another_node_moves_a_room_on(make_
         await send(3)  # node two's known end (2) is stale now
         for url in (url_two, url_two, url_one):
             assert await summaries(url) == {busy["id"]: (5, 5, 5), quiet["id"]: (0, 0, None)}
+    finally:
+        await a.close()
+
+
+async def test_typing_is_throttled_on_the_injected_clock(make_client):
+    clock = FrozenClock()
+    client = await make_client(clock=clock, typing_interval=5)
+    base = str(client.make_url("")).rstrip("/")
+    alice, bob = await register_user(base, "alice"), await register_user(base, "bob")
+    room = await open_direct(base, alice["access_token"], bob["id"])
+    a = await SocketUser(base, alice["access_token"], name="alice").connect()
+    try:
+        typing = {"room_id": room["id"], "typing": True}
+        assert (await a.call("typing", typing))["relayed"]
+        assert not (await a.call("typing", typing))["relayed"]
+        clock.advance(4)
+        assert not (await a.call("typing", typing))["relayed"]
+        clock.advance(1)
+        assert (await a.call("typing", typing))["relayed"]
     finally:
         await a.close()
