@@ -98,6 +98,7 @@ from .realtime.redis_manager import UrlAwareRedisManager
 from .read_cache import ReadCache
 from .realtime.setup import attach_realtime
 from .redis_client import ClusterPubSubNodes, connect_redis, is_cluster_url
+from .redis_keys import RedisKeys
 from .storage.audit import AuditStore
 from .storage.blocks import BlockStore
 from .storage.digests import DigestStore
@@ -168,7 +169,8 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     app[REDIS] = client
     subscriber = (ClusterPubSubNodes(settings.redis_url).client
                   if is_cluster_url(settings.redis_url) else None)
-    bus = RedisBus(client, on_error=app[METRICS].redis_bus_errors.inc, subscriber=subscriber)
+    bus = RedisBus(client, on_error=app[METRICS].redis_bus_errors.inc, subscriber=subscriber,
+                   channel_prefix=RedisKeys(settings.redis_key_prefix).bus)
     app[BUS] = bus
     watch = _node_watch(app, bus)
     await bus.start()
@@ -201,10 +203,11 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
     audit = AuditStore(db, fields)
 
     redis = app[REDIS]
-    revocations = RedisRevocationList(redis) if redis is not None else MemoryRevocationList(clock)
+    revocations = (RedisRevocationList(redis, prefix=RedisKeys(settings.redis_key_prefix).revoked_sessions)
+                   if redis is not None else MemoryRevocationList(clock))
     limiter = RateLimiter(
-        redis_url=settings.redis_url, enabled=settings.rate_limits_enabled, metrics=metrics
-    )
+        redis_url=settings.redis_url, enabled=settings.rate_limits_enabled, metrics=metrics,
+        key_prefix=RedisKeys(settings.redis_key_prefix).rate_limits)
     mail = MailService(
         store=mail_queue, transport=_mail_transport(settings), sender=settings.mail_from,
         clock=clock, metrics=metrics,

@@ -18,11 +18,12 @@ import msgpack
 import redis.asyncio as redis
 from loguru import logger
 
+from .redis_keys import RedisKeys
 from .tasks import cancel_and_wait
 
 Handler = Callable[[dict[str, Any]], Awaitable[None]]
 ReconnectHandler = Callable[[], Awaitable[Any]]
-CHANNEL_PREFIX = "skillshare:bus:"
+CHANNEL_PREFIX = RedisKeys().bus  # with the default key prefix
 RECONNECT_MAX_DELAY = 10.0
 CLOSE_TIMEOUT_S = 2.0  # a deaf subscriber's connection is dropped, not waited on
 
@@ -70,12 +71,15 @@ class RedisBus(Bus):
     """Redis pub/sub bus shared by every node; reconnects with backoff."""
 
     def __init__(self, client: redis.Redis, *, on_error: Callable[[], None] | None = None,
-                 subscriber: Callable[[], redis.Redis] | None = None) -> None:
+                 subscriber: Callable[[], redis.Redis] | None = None,
+                 channel_prefix: str = CHANNEL_PREFIX) -> None:
         """``subscriber``: a new client for each subscription (on a Redis
         Cluster, the next node: ``ClusterPubSubNodes.client``); by default
-        the subscription uses ``client``'s pool."""
+        the subscription uses ``client``'s pool. Topic ``t`` is the channel
+        ``<channel_prefix>t``."""
         super().__init__()
         self._redis = client
+        self._channel_prefix = channel_prefix
         self._subscriber = subscriber
         self._task: asyncio.Task[None] | None = None
         self._on_error = on_error
@@ -93,7 +97,7 @@ class RedisBus(Bus):
     async def publish(self, topic: str, payload: dict[str, Any], *, log_errors: bool = True) -> None:
         data = msgpack.packb(payload, use_bin_type=True)
         try:
-            await self._redis.publish(CHANNEL_PREFIX + topic, data)
+            await self._redis.publish(self._channel_prefix + topic, data)
         except Exception:
             if self._on_error:
                 self._on_error()
@@ -135,7 +139,7 @@ class RedisBus(Bus):
             pubsub = source.pubsub(ignore_subscribe_messages=True)
             connection = None
             try:
-                await pubsub.psubscribe(CHANNEL_PREFIX + "*")
+                await pubsub.psubscribe(self._channel_prefix + "*")
                 connection = pubsub.connection
                 if connection is not None:
                     connection.register_connect_callback(self._resubscribed)
@@ -147,7 +151,7 @@ class RedisBus(Bus):
                 async for message in pubsub.listen():
                     if message.get("type") != "pmessage":
                         continue
-                    topic = message["channel"].decode()[len(CHANNEL_PREFIX):]
+                    topic = message["channel"].decode()[len(self._channel_prefix):]
                     try:
                         payload = msgpack.unpackb(message["data"], raw=False)
                     except Exception:

@@ -19,6 +19,8 @@ from pydantic_settings import (
 from pydantic_settings.exceptions import SettingsError
 
 from .private_files import private_dir, secure_tree, write_private_file
+from .redis_keys import DEFAULT_PREFIX as DEFAULT_REDIS_KEY_PREFIX
+from .redis_keys import PREFIX_PATTERN as REDIS_KEY_PREFIX_PATTERN
 
 
 class ConfigError(Exception):
@@ -76,6 +78,7 @@ class Settings(BaseSettings):
     embedded_db_port: int = Field(0, ge=0, le=65535)  # 0: any free loopback port
     mongo_db: str = "skillshare"
     redis_url: str | None = None
+    redis_key_prefix: str = Field(DEFAULT_REDIS_KEY_PREFIX, pattern=REDIS_KEY_PREFIX_PATTERN)  # every key and channel
     secret_key: StrList | None = None  # newest first; older keys still verify
     data_key: StrList | None = None  # field encryption at rest; newest first, all decrypt
     jwt_issuer: str = "skillshare"

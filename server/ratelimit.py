@@ -15,6 +15,7 @@ from loguru import logger
 from .errors import RateLimited
 from .metrics import Metrics
 from .redis_client import retry_options
+from .redis_keys import RedisKeys
 
 
 class RateLimiter:
@@ -29,10 +30,11 @@ class RateLimiter:
     when the attempt succeeds. A storage failure is logged and the request
     allowed: Redis trouble must not take logins down, and /readyz reports it."""
 
-    def __init__(self, *, redis_url: str | None, enabled: bool, metrics: Metrics) -> None:
+    def __init__(self, *, redis_url: str | None, enabled: bool, metrics: Metrics,
+                 key_prefix: str = RedisKeys().rate_limits) -> None:
         if redis_url:
             storage = storage_from_string(f"async+{redis_url}", implementation="redispy",
-                                          **retry_options())
+                                          key_prefix=key_prefix, **retry_options())
         else:
             storage = storage_from_string("async+memory://")
         self._storage = storage

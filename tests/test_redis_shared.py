@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import asyncio
 
+import redis.asyncio as redis
 from loguru import logger
+from redis.crc import key_slot
 
 from tests.support.api import DEFAULT_PASSWORD, bearer, error_of, register
+from tests.support.realtime import SocketUser, register_user
 
 
 async def test_logout_on_one_node_is_refused_on_the_other(make_client, redis_url):
@@ -118,3 +121,38 @@ async def test_requests_after_a_redis_restart_get_no_503_from_stale_connections(
     redis_process.kill()
     redis_process.start()
     assert set(await burst()) == {200}
+
+
+async def test_every_redis_key_and_channel_is_under_the_configured_prefix(make_client, redis_url):
+    prefix = "tenant-b:"
+    node_a = await make_client(redis_url=redis_url, redis_key_prefix=prefix)
+    node_b = await make_client(redis_url=redis_url, redis_key_prefix=prefix)
+    base = str(node_a.make_url("")).rstrip("/")
+    alice, bob = await register_user(base, "alice"), await register_user(base, "bob")
+    sock = await SocketUser(base, alice["access_token"], name="alice").connect()  # presence
+    try:
+        # A stranger is not told that bob is offline: the call rings (call state).
+        ack = await sock.call("call:invite", {"user_id": bob["id"], "media": {"audio": True}})
+        assert ack["ok"], ack
+    finally:
+        await sock.close()
+    resp = await node_a.post("/api/v1/auth/login", json={"email": bob["email"], "password": "wrong!"})
+    assert resp.status == 401  # counted by the login throttle
+    headers = bearer(bob["access_token"])
+    assert (await node_a.post("/api/v1/auth/logout", headers=headers)).status == 204
+    assert (await node_b.get("/api/v1/users/me", headers=headers)).status == 401  # shared revocation
+
+    client = redis.from_url(redis_url)
+    try:
+        keys = [key.decode() async for key in client.scan_iter()]
+        channels = {channel.decode() for channel in await client.pubsub_channels()}
+    finally:
+        await client.aclose()
+    assert keys and [key for key in keys if not key.startswith(prefix)] == []
+    groups = {name: [key for key in keys if key.startswith(prefix + name)]
+              for name in ("{presence}:", "{calls}:", "revoked:sid:", "limits:")}
+    assert all(groups.values()), groups
+    # Each hash-tagged keyspace is one slot, so its scripts run on a Redis Cluster.
+    assert len({key_slot(key.encode()) for key in groups["{presence}:"]}) == 1
+    assert len({key_slot(key.encode()) for key in groups["{calls}:"]}) == 1
+    assert f"{prefix}socketio" in channels

@@ -55,8 +55,7 @@ from ..storage.calls import (
     REJECTED,
     RINGING,
     CallRecord,
-    MemoryCallStore,
-    RedisCallStore,
+    CallStore,
 )
 from ..tasks import cancel_and_wait
 from .outcomes import SETUP_TARGET_MS, call_outcome
@@ -98,7 +97,7 @@ class CallConsent(Protocol):
 
 class CallService:
     def __init__(
-        self, *, store: MemoryCallStore | RedisCallStore, users: "UserStore",
+        self, *, store: CallStore, users: "UserStore",
         presence: "PresenceService", notifier: Notifier, relay: "RelayLink | None",
         ice_servers: IceServers, metrics: CallMetrics, clock: Clock,
         ring_timeout: float, max_duration: float, limiter: "RateLimiter | None" = None,

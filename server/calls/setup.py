@@ -30,6 +30,7 @@ from ..keys import (
     USERS,
 )
 from ..media.turn import ice_servers, to_rtc_ice_servers
+from ..redis_keys import RedisKeys
 from ..storage.calls import MemoryCallStore, RedisCallStore
 from .metrics import CallMetrics, RelayCpuSampler
 from .relay_link import RelayLink
@@ -66,7 +67,8 @@ async def calls_ctx(app: web.Application) -> AsyncIterator[None]:
             metrics=RelayMetrics(app[METRICS].registry),
             address_policy=AddressPolicy(allow_private=settings.call_relay_allow_private),
         )
-    store = RedisCallStore(redis) if redis is not None else MemoryCallStore(clock.time)
+    store = (RedisCallStore(redis, prefix=RedisKeys(settings.redis_key_prefix).calls)
+             if redis is not None else MemoryCallStore(clock.time))
     if settings.max_relayed_calls > 0:
         link = RelayLink(relay=relay, bus=app[BUS], node_id=app[NODE_ID],
                          timeout=settings.call_relay_timeout, metrics=metrics, registry=store)

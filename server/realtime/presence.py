@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from loguru import logger
 
 from ..clock import Clock, isoformat
-from ..storage.presence import OFFLINE, MemoryPresenceStore, Presence, RedisPresenceStore
+from ..storage.presence import OFFLINE, Presence, PresenceStore
 from ..tasks import cancel_and_wait
 from .notifier import Notifier, presence_room
 
@@ -31,7 +31,7 @@ def presence_event(user_id: str, p: Presence) -> dict:
 
 class PresenceService:
     def __init__(
-        self, *, store: MemoryPresenceStore | RedisPresenceStore, notifier: Notifier, clock: Clock, heartbeat_interval: float,
+        self, *, store: PresenceStore, notifier: Notifier, clock: Clock, heartbeat_interval: float,
         sweep_interval: float, on_error: Callable[[], None] | None = None,
     ) -> None:
         self._store = store

@@ -10,6 +10,7 @@ import socketio
 from limits import parse as parse_limit
 
 from ..config import Settings
+from ..redis_keys import RedisKeys
 from .redis_manager import UrlAwareRedisManager
 from .fanout import FanoutManager, SendLimits
 from .metrics import RealtimeMetrics
@@ -81,7 +82,8 @@ def frame_budget(settings: Settings) -> tuple[float | None, int]:
 def build_server(settings: Settings, metrics: RealtimeMetrics) -> GuardedServer:
     manager: socketio.AsyncManager
     if settings.redis_url:
-        manager = CountingRedisManager(settings.redis_url, channel="skillshare:socketio")
+        manager = CountingRedisManager(settings.redis_url,
+                                       channel=RedisKeys(settings.redis_key_prefix).socketio)
     else:
         manager = CountingManager()
     manager.delivery_metrics = metrics  # type: ignore[attr-defined]

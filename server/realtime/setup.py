@@ -36,6 +36,7 @@ from ..keys import (
     SOCKETS,
     USERS,
 )
+from ..redis_keys import RedisKeys
 from ..storage.messages import MessageStore
 from ..storage.presence import MemoryPresenceStore, RedisPresenceStore
 from ..storage.read_markers import ReadMarkerStore
@@ -127,7 +128,8 @@ async def realtime_ctx(app: web.Application) -> AsyncIterator[None]:
                        on_batch_failed=metrics.message_batch_failed)
     redis = app[REDIS]
     node_id = app[NODE_ID]
-    store = (RedisPresenceStore(redis, node_id=node_id, node_ttl=settings.presence_node_ttl)
+    store = (RedisPresenceStore(redis, node_id=node_id, node_ttl=settings.presence_node_ttl,
+                                prefix=RedisKeys(settings.redis_key_prefix).presence)
              if redis is not None else MemoryPresenceStore())
     presence = PresenceService(
         store=store, notifier=notifier, clock=clock,

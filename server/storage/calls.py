@@ -1,7 +1,8 @@
 """Call state: one record per call and a "current call" pointer per user.
 ``MemoryCallStore`` for one node; ``RedisCallStore`` shares it between nodes.
 
-Redis keyspace (all under ``{calls}:``; the hash tag keeps every key in one
+Redis keyspace (all under ``<prefix>{calls}:``, ``skillshare:{calls}:`` by
+default, shortened to ``{calls}:`` below; the hash tag keeps every key in one
 slot, so the scripts, which touch a call and both users' pointers, also run
 on a Redis Cluster):
 - ``{calls}:call:<id>``  hash: caller, callee, state, audio, video, created_at,
@@ -25,9 +26,11 @@ on exactly one winner, and only the winner notifies."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol
 
 import redis.asyncio as redis
+
+from ..redis_keys import RedisKeys
 
 RINGING = "ringing"
 ACTIVE = "active"
@@ -39,6 +42,7 @@ FINAL_STATES = (ENDED, REJECTED, MISSED)
 
 CALLER_BUSY = "caller_busy"
 CALLEE_BUSY = "callee_busy"
+KEY_PREFIX = RedisKeys().calls  # with the default key prefix; one hash slot for all
 MEMORY_PURGE_INTERVAL_S = 1.0  # how often MemoryCallStore drops expired calls
 SETUP_OK = "ok"  # the stats flag of a participant whose media flowed in time
 
@@ -96,6 +100,32 @@ def _fields(call: CallRecord) -> dict[str, str]:
         "audio": "1" if call.audio else "0", "video": "1" if call.video else "0",
         "created_at": repr(call.created_at),
     }
+
+
+class CallStore(Protocol):
+    """What ``CallService`` (and ``RelayLink``) need of the call store;
+    ``MemoryCallStore`` (one node) and ``RedisCallStore`` (shared between
+    nodes) below. ``create`` answers the busy party (``CALLER_BUSY`` /
+    ``CALLEE_BUSY``) or ``None``; ``transition`` answers ``(changed,
+    record)``, changing only a call in one of the ``expect`` states."""
+
+    async def create(self, call: CallRecord, *, ring_deadline: float, ttl: float) -> str | None: ...
+    async def get(self, call_id: str) -> CallRecord | None: ...
+    async def current(self, user_id: str) -> str | None: ...
+    async def transition(
+        self, call_id: str, *, expect: tuple[str, ...], to: str, ttl: float,
+        accepted_at: float | None = None, ended_at: float | None = None,
+        reason: str | None = None, ended_by: str | None = None,
+    ) -> tuple[bool, CallRecord | None]: ...
+    async def due_ringing(self, now: float, *, limit: int = 100) -> list[str]: ...
+    async def claim_relay(self, call_id: str, node_id: str) -> str | None: ...
+    async def relay_node_alive(self, node_id: str, *, ttl: float) -> None: ...
+    async def relay_node_gone(self, node_id: str) -> None: ...
+    async def mark_away(self, call_id: str, user_id: str, *, deadline: float) -> bool: ...
+    async def clear_away(self, call_id: str, user_id: str) -> bool: ...
+    async def due_away(self, now: float, *, limit: int = 100) -> list[tuple[str, str]]: ...
+    async def release_relay(self, call_id: str, node_id: str) -> None: ...
+    async def mark_stats(self, call_id: str, user_id: str, result: str = "1") -> bool: ...
 
 
 class MemoryCallStore:
@@ -347,7 +377,7 @@ def _ms(seconds: float) -> int:
 
 
 class RedisCallStore:
-    def __init__(self, client: redis.Redis, *, prefix: str = "{calls}:") -> None:
+    def __init__(self, client: redis.Redis, *, prefix: str = KEY_PREFIX) -> None:
         self._redis = client
         self._call_prefix = f"{prefix}call:"
         self._user_prefix = f"{prefix}user:"

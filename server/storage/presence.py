@@ -2,7 +2,8 @@
 chosen status. ``MemoryPresenceStore`` for one node; ``RedisPresenceStore``
 shares it between nodes.
 
-Redis keyspace (all under ``{presence}:``; the hash tag puts every key in one
+Redis keyspace (all under ``<prefix>{presence}:``, ``skillshare:{presence}:`` by
+default, shortened to ``{presence}:`` below; the hash tag puts every key in one
 slot, so the scripts below, which touch users, nodes and heartbeats together,
 also run on a Redis Cluster):
 - ``{presence}:user:<uid>``  hash: ``n:<node>`` -> sockets of the user on that
@@ -20,14 +21,16 @@ heartbeat expired (killed) is swept by whichever node sees it first."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import redis.asyncio as redis
+
+from ..redis_keys import RedisKeys
 
 ONLINE = "online"
 OFFLINE = "offline"
 STATUSES = ("online", "away", "dnd")
-KEY_PREFIX = "{presence}:"  # one hash slot for the whole keyspace (Redis Cluster)
+KEY_PREFIX = RedisKeys().presence  # with the default key prefix; one hash slot for all
 OFFLINE_RETENTION_S = 30 * 86400  # how long an offline user's last_seen is kept
 
 _ONLINE_FN = """
@@ -156,6 +159,23 @@ class Reasserted:
     came_online: list[str]
     went_offline: list[str]
     was_missing: bool  # our heartbeat had vanished (Redis restart, or we were swept)
+
+
+class PresenceStore(Protocol):
+    """What ``PresenceService`` needs of its store; ``MemoryPresenceStore``
+    (one node) and ``RedisPresenceStore`` (shared between nodes) below.
+    ``connect``/``disconnect`` say whether the user came online / went
+    offline; ``beat`` whether this node's heartbeat was still there."""
+
+    async def connect(self, user_id: str, *, now: float) -> bool: ...
+    async def disconnect(self, user_id: str, *, now: float) -> bool: ...
+    async def set_status(self, user_id: str, status: str) -> bool: ...
+    async def get_many(self, user_ids: list[str]) -> dict[str, Presence]: ...
+    async def beat(self) -> bool: ...
+    async def reassert(self, local: dict[str, int], *, now: float) -> Reasserted: ...
+    async def sweep(self, *, now: float) -> list[str]: ...
+    async def remove_node(self) -> None: ...
+    async def forget(self, user_id: str) -> None: ...
 
 
 class MemoryPresenceStore:

@@ -16,15 +16,17 @@ from server.clock import FrozenClock
 from server.storage.fields import ENCRYPTED_FIELDS, FieldCrypto
 from server.keys import DB, FIELDS, MAIL, PURGE, REDIS, SETTINGS
 from server.mail.transports import USERS_HEADER
+from server.redis_keys import RedisKeys
 from server.storage.ids import DELETED_USER_ID
 from server.storage.messages import MessageStore, message_id
+from server.storage.presence import KEY_PREFIX as PRESENCE_KEYS
 from tests.support.api import DEFAULT_PASSWORD, bearer, register
 from tests.support.market import create_listing, new_user, talk
 from tests.support.realtime import SocketUser, new_client_id
 
 GRACE_DAYS = 30
 DAY_S = 86400
-RATE_LIMIT_PREFIX = b"LIMITS:"
+RATE_LIMIT_PREFIX = RedisKeys().rate_limits.encode()
 PERSON_IPS = ("198.51.100.23", "203.0.113.77")
 
 
@@ -172,7 +174,7 @@ async def test_purge_leaves_nothing_of_the_person_and_others_keep_a_consistent_v
     finally:
         for sock in socks.values():
             await sock.close()
-    assert await app[REDIS].exists(f"{{presence}}:user:{zelda['id']}")
+    assert await app[REDIS].exists(f"{PRESENCE_KEYS}user:{zelda['id']}")
 
     await _ok(await client.post(f"/api/v1/users/{bob['id']}/block", headers=zelda["headers"]))
     await _ok(await client.post(f"/api/v1/users/{zelda['id']}/block", headers=ada["headers"]))

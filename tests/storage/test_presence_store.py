@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import redis.asyncio as redis
 
-from server.storage.presence import OFFLINE_RETENTION_S, RedisPresenceStore
+from server.storage.presence import KEY_PREFIX, OFFLINE_RETENTION_S, RedisPresenceStore
 
 
 async def test_offline_users_expire_and_online_users_do_not(redis_url):
@@ -13,7 +13,7 @@ async def test_offline_users_expire_and_online_users_do_not(redis_url):
     try:
         store = RedisPresenceStore(client, node_id="node-a", node_ttl=5)
         await store.reassert({}, now=1.0)
-        key = "{presence}:user:u1"
+        key = f"{KEY_PREFIX}user:u1"
 
         assert await store.connect("u1", now=1.0)
         assert await client.ttl(key) == -1  # no expiry while online
@@ -28,9 +28,9 @@ async def test_offline_users_expire_and_online_users_do_not(redis_url):
         # A dead node's users are swept offline and start expiring too.
         other = RedisPresenceStore(client, node_id="node-b", node_ttl=5)
         await other.reassert({"u2": 1}, now=3.0)
-        assert await client.ttl("{presence}:user:u2") == -1
-        await client.delete("{presence}:hb:node-b")  # node-b died
+        assert await client.ttl(f"{KEY_PREFIX}user:u2") == -1
+        await client.delete(f"{KEY_PREFIX}hb:node-b")  # node-b died
         assert await store.sweep(now=4.0) == ["u2"]
-        assert await client.ttl("{presence}:user:u2") > OFFLINE_RETENTION_S - 5
+        assert await client.ttl(f"{KEY_PREFIX}user:u2") > OFFLINE_RETENTION_S - 5
     finally:
         await client.aclose()
