@@ -36,7 +36,8 @@ async def list_rooms(request: web.Request) -> web.Response:
 
 
 @routes.post(PREFIX, summary="Open a direct room or create a group room", tags=TAGS,
-             body=CreateRoom, response=RoomOut, status=201, errors=[400, 401, 403, 404, 429])
+             body=CreateRoom, response=RoomOut, status=201, also=[200],
+             errors=[400, 401, 403, 404, 429])
 async def create_room(request: web.Request) -> web.Response:
     """A second direct room between the same two users returns the
     existing one with 200. Creating rooms is limited per user
