@@ -14,12 +14,21 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from ..clock import isoformat
+TIMESTAMP_FORMAT = "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ"  # 2026-01-02T03:04:05.123Z
 
 
 def timestamp_view(value: datetime | None) -> str | None:
-    """ISO 8601 UTC, milliseconds, ``Z`` suffix; naive datetimes are UTC."""
-    return isoformat(value)
+    """ISO 8601 UTC, milliseconds, ``Z`` suffix; naive datetimes are UTC.
+    Formatted by hand: about twice as quick as ``isoformat()`` plus the
+    ``Z`` rewrite (a page of 20 listings carries 40 of these; see
+    loadtests/views_render_bench.py)."""
+    if value is None:
+        return None
+    offset = value.utcoffset()
+    if offset:
+        value = value - offset
+    return TIMESTAMP_FORMAT % (value.year, value.month, value.day, value.hour, value.minute,
+                               value.second, value.microsecond // 1000)
 
 
 def epoch_view(seconds: float | None) -> str | None:

@@ -27,6 +27,14 @@ def rating_view(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def listing_view(listing: Named) -> dict[str, Any]:
+    """Rendered once per ``Named`` (read-only afterwards: it may be cached)."""
+    out = listing.rendered.get(listing_view)
+    if out is None:
+        out = listing.rendered[listing_view] = _listing(listing)
+    return out
+
+
+def _listing(listing: Named) -> dict[str, Any]:
     doc = listing.doc
     return {
         "id": doc["_id"],
@@ -75,7 +83,12 @@ def review_view(review: Named) -> dict[str, Any]:
 
 
 def page_view(page: Page[T], item_view: Callable[[T], dict[str, Any]]) -> dict[str, Any]:
-    return {"items": [item_view(item) for item in page.items], "next_cursor": page.next_cursor}
+    """Rendered once per page and item view (read-only afterwards: it may be cached)."""
+    out = page.rendered.get(item_view)
+    if out is None:
+        out = page.rendered[item_view] = {
+            "items": [item_view(item) for item in page.items], "next_cursor": page.next_cursor}
+    return out
 
 
 def export_view(doc: dict[str, Any]) -> dict[str, Any]:
