@@ -44,6 +44,7 @@ class RouteSpec:
     errors: list[int] = field(default_factory=list)
     description: str | None = None
     html: bool = False  # a browser page: its own errors are text/html pages
+    also: list[int] = field(default_factory=list)  # other success statuses, same response
 
 
 class Routes:
@@ -67,11 +68,13 @@ class Routes:
         errors: list[int] | None = None,
         description: str | None = None,
         html: bool = False,
+        also: list[int] | None = None,
     ) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
             self.specs.append(RouteSpec(
                 method, path, handler, summary, tags, body, query, response, status, auth,
                 errors or [], description or (handler.__doc__ or "").strip() or None, html,
+                also or [],
             ))
             return handler
         return register

@@ -108,6 +108,8 @@ def build_openapi(specs: list[RouteSpec], *, version: str, server_url: str | Non
         if 300 <= spec.status < 400:
             ok = {"description": "Redirect", "headers": {"Location": LOCATION_HEADER}}
         responses[str(spec.status)] = ok
+        for status in spec.also:
+            responses[str(status)] = ok
         for status in sorted(set(spec.errors) | _implied_errors(spec)):
             content: dict[str, Any] = {"application/json": {"schema": error_ref}}
             if spec.html:  # a page for the person; the middleware's own errors stay JSON

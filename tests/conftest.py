@@ -12,12 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from server.app import create_app
 from server.clock import Clock
 from server.config import Settings
+from server.keys import ROUTE_SPECS
 from server.logs import configure_logging
+from tests.support.response_contract import ResponseContract
 from tests.support.services import RedisProcess
 from tests.support.smtp import SmtpServer
 
@@ -88,6 +91,31 @@ def make_settings(mongo_url: str, db_name: str, tmp_path: Path) -> Callable[...,
         return Settings(**values)
 
     return factory
+
+
+@pytest.fixture
+def response_contract() -> Iterator[ResponseContract]:
+    """Every JSON reply of the apps it is installed in is checked against
+    its route's documented response model; the test fails at teardown on
+    any mismatch (tests/support/response_contract.py)."""
+    contract = ResponseContract()
+    yield contract
+    contract.assert_clean()
+
+
+@pytest.fixture
+def aiohttp_client(
+    aiohttp_client: Callable[..., Any], response_contract: ResponseContract
+) -> Callable[..., Any]:
+    """pytest-aiohttp's, with every app of ours it starts held to the
+    documented response models (``response_contract``)."""
+
+    async def start(app_or_server: Any, *args: Any, **kwargs: Any) -> TestClient:
+        if isinstance(app_or_server, web.Application) and ROUTE_SPECS in app_or_server:
+            response_contract.install(app_or_server)
+        return await aiohttp_client(app_or_server, *args, **kwargs)
+
+    return start
 
 
 @pytest.fixture

@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from loguru import logger
@@ -57,6 +58,7 @@ from ..storage.calls import (
     CallRecord,
     CallStore,
 )
+from ..storage.presence import OFFLINE
 from ..tasks import cancel_and_wait
 from .outcomes import SETUP_TARGET_MS, call_outcome
 from .metrics import RELAY_NOT_ACTIVE, RELAY_NOT_FOUND, RELAY_NOT_PARTICIPANT, CallMetrics
@@ -86,6 +88,15 @@ METRIC_REASONS = frozenset({
     REASON_NODE_DRAINING,
     "rejected", "connection_failed", "busy", "turn_failed",
 })
+
+
+@dataclass(frozen=True, slots=True)
+class Invitation:
+    """A call that now rings, and what the caller needs to set it up."""
+
+    call: CallRecord
+    ice: dict[str, Any]  # {ice_servers, ttl} for the caller
+    ring_timeout: float
 
 
 class CallConsent(Protocol):
@@ -133,7 +144,8 @@ class CallService:
 
     # --- events ----------------------------------------------------------
 
-    async def invite(self, caller_id: str, callee_id: str, *, audio: bool, video: bool) -> dict[str, Any]:
+    async def invite(self, caller_id: str, callee_id: str, *, audio: bool, video: bool
+                     ) -> Invitation:
         if callee_id == caller_id:
             raise ValidationFailed.field("user_id", "You cannot call yourself.")
         if self._limiter is not None:
@@ -147,7 +159,8 @@ class CallService:
         if self._consent is not None:
             await self._consent.ensure_not_blocked(caller_id, callee_id)
         presence = await self._presence.snapshot([callee_id])
-        if presence.get(callee_id, {}).get("status", "offline") == "offline" and (
+        seen = presence.get(callee_id)
+        if (seen is None or seen.status == OFFLINE) and (
             self._consent is None
             or callee_id in await self._consent.presence_visible(caller_id, [callee_id])
         ):
@@ -172,11 +185,11 @@ class CallService:
             "media": {"audio": audio, "video": video}, "ring_timeout": self.ring_timeout,
             "ice_servers": callee_ice["ice_servers"],
         })
-        ice = self._ice_servers(caller_id)
-        return {"call_id": call.id, "ice_servers": ice["ice_servers"], "ice_ttl": ice["ttl"],
-                "ring_timeout": self.ring_timeout}
+        return Invitation(call=call, ice=self._ice_servers(caller_id),
+                          ring_timeout=self.ring_timeout)
 
     async def accept(self, user_id: str, call_id: str) -> dict[str, Any]:
+        """The callee's ICE servers (``{ice_servers, ttl}``) once accepted."""
         call = await self._participant_call(user_id, call_id)
         if user_id != call.callee:
             raise Forbidden("Only the callee can accept a call.")
@@ -189,8 +202,7 @@ class CallService:
         logger.info("call {}: accepted by {}", call_id, user_id)
         await self._notifier.notify_users([call.caller, call.callee], "call:accepted",
                                           {"call_id": call_id, "by": user_id})
-        ice = self._ice_servers(user_id)
-        return {"ice_servers": ice["ice_servers"], "ice_ttl": ice["ttl"]}
+        return self._ice_servers(user_id)
 
     async def reject(self, user_id: str, call_id: str, reason: str | None) -> None:
         call = await self._participant_call(user_id, call_id)
@@ -280,14 +292,13 @@ class CallService:
             self._metrics.failed.labels(path).inc()
         return True
 
-    async def resume(self, user_id: str, call_id: str) -> dict[str, Any]:
-        """A participant back after losing their socket asks about their call:
-        ``{state, reason, by}``; an active call's grace period ends here."""
+    async def resume(self, user_id: str, call_id: str) -> CallRecord:
+        """A participant back after losing their socket asks about their call
+        (as it was when asked); an active call's grace period ends here."""
         call = await self._participant_call(user_id, call_id)
         if call.state == ACTIVE:
             await self._back(call_id, user_id, call.participants)
-            return {"state": ACTIVE, "peer_away": call.other(user_id) in call.away}
-        return {"state": call.state, "reason": call.reason, "by": call.ended_by}
+        return call
 
     # --- participants going away ------------------------------------------
 

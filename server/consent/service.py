@@ -20,13 +20,14 @@ subscriptions of those people on every node."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from loguru import logger
 
 from ..auth.sessions import ClientInfo
 from ..bus import Bus
-from ..clock import Clock, isoformat
+from ..clock import Clock
 from ..errors import BlockLimitReached, Blocked, NotFound, ValidationFailed
 from ..storage.audit import AuditStore
 from ..storage.blocks import BlockStore
@@ -46,6 +47,14 @@ def presence_visibility(user: dict[str, Any]) -> str:
     return user.get("presence_visibility") or PRESENCE_CONTACTS
 
 
+@dataclass(frozen=True, slots=True)
+class BlockEntry:
+    """A stored block and the blocked person (None once they are gone)."""
+
+    block: dict[str, Any]
+    person: dict[str, Any] | None
+
+
 class ConsentService:
     def __init__(
         self, *, blocks: BlockStore, rooms: RoomStore, requests: SkillRequestStore,
@@ -63,8 +72,8 @@ class ConsentService:
     # --- blocks ----------------------------------------------------------
 
     async def block(self, blocker_id: str, target_id: str, client: ClientInfo
-                    ) -> tuple[dict[str, Any], bool]:
-        """Block ``target_id``; ``(block view, created)``. Idempotent."""
+                    ) -> tuple[BlockEntry, bool]:
+        """Block ``target_id``; ``(block, created)``. Idempotent."""
         if blocker_id == target_id:
             raise ValidationFailed.field("id", "You cannot block yourself.")
         target = await self._users.get_active(target_id)
@@ -72,11 +81,11 @@ class ConsentService:
             raise NotFound("No such user.")
         existing = await self._blocks.get(blocker_id, target_id)
         if existing is not None:
-            return block_view(existing, target), False
+            return BlockEntry(existing, target), False
         if not await self._blocks.reserve(blocker_id, limit=self._max_blocks):
             existing = await self._blocks.get(blocker_id, target_id)  # stored meanwhile
             if existing is not None:
-                return block_view(existing, target), False
+                return BlockEntry(existing, target), False
             raise BlockLimitReached(
                 f"You can block at most {self._max_blocks} people; unblock someone first.",
                 details={"max_blocks": self._max_blocks},
@@ -91,7 +100,7 @@ class ConsentService:
             )
             logger.info("user {} blocked {}", blocker_id, target_id)
             await self.changed([blocker_id, target_id])
-        return block_view(doc, target), created
+        return BlockEntry(doc, target), created
 
     async def unblock(self, blocker_id: str, target_id: str, client: ClientInfo) -> None:
         """Idempotent: unblocking someone not blocked is not an error."""
@@ -105,7 +114,7 @@ class ConsentService:
             await self.changed([blocker_id, target_id])
 
     async def list_blocks(self, blocker_id: str, *, before: str | None, limit: int
-                          ) -> tuple[list[dict[str, Any]], str | None]:
+                          ) -> tuple[list[BlockEntry], str | None]:
         """A page of the people ``blocker_id`` blocked, newest first, and the
         position to continue from (None at the end)."""
         docs = await self._blocks.page_by(blocker_id, before=before, limit=limit + 1)
@@ -113,11 +122,11 @@ class ConsentService:
         docs = docs[:limit]
         people = {u["_id"]: u for u in await self._users.get_many_active(
             [d["blocked_id"] for d in docs])}
-        items = [block_view(d, people.get(d["blocked_id"])) for d in docs]
+        items = [BlockEntry(d, people.get(d["blocked_id"])) for d in docs]
         return items, (docs[-1]["seq_id"] if more and docs else None)
 
     async def export(self, user_id: str) -> list[dict[str, Any]]:
-        return [{"user_id": d["blocked_id"], "created_at": isoformat(d["created_at"])}
+        return [{"user_id": d["blocked_id"], "created_at": d["created_at"]}
                 for d in await self._blocks.all_by(user_id)]
 
     async def is_blocked(self, user_a: str, user_b: str) -> bool:
@@ -180,9 +189,3 @@ class ConsentService:
             logger.warning("consent: could not announce a change for {} users", len(ids))
 
 
-def block_view(doc: dict[str, Any], user: dict[str, Any] | None) -> dict[str, Any]:
-    return {
-        "user_id": doc["blocked_id"],
-        "display_name": user.get("display_name") if user else None,
-        "created_at": isoformat(doc["created_at"]),
-    }

@@ -60,10 +60,9 @@ def _every(seconds: float) -> str:
     return f"{int(seconds // 60)} minutes"
 
 
-def _epoch(iso: str | None) -> float:
-    if not iso:
-        return 0.0
-    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+def _epoch(at: datetime) -> float:
+    """A stored time (naive datetimes are UTC) as a Unix time."""
+    return (at if at.tzinfo else at.replace(tzinfo=timezone.utc)).timestamp()
 
 
 class DigestService:
@@ -173,20 +172,22 @@ class DigestService:
         """Conversations with messages from others still unread now, whose
         newest message came after ``since`` (not mailed about before)."""
         summaries, _ = await self._rooms.list_for_user(user_id, before_id=None, limit=100)
-        fresh = [s for s in summaries if s["unread_count"] > 0 and s.get("last_message")
-                 and _epoch(s["last_message"]["created_at"]) >= since - SINCE_SLACK_S]
-        fresh.sort(key=lambda s: s["last_message"]["created_at"], reverse=True)
+        fresh = [(s, _epoch(s.last_message["created_at"])) for s in summaries
+                 if s.unread_count > 0 and s.last_message]
+        fresh = [(s, at) for s, at in fresh if at >= since - SINCE_SLACK_S]
+        fresh.sort(key=lambda item: item[1], reverse=True)
         rooms = []
-        for summary in fresh[:MAX_ROOMS]:
-            after = max(summary["read_seq"], summary["last_seq"] - LATEST_PER_ROOM)
-            messages, _ = await self._chat.sync(user_id, summary["id"], after_seq=after,
+        for summary, _ in fresh[:MAX_ROOMS]:
+            room = summary.room
+            after = max(summary.read_seq, summary.last_seq - LATEST_PER_ROOM)
+            messages, _ = await self._chat.sync(user_id, room["_id"], after_seq=after,
                                                 limit=LATEST_PER_ROOM)
             others = [m for m in messages if m["sender_id"] != user_id and not m.get("deleted")]
             names = await self._names({m["sender_id"] for m in others}
-                                      | set(summary["member_ids"]) - {user_id})
-            title = summary.get("name") or ", ".join(
-                names.get(uid, "Someone") for uid in summary["member_ids"] if uid != user_id)
-            rooms.append(UnreadRoom(title=title or "A conversation", unread=summary["unread_count"],
+                                      | set(room["member_ids"]) - {user_id})
+            title = room.get("name") or ", ".join(
+                names.get(uid, "Someone") for uid in room["member_ids"] if uid != user_id)
+            rooms.append(UnreadRoom(title=title or "A conversation", unread=summary.unread_count,
                                     latest=[(names.get(m["sender_id"], "Someone"), m["body"]) for m in others]))
         return rooms
 

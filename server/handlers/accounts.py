@@ -28,7 +28,7 @@ from ..schemas.accounts import (
 )
 from ..schemas.common import PageQuery
 from ..storage.ids import decode_cursor, encode_cursor, is_id
-from .views import private_user, session_view, token_pair
+from ..views.users import private_user_view, session_view, token_pair_view
 
 routes = Routes()
 TAGS = ["auth"]
@@ -41,7 +41,7 @@ CSRF_HEADER = "X-CSRF-Token"
 def _with_cookies(request: web.Request, pair: TokenPair, status: int) -> web.Response:
     """Token pair in the body, and for browsers the refresh token in an
     httpOnly cookie plus a readable CSRF cookie for the double-submit check."""
-    response = json_response(token_pair(pair), status=status)
+    response = json_response(token_pair_view(pair), status=status)
     set_session_cookies(response, request.app[SETTINGS], pair)
     return response
 
@@ -172,7 +172,7 @@ async def verify_email(request: web.Request) -> web.Response:
     """Takes the token from the mailed link; works once."""
     data = await body(request, TokenIn)
     user = await request.app[ACCOUNTS].verify_email(data.token)
-    return json_response(private_user(user))
+    return json_response(private_user_view(user))
 
 
 @routes.post(f"{PREFIX}/verify-email/resend", summary="Mail the verification link again",

@@ -16,6 +16,7 @@ from ..schemas.marketplace import (
     RoleIn,
     UserByEmailQuery,
 )
+from ..views.marketplace import admin_user_view, audit_entry_view, listing_view, page_view
 
 routes = Routes()
 TAGS = ["admin"]
@@ -33,7 +34,7 @@ async def hide_listing(request: web.Request) -> web.Response:
         path_id(request), True, actor_id=claims.user_id, reason=data.reason,
         client=client_info(request),
     )
-    return json_response(listing)
+    return json_response(listing_view(listing))
 
 
 @routes.post(PREFIX + "/skills/{id}/unhide", summary="Show a hidden listing again", tags=TAGS,
@@ -45,7 +46,7 @@ async def unhide_listing(request: web.Request) -> web.Response:
         path_id(request), False, actor_id=claims.user_id, reason=data.reason,
         client=client_info(request),
     )
-    return json_response(listing)
+    return json_response(listing_view(listing))
 
 
 @routes.post(PREFIX + "/users/{id}/ban", summary="Ban a user", tags=TAGS, body=ReasonIn,
@@ -59,7 +60,7 @@ async def ban_user(request: web.Request) -> web.Response:
         path_id(request), actor_id=claims.user_id, reason=data.reason,
         client=client_info(request),
     )
-    return json_response(user)
+    return json_response(admin_user_view(user))
 
 
 @routes.post(PREFIX + "/users/{id}/unban", summary="Lift a ban", tags=TAGS, body=ReasonIn,
@@ -71,7 +72,7 @@ async def unban_user(request: web.Request) -> web.Response:
         path_id(request), actor_id=claims.user_id, reason=data.reason,
         client=client_info(request),
     )
-    return json_response(user)
+    return json_response(admin_user_view(user))
 
 
 @routes.post(PREFIX + "/users/{id}/role", summary="Change a user's role", tags=TAGS,
@@ -84,7 +85,7 @@ async def set_role(request: web.Request) -> web.Response:
     user = await request.app[MODERATION].set_role(
         path_id(request), data.role, actor_id=claims.user_id, client=client_info(request)
     )
-    return json_response(user)
+    return json_response(admin_user_view(user))
 
 
 @routes.get(PREFIX + "/users", summary="Find a user by email", tags=TAGS,
@@ -96,7 +97,9 @@ async def user_by_email(request: web.Request) -> web.Response:
     no partial-match search."""
     await require_admin(request)
     params = query(request, UserByEmailQuery)
-    return json_response(await request.app[MODERATION].find_by_email(params.email))
+    user = await request.app[MODERATION].find_by_email(params.email)
+    items = [] if user is None else [admin_user_view(user, with_email=True)]
+    return json_response({"items": items})
 
 
 @routes.get(PREFIX + "/audit", summary="The audit log", tags=TAGS, query=AuditQuery,
@@ -110,4 +113,4 @@ async def audit_log(request: web.Request) -> web.Response:
         action=params.action, actor_id=params.actor_id, limit=params.limit,
         cursor=params.cursor,
     )
-    return json_response(page)
+    return json_response(page_view(page, audit_entry_view))

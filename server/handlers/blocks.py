@@ -10,6 +10,7 @@ from ..keys import CONSENT
 from ..schemas.common import PageQuery
 from ..schemas.consent import BlockOut, BlockPage
 from ..storage.ids import decode_cursor, encode_cursor
+from ..views.consent import block_view
 
 routes = Routes()
 TAGS = ["users"]
@@ -27,7 +28,7 @@ async def list_blocks(request: web.Request) -> web.Response:
     items, last = await request.app[CONSENT].list_blocks(
         claims.user_id, before=before, limit=page.limit
     )
-    return json_response({"items": items,
+    return json_response({"items": [block_view(entry) for entry in items],
                           "next_cursor": encode_cursor({"before": last}) if last else None})
 
 
@@ -41,10 +42,10 @@ async def block(request: web.Request) -> web.Response:
     us sees the other's presence. At most SKILLSHARE_MAX_BLOCKS_PER_USER
     people (409 ``block_limit_reached``). Holds on every node at once."""
     claims = await authenticate(request)
-    view, _ = await request.app[CONSENT].block(
+    entry, _ = await request.app[CONSENT].block(
         claims.user_id, path_id(request), client_info(request)
     )
-    return json_response(view)
+    return json_response(block_view(entry))
 
 
 @routes.delete(PREFIX + "/{id}/block", summary="Unblock a user", tags=TAGS, status=204,

@@ -11,6 +11,7 @@ from ..http import Routes, authenticate, json_response
 from ..keys import CALLS, ICE_SERVERS
 from ..realtime.sockets import SocketContext, SocketEvents
 from ..schemas.calls import CallInvite, CallRef, CallRelay, CallSignal, CallStats, IceServers
+from ..views.calls import acceptance_view, invitation_view, resumed_call_view
 
 routes = Routes()
 events = SocketEvents()
@@ -36,14 +37,14 @@ async def invite(ctx: SocketContext, p: CallInvite) -> dict[str, Any]:
     offline users (``offline``), a callee in a call (``busy``), a caller
     already in a call (``conflict``)."""
     await ctx.require_verified_email("call.invite")
-    return await ctx.app[CALLS].invite(ctx.user_id, p.user_id, audio=p.media.audio,
-                                       video=p.media.video)
+    return invitation_view(await ctx.app[CALLS].invite(
+        ctx.user_id, p.user_id, audio=p.media.audio, video=p.media.video))
 
 
 @events.on("call:accept", CallRef)
 async def accept(ctx: SocketContext, p: CallRef) -> dict[str, Any]:
     """Callee only, while ringing; ``call:accepted`` goes to both users."""
-    return await ctx.app[CALLS].accept(ctx.user_id, p.call_id)
+    return acceptance_view(await ctx.app[CALLS].accept(ctx.user_id, p.call_id))
 
 
 @events.on("call:reject", CallRef)
@@ -90,4 +91,5 @@ async def stats(ctx: SocketContext, p: CallStats) -> dict[str, Any]:
 async def resume(ctx: SocketContext, p: CallRef) -> dict[str, Any]:
     """After a reconnect: is my call still on? ``{state: "active", peer_away}``
     (the grace period ends) or ``{state, reason, by}`` of the ended call."""
-    return await ctx.app[CALLS].resume(ctx.user_id, p.call_id)
+    return resumed_call_view(await ctx.app[CALLS].resume(ctx.user_id, p.call_id),
+                             user_id=ctx.user_id)

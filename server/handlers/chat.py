@@ -7,9 +7,9 @@ from typing import Any
 from ..errors import ValidationFailed
 from ..keys import CHAT, DELIVERY, ROOMS, SETTINGS
 from ..realtime.notifier import chat_room
-from ..realtime.rooms import public_room
 from ..realtime.sockets import SocketContext, SocketEvents
 from ..schemas.rooms import MessageRead, MessageSend, RoomRef, RoomSync, Typing
+from ..views.rooms import message_view, room_view
 
 events = SocketEvents()
 
@@ -24,7 +24,7 @@ async def join(ctx: SocketContext, p: RoomRef) -> dict[str, Any]:
         ctx.state.rooms.add(p.room_id)
         await ctx.sio.enter_room(ctx.sid, chat_room(p.room_id))
     last_seq = await ctx.app[CHAT].last_seq(p.room_id)
-    return {"room": public_room(room), "last_seq": last_seq}
+    return {"room": room_view(room), "last_seq": last_seq}
 
 
 @events.on("room:leave", RoomRef)
@@ -41,7 +41,7 @@ async def sync(ctx: SocketContext, p: RoomSync) -> dict[str, Any]:
         ctx.user_id, p.room_id, after_seq=p.after_seq, limit=p.limit
     )
     ctx.app[DELIVERY].synced(len(messages))
-    return {"messages": messages, "has_more": has_more}
+    return {"messages": [message_view(m) for m in messages], "has_more": has_more}
 
 
 @events.on("message:send", MessageSend)
@@ -50,7 +50,7 @@ async def send(ctx: SocketContext, p: MessageSend) -> dict[str, Any]:
     message (``duplicate: true``) and is not broadcast again."""
     await ctx.require_verified_email("message.send")
     result = await ctx.app[CHAT].send(ctx.user_id, p.room_id, p.client_id, p.body)
-    return {"message": result.message, "duplicate": not result.created}
+    return {"message": message_view(result.message), "duplicate": not result.created}
 
 
 @events.on("message:read", MessageRead)

@@ -8,6 +8,7 @@ from ..http import Routes, authenticate, json_response, query
 from ..keys import MATCHES
 from ..schemas.common import PageQuery
 from ..schemas.marketplace import MatchPage
+from ..views.marketplace import match_view, page_view
 
 routes = Routes()
 
@@ -31,4 +32,4 @@ async def list_matches(request: web.Request) -> web.Response:
     params = query(request, PageQuery)
     page = await request.app[MATCHES].matches(claims.user_id, limit=params.limit,
                                               cursor=params.cursor)
-    return json_response(page)
+    return json_response(page_view(page, match_view))

@@ -3,14 +3,12 @@ on the bus (server/node_watch.py). Admins only."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-
 from aiohttp import web
 
-from ..clock import isoformat
 from ..http import Routes, json_response, require_admin
 from ..keys import NODE_WATCH
 from ..schemas.nodes import NodeList
+from ..views.nodes import node_view
 
 routes = Routes()
 
@@ -23,10 +21,6 @@ async def list_nodes(request: web.Request) -> web.Response:
     hears its own."""
     await require_admin(request)
     watch = request.app[NODE_WATCH]
-    items = [{
-        "node_id": peer.node_id, "self": peer.node_id == watch.node_id, "host": peer.host,
-        "pid": peer.pid, "port": peer.port,
-        "started_at": isoformat(datetime.fromtimestamp(peer.started_at, tz=timezone.utc)),
-        "last_seen_s": round(watch.seconds_since(peer), 3), "draining": peer.draining,
-    } for peer in watch.live_peers()]
+    items = [node_view(peer, own_node_id=watch.node_id, last_seen_s=watch.seconds_since(peer))
+             for peer in watch.live_peers()]
     return json_response({"items": items, "hearing": watch.hearing})

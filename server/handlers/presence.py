@@ -8,6 +8,7 @@ from ..errors import ValidationFailed
 from ..keys import CONNECTIONS, PRESENCE, PRESENCE_ACCESS, SETTINGS
 from ..realtime.sockets import SocketContext, SocketEvents
 from ..schemas.rooms import AuthRefresh, PresenceSet, PresenceSubscribe
+from ..views.presence import presence_view
 
 events = SocketEvents()
 
@@ -26,7 +27,8 @@ async def subscribe(ctx: SocketContext, p: PresenceSubscribe) -> dict[str, Any]:
     if len(ctx.state.presence) + len(new) > cap:
         raise ValidationFailed.field("user_ids", f"A socket may watch at most {cap} users.")
     presence, hidden = await ctx.app[PRESENCE_ACCESS].subscribe(ctx.state, ids)
-    return {"presence": presence, "hidden": hidden}
+    return {"presence": {uid: presence_view(uid, seen) for uid, seen in presence.items()},
+            "hidden": hidden}
 
 
 @events.on("presence:unsubscribe", PresenceSubscribe)

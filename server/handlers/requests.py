@@ -7,6 +7,7 @@ from aiohttp import web
 from ..http import Routes, authenticate, body, json_response, path_id, query
 from ..keys import REVIEWS, SKILL_REQUESTS
 from ..schemas.marketplace import RequestOut, RequestPage, RequestQuery, ReviewIn, ReviewOut
+from ..views.marketplace import page_view, request_view, review_view
 
 routes = Routes()
 TAGS = ["requests"]
@@ -24,14 +25,15 @@ async def list_requests(request: web.Request) -> web.Response:
         claims.user_id, role=params.role, status=params.status, limit=params.limit,
         cursor=params.cursor,
     )
-    return json_response(page)
+    return json_response(page_view(page, request_view))
 
 
 @routes.get(PREFIX + "/{id}", summary="One of my skill requests", tags=TAGS,
             response=RequestOut, errors=[404])
 async def get_request(request: web.Request) -> web.Response:
     claims = await authenticate(request)
-    return json_response(await request.app[SKILL_REQUESTS].get(path_id(request), claims.user_id))
+    found = await request.app[SKILL_REQUESTS].get(path_id(request), claims.user_id)
+    return json_response(request_view(found))
 
 
 def _transition(action: str, summary: str, doc: str):  # type: ignore[no-untyped-def]
@@ -40,7 +42,7 @@ def _transition(action: str, summary: str, doc: str):  # type: ignore[no-untyped
         updated = await request.app[SKILL_REQUESTS].transition(
             action, path_id(request), claims.user_id
         )
-        return json_response(updated)
+        return json_response(request_view(updated))
 
     handler.__name__ = f"{action}_request"
     handler.__doc__ = doc
@@ -73,4 +75,4 @@ async def review_request(request: web.Request) -> web.Response:
     data = await body(request, ReviewIn)
     review = await request.app[REVIEWS].create(path_id(request), claims.user_id,
                                                rating=data.rating, comment=data.comment)
-    return json_response(review, status=201)
+    return json_response(review_view(review), status=201)

@@ -11,6 +11,7 @@ from ..schemas.common import PageQuery
 from ..schemas.consent import AddMembers
 from ..schemas.rooms import MAX_SEQ, CreateRoom, HistoryPage, HistoryQuery, RoomOut, RoomPage
 from ..storage.ids import decode_cursor, encode_cursor
+from ..views.rooms import message_view, room_summary_view, room_view
 
 routes = Routes()
 TAGS = ["rooms"]
@@ -30,11 +31,13 @@ async def list_rooms(request: web.Request) -> web.Response:
         claims.user_id, before_id=before, limit=page.limit
     )
     next_cursor = encode_cursor({"before": last_id}) if last_id else None
-    return json_response({"items": items, "next_cursor": next_cursor})
+    return json_response({"items": [room_summary_view(s) for s in items],
+                          "next_cursor": next_cursor})
 
 
 @routes.post(PREFIX, summary="Open a direct room or create a group room", tags=TAGS,
-             body=CreateRoom, response=RoomOut, status=201, errors=[400, 401, 403, 404, 429])
+             body=CreateRoom, response=RoomOut, status=201, also=[200],
+             errors=[400, 401, 403, 404, 429])
 async def create_room(request: web.Request) -> web.Response:
     """A second direct room between the same two users returns the
     existing one with 200. Creating rooms is limited per user
@@ -53,11 +56,11 @@ async def create_room(request: web.Request) -> web.Response:
             claims.user_id, spec.user_id,
             before_create=lambda: limiter.hit("rooms:create", limit, claims.user_id),
         )
-        return json_response(room, status=201 if created else 200)
+        return json_response(room_view(room), status=201 if created else 200)
     assert spec.name is not None
     await limiter.hit("rooms:create", limit, claims.user_id)
     room = await rooms.create_group(claims.user_id, name=spec.name, member_ids=spec.member_ids or [])
-    return json_response(room, status=201)
+    return json_response(room_view(room), status=201)
 
 
 @routes.post(PREFIX + "/{id}/leave", summary="Leave a group room", tags=TAGS, status=204,
@@ -84,7 +87,7 @@ async def add_members(request: web.Request) -> web.Response:
     claims = await authenticate(request)
     spec = await body(request, AddMembers)
     room = await request.app[ROOMS].add_members(path_id(request), claims.user_id, spec.user_ids)
-    return json_response(room)
+    return json_response(room_view(room))
 
 
 @routes.get(PREFIX + "/{id}/messages", summary="Message history", tags=TAGS, query=HistoryQuery,
@@ -108,7 +111,8 @@ async def history(request: web.Request) -> web.Response:
         else:
             position = {"b": items[0]["seq"]}
         next_cursor = encode_cursor(position)
-    return json_response({"items": items, "has_more": has_more, "next_cursor": next_cursor,
+    return json_response({"items": [message_view(m) for m in items], "has_more": has_more,
+                          "next_cursor": next_cursor,
                           "last_seq": last_seq})
 
 

@@ -31,6 +31,7 @@ from ..schemas.marketplace import (
     RequestOut,
     ReviewPage,
 )
+from ..views.marketplace import listing_view, page_view, request_view, review_view
 
 routes = Routes()
 TAGS = ["skills"]
@@ -61,7 +62,7 @@ async def create_listing(request: web.Request) -> web.Response:
     await request.app[LIMITER].hit("listings:create", request.app[SETTINGS].listing_create_limit,
                                    claims.user_id)
     listing = await request.app[LISTINGS].create(claims.user_id, data.model_dump())
-    return json_response(listing, status=201)
+    return json_response(listing_view(listing), status=201)
 
 
 @routes.get(PREFIX, summary="Search and browse listings", tags=TAGS, query=ListingQuery,
@@ -91,7 +92,7 @@ async def search_listings(request: web.Request) -> web.Response:
     page = await request.app[LISTINGS].search(filters, limit=params.limit, cursor=params.cursor,
                                               viewer_id=claims.user_id if claims else None,
                                               client_ip=client_ip(request))
-    return json_response(page)
+    return json_response(page_view(page, listing_view))
 
 
 @routes.get(PREFIX + "/{id}", summary="A listing", tags=TAGS, response=ListingOut, auth=False,
@@ -103,7 +104,7 @@ async def get_listing(request: web.Request) -> web.Response:
         path_id(request), viewer_id=claims.user_id if claims else None,
         role=claims.role if claims else None,
     )
-    return json_response(listing)
+    return json_response(listing_view(listing))
 
 
 @routes.patch(PREFIX + "/{id}", summary="Edit my listing", tags=TAGS, body=ListingPatch,
@@ -113,7 +114,7 @@ async def patch_listing(request: web.Request) -> web.Response:
     patch = await body(request, ListingPatch)
     changes = {k: v for k, v in patch.model_dump(exclude_unset=True).items() if v is not None}
     listing = await request.app[LISTINGS].update(path_id(request), claims.user_id, changes)
-    return json_response(listing)
+    return json_response(listing_view(listing))
 
 
 @routes.delete(PREFIX + "/{id}", summary="Delete a listing", tags=TAGS, status=204,
@@ -132,7 +133,7 @@ async def listing_reviews(request: web.Request) -> web.Response:
     params = query(request, PageQuery)
     page = await request.app[REVIEWS].page(path_id(request), limit=params.limit,
                                            cursor=params.cursor)
-    return json_response(page)
+    return json_response(page_view(page, review_view))
 
 
 @routes.post(PREFIX + "/{id}/requests", summary="Ask to learn from a listing", tags=TAGS,
@@ -150,4 +151,4 @@ async def create_request(request: web.Request) -> web.Response:
                                    claims.user_id)
     created = await request.app[SKILL_REQUESTS].create(path_id(request), claims.user_id,
                                                        data.message)
-    return json_response(created, status=201)
+    return json_response(request_view(created), status=201)

@@ -7,7 +7,8 @@ from aiohttp import web
 from ..http import Routes, authenticate, body, client_info, json_response, path_id
 from ..keys import ACCOUNTS, CONSENT, PROFILES, SIGN_IN
 from ..schemas.accounts import PrivateUser, ProfilePatch, PublicUser
-from .views import private_user, public_user
+from ..views import plain_view
+from ..views.users import identity_view, private_user_view, public_user_view
 
 routes = Routes()
 TAGS = ["users"]
@@ -18,8 +19,10 @@ PREFIX = "/api/v1/users"
             errors=[401])
 async def get_me(request: web.Request) -> web.Response:
     claims = await authenticate(request)
-    me = private_user(await request.app[PROFILES].me(claims.user_id))
-    me["identities"] = await request.app[SIGN_IN].linked_view(claims.user_id)
+    me = private_user_view(await request.app[PROFILES].me(claims.user_id))
+    sign_in = request.app[SIGN_IN]
+    me["identities"] = [identity_view(i, provider_name=sign_in.provider_name(i["provider"]))
+                        for i in await sign_in.linked(claims.user_id)]
     return json_response(me)
 
 
@@ -36,7 +39,7 @@ async def patch_me(request: web.Request) -> web.Response:
     user = await request.app[PROFILES].update(claims.user_id, changes)
     if "presence_visibility" in changes:  # who may watch me changed: re-check on every node
         await request.app[CONSENT].changed([claims.user_id])
-    return json_response(private_user(user))
+    return json_response(private_user_view(user))
 
 
 @routes.delete(f"{PREFIX}/me", summary="Delete my account", tags=TAGS, status=204,
@@ -54,7 +57,7 @@ async def export_me(request: web.Request) -> web.Response:
     claims = await authenticate(request)
     data = await request.app[PROFILES].export(claims.user_id)
     return json_response(
-        data, headers={"Content-Disposition": 'attachment; filename="skillshare-export.json"'}
+        plain_view(data), headers={"Content-Disposition": 'attachment; filename="skillshare-export.json"'}
     )
 
 
@@ -62,4 +65,4 @@ async def export_me(request: web.Request) -> web.Response:
             auth=False, errors=[404])
 async def get_user(request: web.Request) -> web.Response:
     """Never includes the email. Deleted and banned users are not found."""
-    return json_response(public_user(await request.app[PROFILES].public(path_id(request))))
+    return json_response(public_user_view(await request.app[PROFILES].public(path_id(request))))

@@ -16,6 +16,7 @@ from ..storage.audit import AuditStore
 from ..storage.ids import decode_cursor, encode_cursor, is_id
 from ..storage.listings import ACTIVE, DELETED, HIDDEN, ListingStore
 from ..storage.users import UserStore
+from ..views.marketplace import export_view
 from .text import (
     MAX_QUERY_TOKENS,
     MAX_TAGS,
@@ -27,7 +28,7 @@ from .text import (
 from .people import active_users
 from .vocabulary import QueryUnit, Vocabulary, default_vocabulary, unit_tokens
 from .snapshots import EXPIRED, RankingSnapshots, is_snapshot_cursor, query_key
-from .views import export_doc, listing_view
+from .results import Named, Page
 
 TITLE_WEIGHT = 3
 TAG_WEIGHT = 2
@@ -130,7 +131,7 @@ class ListingService:
         self._skills = skills
         self._clock = clock
 
-    async def create(self, owner_id: str, data: dict[str, Any]) -> dict[str, Any]:
+    async def create(self, owner_id: str, data: dict[str, Any]) -> Named:
         owner = await self._users.get_active(owner_id)
         if owner is None:
             raise Forbidden("This account is not active.")
@@ -139,7 +140,7 @@ class ListingService:
             {"owner_id": owner_id, **fields, **searchable(fields)}, now=self._clock.now()
         )
         await self._skills.refresh(owner_id)
-        return listing_view(doc, {owner_id: owner})
+        return Named(doc, {owner_id: owner})
 
     async def _readable(self, listing_id: str, viewer_id: str | None, role: str | None
                         ) -> dict[str, Any]:
@@ -152,26 +153,26 @@ class ListingService:
         return doc
 
     async def get(self, listing_id: str, *, viewer_id: str | None = None,
-                  role: str | None = None) -> dict[str, Any]:
+                  role: str | None = None) -> Named:
         if self._cache is not None and is_id(listing_id):
             public = await self._cache.read(LISTINGS, ("listing", listing_id),
-                                            lambda: self._public_view(listing_id),
-                                            keep=lambda view: view is not None)
+                                            lambda: self._public(listing_id),
+                                            keep=lambda found: found is not None)
             if public is not None:
                 return public
         doc = await self._readable(listing_id, viewer_id, role)
         owners = await self._owners([doc])
         if doc["owner_id"] not in owners and role != "admin":
             raise NotFound("No such listing.")
-        return listing_view(doc, owners)
+        return Named(doc, owners)
 
-    async def _public_view(self, listing_id: str) -> dict[str, Any] | None:
+    async def _public(self, listing_id: str) -> Named | None:
         """What anyone sees of a publicly visible listing (else None)."""
         doc = await self._listings.get(listing_id)
         if doc is None or not doc["visible"]:
             return None
         owners = await self._owners([doc])
-        return listing_view(doc, owners) if doc["owner_id"] in owners else None
+        return Named(doc, owners) if doc["owner_id"] in owners else None
 
     async def get_visible(self, listing_id: str) -> dict[str, Any]:
         """The stored document of a publicly visible listing, or 404."""
@@ -181,7 +182,7 @@ class ListingService:
         return doc
 
     async def update(self, listing_id: str, user_id: str, changes: dict[str, Any]
-                     ) -> dict[str, Any]:
+                     ) -> Named:
         doc = await self._readable(listing_id, user_id, None)
         if doc["owner_id"] != user_id:
             raise Forbidden("Only the owner can edit this listing.")
@@ -195,7 +196,7 @@ class ListingService:
                 raise NotFound("No such listing.")
             doc = updated
             await self._skills.refresh(user_id)
-        return listing_view(doc, await self._owners([doc]))
+        return Named(doc, await self._owners([doc]))
 
     async def delete(self, listing_id: str, user_id: str, role: str, client: ClientInfo) -> None:
         doc = await self._readable(listing_id, user_id, role)
@@ -247,7 +248,7 @@ class ListingService:
 
     async def search(self, f: ListingFilters, *, limit: int, cursor: str | None,
                      viewer_id: str | None = None, client_ip: str | None = None
-                     ) -> dict[str, Any]:
+                     ) -> Page[Named]:
         tokens = search_tokens(f.q or "")[:MAX_QUERY_TOKENS]
         sort = f.sort or ("relevance" if tokens else "newest")
         position = decode_cursor(cursor)
@@ -268,21 +269,21 @@ class ListingService:
                                       lambda: self._newest_page(filters, limit, before))
 
     async def _newest_page(self, filters: dict[str, Any], limit: int, before: str | None
-                           ) -> dict[str, Any]:
+                           ) -> Page[Named]:
         docs = await self._listings.newest(filters, limit=limit + 1, before_id=before,
                                             now=self._clock.now())
         more = len(docs) > limit
         docs = docs[:limit]
         owners = await self._owners(docs)
-        items = [listing_view(d, owners) for d in docs if d["owner_id"] in owners]
+        items = [Named(d, owners) for d in docs if d["owner_id"] in owners]
         next_cursor = encode_cursor({"k": "n", "id": docs[-1]["_id"]}) if more else None
-        return {"items": items, "next_cursor": next_cursor}
+        return Page(items, next_cursor)
 
     async def _by_relevance(
         self, tokens: list[str], filters: dict[str, Any], limit: int,
         position: dict[str, Any] | None, viewer_id: str | None, *, text: str = "",
         requester: str = "-",
-    ) -> dict[str, Any]:
+    ) -> Page[Named]:
         """Ranked once, on the first page, into a ranking snapshot; later
         pages read their slice of it (scores as ranked then), so edits and
         new listings never repeat or skip one (docs/marketplace.md)."""
@@ -315,10 +316,10 @@ class ListingService:
         owners = await self._owners(docs)
         scores = dict(zip(page.ids, page.extras))
         items = [
-            listing_view(d, owners, scores[d["_id"]])
+            Named(d, owners, scores[d["_id"]])
             for d in docs if d["owner_id"] in owners and d["visible"]
         ]
-        return {"items": items, "next_cursor": page.next_cursor}
+        return Page(items, page.next_cursor)
 
     async def _rank(self, expanded: list[str], filters: dict[str, Any], units: list[QueryUnit],
                     vector: list[float] | None) -> list[tuple[int, str]]:
@@ -332,4 +333,4 @@ class ListingService:
         return rank_lexical(candidates, units, vector)
 
     async def export(self, user_id: str) -> list[dict[str, Any]]:
-        return [export_doc(d) for d in await self._listings.by_owner(user_id)]
+        return [export_view(d) for d in await self._listings.by_owner(user_id)]

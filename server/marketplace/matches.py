@@ -24,6 +24,7 @@ from ..storage.listings import ListingStore
 from ..storage.skill_index import MAX_MATCH_CANDIDATES, SkillIndexStore
 from ..storage.users import ACTIVE, UserStore
 from .people import active_users
+from .results import Match, Page
 from .snapshots import EXPIRED, RankingSnapshots, is_snapshot_cursor
 from .text import skill_key
 from .vocabulary import Vocabulary, default_vocabulary
@@ -145,7 +146,7 @@ class MatchService:
         await self._index.remove(user_id)
         self._changed()
 
-    async def matches(self, user_id: str, *, limit: int, cursor: str | None) -> dict[str, Any]:
+    async def matches(self, user_id: str, *, limit: int, cursor: str | None) -> Page[Match]:
         me = await self._users.get_active(user_id)
         if me is None:
             raise Unauthorized("This account is no longer active.")
@@ -169,21 +170,21 @@ class MatchService:
         # People banned or deleted since the first page are gone; names are live.
         people = await active_users(self._users, page.ids)
         items = [
-            _match_item(people[person_id], extra)
+            _match(people[person_id], extra)
             for person_id, extra in zip(page.ids, page.extras) if person_id in people
         ]
         if self._semantic is not None:
             await self._add_whys(items)
-        return {"items": items, "next_cursor": page.next_cursor}
+        return Page(items, page.next_cursor)
 
-    async def _add_whys(self, items: list[dict[str, Any]]) -> None:
+    async def _add_whys(self, items: list[Match]) -> None:
         """Each item's cached "why"; missing ones are asked of the worker
         (written once, in the background: a later request shows them)."""
-        prompts = [why_prompt(i["they_teach"], i["you_teach"]) for i in items]
+        prompts = [why_prompt(i.ranked["they_teach"], i.ranked["you_teach"]) for i in items]
         cached = await self._semantic.whys(prompts) if self._semantic else {}
         for item, prompt in zip(items, prompts):
-            item["why"] = cached.get(prompt)
-            if item["why"] is None and self._request_why is not None:
+            item.explained, item.why = True, cached.get(prompt)
+            if item.why is None and self._request_why is not None:
                 self._request_why(prompt)
 
     def _expand(self, skills: dict[str, str]) -> list[str]:
@@ -322,12 +323,8 @@ def _similar(wanted: dict[str, str], offered: dict[str, str],
     return out
 
 
-def _match_item(person: dict[str, Any], match: dict[str, Any]) -> dict[str, Any]:
+def _match(person: dict[str, Any], ranked: dict[str, Any]) -> Match:
     """One match as ranked on the first page, under the person's current name."""
-    name = person["display_name"]
-    return {
-        "user": {"id": person["_id"], "display_name": name},
-        "score": match["score"], "mutual": match["mutual"],
-        "they_teach": match["they_teach"], "you_teach": match["you_teach"],
-        "reason": reason_for(name, match["they_teach"], match["you_teach"]),
-    }
+    return Match(person=person, ranked=ranked,
+                 reason=reason_for(person["display_name"], ranked["they_teach"],
+                                   ranked["you_teach"]))

@@ -18,11 +18,7 @@ from ..storage.listings import ListingStore
 from ..storage.users import ACTIVE, BANNED, DELETED, UserStore
 from .listings import ListingService
 from .matches import MatchService
-
-
-def _admin_user(user: dict[str, Any]) -> dict[str, Any]:
-    return {"id": user["_id"], "display_name": user["display_name"],
-            "role": user.get("role", "user"), "status": user["status"]}
+from .results import Named, Page
 
 
 class ModerationService:
@@ -46,20 +42,18 @@ class ModerationService:
         )
 
     async def set_listing_hidden(self, listing_id: str, hidden: bool, *, actor_id: str,
-                                 reason: str, client: ClientInfo) -> dict[str, Any]:
+                                 reason: str, client: ClientInfo) -> Named:
         doc = await self._listings.set_hidden(listing_id, hidden, reason=reason)
         await self._record("listing.hide" if hidden else "listing.unhide", actor_id=actor_id,
                            target=listing_id, client=client, reason=reason,
                            owner_id=doc["owner_id"])
         return await self._listings.get(listing_id, viewer_id=actor_id, role="admin")
 
-    async def find_by_email(self, email: str) -> dict[str, Any]:
+    async def find_by_email(self, email: str) -> dict[str, Any] | None:
         """The account with this address (exact, case-insensitive: emails
         are encrypted at rest and found through their blind index, so no
         substring search), deleted ones included while they keep it."""
-        user = await self._users.find_by_email(email)
-        items = [] if user is None else [{**_admin_user(user), "email": user.get("email")}]
-        return {"items": items}
+        return await self._users.find_by_email(email)
 
     async def _target(self, user_id: str, actor_id: str) -> dict[str, Any]:
         user = await self._users.get(user_id) if is_id(user_id) else None
@@ -80,7 +74,7 @@ class ModerationService:
                                         actor_id=actor_id)
         await self._record("user.ban", actor_id=actor_id, target=user_id, client=client,
                            reason=reason, previous_status=user["status"])
-        return _admin_user({**user, "status": BANNED})
+        return {**user, "status": BANNED}
 
     async def unban(self, user_id: str, *, actor_id: str, reason: str, client: ClientInfo
                     ) -> dict[str, Any]:
@@ -93,7 +87,7 @@ class ModerationService:
         await self._matches.refresh(user_id)
         await self._record("user.unban", actor_id=actor_id, target=user_id, client=client,
                            reason=reason)
-        return _admin_user({**user, "status": ACTIVE})
+        return {**user, "status": ACTIVE}
 
     async def set_role(self, user_id: str, role: str, *, actor_id: str, client: ClientInfo
                        ) -> dict[str, Any]:
@@ -105,7 +99,7 @@ class ModerationService:
                                             actor_id=actor_id)
         await self._record("user.role_change", actor_id=actor_id, target=user_id,
                            client=client, previous=previous, role=role)
-        return _admin_user({**user, "role": role})
+        return {**user, "role": role}
 
     async def sync_owner(self, payload: dict[str, Any]) -> None:
         """Bus hook on ``sessions_revoked``: an account deleted (or banned on
@@ -119,7 +113,7 @@ class ModerationService:
             await self._matches.remove(user_id)
 
     async def audit_page(self, *, action: str | None, actor_id: str | None, limit: int,
-                         cursor: str | None) -> dict[str, Any]:
+                         cursor: str | None) -> Page[dict[str, Any]]:
         position = decode_cursor(cursor)
         if position is not None and not is_id(position.get("id")):
             raise ValidationFailed.field("cursor", "Invalid cursor.")
@@ -129,10 +123,4 @@ class ModerationService:
         )
         more = len(docs) > limit
         docs = docs[:limit]
-        items = [{
-            "id": d["_id"], "action": d["action"], "actor_id": d.get("actor_id"),
-            "target": d.get("target"), "ip": d.get("ip"), "request_id": d.get("request_id"),
-            "at": d["at"], "details": d.get("details") or {},
-        } for d in docs]
-        return {"items": items,
-                "next_cursor": encode_cursor({"id": docs[-1]["_id"]}) if more else None}
+        return Page(docs, encode_cursor({"id": docs[-1]["_id"]}) if more else None)

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from loguru import logger
 
-from ..clock import Clock, isoformat
+from ..clock import Clock
 from ..errors import (
     Conflict,
     Forbidden,
@@ -40,9 +40,10 @@ from ..storage.skill_requests import (
     SkillRequestStore,
 )
 from ..storage.users import UserStore
+from ..views.marketplace import export_view, request_view
 from .listings import ListingService
 from .people import active_users
-from .views import export_doc, request_view
+from .results import Named, Page
 
 REQUEST_EVENT = "request"
 
@@ -124,7 +125,7 @@ class RequestService:
     async def _people(self, doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
         return await active_users(self._users, [doc["learner_id"], doc["teacher_id"]])
 
-    async def create(self, listing_id: str, learner_id: str, message: str) -> dict[str, Any]:
+    async def create(self, listing_id: str, learner_id: str, message: str) -> Named:
         listing = await self._listings.get_visible(listing_id)
         if listing["owner_id"] == learner_id:
             raise Forbidden("You cannot request your own listing.")
@@ -137,9 +138,9 @@ class RequestService:
             await self._consent.changed([learner_id, listing["owner_id"]])
         return await self._announce("created", doc)
 
-    async def get(self, request_id: str, user_id: str) -> dict[str, Any]:
+    async def get(self, request_id: str, user_id: str) -> Named:
         doc = await self._party_request(request_id, user_id)
-        return request_view(doc, await self._people(doc))
+        return Named(doc, await self._people(doc))
 
     async def _party_request(self, request_id: str, user_id: str) -> dict[str, Any]:
         doc = await self._requests.get(request_id) if is_id(request_id) else None
@@ -147,7 +148,7 @@ class RequestService:
             raise NotFound("No such request.")
         return doc
 
-    async def transition(self, action: str, request_id: str, user_id: str) -> dict[str, Any]:
+    async def transition(self, action: str, request_id: str, user_id: str) -> Named:
         rule = TRANSITIONS[action]
         doc = await self._party_request(request_id, user_id)
         role = "teacher" if user_id == doc["teacher_id"] else "learner"
@@ -159,7 +160,7 @@ class RequestService:
             if self._rooms is None:
                 raise Unavailable("Chat rooms are not available; try again later.")
             room, _ = await self._rooms.open_direct(doc["teacher_id"], doc["learner_id"])
-            extra["room_id"] = str(room.get("id") or room.get("_id"))
+            extra["room_id"] = str(room["_id"])
             if self._messages is not None:  # where the talk since the acceptance starts
                 extra["room_seq_at_accept"] = await self._messages.last_seq(extra["room_id"])
         if action == "complete":
@@ -200,20 +201,19 @@ class RequestService:
                 details={"status": status, "action": rule.action},
             )
 
-    async def _announce(self, event: str, doc: dict[str, Any]) -> dict[str, Any]:
+    async def _announce(self, event: str, doc: dict[str, Any]) -> Named:
         people = await self._people(doc)
-        view = request_view(doc, people)
         if self._notifier is not None:
             try:
                 await self._notifier.notify_users(
                     [doc["learner_id"], doc["teacher_id"]], REQUEST_EVENT,
-                    {"event": event, "request": _jsonable(view)},
+                    {"event": event, "request": request_view(Named(doc, people))},
                 )
             except Exception:
                 logger.exception("could not notify users of request {}", doc["_id"])
         if event in MAILS:
             await self._send_mails(event, doc, people)
-        return view
+        return Named(doc, people)
 
     async def _send_mails(self, event: str, doc: dict[str, Any],
                           people: dict[str, dict[str, Any]]) -> None:
@@ -237,7 +237,7 @@ class RequestService:
                                   user_ids=[doc["learner_id"], doc["teacher_id"]])
 
     async def page(self, user_id: str, *, role: str | None, status: str | None, limit: int,
-                   cursor: str | None) -> dict[str, Any]:
+                   cursor: str | None) -> Page[Named]:
         position = decode_cursor(cursor)
         if position is not None and not is_id(position.get("id")):
             raise ValidationFailed.field("cursor", "Invalid cursor.")
@@ -249,14 +249,8 @@ class RequestService:
         docs = docs[:limit]
         ids = list({i for d in docs for i in (d["learner_id"], d["teacher_id"])})
         people = await active_users(self._users, ids)
-        return {
-            "items": [request_view(d, people) for d in docs],
-            "next_cursor": encode_cursor({"id": docs[-1]["_id"]}) if more else None,
-        }
+        return Page([Named(d, people) for d in docs],
+                    encode_cursor({"id": docs[-1]["_id"]}) if more else None)
 
     async def export(self, user_id: str) -> list[dict[str, Any]]:
-        return [export_doc(d) for d in await self._requests.of_user(user_id)]
-
-
-def _jsonable(view: dict[str, Any]) -> dict[str, Any]:
-    return {k: isoformat(v) if k.endswith("_at") else v for k, v in view.items()}
+        return [export_view(d) for d in await self._requests.of_user(user_id)]

@@ -14,9 +14,10 @@ from ..storage.reviews import ReviewStore
 from ..storage.skill_requests import COMPLETED, SkillRequestStore
 from ..storage.transactions import Transactions
 from ..storage.users import UserStore
+from ..views.marketplace import export_view
 from .listings import ListingService
 from .people import active_users
-from .views import export_doc, review_view
+from .results import Named, Page
 
 
 class ReviewService:
@@ -35,7 +36,7 @@ class ReviewService:
         self._clock = clock
 
     async def create(self, request_id: str, user_id: str, *, rating: int, comment: str
-                     ) -> dict[str, Any]:
+                     ) -> Named:
         request = await self._requests.get(request_id) if is_id(request_id) else None
         if request is None or user_id not in (request["learner_id"], request["teacher_id"]):
             raise NotFound("No such request.")
@@ -57,16 +58,16 @@ class ReviewService:
         if self._cache is not None:  # committed: pages read meanwhile held the old rating
             self._cache.changed(LISTINGS)
         users = await active_users(self._users, [user_id])
-        return review_view(review, users)
+        return Named(review, users)
 
-    async def page(self, listing_id: str, *, limit: int, cursor: str | None) -> dict[str, Any]:
+    async def page(self, listing_id: str, *, limit: int, cursor: str | None) -> Page[Named]:
         if self._cache is None:
             return await self._page(listing_id, limit=limit, cursor=cursor)
         return await self._cache.read(
             LISTINGS, ("reviews", listing_id, limit, cursor),
             lambda: self._page(listing_id, limit=limit, cursor=cursor))
 
-    async def _page(self, listing_id: str, *, limit: int, cursor: str | None) -> dict[str, Any]:
+    async def _page(self, listing_id: str, *, limit: int, cursor: str | None) -> Page[Named]:
         await self._listings.get_visible(listing_id)
         position = decode_cursor(cursor)
         if position is not None and not is_id(position.get("id")):
@@ -77,11 +78,9 @@ class ReviewService:
         more = len(docs) > limit
         docs = docs[:limit]
         users = await active_users(self._users, (d["reviewer_id"] for d in docs))
-        return {
-            "items": [review_view(d, users) for d in docs],
-            "next_cursor": encode_cursor({"id": docs[-1]["_id"]}) if more else None,
-        }
+        return Page([Named(d, users) for d in docs],
+                    encode_cursor({"id": docs[-1]["_id"]}) if more else None)
 
     async def export(self, user_id: str) -> dict[str, list[dict[str, Any]]]:
         mine = await self._reviews.of_user(user_id)
-        return {k: [export_doc(d) for d in v] for k, v in mine.items()}
+        return {k: [export_view(d) for d in v] for k, v in mine.items()}

@@ -21,9 +21,10 @@ from ..errors import ApiError, Conflict, Unavailable, ValidationFailed
 from ..schemas.human_text import TextError, clean_text
 from ..storage.messages import ClientIdUsed, MessageStore, SeqTaken, message_id
 from ..storage.read_markers import ReadMarkerStore
+from ..views.rooms import message_view
 from .group_commit import GroupCommit
 from .notifier import Notifier
-from .rooms import RoomService, public_message
+from .rooms import RoomService
 from .sequences import SequenceCache
 
 MAX_BODY_CHARS = 4000
@@ -68,7 +69,7 @@ def normalize_client_id(value: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class SendResult:
-    message: dict[str, Any]
+    message: dict[str, Any]  # the stored message document
     created: bool  # False: an idempotent retry of an earlier send
 
 
@@ -193,9 +194,8 @@ class ChatService:
         if self._on_persisted is not None:
             self._on_persisted(len(docs))
         for doc, index in zip(docs, indexes, strict=True):
-            message = public_message(doc)
-            await self._notifier.notify_users(room["member_ids"], "message", message)
-            results[index] = SendResult(message, True)
+            await self._notifier.notify_users(room["member_ids"], "message", message_view(doc))
+            results[index] = SendResult(doc, True)
 
     async def last_seq(self, room_id: str) -> int:
         return await self._seqs.current(room_id)
@@ -206,7 +206,7 @@ class ChatService:
             raise Unavailable("Retry the send.")
         if earlier["room_id"] != room_id:
             raise Conflict("This client_id was already used for another room.")
-        return SendResult(public_message(earlier), False)
+        return SendResult(earlier, False)
 
     async def sync(
         self, user_id: str, room_id: str, *, after_seq: int, limit: int = DEFAULT_SYNC_LIMIT
@@ -222,7 +222,7 @@ class ChatService:
             has_more = (self._seqs.known(room_id) or 0) > after_seq + limit or (
                 await self._messages.get(room_id, after_seq + limit + 1) is not None
             )
-        return [public_message(d) for d in docs], has_more
+        return docs, has_more
 
     async def history(
         self, user_id: str, room_id: str, *, before_seq: int | None, after_seq: int | None,
@@ -238,11 +238,11 @@ class ChatService:
             upper = last if before_seq is None else min(last, before_seq - 1)
             hi = min(upper, after_seq + limit)
             docs = await self._messages.range(room_id, after_seq=after_seq, upto_seq=hi)
-            return [public_message(d) for d in docs], hi < upper, last
+            return docs, hi < upper, last
         top = last if before_seq is None else min(last, before_seq - 1)
         lo = max(0, top - limit)
         docs = await self._messages.range(room_id, after_seq=lo, upto_seq=top)
-        return [public_message(d) for d in docs], lo > 0, last
+        return docs, lo > 0, last
 
     async def mark_read(self, user_id: str, room_id: str, seq: int) -> int:
         """Move the caller's read marker up to ``seq`` (clamped to the room's

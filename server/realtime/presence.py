@@ -12,21 +12,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timezone
 
 from loguru import logger
 
-from ..clock import Clock, isoformat
+from ..clock import Clock
 from ..storage.presence import OFFLINE, Presence, PresenceStore
 from ..tasks import cancel_and_wait
+from ..views.presence import presence_view
 from .notifier import Notifier, presence_room
 
 PresenceListener = Callable[[str, str], Awaitable[None]]
-
-
-def presence_event(user_id: str, p: Presence) -> dict:
-    seen = datetime.fromtimestamp(p.last_seen, tz=timezone.utc) if p.last_seen else None
-    return {"user_id": user_id, "status": p.status, "last_seen": isoformat(seen)}
 
 
 class PresenceService:
@@ -95,12 +90,11 @@ class PresenceService:
         """A purged account: its presence (status, last_seen) is dropped."""
         await self._store.forget(user_id)
 
-    async def snapshot(self, user_ids: list[str]) -> dict[str, dict]:
-        found = await self._store.get_many(user_ids)
-        return {uid: presence_event(uid, p) for uid, p in found.items()}
+    async def snapshot(self, user_ids: list[str]) -> dict[str, Presence]:
+        return await self._store.get_many(user_ids)
 
     async def _publish(self, user_id: str, p: Presence) -> None:
-        await self._notifier.to_room(presence_room(user_id), "presence", presence_event(user_id, p))
+        await self._notifier.to_room(presence_room(user_id), "presence", presence_view(user_id, p))
         for listener in self._listeners:
             try:
                 await listener(user_id, p.status)

@@ -27,6 +27,8 @@ from loguru import logger
 
 from ..bus import Bus
 from ..consent.service import CONSENT_CHANGED_TOPIC
+from ..storage.presence import Presence
+from ..views.presence import presence_view
 from .notifier import presence_room
 from .presence import PresenceService
 from .sockets import SocketRegistry, SocketState
@@ -49,7 +51,7 @@ class PresenceAccess:
         bus.on_reconnect(self.recheck_all)
 
     async def subscribe(self, state: SocketState, user_ids: list[str]
-                        ) -> tuple[dict[str, dict], list[str]]:
+                        ) -> tuple[dict[str, Presence], list[str]]:
         """Watch ``user_ids``; returns the presence of those this user may
         see and the ids of the others (``hidden``: no presence, no events)."""
         state.presence.update(user_ids)
@@ -112,5 +114,5 @@ class PresenceAccess:
                 await self._sio.leave_room(state.sid, presence_room(uid))
         if announce and shown:
             snapshot = await self._presence.snapshot(shown)
-            await asyncio.gather(*(self._sio.emit("presence", p, to=state.sid)
-                                   for p in snapshot.values()), return_exceptions=True)
+            await asyncio.gather(*(self._sio.emit("presence", presence_view(uid, p), to=state.sid)
+                                   for uid, p in snapshot.items()), return_exceptions=True)

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from cachetools import TTLCache
 from loguru import logger
 
 from ..bus import Bus
-from ..clock import Clock, isoformat
+from ..clock import Clock
 from ..errors import BadRequest, Blocked, Forbidden, NotAContact, NotFound, ValidationFailed
 from ..storage.messages import MessageStore
 from ..storage.read_markers import ReadMarkerStore
@@ -38,20 +39,15 @@ class RoomConsent(Protocol):
     async def changed(self, user_ids: Iterable[str]) -> None: ...
 
 
-def public_message(doc: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "id": doc["_id"], "room_id": doc["room_id"], "seq": doc["seq"],
-        "sender_id": doc["sender_id"], "body": doc["body"], "client_id": doc["client_id"],
-        "created_at": isoformat(doc["created_at"]), "deleted": bool(doc.get("deleted")),
-    }
+@dataclass(slots=True)
+class RoomSummary:
+    """A room in its member's list: where it ends and where they read to."""
 
-
-def public_room(doc: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "id": doc["_id"], "type": doc["type"], "name": doc.get("name"),
-        "member_ids": list(doc["member_ids"]), "created_by": doc.get("created_by"),
-        "created_at": isoformat(doc["created_at"]),
-    }
+    room: dict[str, Any]
+    last_seq: int
+    read_seq: int
+    unread_count: int
+    last_message: dict[str, Any] | None
 
 
 class RoomService:
@@ -85,7 +81,7 @@ class RoomService:
         *, before_create: Callable[[], Awaitable[None]] | None = None,
     ) -> tuple[dict[str, Any], bool]:
         """The direct room between two users, created on first use.
-        Returns ``(room, created)``; ``room`` is the public shape.
+        Returns ``(room document, created)``.
         ``before_create`` runs (and may refuse) only when a room is new."""
         if user_id == other_user_id:
             raise ValidationFailed.field("user_id", "A direct room needs another user.")
@@ -93,7 +89,7 @@ class RoomService:
         if existing is not None:
             await self._consent.ensure_not_blocked(user_id, other_user_id)
             await self.mark_active(existing, user_id)
-            return public_room(existing), False
+            return existing, False
         if await self._users.get_active(other_user_id) is None:
             raise NotFound("No such user.")
         await self._consent.ensure_not_blocked(user_id, other_user_id)
@@ -106,7 +102,7 @@ class RoomService:
             await self._consent.changed([user_id, other_user_id])
         else:
             await self.mark_active(doc, user_id)
-        return public_room(doc), created
+        return doc, created
 
     async def mark_active(self, room: dict[str, Any], user_id: str) -> None:
         """A member opened or wrote in a direct room: from now on the other
@@ -152,7 +148,7 @@ class RoomService:
             name=name, member_ids=members, created_by=user_id, now=self._clock.now()
         )
         await self._consent.changed(members)
-        return public_room(doc)
+        return doc
 
     async def _check_may_add(self, user_id: str, others: list[str]) -> None:
         """Only people with a relation towards ``user_id`` (see
@@ -195,7 +191,7 @@ class RoomService:
             raise BadRequest("People can only be added to group rooms.")
         new = [u for u in dict.fromkeys(user_ids) if u not in room["member_ids"]]
         if not new:
-            return public_room(room)
+            return room
         if len(room["member_ids"]) + len(new) > MAX_GROUP_MEMBERS:
             raise ValidationFailed.field(
                 "user_ids", f"A group has at most {MAX_GROUP_MEMBERS} members."
@@ -212,7 +208,7 @@ class RoomService:
         await self._notifier.notify_users(doc["member_ids"], MEMBER_ADDED_EVENT,
                                           {"room_id": room_id, "user_ids": new, "by": user_id})
         await self._consent.changed(doc["member_ids"])
-        return public_room(doc)
+        return doc
 
     async def _fresh(self, room_id: str) -> dict[str, Any]:
         doc = await self._rooms.get(room_id)
@@ -261,9 +257,9 @@ class RoomService:
 
     async def list_for_user(
         self, user_id: str, *, before_id: str | None, limit: int
-    ) -> tuple[list[dict[str, Any]], str | None]:
+    ) -> tuple[list[RoomSummary], str | None]:
         """A page of the caller's rooms (newest first by creation), each
-        with ``last_message``, ``last_seq`` and ``unread_count``."""
+        with its last message, last seq, read marker and unread count."""
         docs = await self._rooms.list_for_member(user_id, before_id=before_id, limit=limit + 1)
         more = len(docs) > limit
         docs = docs[:limit]
@@ -279,7 +275,7 @@ class RoomService:
         return list(items), (docs[-1]["_id"] if more and docs else None)
 
     async def _summary(self, doc: dict[str, Any], user_id: str, read_seq: int,
-                       end: tuple[int, dict[str, Any] | None] | None) -> dict[str, Any]:
+                       end: tuple[int, dict[str, Any] | None] | None) -> RoomSummary:
         if end is not None:  # (last seq, last message) confirmed by the batched read
             last, last_message = end
         else:
@@ -288,8 +284,5 @@ class RoomService:
         unread = await self._messages.count_from_others(
             doc["_id"], user_id, after_seq=max(read_seq, last - UNREAD_CAP), upto_seq=last
         )
-        return {
-            **public_room(doc), "last_seq": last, "read_seq": min(read_seq, last),
-            "unread_count": min(unread, UNREAD_CAP),
-            "last_message": public_message(last_message) if last_message else None,
-        }
+        return RoomSummary(room=doc, last_seq=last, read_seq=min(read_seq, last),
+                           unread_count=min(unread, UNREAD_CAP), last_message=last_message)

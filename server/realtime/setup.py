@@ -47,8 +47,9 @@ from .metrics import RealtimeMetrics
 from .notifier import Notifier
 from .presence import PresenceService
 from .presence_access import PresenceAccess
-from .rooms import RoomService, public_message, public_room
+from .rooms import RoomService
 from .sequences import SequenceCache
+from ..views.rooms import message_view, room_view
 from .server import build_server
 from .sockets import EventDispatcher, SocketEvents, SocketRegistry
 
@@ -146,8 +147,8 @@ async def realtime_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     async def export_chat(user_id: str) -> dict:
         return {
-            "rooms": [public_room(r) for r in await rooms_store.list_all_for_member(user_id)],
-            "messages_sent": [public_message(m) for m in await messages.export_sent(user_id)],
+            "rooms": [room_view(r) for r in await rooms_store.list_all_for_member(user_id)],
+            "messages_sent": [message_view(m) for m in await messages.export_sent(user_id)],
         }
 
     app[PROFILES].add_exporter("chat", export_chat)

@@ -30,7 +30,8 @@ async def _gone(app, user_id: str) -> None:
     """Until presence has taken the user offline (the disconnect is handled
     after the client closed)."""
     for _ in range(200):
-        status = (await app[PRESENCE].snapshot([user_id])).get(user_id, {}).get("status")
+        seen = (await app[PRESENCE].snapshot([user_id])).get(user_id)
+        status = seen.status if seen else None
         if status in (None, "offline"):
             return
         await asyncio.sleep(0.025)

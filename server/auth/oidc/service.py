@@ -274,14 +274,14 @@ class SignInService:
             raise LastSignInMethod()
         await self._record("account.oidc_unlink", user_id, client, provider=provider)
 
-    async def linked_view(self, user_id: str) -> list[dict[str, Any]]:
-        """The linked providers, as GET /users/me shows them."""
-        names = {name: c.config.display_name for name, c in self._providers.items()}
-        return [{"provider": i["provider"], "display_name": names.get(i["provider"],
-                                                                      i["provider"]),
-                 "email": i.get("email"), "linked_at": i["linked_at"],
-                 "last_used_at": i.get("last_used_at")}
-                for i in await self._identities.for_user(user_id)]
+    async def linked(self, user_id: str) -> list[dict[str, Any]]:
+        """The user's linked identities (documents of the identity store)."""
+        return await self._identities.for_user(user_id)
+
+    def provider_name(self, provider: str) -> str:
+        """What the person sees for ``provider`` (its id when no longer configured)."""
+        client = self._providers.get(provider)
+        return client.config.display_name if client is not None else provider
 
     async def export(self, user_id: str) -> list[dict[str, Any]]:
         return [{"provider": i["provider"], "subject": i["subject"], "email": i.get("email"),
