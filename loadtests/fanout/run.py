@@ -39,7 +39,7 @@ import tempfile
 import threading
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -193,6 +193,9 @@ class Options:
     drain: float
     no_db: bool
     keep: bool
+    ours_env: dict = field(default_factory=dict)  # extra SKILLSHARE_* for our node(s)
+    mongo_query: str = ""  # appended to the database URL, e.g. "?retryWrites=false"
+    inflight: int = 0  # > 0: closed loop, sends outstanding per client (gen.mjs)
 
 
 def start_database(procs: Procs, opts: Options) -> tuple[subprocess.Popen, str]:
@@ -201,7 +204,7 @@ def start_database(procs: Procs, opts: Options) -> tuple[subprocess.Popen, str]:
     path.mkdir()
     proc = procs.start("db", pinned(opts.db_core, [opts.python, "-c", DATABASE_CHILD, str(port), str(path)]))
     wait_port(port, proc)
-    return proc, f"mongodb://127.0.0.1:{port}/"
+    return proc, f"mongodb://127.0.0.1:{port}/{opts.mongo_query}"
 
 
 def start_redis(procs: Procs, opts: Options) -> tuple[subprocess.Popen, str]:
@@ -232,6 +235,7 @@ def start_ours(procs: Procs, opts: Options, sc: Scenario, mongo_url: str, redis_
     })
     if redis_url:
         env["SKILLSHARE_REDIS_URL"] = redis_url
+    env.update(opts.ours_env)
     nodes, urls = [], []
     for i in range(sc.nodes):
         port = free_port()
@@ -296,7 +300,7 @@ def run_once(kind: str, sc: Scenario, opts: Options) -> dict:
         config = workdir / "gen.json"
         config.write_text(json.dumps({
             "clients": clients, "rate": sc.rate, "warmup": opts.warmup, "duration": opts.duration,
-            "drain": opts.drain,
+            "drain": opts.drain, "inflight": opts.inflight,
         }))
         gen = procs.start("gen", pinned(opts.gen_core, ["node", str(HERE / "gen.mjs"), str(config)]),
                           cwd=HERE, stdout=subprocess.PIPE)
