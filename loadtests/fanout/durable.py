@@ -55,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--server-root", type=Path, default=REPO)
     parser.add_argument("--ours-env", action="append", default=[], metavar="KEY=VALUE",
                         help="extra setting for the node (both cases)")
+    parser.add_argument("--nice", type=int, default=0,
+                        help="niceness of node, database and generator (e.g. -10 on a machine "
+                             "shared with other jobs, so that each case gets its core)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     root = args.server_root.resolve()
@@ -74,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
                                duration=args.duration, drain=args.drain, no_db=False, keep=False,
                                ours_env={**extra, "SKILLSHARE_MESSAGE_BATCH_MAX": str(batch)},
                                mongo_query="?retryWrites=false",
-                               inflight=int(value) if kind == "closed" else 0)
+                               inflight=int(value) if kind == "closed" else 0, nice=args.nice)
                 sc = Scenario(f"durable-{kind}-{value:g}", clients, args.members, rate)
                 r = run_once("ours", sc, opts)
                 r["durable_per_s"] = r.get("durable_per_s", 0.0)
