@@ -252,8 +252,8 @@ class FanoutManager(socketio.AsyncManager):
                 or sio_packet.Packet.data_is_binary(args)):
             return await super().emit(event, data, namespace, room=room, skip_sid=skip_sid,
                                       callback=callback, **kwargs)
-        encoded = self.server.packet_class(sio_packet.EVENT, namespace=namespace,
-                                           data=[event, *args]).encode()
+        encoded = self.server.packet_class(sio_packet.EVENT, namespace=namespace,  # checked above
+                                           data=[event, *args], binary=False).encode()
         skip = set(skip_sid) if isinstance(skip_sid, list) else {skip_sid}
         pkt = eio_packet.Packet(eio_packet.MESSAGE, encoded)
         size = len(encoded) + 1
@@ -292,8 +292,9 @@ class FanoutManager(socketio.AsyncManager):
             for data in datas:
                 await self.emit(event, data, namespace, room=room)
             return
-        pkts = [eio_packet.Packet(eio_packet.MESSAGE, self.server.packet_class(
-            sio_packet.EVENT, namespace=namespace, data=[event, data]).encode()) for data in datas]
+        pkts = [eio_packet.Packet(eio_packet.MESSAGE, self.server.packet_class(  # checked above
+            sio_packet.EVENT, namespace=namespace, data=[event, data], binary=False).encode())
+            for data in datas]
         size = max(len(p.data) for p in pkts) + 1
         frames: bytes | None = None
         sockets = self.server.eio.sockets
