@@ -92,7 +92,22 @@ async def _clients(assignments: list[dict], deflate: bool, queue: mp.Queue, stop
 
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as http:
-        sockets = []
+        sockets: list[aiohttp.ClientWebSocketResponse] = []
+        readers: list[asyncio.Future] = []
+
+        async def answer_pings(ws: aiohttp.ClientWebSocketResponse) -> None:
+            async for msg in ws:
+                if msg.type == aiohttp.WSMsgType.TEXT and msg.data == "2":
+                    await ws.send_str("3")
+
+        async def until(ws: aiohttp.ClientWebSocketResponse, prefix: str) -> str:
+            """The next packet starting with ``prefix``, answering pings meanwhile."""
+            while True:
+                msg = await ws.receive_str()
+                if msg == "2":
+                    await ws.send_str("3")
+                elif msg.startswith(prefix):
+                    return msg
 
         async def one(a: dict) -> None:
             ws = await http.ws_connect(f"{a['url']}/socket.io/?EIO=4&transport=websocket",
@@ -100,13 +115,14 @@ async def _clients(assignments: list[dict], deflate: bool, queue: mp.Queue, stop
             opening = await ws.receive_str()
             assert opening.startswith("0{"), opening
             await ws.send_str("40" + json.dumps({"token": a["token"]}))
-            while not (msg := await ws.receive_str()).startswith("40"):
-                pass
+            await until(ws, "40")
             await ws.send_str("420" + json.dumps(["room:join", {"room_id": a["room_id"]}]))
-            while not (msg := await ws.receive_str()).startswith("430"):
-                pass
+            msg = await until(ws, "430")
             assert '"ok":true' in msg.replace(" ", ""), msg
             sockets.append(ws)
+            # answer pings from now on: connecting 10,000 takes longer than a
+            # ping timeout, and a socket that does not answer is closed
+            readers.append(asyncio.ensure_future(answer_pings(ws)))
 
         sem = asyncio.Semaphore(50)
 
@@ -115,16 +131,10 @@ async def _clients(assignments: list[dict], deflate: bool, queue: mp.Queue, stop
                 await one(a)
 
         await asyncio.gather(*(limited(a) for a in assignments))
-
-        async def answer_pings(ws: aiohttp.ClientWebSocketResponse) -> None:
-            async for msg in ws:
-                if msg.type == aiohttp.WSMsgType.TEXT and msg.data == "2":
-                    await ws.send_str("3")
-
-        readers = [asyncio.ensure_future(answer_pings(ws)) for ws in sockets]
         queue.put(("ready", len(sockets)))
         while not stop.is_set():
             await asyncio.sleep(0.5)
+        queue.put(("open", sum(1 for ws in sockets if not ws.closed)))
         for r in readers:
             r.cancel()
         for ws in sockets:
@@ -189,11 +199,13 @@ def connect_and_measure(pid: int, assignments: list[dict], workers: int, deflate
         rss1 = rss_kib(pid)
     finally:
         stop.set()
-        for g in gens:
-            g.join(60)
-    return {"sockets": connected, "deflate_offered": deflate,
+    still_open = sum(queue.get(timeout=120)[1] for _ in gens)  # at the end: all of them, or say so
+    for g in gens:
+        g.join(60)
+    return {"sockets": connected, "open_at_end": still_open, "deflate_offered": deflate,
             "rss_before_mib": round(rss0 / 1024, 1), "rss_after_mib": round(rss1 / 1024, 1),
-            "kib_per_socket": round((rss1 - rss0) / connected, 1), "connect_s": round(connect_s, 1)}
+            "kib_per_socket": round((rss1 - rss0) / max(still_open, 1), 1),
+            "connect_s": round(connect_s, 1)}
 
 
 def stop_all(procs: list) -> None:
