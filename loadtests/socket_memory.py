@@ -27,6 +27,7 @@ import hmac
 import json
 import multiprocessing as mp
 import os
+import shutil
 import signal
 import statistics
 import sys
@@ -253,6 +254,7 @@ def measure_ours(n_sockets: int, workers: int, deflate: bool, frames: int) -> di
         return result
     finally:
         stop_all(procs)
+        shutil.rmtree(work, ignore_errors=True)
 
 
 REF_SECRET = "socket-memory-ref-secret-" + "r" * 32
@@ -297,6 +299,7 @@ def measure_ref(n_sockets: int, workers: int, deflate: bool) -> dict:
                                                        lambda: None, lambda: None)}
     finally:
         stop_all(procs)
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def main() -> None:
