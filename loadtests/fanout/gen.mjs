@@ -4,7 +4,12 @@
 //   node gen.mjs CONFIG.json
 //
 // CONFIG: {clients: [{url, token, user_id, room_id}], rate (msg/s per client),
-//          warmup, duration, drain (s), connect_concurrency}
+//          warmup, duration, drain (s), connect_concurrency, inflight}
+//
+// With `inflight` (sends per client), the load is closed loop instead: every
+// client keeps that many sends outstanding, sending the next as an ack
+// arrives (`rate` is then ignored): the server's capacity at a fixed
+// concurrency, where ack latency follows from throughput.
 //
 // Every client sends `message:send` at `rate` on a fixed schedule whatever
 // the acks do (open loop); the schedule spreads the clients' phases evenly
@@ -42,6 +47,7 @@ let measuring = false;
 const stats = {
   sent: 0, acked: 0, failed: 0, failed_codes: {}, expected_deliveries: 0,
   deliveries: 0, deliveries_in_window: 0, duplicate_deliveries: 0,
+  acks_in_window: 0, // ok acks received inside the window, whenever sent: durable msgs/s
 };
 const ackLatency = [];
 const deliveryLatency = [];
@@ -91,7 +97,7 @@ console.log("READY");
 
 const sendLag = [];
 
-function send(c, scheduledAt) {
+function send(c, scheduledAt, onAck) {
   const sentAt = nowMs();
   if (inWindow(sentAt)) sendLag.push(sentAt - scheduledAt);
   const counted = inWindow(sentAt);
@@ -104,6 +110,8 @@ function send(c, scheduledAt) {
     "message:send",
     { room_id: c.room_id, client_id: randomUUID(), body: `bench ${sentAt.toFixed(3)} ${PAD}` },
     (ack) => {
+      if (measuring && ack?.ok) stats.acks_in_window += 1;
+      if (onAck) onAck();
       if (!counted) return;
       outstanding.delete(token);
       if (ack?.ok) {
@@ -135,6 +143,16 @@ windowTo = windowFrom + duration * 1000;
 const cpu0 = process.cpuUsage();
 let next = 0;
 
+const closedLoop = (config.inflight ?? 0) > 0;
+if (closedLoop) {
+  await new Promise((r) => setTimeout(r, Math.max(0, t0 - nowMs())));
+  const loop = (c) => {
+    const now = nowMs();
+    if (now < windowTo) send(c, now, () => loop(c));
+  };
+  for (let k = 0; k < config.inflight; k++) for (const i of order) loop(sockets[i]);
+}
+
 await new Promise((resolve) => {
   const tick = () => {
     const now = nowMs();
@@ -147,7 +165,7 @@ await new Promise((resolve) => {
       console.log("MEASURE_END");
     }
     const due = Math.min(Math.floor((now - t0) / step), Math.floor((windowTo - t0) / step));
-    while (next <= due) {
+    while (!closedLoop && next <= due) {
       send(sockets[order[next % sockets.length]], t0 + next * step);
       next += 1;
     }
@@ -176,6 +194,7 @@ const result = {
   missing_acks: outstanding.size,
   deliveries_per_s: Math.round((stats.deliveries_in_window / duration) * 10) / 10,
   acks_per_s: Math.round((stats.acked / duration) * 10) / 10,
+  durable_per_s: Math.round((stats.acks_in_window / duration) * 10) / 10,
   ack_ms: { p50: pct(ackLatency, 0.5), p99: pct(ackLatency, 0.99), p999: pct(ackLatency, 0.999) },
   delivery_ms: { p50: pct(deliveryLatency, 0.5), p99: pct(deliveryLatency, 0.99), p999: pct(deliveryLatency, 0.999) },
   // How far behind its schedule the generator sent (its own core was busy):

@@ -39,7 +39,7 @@ import tempfile
 import threading
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -109,7 +109,8 @@ def wait_port(port: int, proc: subprocess.Popen, timeout: float = 60) -> None:
     raise TimeoutError(f"nothing listening on {port} after {timeout}s")
 
 
-def pinned(core: int | None, args: list[str]) -> list[str]:
+def pinned(core: int | None, args: list[str], nice: int = 0) -> list[str]:
+    args = args if not nice else ["nice", "-n", str(nice), *args]
     return args if core is None else ["taskset", "-c", str(core), *args]
 
 
@@ -193,15 +194,20 @@ class Options:
     drain: float
     no_db: bool
     keep: bool
+    ours_env: dict = field(default_factory=dict)  # extra SKILLSHARE_* for our node(s)
+    mongo_query: str = ""  # appended to the database URL, e.g. "?retryWrites=false"
+    inflight: int = 0  # > 0: closed loop, sends outstanding per client (gen.mjs)
+    nice: int = 0  # niceness of the servers, database and generator (< 0: ahead of other jobs)
 
 
 def start_database(procs: Procs, opts: Options) -> tuple[subprocess.Popen, str]:
     port = free_port()
     path = procs.workdir / "db"
     path.mkdir()
-    proc = procs.start("db", pinned(opts.db_core, [opts.python, "-c", DATABASE_CHILD, str(port), str(path)]))
+    proc = procs.start("db", pinned(opts.db_core, [opts.python, "-c", DATABASE_CHILD, str(port), str(path)],
+                                         opts.nice))
     wait_port(port, proc)
-    return proc, f"mongodb://127.0.0.1:{port}/"
+    return proc, f"mongodb://127.0.0.1:{port}/{opts.mongo_query}"
 
 
 def start_redis(procs: Procs, opts: Options) -> tuple[subprocess.Popen, str]:
@@ -232,10 +238,12 @@ def start_ours(procs: Procs, opts: Options, sc: Scenario, mongo_url: str, redis_
     })
     if redis_url:
         env["SKILLSHARE_REDIS_URL"] = redis_url
+    env.update(opts.ours_env)
     nodes, urls = [], []
     for i in range(sc.nodes):
         port = free_port()
-        proc = procs.start(f"node{i}", pinned(opts.server_core, [opts.python, "-m", "server", "serve"]),
+        proc = procs.start(f"node{i}", pinned(opts.server_core, [opts.python, "-m", "server", "serve"],
+                                                        opts.nice),
                            env={**env, "SKILLSHARE_PORT": str(port)}, cwd=opts.server_root)
         wait_port(port, proc)
         nodes.append(proc)
@@ -274,7 +282,7 @@ def start_reference(procs: Procs, opts: Options, sc: Scenario, mongo_url: str | 
         args += ["--no-db"] if mongo_url is None else ["--mongo", mongo_url, "--db", "fanout"]
         if redis_url:
             args += ["--redis", redis_url]
-        proc = procs.start(f"ref{i}", pinned(opts.server_core, args), cwd=HERE)
+        proc = procs.start(f"ref{i}", pinned(opts.server_core, args, opts.nice), cwd=HERE)
         wait_port(port, proc)
         nodes.append(proc)
         urls.append(f"http://127.0.0.1:{port}")
@@ -296,9 +304,9 @@ def run_once(kind: str, sc: Scenario, opts: Options) -> dict:
         config = workdir / "gen.json"
         config.write_text(json.dumps({
             "clients": clients, "rate": sc.rate, "warmup": opts.warmup, "duration": opts.duration,
-            "drain": opts.drain,
+            "drain": opts.drain, "inflight": opts.inflight,
         }))
-        gen = procs.start("gen", pinned(opts.gen_core, ["node", str(HERE / "gen.mjs"), str(config)]),
+        gen = procs.start("gen", pinned(opts.gen_core, ["node", str(HERE / "gen.mjs"), str(config)], opts.nice),
                           cwd=HERE, stdout=subprocess.PIPE)
         groups = {"server": [p.pid for p in nodes], "database": [db.pid] if db else [],
                   "redis": [redis.pid] if redis else [], "generator": [gen.pid]}

@@ -193,8 +193,11 @@ class ChatService:
         self._seqs.observe(room["_id"], docs[-1]["seq"])
         if self._on_persisted is not None:
             self._on_persisted(len(docs))
+        # one step for the batch: on one node each member socket gets the
+        # batch's frames in one write
+        await self._notifier.notify_users_each(
+            room["member_ids"], "message", [message_view(doc) for doc in docs])
         for doc, index in zip(docs, indexes, strict=True):
-            await self._notifier.notify_users(room["member_ids"], "message", message_view(doc))
             results[index] = SendResult(doc, True)
 
     async def last_seq(self, room_id: str) -> int:

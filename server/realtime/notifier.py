@@ -41,6 +41,26 @@ class Notifier:
         if rooms:
             await self._emit(event, payload, rooms)
 
+    async def notify_users_each(self, user_ids: Iterable[str], event: str,
+                                payloads: list[dict]) -> None:
+        """``notify_users`` for each of ``payloads``, in order, as one step
+        where the emitter can (``emit_many``: each recipient's frames in one
+        write on one node)."""
+        rooms = [user_room(u) for u in dict.fromkeys(user_ids)]
+        if not rooms or not payloads:
+            return
+        emit_many = getattr(self._emitter, "emit_many", None)
+        if emit_many is None or len(payloads) == 1:
+            for payload in payloads:
+                await self._emit(event, payload, rooms)
+            return
+        try:
+            await emit_many(event, payloads, to=rooms)
+        except Exception:
+            if self._on_error is not None:
+                self._on_error()
+            logger.exception("could not publish {} events", event)
+
     async def to_room(self, room: str, event: str, payload: dict,
                       *, skip_sid: str | None = None) -> None:
         await self._emit(event, payload, room, skip_sid=skip_sid)

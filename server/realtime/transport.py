@@ -30,7 +30,14 @@ from engineio import packet as eio_packet
 from engineio.async_drivers import aiohttp as aiohttp_driver
 from socketio import packet as sio_packet
 
-from .fanout import DirectLink, SendLimits, close_frame, serve_websocket, websocket_frame
+from .fanout import (
+    DirectLink,
+    FanoutManager,
+    SendLimits,
+    close_frame,
+    serve_websocket,
+    websocket_frame,
+)
 from .protocol import (
     SLOW_CONSUMER,
     FRAME_FLOOD,
@@ -220,6 +227,22 @@ class GuardedEngineIO(engineio.AsyncServer):
         self._budgets.pop(eio_sid, None)
         self.cut_off.discard(eio_sid)
 
+    async def send_packet(self, sid: str, pkt: eio_packet.Packet) -> None:  # type: ignore[override]
+        """engine.io's ``send_packet``, except that a websocket with nothing
+        waiting in its queue gets the frame written at once (acks, events to
+        one socket): no queue hop and writer wake-up per packet. Order is
+        kept: only an empty queue is overtaken, and ``AsyncSocket.send``'s
+        ping-timeout check still runs first."""
+        link = self.links.get(sid)
+        socket = self.sockets.get(sid) if link is not None else None
+        if socket is not None and not socket.closed:
+            encoded = pkt.encode()
+            if isinstance(encoded, str) and link.takes_shared(len(encoded)):
+                if await socket.check_ping_timeout():
+                    link.write(websocket_frame(encoded))
+                return
+        await super().send_packet(sid, pkt)
+
     async def handle_request(self, request: web.Request) -> web.StreamResponse:  # type: ignore[override]
         sid = request.query.get("sid")
         socket = self.sockets.get(sid) if sid is not None else None
@@ -271,6 +294,19 @@ class GuardedServer(socketio.AsyncServer):
 
     def _engineio_server_class(self) -> type[engineio.AsyncServer]:
         return GuardedEngineIO
+
+    async def emit_many(self, event: str, datas: list[Any], *, to: Any,
+                        namespace: str | None = None) -> None:
+        """``emit(event, data, to=to)`` for each of ``datas``, in order. On
+        one node (the manager's emit is ``FanoutManager.emit``) they go out
+        as one step, each recipient's frames in one write; a manager that
+        publishes (Redis) gets one ``emit`` per item, as before."""
+        namespace = namespace or NAMESPACE
+        if type(self.manager).emit is FanoutManager.emit:
+            await self.manager.emit_many(event, datas, namespace, room=to)
+            return
+        for data in datas:
+            await self.emit(event, data, to=to, namespace=namespace)
 
     def _connected_sid(self, eio_sid: str) -> str | None:
         sid = self.manager.sid_from_eio_sid(eio_sid, NAMESPACE)

@@ -46,6 +46,13 @@ def _largest_batch_seen(client: Any) -> float:
     return samples["skillshare_message_batch_size_sum"] - samples["skillshare_message_batch_size_count"]
 
 
+def _message_deliveries(client: Any) -> float:
+    """``message`` events this node handed to its sockets."""
+    counter = client.app[REALTIME_METRICS].deliveries
+    return sum(s.value for metric in counter.collect() for s in metric.samples
+               if s.name.endswith("_total") and "message" in s.labels.values())
+
+
 async def _group(base: str, size: int) -> tuple[list[dict], dict]:
     users = [await register_user(base, f"u{i}") for i in range(size)]
     room = await open_group(base, users[0], users[1:])
@@ -273,3 +280,49 @@ async def test_a_retry_on_another_node_while_the_first_send_is_held_is_stored_on
     finally:
         await on_a.close()
         await on_b.close()
+
+
+async def test_a_batch_reaches_every_member_socket_once_in_seq_order(make_client):
+    """The messages of one batch go out as one step (each websocket member's
+    frames in one write): websocket, polling and official JS client members
+    each get every message once, in seq order, and the delivery count is
+    one per message per member socket."""
+    import json
+
+    from tests.realtime.test_fanout import _js_receiver
+
+    node = await make_client(socket_ping_interval=1.0, socket_ping_timeout=5.0)
+    base = _base(node)
+    users, room = await _group(base, 4)
+    senders = await _sockets([base], users[:3])
+    polling = await SocketUser(base, users[3]["access_token"], name="polling",
+                               transports=["polling"]).connect()
+    per_user = 6
+    total = per_user * len(senders)
+    js = await _js_receiver(base, users[3]["access_token"], total, "websocket")
+    before = _message_deliveries(node)
+    try:
+        async with _insert_fail_point(node, times=1, blockConnection=True, blockTimeMS=HOLD_MS):
+            acks = await asyncio.gather(*(
+                _send(s, room["id"], new_client_id(), f"{s.name} #{k}")
+                for k in range(per_user) for s in senders))
+        assert all(a["ok"] for a in acks), acks
+        assert _largest_batch_seen(node) > 0
+        in_seq_order = [a["message"]["id"] for a in sorted(acks, key=lambda a: a["message"]["seq"])]
+        for s in [*senders, polling]:
+            for m in in_seq_order:
+                await s.wait_for("message", lambda e, m=m: e["id"] == m, timeout=15)
+            assert [e["id"] for e in s.received("message")] == in_seq_order, s.name
+        out, err = await asyncio.wait_for(js.communicate(), 60)
+        result = json.loads(out.decode().strip().splitlines()[-1])
+        assert "error" not in result, (result, err.decode()[-2000:])
+        by_id = {a["message"]["id"]: a["message"]["body"] for a in acks}
+        assert result["bodies"] == [by_id[i] for i in in_seq_order]
+        # 3 senders + the polling socket + the JS client, one delivery each per message
+        assert _message_deliveries(node) - before == total * 5
+    finally:
+        if js.returncode is None:
+            js.kill()
+            await js.wait()
+        for s in [*senders, polling]:
+            await s.close()

@@ -69,8 +69,12 @@ UPSTREAM_FINGERPRINTS = {
     # replaced by GuardedWebSocket.__call__ (which adds compress=)
     "engineio aiohttp WebSocket.__call__": (aiohttp_driver.WebSocket.__call__,
                                             "71f9a94476d737c3"),
+    # GuardedEngineIO.send_packet: _get_socket() then AsyncSocket.send() (above); its
+    # direct write runs check_ping_timeout() first, as send() does
     "engineio.AsyncServer.send_packet": (async_server.AsyncServer.send_packet,
                                          "c54317440865030d"),
+    "engineio.AsyncSocket.check_ping_timeout": (async_socket.AsyncSocket.check_ping_timeout,
+                                                "77616d5ca7809257"),
     # replaced by FanoutManager.emit: data normalisation, skip_sid, callbacks must match
     "socketio.AsyncManager.emit": (socketio.AsyncManager.emit, "01ccd5b82b4f955e"),
     # both hand local delivery to super().emit (FanoutManager.emit, by the MRO)
