@@ -8,7 +8,7 @@ from ..errors import ValidationFailed
 from ..keys import CHAT, DELIVERY, ROOMS, SETTINGS
 from ..realtime.notifier import chat_room
 from ..realtime.rooms import public_room
-from ..realtime.sockets import SocketContext, SocketEvents
+from ..sockets.events import SocketContext, SocketEvents
 from ..schemas.rooms import MessageRead, MessageSend, RoomRef, RoomSync, Typing
 
 events = SocketEvents()

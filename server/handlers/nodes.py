@@ -8,7 +8,9 @@ from datetime import datetime, timezone
 from aiohttp import web
 
 from ..clock import isoformat
-from ..http import Routes, json_response, require_admin
+from ..http.auth import require_admin
+from ..http.responses import json_response
+from ..http.routes import Routes
 from ..keys import NODE_WATCH
 from ..schemas.nodes import NodeList
 

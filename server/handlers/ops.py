@@ -10,7 +10,8 @@ from pathlib import Path
 from aiohttp import web
 from loguru import logger
 
-from ..http import Routes, json_response
+from ..http.responses import json_response
+from ..http.routes import Routes
 from ..keys import DB, DRAIN, METRICS, NODE_WATCH, REDIS, ROUTE_SPECS, SETTINGS
 from ..openapi import build_openapi
 

@@ -29,7 +29,7 @@ from ..bus import Bus
 from ..consent.service import CONSENT_CHANGED_TOPIC
 from .notifier import presence_room
 from .presence import PresenceService
-from .sockets import SocketRegistry, SocketState
+from .socket_registry import SocketRegistry, SocketState
 
 
 class Visibility(Protocol):
