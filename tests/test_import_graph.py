@@ -9,7 +9,9 @@ import ast
 from pathlib import Path
 
 SERVER = Path(__file__).resolve().parent.parent / "server"
-AREAS = ("server.auth", "server.marketplace", "server.realtime", "server.calls", "server.mail")
+AREAS = ("server.auth", "server.marketplace", "server.realtime", "server.calls", "server.mail",
+         "server.consent", "server.delivery", "server.digest", "server.ai", "server.backup",
+         "server.media", "server.storage")
 EDGES = ("server.handlers", "server.http", "server.sockets", "server.middlewares", "server.app",
          "server.keys")
 
@@ -122,3 +124,30 @@ def test_areas_never_import_the_edges():
         for target in targets if _within(target, EDGES)
     )
     assert forbidden == []
+
+
+def _imports_aiohttp_web(path: Path) -> bool:
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.ImportFrom) and node.module == "aiohttp":
+            if any(alias.name == "web" for alias in node.names):
+                return True
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("aiohttp.web"):
+            return True
+        if isinstance(node, ast.Import) and any(a.name.startswith("aiohttp.web") for a in node.names):
+            return True
+    return False
+
+
+def test_areas_are_built_without_the_web_framework():
+    """Every ``build_<area>()`` lives in its package's setup.py and knows no
+    ``aiohttp.web`` (an HTTP *client* session, like sign-in's, is fine):
+    server/app.py alone puts areas into the app."""
+    setups = sorted(SERVER.rglob("setup.py"))
+    assert {p.parent.name for p in setups} >= {
+        "auth", "mail", "consent", "realtime", "calls", "delivery", "digest", "ai",
+        "marketplace", "backup"}
+    assert [str(p.relative_to(SERVER)) for p in setups if _imports_aiohttp_web(p)] == []
+    for path in setups:
+        builds = [n.name for n in ast.parse(path.read_text()).body
+                  if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef) and n.name.startswith("build_")]
+        assert builds, f"{path.relative_to(SERVER)} has no build_<area>()"

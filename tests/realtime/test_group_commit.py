@@ -12,8 +12,7 @@ from typing import Any
 
 import pytest
 
-from server.keys import DB
-from server.realtime.setup import REALTIME_METRICS
+from server.keys import DB, REALTIME_METRICS
 from tests.support.realtime import SocketUser, new_client_id, open_group, register_user
 
 HOLD_MS = 400  # long enough for every send of a test to queue behind the held insert
