@@ -74,7 +74,7 @@ class SocketRegistry:
                 del self._by_session[state.session_id]
 
     def by_sessions(self, session_ids: list[str]) -> list[SocketState]:
-        out = []
+        out: list[SocketState] = []
         for sid_ in session_ids:
             out.extend(self._by_sid[s] for s in self._by_session.get(sid_, ()) if s in self._by_sid)
         return out

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import orjson
@@ -59,7 +59,7 @@ class EventDispatcher:
     def __init__(
         self, *, app: web.Application, sio: AsyncServer, registry: SocketRegistry,
         metrics: RealtimeMetrics, max_payload: int, flood_limit: int,
-        on_flood: Callable[[SocketState], Awaitable[None]], require_verified: RequireVerified,
+        on_flood: Callable[[SocketState], Coroutine[Any, Any, None]], require_verified: RequireVerified,
     ) -> None:
         self._app = app
         self._sio = sio
