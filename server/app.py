@@ -1,76 +1,86 @@
-"""``create_app(settings)``: every AppKey, cleanup context and route table.
-The CLI and the tests build the app here; nothing else imports this module."""
+"""``create_app(settings)``: the one place that wires the areas. Every AppKey
+is set here, every area is built here (``build_<area>(...)`` from its
+package, started and stopped by a cleanup context here), and the route and
+socket event tables are listed here. The CLI and the tests build the app
+here; nothing else imports this module."""
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
+from typing import Protocol
 
 from aiohttp import web
 from loguru import logger
 
-from .auth.accounts import AccountLimits, AccountService
-from .auth.oidc.setup import build_sign_in
-from .auth.passwords import Passwords
-from .auth.purge import AccountPurge, PurgeStores, purge_counter
-from .auth.sessions import SessionService
-from .auth.tokens import AccessTokens
-from .backup.commands import backup_source
-from .backup.schedule import BackupMetrics, BackupScheduler
+from . import protocol_log
+from .ai.setup import build_ai
+from .auth.setup import build_auth, build_purge
+from .backup.setup import build_backup
 from .bus import Bus, RedisBus
-from .calls.setup import attach_calls
-from .delivery.setup import attach_delivery
-from .digest.setup import attach_digest
+from .calls.setup import build_calls
 from .clock import Clock
 from .config import Settings
 from .consent.setup import build_consent
+from .delivery.setup import build_delivery
+from .digest.setup import build_digest
+from .drain import HANDOVER_S, NodeDrain
 from .handlers import (
     accounts,
     admin,
     blocks,
-    client_errors,
     calls,
+    chat,
+    client_errors,
+    delivery,
     digest,
     matches,
     nodes,
     oidc,
     ops,
+    presence,
     requests,
     rooms,
     skills,
     users,
     webapp,
 )
-from .drain import HANDOVER_S, NodeDrain
-from .auth.hashing_pool import HashingPool, default_workers
 from .keys import (
     ACCOUNTS,
     AUDIT,
     BUS,
     CALLS,
+    CHAT,
     CLOCK,
     CONNECTIONS,
-    HASHING,
     CONSENT,
     DB,
+    DELIVERY,
+    DIGEST,
     DRAIN,
     EMBEDDER,
     FIELDS,
-    READ_CACHE,
+    HASHING,
+    ICE_SERVERS,
     LIMITER,
     LISTINGS,
     MAIL,
     MATCHES,
+    MEDIA_RELAY,
     METRICS,
     MODERATION,
     NODE_ID,
     NODE_WATCH,
     NOTIFIER,
     PRESENCE,
+    PRESENCE_ACCESS,
     PROFILES,
     PURGE,
+    READ_CACHE,
+    REALTIME_METRICS,
     REDIS,
     REVIEWS,
     ROOMS,
@@ -80,52 +90,58 @@ from .keys import (
     SIGN_IN,
     SIO,
     SKILL_REQUESTS,
+    SOCKET_REGISTRY,
     SOCKETS,
     USERS,
 )
 from .logs import mask_url
-from .mail.service import MailService
-from .mail.transports import MailTransport, OutboxTransport, SmtpTransport
-from .ai.setup import build_semantic
+from .mail.setup import build_mail
 from .marketplace.setup import build_marketplace
 from .metrics import Metrics
 from .middlewares import MIDDLEWARES
 from .node_watch import NodeWatch
-from . import protocol_log
-from .profiles import ProfileService
 from .ratelimit import RateLimiter
-from .realtime.redis_manager import UrlAwareRedisManager
 from .read_cache import ReadCache
-from .realtime.setup import attach_realtime
+from .realtime.metrics import RealtimeMetrics
+from .realtime.redis_manager import UrlAwareRedisManager
+from .realtime.server import build_server
+from .realtime.setup import build_realtime
+from .realtime.socket_registry import SocketRegistry, SocketState
 from .redis_client import ClusterPubSubNodes, connect_redis, is_cluster_url
 from .redis_keys import RedisKeys
-from .storage.audit import AuditStore
-from .storage.blocks import BlockStore
-from .storage.digests import DigestStore
+from .sockets.dispatcher import EventDispatcher
 from .storage.database import open_database
-from .storage.identities import IdentityStore
 from .storage.fields import FieldCrypto
-from .storage.listings import ListingStore
-from .storage.mail_queue import MailQueueStore
-from .storage.messages import MessageStore
-from .storage.ranking_snapshots import RankingSnapshotStore
-from .storage.read_markers import ReadMarkerStore
-from .storage.reviews import ReviewStore
-from .storage.revocations import MemoryRevocationList, RedisRevocationList
-from .storage.rooms import RoomStore
-from .storage.sessions import SessionStore
-from .storage.skill_index import SkillIndexStore
-from .storage.skill_requests import SkillRequestStore
-from .storage.user_tokens import UserTokenStore
-from .storage.users import UserStore
-from .tasks import cancel_and_wait
 
-PURGE_INTERVAL_S = 3600
 ROUTE_TABLES = [
     accounts.routes, oidc.routes, users.routes, blocks.routes, skills.routes, requests.routes, matches.routes,
     admin.routes, nodes.routes, rooms.routes, calls.routes, ops.routes, webapp.routes, digest.routes,
     client_errors.routes,
 ]
+SOCKET_EVENT_TABLES = [chat.events, presence.events, calls.events, delivery.events]
+
+
+class Area(Protocol):
+    """What every ``build_<area>(...)`` returns (besides its services)."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+@asynccontextmanager
+async def running(area: Area) -> AsyncIterator[None]:
+    await area.start()
+    try:
+        yield
+    finally:
+        await area.stop()
+
+
+def new_node_id() -> str:
+    """This process's one id: bus heartbeats, presence, relay placement and
+    the Socket.IO fan-out's ``host_id``."""
+    return uuid.uuid4().hex[:12]
 
 
 def public_url(settings: Settings) -> str:
@@ -183,214 +199,148 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
         await client.aclose()
 
 
-def _mail_transport(settings: Settings) -> MailTransport:
-    if settings.smtp_url:
-        return SmtpTransport(settings.smtp_url)
-    return OutboxTransport(settings.data_dir / "outbox")
-
-
-async def services_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Stores and the account services over them (``open_database`` has
-    created every index already)."""
-    settings, clock, db, metrics = app[SETTINGS], app[CLOCK], app[DB], app[METRICS]
-    fields = app[FIELDS]
+async def shared_ctx(app: web.Application) -> AsyncIterator[None]:
+    """What every area shares: the rate limiter and the read cache."""
+    settings, metrics = app[SETTINGS], app[METRICS]
     app[READ_CACHE] = ReadCache(maxsize=settings.read_cache_size, ttl=settings.read_cache_ttl,
                                 bus=app[BUS], registry=metrics.registry)
-    users = UserStore(db, fields, cache=app[READ_CACHE])
-    sessions = SessionStore(db, fields)
-    user_tokens = UserTokenStore(db)
-    mail_queue = MailQueueStore(db, fields)
-    audit = AuditStore(db, fields)
-
-    redis = app[REDIS]
-    revocations = (RedisRevocationList(redis, prefix=RedisKeys(settings.redis_key_prefix).revoked_sessions)
-                   if redis is not None else MemoryRevocationList(clock))
-    limiter = RateLimiter(
+    app[LIMITER] = RateLimiter(
         redis_url=settings.redis_url, enabled=settings.rate_limits_enabled, metrics=metrics,
         key_prefix=RedisKeys(settings.redis_key_prefix).rate_limits)
-    mail = MailService(
-        store=mail_queue, transport=_mail_transport(settings), sender=settings.mail_from,
-        clock=clock, metrics=metrics,
-    )
-    access_tokens = AccessTokens(
-        keys=settings.signing_keys(), issuer=settings.jwt_issuer,
-        audience=settings.jwt_audience, ttl=settings.access_token_ttl, clock=clock,
-    )
-    session_service = SessionService(
-        users=users, sessions=sessions, audit=audit, access_tokens=access_tokens,
-        revocations=revocations, bus=app[BUS], clock=clock,
-        refresh_ttl=settings.refresh_token_ttl,
-    )
-    hashing = HashingPool(
-        workers=settings.password_hash_workers or default_workers(),
-        queue_limit=settings.password_hash_queue, registry=metrics.registry,
-    )
-    app[HASHING] = hashing
-    account_service = AccountService(
-        users=users, user_tokens=user_tokens, audit=audit,
-        passwords=Passwords(
-            min_length=settings.password_min_length, max_length=settings.password_max_length,
-            time_cost=settings.password_hash_time_cost,
-            memory_cost_kib=settings.password_hash_memory_kib, pool=hashing,
-        ),
-        sessions=session_service, mail=mail, limiter=limiter,
-        limits=AccountLimits(
-            register=settings.register_limit, login_account=settings.login_account_limit,
-            login_ip=settings.login_ip_limit, forgot_password=settings.forgot_password_limit,
-            email_token_ttl=settings.email_token_ttl,
-            password_reset_ttl=settings.password_reset_ttl,
-        ),
-        public_url=public_url(settings), clock=clock,
-        verified_actions=frozenset(settings.require_verified_email_for),
-    )
-    app[USERS] = users
-    app[AUDIT] = audit
-    app[LIMITER] = limiter
-    app[MAIL] = mail
-    app[SESSIONS] = session_service
-    app[ACCOUNTS] = account_service
-    app[PROFILES] = ProfileService(users=users, sessions=sessions, clock=clock)
-    restored = await session_service.restore_revocations()
-    if restored:
-        logger.info("restored {} recent session revocations", restored)
-    # A Redis without persistence forgets revocations when it restarts.
-    app[BUS].on_reconnect(session_service.restore_revocations)
     if not settings.rate_limits_enabled:
         logger.warning("SKILLSHARE_RATE_LIMITS=off: every rate limit and login throttle is off")
-    mail.start()
-    try:
-        yield
-    finally:
-        await account_service.stop()
-        await mail.stop()
-        hashing.close()
+    yield
 
 
-async def sign_in_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Sign-in providers (server/auth/oidc/) and the HTTP session they use."""
+async def mail_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    sign_in = build_sign_in(
-        settings.oidc_provider_configs(), db=app[DB], fields=app[FIELDS], users=app[USERS],
-        sessions=app[SESSIONS], audit=app[AUDIT], public_url=public_url(settings),
-        flow_ttl=settings.oidc_flow_ttl, http_timeout=settings.oidc_http_timeout,
-        limiter=app[LIMITER], start_limit=settings.oidc_start_limit, clock=app[CLOCK],
-        registry=app[METRICS].registry,
-    )
-    app[SIGN_IN] = sign_in
-    app[PROFILES].add_exporter("sign_in_providers", sign_in.export)
-    try:
+    mail = build_mail(db=app[DB], fields=app[FIELDS], smtp_url=settings.smtp_url,
+                      outbox=settings.data_dir / "outbox", sender=settings.mail_from,
+                      clock=app[CLOCK], metrics=app[METRICS])
+    app[MAIL] = mail.service
+    async with running(mail):
         yield
-    finally:
-        await sign_in.close()
+
+
+async def auth_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Accounts, sessions, sign-in providers and profiles (server/auth/)."""
+    auth = build_auth(
+        app[SETTINGS], db=app[DB], fields=app[FIELDS], redis=app[REDIS], bus=app[BUS],
+        cache=app[READ_CACHE], limiter=app[LIMITER], mail=app[MAIL],
+        public_url=public_url(app[SETTINGS]), clock=app[CLOCK], metrics=app[METRICS],
+    )
+    app[USERS], app[AUDIT], app[SESSIONS], app[ACCOUNTS] = (
+        auth.users, auth.audit, auth.sessions, auth.accounts)
+    app[HASHING], app[SIGN_IN], app[PROFILES] = auth.hashing, auth.sign_in, auth.profiles
+    async with running(auth):
+        yield
 
 
 async def consent_ctx(app: web.Application) -> AsyncIterator[None]:
     """Blocks and relations (server/consent): before the real-time core,
     calls and the marketplace, which all ask it."""
-    consent = await build_consent(
+    consent = build_consent(
         db=app[DB], fields=app[FIELDS], users=app[USERS], audit=app[AUDIT], bus=app[BUS],
-        clock=app[CLOCK], max_blocks=app[SETTINGS].max_blocks_per_user,
+        clock=app[CLOCK], profiles=app[PROFILES], max_blocks=app[SETTINGS].max_blocks_per_user,
     )
-    app[CONSENT] = consent
-    app[PROFILES].add_exporter("blocks", consent.export)
-    yield
+    app[CONSENT] = consent.service
+    async with running(consent):
+        yield
+
+
+async def realtime_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Rooms, chat, presence and connections over the Socket.IO server
+    that ``create_app`` attached (server/realtime/)."""
+    realtime = build_realtime(
+        app[SETTINGS], sio=app[SIO], registry=app[SOCKET_REGISTRY], metrics=app[REALTIME_METRICS],
+        db=app[DB], fields=app[FIELDS], users=app[USERS], sessions=app[SESSIONS],
+        consent=app[CONSENT], profiles=app[PROFILES], bus=app[BUS], redis=app[REDIS],
+        node_id=app[NODE_ID], clock=app[CLOCK],
+    )
+    app[ROOMS], app[CHAT], app[NOTIFIER] = realtime.rooms, realtime.chat, realtime.notifier
+    app[PRESENCE], app[CONNECTIONS] = realtime.presence, realtime.connections
+    app[PRESENCE_ACCESS] = realtime.presence_access
+    await realtime.start()
+    try:
+        yield
+    finally:
+        await app[SOCKETS].stop()  # its flood-disconnect tasks first
+        await realtime.stop()
+
+
+async def calls_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Call state and this node's media relay (server/calls/)."""
+    calls_area = build_calls(
+        app[SETTINGS], bus=app[BUS], redis=app[REDIS], node_id=app[NODE_ID], users=app[USERS],
+        presence=app[PRESENCE], notifier=app[NOTIFIER], limiter=app[LIMITER],
+        consent=app[CONSENT], clock=app[CLOCK], registry=app[METRICS].registry,
+    )
+    app[CALLS], app[ICE_SERVERS] = calls_area.service, calls_area.ice_servers
+    if calls_area.relay is not None:
+        app[MEDIA_RELAY] = calls_area.relay
+    async with running(calls_area):
+        yield
+
+
+async def delivery_ctx(app: web.Application) -> AsyncIterator[None]:
+    delivery_area = build_delivery(rooms=app[ROOMS], limiter=app[LIMITER],
+                                   report_limit=app[SETTINGS].delivery_report_limit,
+                                   registry=app[METRICS].registry)
+    app[DELIVERY] = delivery_area.service
+    async with running(delivery_area):
+        yield
+
+
+async def digest_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Email digests; after presence and calls, which it listens to."""
+    digest_area = build_digest(
+        app[SETTINGS], db=app[DB], users=app[USERS], rooms=app[ROOMS], chat=app[CHAT],
+        mail=app[MAIL], presence=app[PRESENCE], calls=app[CALLS],
+        public_url=public_url(app[SETTINGS]), clock=app[CLOCK], registry=app[METRICS].registry,
+    )
+    app[DIGEST] = digest_area.service
+    async with running(digest_area):
+        yield
 
 
 async def marketplace_ctx(app: web.Application) -> AsyncIterator[None]:
     """Listings, skill requests, reviews, matches and moderation; with
-    SKILLSHARE_AI_PROVIDER=gemini, the embedding worker (owned here)."""
-    semantic = build_semantic(app[SETTINGS], db=app[DB], budget=app[LIMITER],
-                              registry=app[METRICS].registry, clock=app[CLOCK])
-    services = await build_marketplace(
+    SKILLSHARE_AI_PROVIDER=gemini, the AI provider and the embedding worker."""
+    ai = build_ai(app[SETTINGS], db=app[DB], budget=app[LIMITER],
+                  registry=app[METRICS].registry, clock=app[CLOCK])
+    market = await build_marketplace(
         db=app[DB], fields=app[FIELDS], users=app[USERS], audit=app[AUDIT],
         sessions=app[SESSIONS], mail=app[MAIL],
         profiles=app[PROFILES], bus=app[BUS], rooms=app[ROOMS], notifier=app[NOTIFIER],
-        consent=app[CONSENT], semantic=semantic, cache=app[READ_CACHE],
+        consent=app[CONSENT], semantic=ai.semantic, cache=app[READ_CACHE],
         public_url=public_url(app[SETTINGS]), clock=app[CLOCK],
     )
-    app[LISTINGS] = services.listings
-    app[SKILL_REQUESTS] = services.requests
-    app[REVIEWS] = services.reviews
-    app[MATCHES] = services.matches
-    app[MODERATION] = services.moderation
-    app[EMBEDDER] = services.embedder
-    tasks = []
-    if services.embedder is not None:
-        tasks.append(asyncio.create_task(services.embedder.run(), name="ai-embedding-worker"))
-    try:
+    app[LISTINGS], app[SKILL_REQUESTS], app[REVIEWS] = market.listings, market.requests, market.reviews
+    app[MATCHES], app[MODERATION], app[EMBEDDER] = market.matches, market.moderation, market.embedder
+    async with running(ai), running(market):
         yield
-    finally:
-        await cancel_and_wait(tasks)
-        if semantic is not None:
-            await semantic.close()
 
 
 async def purge_ctx(app: web.Application) -> AsyncIterator[None]:
-    """The purge of deleted accounts and its hourly task; last, because it
-    erases from every area's collections and presence."""
-    db, fields = app[DB], app[FIELDS]
-    purge = AccountPurge(
-        stores=PurgeStores(
-            users=app[USERS], sessions=SessionStore(db, fields), user_tokens=UserTokenStore(db),
-            audit=app[AUDIT], rooms=RoomStore(db), messages=MessageStore(db, fields),
-            read_markers=ReadMarkerStore(db), listings=ListingStore(db, cache=app[READ_CACHE]),
-            skill_requests=SkillRequestStore(db, fields),
-            reviews=ReviewStore(db, fields, cache=app[READ_CACHE]),
-            skill_index=SkillIndexStore(db), snapshots=RankingSnapshotStore(db),
-            blocks=BlockStore(db), identities=IdentityStore(db, fields), digests=DigestStore(db),
-        ),
-        mail=app[MAIL], forget_presence=app[PRESENCE].forget,
+    """The hourly purge of deleted accounts; last, because it erases from
+    every area's collections and presence."""
+    purge = build_purge(
+        db=app[DB], fields=app[FIELDS], users=app[USERS], audit=app[AUDIT],
+        cache=app[READ_CACHE], mail=app[MAIL], forget_presence=app[PRESENCE].forget,
         grace=timedelta(days=app[SETTINGS].deleted_user_grace_days), clock=app[CLOCK],
-        outcomes=purge_counter(app[METRICS].registry),
+        metrics=app[METRICS],
     )
-    app[PURGE] = purge
-    task = asyncio.create_task(_purge_deleted_users(purge), name="purge-deleted-users")
-    try:
+    app[PURGE] = purge.purge
+    async with running(purge):
         yield
-    finally:
-        await cancel_and_wait([task])
-
-
-async def _purge_deleted_users(purge: AccountPurge) -> None:
-    while True:
-        try:
-            purged = await purge.purge_due()
-            if purged:
-                logger.info("purged personal data of {} deleted accounts", purged)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            logger.exception("purging deleted accounts failed")
-        await asyncio.sleep(PURGE_INTERVAL_S)
 
 
 async def backup_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Scheduled backups of the embedded database (SKILLSHARE_BACKUP_DIR); a
-    shared SKILLSHARE_MONGO_URL is backed up by `skillshare backup` or the
-    database's own tooling, not by every node."""
-    settings = app[SETTINGS]
-    if settings.backup_dir is None:
+    """Scheduled backups of the embedded database (server/backup/)."""
+    backup = build_backup(app[SETTINGS], db=app[DB], clock=app[CLOCK],
+                          registry=app[METRICS].registry)
+    async with running(backup):
         yield
-        return
-    if settings.mongo_url is not None:
-        logger.warning("SKILLSHARE_BACKUP_DIR is ignored with SKILLSHARE_MONGO_URL: back up the "
-                       "shared database with `skillshare backup` (docs/operations.md)")
-        yield
-        return
-    scheduler = BackupScheduler(
-        db=app[DB], directory=settings.backup_dir, interval=settings.backup_interval,
-        keep=settings.backup_keep, key=settings.backup_key,
-        source=backup_source(settings), clock=app[CLOCK],
-        metrics=BackupMetrics(app[METRICS].registry),
-    )
-    logger.info("scheduled backups every {} s into {} (keeping {}, {})",
-                settings.backup_interval, settings.backup_dir, settings.backup_keep,
-                "encrypted" if settings.backup_key else "not encrypted")
-    task = asyncio.create_task(scheduler.run(), name="scheduled-backups")
-    try:
-        yield
-    finally:
-        await cancel_and_wait([task])
 
 
 async def drain_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -415,21 +365,67 @@ async def _drain(app: web.Application) -> None:
         await app[DRAIN].drain()
 
 
+def attach_socket_edge(app: web.Application, settings: Settings) -> None:
+    """The Socket.IO server (routes under /socket.io/, attached before the
+    app starts) and the one dispatcher over ``SOCKET_EVENT_TABLES``. The
+    services it calls are built later, by the cleanup contexts."""
+    metrics = RealtimeMetrics(app[METRICS].registry, bus_errors=app[METRICS].redis_bus_errors)
+    sio = build_server(settings, metrics, node_id=app[NODE_ID])
+    sio.attach(app)
+    registry = SocketRegistry()
+
+    async def on_flood(state: SocketState) -> None:
+        await app[CONNECTIONS].close(state, "flooding")
+
+    async def require_verified(user_id: str, action: str) -> None:
+        await app[ACCOUNTS].require_verified(user_id, action)
+
+    dispatcher = EventDispatcher(
+        app=app, sio=sio, registry=registry, metrics=metrics,
+        max_payload=settings.socket_max_payload, flood_limit=settings.socket_flood_limit,
+        on_flood=on_flood, require_verified=require_verified, clock=app[CLOCK],
+    )
+    for table in SOCKET_EVENT_TABLES:
+        dispatcher.add(table)
+    app[SIO], app[SOCKETS], app[SOCKET_REGISTRY], app[REALTIME_METRICS] = (
+        sio, dispatcher, registry, metrics)
+    sio.on("*", dispatcher.dispatch)
+
+    async def on_violation(eio_sid, sid, violation):  # noqa: ANN001
+        dispatcher.protocol_violation(eio_sid, registry.get(sid) if sid else None, violation)
+
+    def on_slow_consumer(eio_sid, sid):  # noqa: ANN001
+        dispatcher.slow_consumer(eio_sid, registry.get(sid) if sid else None)
+
+    sio.on_violation = on_violation
+    sio.on_slow_consumer = on_slow_consumer
+
+    async def connect(sid, environ, auth=None):  # noqa: ANN001
+        await app[CONNECTIONS].on_connect(sid, environ, auth)
+
+    async def disconnect(sid, reason=None):  # noqa: ANN001
+        with contextlib.suppress(KeyError):
+            await app[CONNECTIONS].on_disconnect(sid, reason)
+
+    sio.on("connect", connect)
+    sio.on("disconnect", disconnect)
+
+
 def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Application:
     app = web.Application(middlewares=MIDDLEWARES, client_max_size=settings.max_body_bytes)
     protocol_log.install()
     app[SETTINGS] = settings
     app[CLOCK] = clock or Clock()
     app[METRICS] = Metrics()
-    app[NODE_ID] = uuid.uuid4().hex[:12]
-    app.cleanup_ctx.extend([database_ctx, redis_ctx, services_ctx, sign_in_ctx, consent_ctx])
-    attach_realtime(app)  # Socket.IO server + realtime_ctx (rooms, chat, presence)
-    attach_calls(app)  # call:* events + calls_ctx (call state, media relay)
-    attach_delivery(app)  # delivery:report + delivery metrics
-    attach_digest(app, public_url=public_url(settings))  # email digests (presence, missed calls)
-    app.cleanup_ctx.extend([drain_ctx, fanout_watch_ctx])
+    app[NODE_ID] = new_node_id()
+    attach_socket_edge(app, settings)
+    # started in this order, stopped in reverse
+    app.cleanup_ctx.extend([
+        database_ctx, redis_ctx, shared_ctx, mail_ctx, auth_ctx, consent_ctx,
+        realtime_ctx, calls_ctx, delivery_ctx, digest_ctx, drain_ctx, fanout_watch_ctx,
+        marketplace_ctx, purge_ctx, backup_ctx,
+    ])
     app.on_shutdown.append(_drain)  # SIGTERM: after the listener closed, before cleanup
-    app.cleanup_ctx.extend([marketplace_ctx, purge_ctx, backup_ctx])
     specs = []
     for table in ROUTE_TABLES:
         table.add_to(app)

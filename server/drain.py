@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from .calls.service import CallService
     from .node_watch import NodeWatch
     from .realtime.connections import ConnectionManager
-    from .realtime.sockets import EventDispatcher
+    from .sockets.dispatcher import EventDispatcher
 
 REASON = "node_draining"
 HANDOVER_S = 3.0  # clients reconnect within ~1 s (SDK jitter), presence waits this long

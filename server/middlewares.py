@@ -8,24 +8,21 @@ import re
 import secrets
 import time
 
-import sentry_sdk
 from aiohttp import web
 from aiohttp.typedefs import Handler
-from loguru import logger
 
-from .dependency_errors import DEPENDENCY_ERRORS
+from .edge_errors import to_api_error
 from .errors import (
     ApiError,
     BadRequest,
     HttpError,
-    InternalError,
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
-    Unavailable,
     UnsupportedMediaType,
 )
-from .http import client_ip, json_response
+from .http.client import client_ip
+from .http.responses import json_response
 from .keys import LIMITER, METRICS, SETTINGS
 from .logs import request_id_var
 
@@ -116,8 +113,6 @@ def error_response(error: ApiError) -> web.Response:
 async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
-    except ApiError as exc:
-        return error_response(exc)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -129,16 +124,11 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         # aiohttp's own headers that a client needs (405 lists what is allowed)
         error.headers = {h: exc.headers[h] for h in KEPT_HTTP_HEADERS if h in exc.headers}
         return error_response(error)
-    except DEPENDENCY_ERRORS as exc:
-        logger.error("dependency unavailable during {} {}: {}", request.method, request.path, exc)
-        return error_response(Unavailable())
     except Exception as exc:
-        logger.opt(exception=exc).error("unhandled error in {} {}", request.method, request.path)
-        with sentry_sdk.new_scope() as scope:
-            scope.set_tag("request_id", request_id_var.get())
-            scope.set_tag("route", _route_label(request))
-            scope.capture_exception(exc)
-        return error_response(InternalError())
+        return error_response(to_api_error(
+            exc, where=f"{request.method} {request.path}",
+            tags={"request_id": request_id_var.get() or "-", "route": _route_label(request)},
+        ))
 
 
 @web.middleware

@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from .http import RouteSpec
+from .http.routes import RouteSpec
 from .schemas.common import ErrorBody
 
 REF_TEMPLATE = "#/components/schemas/{model}"

@@ -12,7 +12,8 @@ from aiohttp import web
 
 from server.app import create_app
 from server.config import Settings
-from server.http import RouteSpec, json_response
+from server.http.responses import json_response
+from server.http.routes import RouteSpec
 from server.keys import ROUTE_SPECS
 from server.schemas.accounts import PublicUser
 from tests.support.api import register

@@ -1,57 +1,77 @@
-"""Wiring of calls into the app: ``attach_calls(app)`` from ``create_app``
-adds the ``call:*`` event table and the cleanup context that builds the call
-store, the media relay (this node's, capped at ``max_relayed_calls``) and
-the call service, and closes every relay leg on shutdown."""
+"""``build_calls``: the call store, the media relay (this node's, capped at
+``max_relayed_calls``; aiortc is imported only when it is on), relay
+placement across nodes and the call service; ``Calls.stop`` closes every
+relay leg."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from aiohttp import web
 from loguru import logger
+from prometheus_client import CollectorRegistry
+from redis.asyncio import Redis
 
-from ..handlers import calls as call_handlers
-from ..keys import (
-    BUS,
-    CALLS,
-    CLOCK,
-    CONSENT,
-    ICE_SERVERS,
-    LIMITER,
-    MEDIA_RELAY,
-    METRICS,
-    NODE_ID,
-    NOTIFIER,
-    PRESENCE,
-    REDIS,
-    SETTINGS,
-    SOCKETS,
-    USERS,
-)
+from ..bus import Bus
+from ..clock import Clock
+from ..config import Settings
+from ..consent.service import ConsentService
 from ..media.turn import ice_servers, to_rtc_ice_servers
 from ..redis_keys import RedisKeys
+from ..ratelimit import RateLimiter
+from ..realtime.notifier import Notifier
+from ..realtime.presence import PresenceService
 from ..storage.calls import MemoryCallStore, RedisCallStore
+from ..storage.users import UserStore
 from .metrics import CallMetrics, RelayCpuSampler
 from .relay_link import RelayLink
 from .service import CallService
 
+if TYPE_CHECKING:
+    from ..media.relay import MediaRelay
 
-def attach_calls(app: web.Application) -> None:
-    """Call after ``attach_realtime`` (needs the socket dispatcher)."""
-    app[SOCKETS].add(call_handlers.events)
-    app.cleanup_ctx.append(calls_ctx)
+IceServers = Callable[[str], dict[str, Any]]  # user id -> {ice_servers, ttl}
 
 
-async def calls_ctx(app: web.Application) -> AsyncIterator[None]:
-    settings, clock, redis = app[SETTINGS], app[CLOCK], app[REDIS]
-    metrics = CallMetrics(app[METRICS].registry)
+@dataclass(frozen=True, slots=True)
+class Calls:
+    service: CallService
+    ice_servers: IceServers
+    relay: MediaRelay | None  # this node's, when max_relayed_calls > 0
+    link: RelayLink | None
+    sampler: RelayCpuSampler | None
+
+    async def start(self) -> None:
+        self.service.start()
+        if self.link is not None:
+            await self.link.start()
+        if self.sampler is not None:
+            self.sampler.start()
+
+    async def stop(self) -> None:
+        await self.service.stop()
+        if self.sampler is not None:
+            await self.sampler.stop()
+        if self.link is not None:
+            await self.link.close()
+
+
+def build_calls(
+    settings: Settings, *, bus: Bus, redis: Redis | None, node_id: str, users: UserStore,
+    presence: PresenceService, notifier: Notifier, limiter: RateLimiter, consent: ConsentService,
+    clock: Clock, registry: CollectorRegistry,
+) -> Calls:
+    metrics = CallMetrics(registry)
 
     def ice_for(user_id: str) -> dict[str, Any]:
         return ice_servers(user_id=user_id, stun_urls=settings.stun_urls,
                            turn_urls=settings.turn_urls, turn_secret=settings.turn_secret,
                            ttl_s=settings.turn_ttl, now=clock.time())
 
+    store = (RedisCallStore(redis, prefix=RedisKeys(settings.redis_key_prefix).calls)
+             if redis is not None else MemoryCallStore(clock.time))
+    relay: MediaRelay | None = None
     link: RelayLink | None = None
     sampler: RelayCpuSampler | None = None
     if settings.max_relayed_calls > 0:
@@ -64,41 +84,24 @@ async def calls_ctx(app: web.Application) -> AsyncIterator[None]:
             ice_servers=to_rtc_ice_servers([{"urls": settings.stun_urls}] if settings.stun_urls else []),
             max_calls=settings.max_relayed_calls,
             on_connection_lost=_log_lost_leg,
-            metrics=RelayMetrics(app[METRICS].registry),
+            metrics=RelayMetrics(registry),
             address_policy=AddressPolicy(allow_private=settings.call_relay_allow_private),
         )
-    store = (RedisCallStore(redis, prefix=RedisKeys(settings.redis_key_prefix).calls)
-             if redis is not None else MemoryCallStore(clock.time))
-    if settings.max_relayed_calls > 0:
-        link = RelayLink(relay=relay, bus=app[BUS], node_id=app[NODE_ID],
+        link = RelayLink(relay=relay, bus=bus, node_id=node_id,
                          timeout=settings.call_relay_timeout, metrics=metrics, registry=store)
-        sampler = RelayCpuSampler(metrics.relay_cpu, lambda: relay.active_calls)
-        app[MEDIA_RELAY] = relay
+        active = relay
+        sampler = RelayCpuSampler(metrics.relay_cpu, lambda: active.active_calls)
     service = CallService(
-        store=store, users=app[USERS], presence=app[PRESENCE], notifier=app[NOTIFIER],
+        store=store, users=users, presence=presence, notifier=notifier,
         relay=link, ice_servers=ice_for, metrics=metrics, clock=clock,
         ring_timeout=settings.call_ring_timeout, max_duration=settings.call_max_duration,
-        limiter=app[LIMITER], invite_limit=settings.call_invite_limit, consent=app[CONSENT],
+        limiter=limiter, invite_limit=settings.call_invite_limit, consent=consent,
         reconnect_grace=settings.call_reconnect_grace, stats_limit=settings.call_stats_limit,
     )
-    app[CALLS] = service
-    app[ICE_SERVERS] = ice_for
-    app[PRESENCE].add_listener(service.on_presence)
-    service.start()
-    if link is not None:
-        await link.start()
-    if sampler is not None:
-        sampler.start()
+    presence.add_listener(service.on_presence)
     logger.info("calls ready (ring timeout {}s, relay {})", settings.call_ring_timeout,
                 f"up to {settings.max_relayed_calls} calls" if link else "off")
-    try:
-        yield
-    finally:
-        await service.stop()
-        if sampler is not None:
-            await sampler.stop()
-        if link is not None:
-            await link.close()
+    return Calls(service=service, ice_servers=ice_for, relay=relay, link=link, sampler=sampler)
 
 
 def _log_lost_leg(call_id: str, participant_id: str, state: str) -> None:

@@ -1,23 +1,27 @@
-"""Wiring: ``attach_delivery(app)`` after ``attach_realtime``."""
+"""``build_delivery``: the ``delivery:report`` counter and its metrics."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
-from aiohttp import web
+from prometheus_client import CollectorRegistry
 
-from ..handlers import delivery as delivery_handlers
-from ..keys import DELIVERY, LIMITER, METRICS, ROOMS, SETTINGS, SOCKETS
-from .service import DeliveryMetrics, DeliveryService
-
-
-def attach_delivery(app: web.Application) -> None:
-    app[SOCKETS].add(delivery_handlers.events)
-    app.cleanup_ctx.append(delivery_ctx)
+from ..ratelimit import RateLimiter
+from .service import DeliveryMetrics, DeliveryService, RoomMembership
 
 
-async def delivery_ctx(app: web.Application) -> AsyncIterator[None]:
-    app[DELIVERY] = DeliveryService(
-        metrics=DeliveryMetrics(app[METRICS].registry), rooms=app[ROOMS], limiter=app[LIMITER],
-        report_limit=app[SETTINGS].delivery_report_limit)
-    yield
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    service: DeliveryService
+
+    async def start(self) -> None:
+        """Nothing runs in the background: it counts what clients report."""
+
+    async def stop(self) -> None:
+        """Nothing to close."""
+
+
+def build_delivery(*, rooms: RoomMembership, limiter: RateLimiter, report_limit: str,
+                   registry: CollectorRegistry) -> Delivery:
+    return Delivery(DeliveryService(metrics=DeliveryMetrics(registry), rooms=rooms,
+                                    limiter=limiter, report_limit=report_limit))

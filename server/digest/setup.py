@@ -1,41 +1,51 @@
-"""Wiring: ``attach_digest(app)`` after ``attach_calls`` (it listens to
-presence and to missed calls)."""
+"""``build_digest``: email digests for people who were away; it listens to
+presence and to missed calls, so it is built after both."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
-from aiohttp import web
+from prometheus_client import CollectorRegistry
+from pymongo.asynchronous.database import AsyncDatabase
 
-from ..keys import CALLS, CHAT, CLOCK, DB, DIGEST, MAIL, METRICS, PRESENCE, ROOMS, SETTINGS, USERS
+from ..calls.service import CallService
+from ..clock import Clock
+from ..config import Settings
+from ..mail.service import MailService
+from ..realtime.chat import ChatService
+from ..realtime.presence import PresenceService
+from ..realtime.rooms import RoomService
 from ..storage.digests import DigestStore
+from ..storage.users import UserStore
 from .service import DigestMetrics, DigestService
 from .unsubscribe import UnsubscribeTokens
 
 
-def attach_digest(app: web.Application, *, public_url: str) -> None:
-    async def digest_ctx(app: web.Application) -> AsyncIterator[None]:
-        async for _ in _digest(app, public_url):
-            yield
+@dataclass(frozen=True, slots=True)
+class Digest:
+    service: DigestService
+    enabled: bool
 
-    app.cleanup_ctx.append(digest_ctx)
+    async def start(self) -> None:
+        if self.enabled:
+            self.service.start()
+
+    async def stop(self) -> None:
+        await self.service.stop()
 
 
-async def _digest(app: web.Application, public_url: str) -> AsyncIterator[None]:
-    settings = app[SETTINGS]
+def build_digest(
+    settings: Settings, *, db: AsyncDatabase, users: UserStore, rooms: RoomService,
+    chat: ChatService, mail: MailService, presence: PresenceService, calls: CallService,
+    public_url: str, clock: Clock, registry: CollectorRegistry,
+) -> Digest:
     service = DigestService(
-        store=DigestStore(app[DB]), users=app[USERS], rooms=app[ROOMS], chat=app[CHAT],
-        mail=app[MAIL], tokens=UnsubscribeTokens(settings.signing_keys()),
-        metrics=DigestMetrics(app[METRICS].registry), clock=app[CLOCK],
+        store=DigestStore(db), users=users, rooms=rooms, chat=chat,
+        mail=mail, tokens=UnsubscribeTokens(settings.signing_keys()),
+        metrics=DigestMetrics(registry), clock=clock,
         public_url=public_url, interval=settings.digest_interval,
         delay=settings.digest_delay, sweep_interval=settings.digest_sweep_interval,
     )
-    app[DIGEST] = service
-    app[PRESENCE].add_listener(service.on_presence)
-    app[CALLS].add_missed_listener(service.note_missed_call)
-    if settings.digest_enabled:
-        service.start()
-    try:
-        yield
-    finally:
-        await service.stop()
+    presence.add_listener(service.on_presence)
+    calls.add_missed_listener(service.note_missed_call)
+    return Digest(service, enabled=settings.digest_enabled)

@@ -11,7 +11,11 @@ from aiohttp import web
 from ..auth.sessions import TokenPair
 from ..config import Settings
 from ..errors import CsrfFailed, Unauthorized, ValidationFailed
-from ..http import Routes, authenticate, body, client_info, json_response, path_id, query
+from ..http.auth import authenticate
+from ..http.client import client_info
+from ..http.parsing import body, path_id, query
+from ..http.responses import json_response
+from ..http.routes import Routes
 from ..keys import ACCOUNTS, SESSIONS, SETTINGS
 from ..schemas.accounts import (
     AuthOut,

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..http import Routes, body, client_info, json_response, path_id, query, require_admin
+from ..http.auth import require_admin
+from ..http.client import client_info
+from ..http.parsing import body, path_id, query
+from ..http.responses import json_response
+from ..http.routes import Routes
 from ..keys import MODERATION
 from ..schemas.marketplace import (
     AdminUserList,

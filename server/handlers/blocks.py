@@ -5,7 +5,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..http import Routes, authenticate, client_info, json_response, path_id, query
+from ..http.auth import authenticate
+from ..http.client import client_info
+from ..http.parsing import path_id, query
+from ..http.responses import json_response
+from ..http.routes import Routes
 from ..keys import CONSENT
 from ..schemas.common import PageQuery
 from ..schemas.consent import BlockOut, BlockPage

@@ -7,9 +7,11 @@ from typing import Any
 
 from aiohttp import web
 
-from ..http import Routes, authenticate, json_response
+from ..http.auth import authenticate
+from ..http.responses import json_response
+from ..http.routes import Routes
 from ..keys import CALLS, ICE_SERVERS
-from ..realtime.sockets import SocketContext, SocketEvents
+from ..sockets.events import SocketContext, SocketEvents
 from ..schemas.calls import CallInvite, CallRef, CallRelay, CallSignal, CallStats, IceServers
 from ..views.calls import acceptance_view, invitation_view, resumed_call_view
 

@@ -7,7 +7,7 @@ from typing import Any
 from ..errors import ValidationFailed
 from ..keys import CHAT, DELIVERY, ROOMS, SETTINGS
 from ..realtime.notifier import chat_room
-from ..realtime.sockets import SocketContext, SocketEvents
+from ..sockets.events import SocketContext, SocketEvents
 from ..schemas.rooms import MessageRead, MessageSend, RoomRef, RoomSync, Typing
 from ..views.rooms import message_view, room_view
 

@@ -6,7 +6,10 @@ from aiohttp import web
 
 from ..client_errors import report_client_error
 from ..errors import ApiError
-from ..http import Routes, authenticate, body, client_ip
+from ..http.auth import authenticate
+from ..http.client import client_ip
+from ..http.parsing import body
+from ..http.routes import Routes
 from ..keys import LIMITER, SETTINGS
 from ..logs import request_id_var
 from ..schemas.client_errors import ClientErrorIn

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..keys import DELIVERY
-from ..realtime.sockets import SocketContext, SocketEvents
+from ..sockets.events import SocketContext, SocketEvents
 from ..schemas.delivery import DeliveryReport
 
 events = SocketEvents()

@@ -9,7 +9,7 @@ import html
 from aiohttp import web
 
 from ..errors import InvalidToken
-from ..http import Routes
+from ..http.routes import Routes
 from ..keys import DIGEST
 
 routes = Routes()

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..http import Routes, authenticate, json_response, query
+from ..http.auth import authenticate
+from ..http.parsing import query
+from ..http.responses import json_response
+from ..http.routes import Routes
 from ..keys import MATCHES
 from ..schemas.common import PageQuery
 from ..schemas.marketplace import MatchPage

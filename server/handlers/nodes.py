@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..http import Routes, json_response, require_admin
+from ..http.auth import require_admin
+from ..http.responses import json_response
+from ..http.routes import Routes
 from ..keys import NODE_WATCH
 from ..schemas.nodes import NodeList
 from ..views.nodes import node_view

@@ -9,15 +9,12 @@ from aiohttp import web
 from loguru import logger
 
 from ..errors import ApiError, SignInFailed
-from ..http import (
-    Routes,
-    authenticate,
-    body,
-    client_info,
-    client_ip,
-    json_response,
-    parse_model,
-)
+from ..http.auth import authenticate
+from ..http.client import client_info, client_ip
+from ..http.parsing import body
+from ..http.responses import json_response
+from ..http.routes import Routes
+from ..schemas.parsing import parse_model
 from ..keys import ACCOUNTS, SETTINGS, SIGN_IN
 from ..logs import request_id_var
 from ..schemas.oidc import CallbackQuery, LinkOut, ProviderList, SetPasswordIn

@@ -11,7 +11,8 @@ from aiohttp import web
 from loguru import logger
 
 from ..errors import Unavailable
-from ..http import Routes, json_response
+from ..http.responses import json_response
+from ..http.routes import Routes
 from ..keys import DB, DRAIN, METRICS, NODE_WATCH, REDIS, ROUTE_SPECS, SETTINGS
 from ..openapi import build_openapi
 

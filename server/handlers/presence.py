@@ -6,7 +6,7 @@ from typing import Any
 
 from ..errors import ValidationFailed
 from ..keys import CONNECTIONS, PRESENCE, PRESENCE_ACCESS, SETTINGS
-from ..realtime.sockets import SocketContext, SocketEvents
+from ..sockets.events import SocketContext, SocketEvents
 from ..schemas.rooms import AuthRefresh, PresenceSet, PresenceSubscribe
 from ..views.presence import presence_view
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..http import Routes, authenticate, body, json_response, path_id, query
+from ..http.auth import authenticate
+from ..http.parsing import body, path_id, query
+from ..http.responses import json_response
+from ..http.routes import Routes
 from ..keys import REVIEWS, SKILL_REQUESTS
 from ..schemas.marketplace import RequestOut, RequestPage, RequestQuery, ReviewIn, ReviewOut
 from ..views.marketplace import page_view, request_view, review_view

@@ -5,7 +5,10 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..errors import ValidationFailed
-from ..http import Routes, authenticate, body, json_response, path_id, query
+from ..http.auth import authenticate
+from ..http.parsing import body, path_id, query
+from ..http.responses import json_response
+from ..http.routes import Routes
 from ..keys import CHAT, LIMITER, ROOMS, SETTINGS
 from ..schemas.common import PageQuery
 from ..schemas.consent import AddMembers

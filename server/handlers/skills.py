@@ -6,16 +6,11 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..auth.tokens import AccessClaims
-from ..http import (
-    Routes,
-    authenticate,
-    body,
-    client_info,
-    client_ip,
-    json_response,
-    path_id,
-    query,
-)
+from ..http.auth import authenticate
+from ..http.client import client_info, client_ip
+from ..http.parsing import body, path_id, query
+from ..http.responses import json_response
+from ..http.routes import Routes
 from ..keys import LIMITER, LISTINGS, REVIEWS, SETTINGS, SKILL_REQUESTS
 from ..marketplace.listings import ListingFilters
 from ..marketplace.text import CATEGORIES

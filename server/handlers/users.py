@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..http import Routes, authenticate, body, client_info, json_response, path_id
+from ..http.auth import authenticate
+from ..http.client import client_info
+from ..http.parsing import body, path_id
+from ..http.responses import json_response
+from ..http.routes import Routes
 from ..keys import ACCOUNTS, CONSENT, PROFILES, SIGN_IN
 from ..schemas.accounts import PrivateUser, ProfilePatch, PublicUser
 from ..views import plain_view

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from ..http import Routes
+from ..http.routes import Routes
 
 routes = Routes()
 WEB_ROOT = Path(__file__).resolve().parent.parent / "web"

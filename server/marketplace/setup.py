@@ -1,9 +1,10 @@
-"""Wiring of the marketplace: its stores (indexes created idempotently)
-and services over them, hooked into profiles, export and the bus."""
+"""``build_marketplace``: its stores (indexes created idempotently) and
+services over them, hooked into profiles, export and the bus."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from dataclasses import dataclass, field
 
 from pymongo.asynchronous.database import AsyncDatabase
 
@@ -26,6 +27,7 @@ from ..storage.skill_index import SkillIndexStore
 from ..storage.skill_requests import SkillRequestStore
 from ..storage.transactions import Transactions
 from ..storage.users import UserStore
+from ..tasks import cancel_and_wait
 from .listings import ListingService
 from .matches import MatchService
 from .moderation import ModerationService
@@ -41,7 +43,15 @@ class Marketplace:
     reviews: ReviewService
     matches: MatchService
     moderation: ModerationService
-    embedder: EmbeddingWorker | None = None  # with Gemini: run() it in the background
+    embedder: EmbeddingWorker | None = None  # with Gemini: run in the background from start()
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    async def start(self) -> None:
+        if self.embedder is not None:
+            self._tasks.append(asyncio.create_task(self.embedder.run(), name="ai-embedding-worker"))
+
+    async def stop(self) -> None:
+        await cancel_and_wait(self._tasks)
 
 
 async def build_marketplace(

@@ -19,7 +19,8 @@ from ..errors import ApiError, Forbidden, NodeDraining, RateLimited, TokenExpire
 from .metrics import RealtimeMetrics
 from .notifier import user_room
 from .presence import PresenceService
-from .sockets import SocketRegistry, SocketState, TokenBucket
+from .socket_registry import SocketRegistry, SocketState
+from .token_bucket import TokenBucket
 
 MAX_TOKEN_CHARS = 4096
 

@@ -31,7 +31,7 @@ from ..storage.presence import Presence
 from ..views.presence import presence_view
 from .notifier import presence_room
 from .presence import PresenceService
-from .sockets import SocketRegistry, SocketState
+from .socket_registry import SocketRegistry, SocketState
 
 
 class Visibility(Protocol):

@@ -79,11 +79,14 @@ def frame_budget(settings: Settings) -> tuple[float | None, int]:
     return rate, (settings.socket_event_burst + settings.socket_flood_limit) * FRAME_BUDGET_FACTOR
 
 
-def build_server(settings: Settings, metrics: RealtimeMetrics) -> GuardedServer:
+def build_server(settings: Settings, metrics: RealtimeMetrics, *, node_id: str) -> GuardedServer:
+    """``node_id`` is also the fan-out's ``host_id`` (python-socketio makes
+    one of its own otherwise): one id per node on every channel."""
     manager: socketio.AsyncManager
     if settings.redis_url:
         manager = CountingRedisManager(settings.redis_url,
                                        channel=RedisKeys(settings.redis_key_prefix).socketio)
+        manager.host_id = node_id  # before set_server(), which derives _own_emit from it
     else:
         manager = CountingManager()
     manager.delivery_metrics = metrics  # type: ignore[attr-defined]

@@ -49,7 +49,7 @@ from .protocol import (
     check_packet,
     decode_packet,
 )
-from .sockets import TokenBucket
+from .token_bucket import TokenBucket
 
 OnViolation = Callable[[str, "str | None", ProtocolViolation], Awaitable[None]]
 PAYLOAD_SEPARATOR = "\x1e"  # Engine.IO v4 polling bodies: packets joined by RS

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from loguru import logger
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from .database import EmbeddedDatabase, EmbeddedDatabaseUnavailable
+from .embedded_db import EmbeddedDatabase, EmbeddedDatabaseUnavailable
 
 CHECK_INTERVAL_S = 1.0
 PING_TIMEOUT_S = 5.0

@@ -209,6 +209,7 @@ async def test_unexpected_exception_reaches_sentry(make_settings, aiohttp_client
     captured = [e for e in events if "exception" in e]
     assert captured and captured[0]["exception"]["values"][-1]["value"] == "kaboom"
     assert captured[0]["tags"]["request_id"] == "sentry-req"
+    assert captured[0]["tags"]["route"] == "/boom"
 
 
 async def test_static_assets_revalidate_while_api_responses_are_not_stored(client):

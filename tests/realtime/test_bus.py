@@ -121,3 +121,14 @@ def test_the_bus_json_carries_what_the_standard_library_would():
     plain = {"method": "emit", "data": [{"n": 2**70}]}
     decoded = BUS_JSON.loads(json.dumps(plain))  # a stock node's message
     assert json.dumps(decoded) == json.dumps(plain)
+
+
+async def test_a_node_has_one_id_on_the_control_bus_and_the_fanout_channel(make_client, redis_url):
+    from server.keys import NODE_ID, NODE_WATCH
+
+    node = await make_client(redis_url=redis_url)
+    other = await make_client(redis_url=redis_url)
+    node_id = node.app[NODE_ID]
+    assert node.app[NODE_WATCH].node_id == node_id  # heartbeats, presence, relay placement
+    assert node.app[SIO].manager.host_id == node_id  # the Socket.IO fan-out's host_id
+    assert other.app[SIO].manager.host_id == other.app[NODE_ID] != node_id

@@ -12,8 +12,7 @@ from typing import Any
 
 import pytest
 
-from server.keys import DB
-from server.realtime.setup import REALTIME_METRICS
+from server.keys import DB, REALTIME_METRICS
 from server.views.rooms import message_view
 from tests.support.realtime import SocketUser, new_client_id, open_group, register_user
 

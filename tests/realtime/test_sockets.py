@@ -260,3 +260,49 @@ async def test_sockets_per_user_are_capped_per_node(make_client):
     finally:
         await first.close()
         await second.close()
+
+
+async def test_an_unexpected_socket_error_reaches_sentry_tagged_with_its_event(
+        make_settings, aiohttp_client):
+    """The socket edge translates errors as the REST middleware does
+    (server/edge_errors.py): ``internal_error`` ack, and Sentry gets the
+    exception tagged with the event. Sentry's transport is replaced by a list."""
+    import sentry_sdk
+
+    from server.app import create_app
+    from server.keys import SOCKETS
+    from server.sockets.events import SocketEvents
+
+    events: list[dict] = []
+
+    class ListTransport(sentry_sdk.transport.Transport):
+        def capture_envelope(self, envelope):
+            events.extend(item.payload.json for item in envelope.items if item.type == "event")
+
+    failing = SocketEvents()
+
+    @failing.on("test:boom")
+    async def boom(ctx, payload):
+        raise ValueError("socket kaboom")
+
+    sentry_sdk.init(dsn="https://key@sentry.invalid/1", transport=ListTransport(),
+                    default_integrations=False)
+    try:
+        app = create_app(make_settings())
+        app[SOCKETS].add(failing)
+        node = str((await aiohttp_client(app)).make_url("")).rstrip("/")
+        user = await register_user(node)
+        sock = await SocketUser(node, user["access_token"]).connect()
+        try:
+            ack = await sock.call("test:boom", {})
+        finally:
+            await sock.close()
+        sentry_sdk.flush()
+    finally:
+        sentry_sdk.init(dsn=None)
+    assert ack == {"ok": False, "error": {"code": "internal_error",
+                                          "message": "Internal server error."}}
+    tagged = [e for e in events
+              if "exception" in e and e.get("tags", {}).get("event") == "test:boom"]
+    assert tagged and tagged[0]["exception"]["values"][-1]["value"] == "socket kaboom"
+    assert tagged[0]["tags"]["sid"]

@@ -106,7 +106,7 @@ def test_the_hooks_are_wired(make_settings):
 
     registry = CollectorRegistry()
     sio = build_server(make_settings(), RealtimeMetrics(
-        registry, bus_errors=Counter("x_bus_errors", "x", registry=registry)))
+        registry, bus_errors=Counter("x_bus_errors", "x", registry=registry)), node_id="test-node")
     assert isinstance(sio, GuardedServer)
     assert isinstance(sio.eio, GuardedEngineIO)
     # AsyncServer.__init__ registers the (overridden) bound method as engine.io's handler.
@@ -130,7 +130,7 @@ def test_the_fast_path_hooks_are_wired(make_settings):
 
     registry = CollectorRegistry()
     sio = build_server(make_settings(), RealtimeMetrics(
-        registry, bus_errors=Counter("x_bus_errors", "x", registry=registry)))
+        registry, bus_errors=Counter("x_bus_errors", "x", registry=registry)), node_id="test-node")
     assert isinstance(sio.manager, CountingManager) and isinstance(sio.manager, FanoutManager)
     assert sio.eio.links == {}
     # the pub/sub manager's super().emit must land on FanoutManager.emit

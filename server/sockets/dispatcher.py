@@ -1,196 +1,41 @@
-"""The Socket.IO event edge: a table of event handlers (``SocketEvents``,
-like ``http.Routes``), per-socket state, and the one dispatcher that rate
-limits, parses, calls the handler and turns every outcome into an ack.
-
-A handler is ``async def handler(ctx: SocketContext, payload: Model) -> dict``;
-the dict is merged into ``{"ok": true, ...}``. Raise ``ApiError`` for
-refusals; anything else becomes ``internal_error`` (logged once)."""
+"""The one dispatcher every client-to-server event goes through: it rate
+limits, refuses unknown and oversized events, parses the payload, calls the
+handler from the ``SocketEvents`` tables and turns every outcome into an ack
+(``to_api_error``, as the REST middleware does)."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import orjson
+from aiohttp import web
 from loguru import logger
-from pydantic import BaseModel
+from socketio import AsyncServer
 
 from ..clock import Clock
-from ..dependency_errors import DEPENDENCY_ERRORS
+from ..edge_errors import to_api_error
 from ..errors import (
     ApiError,
-    InternalError,
     PayloadTooLarge,
     RateLimited,
-    Unavailable,
     UnknownEvent,
     ValidationFailed,
 )
-from ..http import parse_model
-from ..keys import ACCOUNTS
+from ..realtime.metrics import RealtimeMetrics
+from ..realtime.protocol import ProtocolViolation
+from ..realtime.socket_registry import SocketRegistry, SocketState
+from ..schemas.parsing import parse_model
 from ..tasks import cancel_and_wait
-from .metrics import RealtimeMetrics
+from .events import EventSpec, RequireVerified, SocketContext, SocketEvents
 
-if TYPE_CHECKING:
-    from aiohttp import web
-    from socketio import AsyncServer
-
-    from .protocol import ProtocolViolation
-
-EventHandler = Callable[["SocketContext", Any], Awaitable[dict[str, Any] | None]]
 FLOOD_WINDOW_S = 10.0
 # A socket's refused events are logged once per this window (the metrics
 # count every one), so a client cannot turn bad events into log volume.
 REFUSAL_LOG_WINDOW_S = 10.0
 UNKNOWN_EVENT_LABEL = "unknown"
-
-
-@dataclass(slots=True)
-class EventSpec:
-    event: str
-    handler: EventHandler
-    model: type[BaseModel] | None
-    description: str | None = None
-
-
-class SocketEvents:
-    """A handler module's client-to-server events; register the table in
-    ``SOCKET_EVENT_TABLES`` (``server/realtime/setup.py``) or at run time
-    with ``app[SOCKETS].add(table)``."""
-
-    def __init__(self) -> None:
-        self.specs: list[EventSpec] = []
-
-    def on(self, event: str, model: type[BaseModel] | None = None) -> Callable[[EventHandler], EventHandler]:
-        def register(handler: EventHandler) -> EventHandler:
-            self.specs.append(EventSpec(event, handler, model, (handler.__doc__ or "").strip() or None))
-            return handler
-        return register
-
-
-class TokenBucket:
-    """``rate`` tokens per second, at most ``burst`` saved up."""
-
-    def __init__(self, rate: float, burst: int, *, now: Callable[[], float] = time.monotonic) -> None:
-        self.rate = rate
-        self.burst = float(burst)
-        self._tokens = float(burst)
-        self._now = now
-        self._at = now()
-
-    def take(self) -> bool:
-        now = self._now()
-        self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
-        self._at = now
-        if self._tokens >= 1.0:
-            self._tokens -= 1.0
-            return True
-        return False
-
-    def retry_after(self) -> float:
-        return max(0.0, (1.0 - self._tokens) / self.rate)
-
-
-@dataclass(slots=True)
-class SocketState:
-    """What this node knows about one connected socket."""
-
-    sid: str
-    user_id: str
-    session_id: str
-    expires_at: int
-    bucket: TokenBucket | None
-    rooms: set[str] = field(default_factory=set)
-    presence: set[str] = field(default_factory=set)  # presence:subscribe wishes
-    presence_visible: set[str] = field(default_factory=set)  # of those, the ones allowed
-    refused: int = 0
-    refused_since: float = 0.0
-    refusal_logged_at: float = float("-inf")
-    expiry_task: asyncio.Task[None] | asyncio.TimerHandle | None = None  # see connections.py
-    closing: bool = False
-
-
-class SocketRegistry:
-    """Local sockets, by sid, by session and by user."""
-
-    def __init__(self) -> None:
-        self._by_sid: dict[str, SocketState] = {}
-        self._by_session: dict[str, set[str]] = {}
-        self._per_user: dict[str, int] = {}
-
-    def __len__(self) -> int:
-        return len(self._by_sid)
-
-    def add(self, state: SocketState) -> None:
-        self._by_sid[state.sid] = state
-        self._by_session.setdefault(state.session_id, set()).add(state.sid)
-        self._per_user[state.user_id] = self._per_user.get(state.user_id, 0) + 1
-
-    def count_for_user(self, user_id: str) -> int:
-        return self._per_user.get(user_id, 0)
-
-    def get(self, sid: str) -> SocketState | None:
-        return self._by_sid.get(sid)
-
-    def pop(self, sid: str) -> SocketState | None:
-        state = self._by_sid.pop(sid, None)
-        if state is not None:
-            self._unindex(state)
-            left = self._per_user[state.user_id] - 1
-            if left:
-                self._per_user[state.user_id] = left
-            else:
-                del self._per_user[state.user_id]
-        return state
-
-    def rebind(self, state: SocketState, session_id: str) -> None:
-        self._unindex(state)
-        state.session_id = session_id
-        self._by_session.setdefault(session_id, set()).add(state.sid)
-
-    def _unindex(self, state: SocketState) -> None:
-        sids = self._by_session.get(state.session_id)
-        if sids is not None:
-            sids.discard(state.sid)
-            if not sids:
-                del self._by_session[state.session_id]
-
-    def by_sessions(self, session_ids: list[str]) -> list[SocketState]:
-        out = []
-        for sid_ in session_ids:
-            out.extend(self._by_sid[s] for s in self._by_session.get(sid_, ()) if s in self._by_sid)
-        return out
-
-    def all(self) -> list[SocketState]:
-        return list(self._by_sid.values())
-
-
-@dataclass(slots=True)
-class SocketContext:
-    """What a handler gets: the app (for services), the server and the socket."""
-
-    app: "web.Application"
-    sio: "AsyncServer"
-    state: SocketState
-
-    @property
-    def sid(self) -> str:
-        return self.state.sid
-
-    @property
-    def user_id(self) -> str:
-        return self.state.user_id
-
-    @property
-    def session_id(self) -> str:
-        return self.state.session_id
-
-    async def require_verified_email(self, action: str) -> None:
-        """``email_not_verified`` if the operator requires it for ``action``."""
-        await self.app[ACCOUNTS].require_verified(self.user_id, action)
 
 
 def payload_size(payload: Any) -> int:
@@ -213,13 +58,15 @@ class EventDispatcher:
     """Every client-to-server event goes through ``dispatch``."""
 
     def __init__(
-        self, *, app: "web.Application", sio: "AsyncServer", registry: SocketRegistry,
+        self, *, app: web.Application, sio: AsyncServer, registry: SocketRegistry,
         metrics: RealtimeMetrics, max_payload: int, flood_limit: int,
-        on_flood: Callable[[SocketState], Awaitable[None]], clock: Clock,
+        on_flood: Callable[[SocketState], Coroutine[Any, Any, None]], require_verified: RequireVerified,
+        clock: Clock,
     ) -> None:
         self._app = app
         self._clock = clock
         self._sio = sio
+        self._require_verified = require_verified
         self._registry = registry
         self._metrics = metrics
         self._max_payload = max_payload
@@ -274,13 +121,10 @@ class EventDispatcher:
                             "only counted)", sid, str(event)[:64], exc.code,
                             str(exc.details if exc.details is not None else exc.message)[:200],
                             REFUSAL_LOG_WINDOW_S)
-        except DEPENDENCY_ERRORS as exc:
-            logger.error("socket {} event {!r}: dependency unavailable: {!r}", sid,
-                         str(event)[:64], exc)
-            ack, outcome = error_ack(Unavailable()), Unavailable.code
-        except Exception:
-            logger.exception("socket {} event {!r} failed", sid, str(event)[:64])
-            ack, outcome = error_ack(InternalError()), InternalError.code
+        except Exception as exc:
+            error = to_api_error(exc, where=f"socket {sid} event {str(event)[:64]!r}",
+                                 tags={"event": label, "sid": str(sid)})
+            ack, outcome = error_ack(error), error.code
         finally:
             self._in_flight -= 1
             if not self._in_flight:
@@ -315,11 +159,11 @@ class EventDispatcher:
         if payload_size(payload) > self._max_payload:
             raise PayloadTooLarge(f"An event payload is at most {self._max_payload} bytes.")
         parsed = parse_model(spec.model, payload) if spec.model is not None else payload
-        result = await spec.handler(SocketContext(self._app, self._sio, state), parsed)
+        result = await spec.handler(SocketContext(self._app, self._sio, state, self._require_verified), parsed)
         return {"ok": True, **(result or {})}
 
     def protocol_violation(self, eio_sid: str, state: SocketState | None,
-                           violation: "ProtocolViolation") -> None:
+                           violation: ProtocolViolation) -> None:
         """A connection is being closed for a protocol violation: counted as
         a refused event (the flood limiter's last straw), in the metrics,
         and logged once, short, without the payload."""
