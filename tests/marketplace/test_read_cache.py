@@ -339,3 +339,26 @@ async def test_reading_matches_does_not_rewrite_an_unchanged_skill_index(make_cl
     assert cat["id"] in [m["user"]["id"] for m in
                          await page_all(client, "/api/v1/matches", ada["headers"])]
     assert (await index.find_one({"_id": ada["id"]}))["updated_at"] == before
+
+
+async def test_a_skill_index_entry_in_another_order_is_not_rewritten(make_client):
+    """The index is queried by ``$in``, so the order of its keys does not
+    matter: an entry holding the same keys in another order (e.g. written
+    by the seed, or listing tags read back in another order) is neither
+    rewritten by a ranking nor drops everyone's cached candidates."""
+    clock = FrozenClock()
+    client = await make_client(clock=clock, read_cache_ttl=LONG_TTL)
+    ada = await new_user(client, "Ada", skills_wanted=[{"name": "Guitar", "level": "beginner"}],
+                         skills_offered=[{"name": "Python", "level": "expert"},
+                                         {"name": "Baking", "level": "expert"}])
+    await new_user(client, "Bob", skills_offered=[{"name": "Guitar", "level": "expert"}])
+    index = client.app[DB]["skill_index"]
+    entry = await index.find_one({"_id": ada["id"]})
+    assert len(entry["offered"]) == 2
+    await index.update_one({"_id": ada["id"]},
+                           {"$set": {"offered": entry["offered"][::-1]}})
+    clock.advance(60)
+    await page_all(client, "/api/v1/matches", ada["headers"])
+    after = await index.find_one({"_id": ada["id"]})
+    assert after["updated_at"] == entry["updated_at"]
+    assert after["offered"] == entry["offered"][::-1]
