@@ -202,9 +202,10 @@ class MatchService:
         names: list[str] = []
         related: list[str] = []
         for key in wanted:
-            same = [n for k, n in offered.items() if k in self._vocabulary.same_skill(key)]
-            near = [] if same else [n for k, n in offered.items()
-                                    if k in self._vocabulary.related_skills(key)]
+            same_keys = self._vocabulary.same_skill(key)
+            same = [n for k, n in offered.items() if k in same_keys]
+            related_keys = () if same else self._vocabulary.related_skills(key)
+            near = [n for k, n in offered.items() if k in related_keys] if related_keys else []
             for name in same + near:
                 if name not in names:
                     names.append(name)
