@@ -35,12 +35,15 @@ class RankingSnapshotStore:
 
     async def create(
         self, *, viewer_id: str | None, kind: str, key: str, ids: list[str],
-        extras: list[Any], now: datetime, expires_at: datetime,
+        extras: list[Any], now: datetime, expires_at: datetime, shared: bool = False,
     ) -> str:
+        """``shared``: one ranking for every caller of that query (its
+        cursors name their caller; ``viewer_id`` is then None)."""
         snapshot_id = new_snapshot_id()
         await self._snapshots.insert_one({
             "_id": snapshot_id, "viewer_id": viewer_id, "kind": kind, "key": key,
             "ids": ids, "extras": extras, "created_at": now, "expires_at": expires_at,
+            **({"shared": True} if shared else {}),
         })
         return snapshot_id
 

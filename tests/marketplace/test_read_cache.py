@@ -362,3 +362,61 @@ async def test_a_skill_index_entry_in_another_order_is_not_rewritten(make_client
     after = await index.find_one({"_id": ada["id"]})
     assert after["updated_at"] == entry["updated_at"]
     assert after["offered"] == entry["offered"][::-1]
+
+
+async def _search(client, headers=None, **params):
+    resp = await client.get("/api/v1/skills", params={"q": "guitar", "limit": 2, **params},
+                            headers=headers or {})
+    assert resp.status == 200, await resp.text()
+    return await resp.json()
+
+
+async def test_a_relevance_search_is_stored_once_and_its_cursors_stay_personal(
+        make_client, redis_url):
+    """Everyone running the same search in the same window gets one stored
+    ranking (not a snapshot write each), each with a cursor of their own:
+    theirs pages, another's is refused. A listing created or edited on
+    another node shows on the next first page at once."""
+    one = await make_client(read_cache_ttl=LONG_TTL, redis_url=redis_url)
+    two = await make_client(read_cache_ttl=LONG_TTL, redis_url=redis_url)
+    ada, bob, cat = (await new_user(one, "Ada"), await new_user(one, "Bob"),
+                     await new_user(one, "Cat"))
+    for i in range(3):
+        await create_listing(one, ada, title=f"Guitar lesson {i}", tags=["guitar"])
+    snapshots = one.app[DB]["ranking_snapshots"]
+    before = await snapshots.count_documents({})
+    bobs = await _search(one, bob["headers"])
+    cats = await _search(one, cat["headers"])
+    anonymous = await _search(one)
+    assert bobs["items"] == cats["items"] == anonymous["items"]
+    assert await snapshots.count_documents({}) == before + 1
+    assert len({bobs["next_cursor"], cats["next_cursor"], anonymous["next_cursor"]}) == 3
+
+    rest = await _search(one, bob["headers"], cursor=bobs["next_cursor"])
+    assert len(bobs["items"]) + len(rest["items"]) == 3 and rest["next_cursor"] is None
+    resp = await one.get("/api/v1/skills", params={"q": "guitar", "limit": 2,
+                                                   "cursor": bobs["next_cursor"]},
+                         headers=cat["headers"])
+    assert (await error_of(resp))["details"][0]["message"] == (
+        "This cursor was issued to another user.")
+    resp = await one.get("/api/v1/skills", params={"q": "guitar", "limit": 2,
+                                                   "cursor": bobs["next_cursor"]})
+    assert resp.status == 400
+    assert (await _search(one, cat["headers"], cursor=anonymous["next_cursor"]))["items"]
+
+    await _search(two, bob["headers"])  # cached on the other node too
+    newest = await create_listing(one, ada, title="Guitar chords", tags=["guitar"])
+
+    async def seen_on_two():
+        while True:
+            page = await _search(two, bob["headers"])  # the cached first page, limit 2
+            ids = [i["id"] for i in page["items"]]
+            while page["next_cursor"]:
+                page = await _search(two, bob["headers"], cursor=page["next_cursor"])
+                ids += [i["id"] for i in page["items"]]
+            if newest["id"] in ids and len(ids) == 4:
+                return
+            await asyncio.sleep(0.02)
+
+    await asyncio.wait_for(seen_on_two(), timeout=20)
+    assert newest["id"] in [i["id"] for i in (await _search(one, cat["headers"], limit=10))["items"]]
