@@ -420,3 +420,42 @@ async def test_a_relevance_search_is_stored_once_and_its_cursors_stay_personal(
 
     await asyncio.wait_for(seen_on_two(), timeout=20)
     assert newest["id"] in [i["id"] for i in (await _search(one, cat["headers"], limit=10))["items"]]
+
+
+async def test_a_persons_first_matches_page_is_stored_once_per_window(make_client, redis_url):
+    """Asking for one's matches again within the window reuses the stored
+    ranking (no snapshot write per first page) and its cursor still pages;
+    a skill change on another node shows on the next first page at once."""
+    one = await make_client(read_cache_ttl=LONG_TTL, redis_url=redis_url)
+    two = await make_client(read_cache_ttl=LONG_TTL, redis_url=redis_url)
+    ada = await new_user(one, "Ada", skills_wanted=[{"name": "Guitar", "level": "beginner"}])
+    teachers = [await new_user(one, name, skills_offered=[{"name": "Guitar", "level": "expert"}])
+                for name in ("Bob", "Cat", "Dan")]
+    snapshots = one.app[DB]["ranking_snapshots"]
+
+    async def all_matches(client):
+        page = await _get(client, "/api/v1/matches?limit=2", ada["headers"])
+        ids = [m["user"]["id"] for m in page["items"]]
+        while page["next_cursor"]:
+            page = await _get(client, f"/api/v1/matches?limit=2&cursor={page['next_cursor']}",
+                              ada["headers"])
+            ids += [m["user"]["id"] for m in page["items"]]
+        return sorted(ids)
+
+    expected = sorted(t["id"] for t in teachers)
+    assert await all_matches(one) == expected
+    assert await all_matches(one) == expected
+    assert await snapshots.count_documents({"viewer_id": ada["id"]}) == 1
+    assert await all_matches(two) == expected
+
+    eve = await new_user(one, "Eve")
+    resp = await one.patch("/api/v1/users/me", headers=eve["headers"], json={
+        "skills_offered": [{"name": "Guitar", "level": "advanced"}]})
+    assert resp.status == 200
+
+    async def seen_on_two():
+        while await all_matches(two) != sorted([*expected, eve["id"]]):
+            await asyncio.sleep(0.02)
+
+    await asyncio.wait_for(seen_on_two(), timeout=20)
+    assert await all_matches(one) == sorted([*expected, eve["id"]])
