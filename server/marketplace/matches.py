@@ -232,10 +232,15 @@ class MatchService:
         names: list[str] = []
         related: list[str] = []
         for key in wanted:
+            # Most pairs share nothing: ruled out by a set test before any list is built.
             same_keys = self._vocabulary.same_skill(key)
-            same = [n for k, n in offered.items() if k in same_keys]
-            related_keys = () if same else self._vocabulary.related_skills(key)
-            near = [n for k, n in offered.items() if k in related_keys] if related_keys else []
+            if same_keys.isdisjoint(offered):
+                related_keys = self._vocabulary.related_skills(key)
+                if related_keys.isdisjoint(offered):
+                    continue
+                same, near = [], [n for k, n in offered.items() if k in related_keys]
+            else:
+                same, near = [n for k, n in offered.items() if k in same_keys], []
             for name in same + near:
                 if name not in names:
                     names.append(name)
