@@ -459,3 +459,33 @@ async def test_a_persons_first_matches_page_is_stored_once_per_window(make_clien
 
     await asyncio.wait_for(seen_on_two(), timeout=20)
     assert await all_matches(one) == sorted([*expected, eve["id"]])
+
+
+async def test_my_profile_shows_my_changes_at_once_on_every_node(make_client, redis_url):
+    """GET /users/me reads the caller from the read cache: a profile edit
+    made on another node shows there at once, and so does a ban."""
+    one = await make_client(read_cache_ttl=LONG_TTL, redis_url=redis_url)
+    two = await make_client(read_cache_ttl=LONG_TTL, redis_url=redis_url)
+    ada, admin = await new_user(one, "Ada"), await new_admin(one)
+    assert (await _get(two, "/api/v1/users/me", ada["headers"]))["display_name"] == "Ada"
+    assert (await _get(one, "/api/v1/users/me", ada["headers"]))["display_name"] == "Ada"
+    resp = await one.patch("/api/v1/users/me", headers=ada["headers"],
+                           json={"display_name": "Ada L.", "timezone": "Europe/London"})
+    assert resp.status == 200
+    me = await _get(one, "/api/v1/users/me", ada["headers"])
+    assert (me["display_name"], me["timezone"]) == ("Ada L.", "Europe/London")
+
+    async def seen_on_two():
+        while (await _get(two, "/api/v1/users/me", ada["headers"]))["timezone"] != (
+                "Europe/London"):
+            await asyncio.sleep(0.02)
+
+    await asyncio.wait_for(seen_on_two(), timeout=20)
+    resp = await one.post(f"/api/v1/admin/users/{ada['id']}/ban", json={"reason": "Spam"},
+                          headers=admin["headers"])
+    assert resp.status == 200, await resp.text()
+    for client in (one, two):
+        async def refused(client=client):
+            while (await client.get("/api/v1/users/me", headers=ada["headers"])).status != 401:
+                await asyncio.sleep(0.02)
+        await asyncio.wait_for(refused(), timeout=20)
