@@ -2,9 +2,12 @@
 page was served, so later pages of a score-ranked list (relevance search,
 matches) read positions from it instead of re-ranking live data.
 
-One document per first page that had more than one page:
+One document per stored ranking that had more than one page (a first page,
+or one per window for rankings the read cache keeps; marketplace/snapshots.py):
 ``{_id: <random>, viewer_id: <user id | None>, kind, key, ids: [...],
-extras: [...], created_at, expires_at}``. ``ids`` is the whole ranked order
+extras: [...], created_at, expires_at[, shared: true]}`` (``shared``: one
+relevance search's ranking for every caller, ``viewer_id`` None; the
+cursors name their caller). ``ids`` is the whole ranked order
 (bounded by the caller), ``extras`` a parallel list of whatever the caller
 needs to render an entry without re-ranking (a score, match details).
 Reads are by ``_id`` only; a TTL index on ``expires_at`` removes old ones
