@@ -32,7 +32,9 @@ class ProfileService:
         self._update_listeners.append(listener)
 
     async def me(self, user_id: str) -> dict[str, Any]:
-        user = await self._users.get_active(user_id)
+        """The caller's own document (the read cache's copy: every write
+        to a user drops it, on every node). Shared: do not modify it."""
+        user = await self._users.get_public(user_id)
         if user is None:
             raise Unauthorized("This account is no longer active.")
         return user

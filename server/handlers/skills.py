@@ -70,7 +70,7 @@ async def search_listings(request: web.Request) -> web.Response:
     blended in (the local ranking if Gemini fails or is slow). Sorted by relevance when `q` is given, else newest first; filters
     combine. Cursor pagination never repeats or skips a listing that existed
     when paging began: a relevance search is ranked once, on the first page,
-    and its cursor (valid 30 minutes, for the same caller and query) reads
+    and its cursor (valid at least 30 minutes, for the same caller and query) reads
     that ranking; an expired one is 400 `validation_error` on `cursor`.
     Hidden and deleted listings, and those of banned or deleted users, never
     appear. No auth needed; a bearer token, when sent, must be valid.

@@ -27,8 +27,14 @@ from .text import (
 )
 from .people import active_users
 from .vocabulary import QueryUnit, Vocabulary, default_vocabulary, unit_tokens
-from .snapshots import EXPIRED, RankingSnapshots, is_snapshot_cursor, query_key
 from .results import Named, Page
+from .snapshots import (
+    EXPIRED,
+    RankingSnapshots,
+    StoredRanking,
+    is_snapshot_cursor,
+    query_key,
+)
 
 TITLE_WEIGHT = 3
 TAG_WEIGHT = 2
@@ -295,11 +301,16 @@ class ListingService:
             if self._semantic is not None:
                 vector = await self._semantic.query_vector(text, user=requester)
             if vector is None and self._cache is not None:
-                ranked = await self._cache.read(
-                    LISTINGS, ("ranked", key),
-                    lambda: self._rank(expanded, filters, units, None))
-            else:
-                ranked = await self._rank(expanded, filters, units, vector)
+                # Ranked, stored and rendered once per query and window for
+                # everyone (public listings); only the cursor is the caller's.
+                window = self._snapshots.window()
+                stored, items = await self._cache.read(
+                    LISTINGS, ("first", key, limit, window),
+                    lambda: self._first_relevance_page(expanded, filters, units, key=key,
+                                                       limit=limit, window=window))
+                first = self._snapshots.first_page_of(stored, viewer_id=viewer_id)
+                return Page(items, first.next_cursor)
+            ranked = await self._rank(expanded, filters, units, vector)
             page = await self._snapshots.first_page(
                 viewer_id=viewer_id, kind="listings", key=key,
                 ids=[listing_id for _, listing_id in ranked],
@@ -312,14 +323,27 @@ class ListingService:
             raise ValidationFailed.field("cursor", EXPIRED)
         else:
             raise ValidationFailed.field("cursor", "Invalid cursor for this sort.")
-        docs = await self._listings.by_ids(page.ids)
-        owners = await self._owners(docs)
-        scores = dict(zip(page.ids, page.extras))
-        items = [
-            Named(d, owners, scores[d["_id"]])
-            for d in docs if d["owner_id"] in owners and d["visible"]
-        ]
+        items = await self._relevance_items(page.ids, page.extras)
         return Page(items, page.next_cursor)
+
+    async def _first_relevance_page(
+        self, expanded: list[str], filters: dict[str, Any], units: list[QueryUnit], *,
+        key: str, limit: int, window: int,
+    ) -> tuple[StoredRanking, list[Named]]:
+        ranked = await self._rank(expanded, filters, units, None)
+        stored = await self._snapshots.store(
+            viewer_id=None, kind="listings", key=key, ids=[i for _, i in ranked],
+            extras=[score for score, _ in ranked], limit=limit, window=window, shared=True)
+        return stored, await self._relevance_items(stored.ids, stored.extras)
+
+    async def _relevance_items(self, ids: list[str], scores: list[Any]) -> list[Named]:
+        """Listing cards of a ranked page, with their scores (those hidden,
+        deleted or of an inactive owner since the ranking left out)."""
+        docs = await self._listings.by_ids(ids)
+        owners = await self._owners(docs)
+        by_id = dict(zip(ids, scores))
+        return [Named(d, owners, by_id[d["_id"]])
+                for d in docs if d["owner_id"] in owners and d["visible"]]
 
     async def _rank(self, expanded: list[str], filters: dict[str, Any], units: list[QueryUnit],
                     vector: list[float] | None) -> list[tuple[int, str]]:

@@ -25,7 +25,7 @@ from ..storage.skill_index import MAX_MATCH_CANDIDATES, SkillIndexStore
 from ..storage.users import ACTIVE, UserStore
 from .people import active_users
 from .results import Match, Page
-from .snapshots import EXPIRED, RankingSnapshots, is_snapshot_cursor
+from .snapshots import EXPIRED, RankingSnapshots, StoredRanking, is_snapshot_cursor
 from .text import skill_key
 from .vocabulary import Vocabulary, default_vocabulary
 
@@ -139,6 +139,23 @@ class MatchService:
         found = {**cached, **loaded}
         return {p["_id"]: found[key] for p, key in zip(people, keys)}
 
+    async def _check_indexed(self, user_id: str, offered: dict[str, str],
+                             wanted: dict[str, str]) -> None:
+        """Fix the caller's skill index entry if it is stale (others'
+        rankings would miss them); checked once per person until anyone's
+        skills change (a marker in the read cache), not on every ranking."""
+        marker = f"indexed:{user_id}"
+        if self._cache is not None and self._semantic is None:
+            known, version = self._cache.get_many(MATCHES, [marker])
+            if known:
+                return
+        if await self._index.put_if_changed(
+                user_id, offered=list(offered), wanted=list(wanted),
+                now=self._clock.now(), names=self._embeddable(offered, wanted)):
+            self._changed()  # my entry was stale: others' rankings may miss me
+        elif self._cache is not None and self._semantic is None:
+            self._cache.put_many(MATCHES, {marker: True}, version)
+
     def _embeddable(self, offered: dict[str, str], wanted: dict[str, str]) -> list[str] | None:
         return _names(offered, wanted) if self._semantic is not None else None
 
@@ -147,15 +164,21 @@ class MatchService:
         self._changed()
 
     async def matches(self, user_id: str, *, limit: int, cursor: str | None) -> Page[Match]:
-        me = await self._users.get_active(user_id)
+        me = await self._users.get_public(user_id)  # the read cache's copy, kept current
         if me is None:
             raise Unauthorized("This account is no longer active.")
         position = decode_cursor(cursor)
-        if position is None:
-            if self._cache is not None and self._semantic is None:
-                ranked = await self._cache.read(MATCHES, user_id, lambda: self._rank(me))
-            else:
-                ranked = await self._rank(me)
+        if position is None and self._cache is not None and self._semantic is None:
+            # Ranked and stored once per person, page size and window (a
+            # snapshot write per first page otherwise); dropped with any
+            # skill change on every node, like the rankings.
+            window = self._snapshots.window()
+            stored = await self._cache.read(
+                MATCHES, ("first", user_id, limit, window),
+                lambda: self._store_first(me, limit=limit, window=window))
+            page = self._snapshots.first_page_of(stored, viewer_id=user_id)
+        elif position is None:
+            ranked = await self._rank(me)
             page = await self._snapshots.first_page(
                 viewer_id=user_id, kind="matches", key="matches",
                 ids=[r[0] for r in ranked], extras=[r[1] for r in ranked], limit=limit,
@@ -176,6 +199,13 @@ class MatchService:
         if self._semantic is not None:
             await self._add_whys(items)
         return Page(items, page.next_cursor)
+
+    async def _store_first(self, me: dict[str, Any], *, limit: int, window: int
+                           ) -> StoredRanking:
+        ranked = await self._rank(me)
+        return await self._snapshots.store(
+            viewer_id=me["_id"], kind="matches", key="matches", ids=[r[0] for r in ranked],
+            extras=[r[1] for r in ranked], limit=limit, window=window)
 
     async def _add_whys(self, items: list[Match]) -> None:
         """Each item's cached "why"; missing ones are asked of the worker
@@ -203,9 +233,15 @@ class MatchService:
         names: list[str] = []
         related: list[str] = []
         for key in wanted:
-            same = [n for k, n in offered.items() if k in self._vocabulary.same_skill(key)]
-            near = [] if same else [n for k, n in offered.items()
-                                    if k in self._vocabulary.related_skills(key)]
+            # Most pairs share nothing: ruled out by a set test before any list is built.
+            same_keys = self._vocabulary.same_skill(key)
+            if same_keys.isdisjoint(offered):
+                related_keys = self._vocabulary.related_skills(key)
+                if related_keys.isdisjoint(offered):
+                    continue
+                same, near = [], [n for k, n in offered.items() if k in related_keys]
+            else:
+                same, near = [n for k, n in offered.items() if k in same_keys], []
             for name in same + near:
                 if name not in names:
                     names.append(name)
@@ -240,12 +276,8 @@ class MatchService:
         """Everyone matching ``me`` now, best first (ties by user id), as
         ``(user id, {score, mutual, they_teach, you_teach})``."""
         user_id = me["_id"]
-        my_offered = await self._offered(me)
-        my_wanted = _skills(me.get("skills_wanted"))
-        if await self._index.put_if_changed(
-                user_id, offered=list(my_offered), wanted=list(my_wanted),
-                now=self._clock.now(), names=self._embeddable(my_offered, my_wanted)):
-            self._changed()  # my entry was stale: others' rankings may miss me
+        my_offered, my_wanted = (await self._skills_of([me]))[user_id]
+        await self._check_indexed(user_id, my_offered, my_wanted)
         found = await self._candidate_ids(
             user_id, offered=self._expand(my_offered), wanted=self._expand(my_wanted))
         if self._semantic is not None:

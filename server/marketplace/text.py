@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from functools import lru_cache
 
 CATEGORIES: dict[str, str] = {
     "programming": "Programming & software",
@@ -95,6 +96,10 @@ def tag_tokens(tags: list[str]) -> list[str]:
     return list(seen)
 
 
+SKILL_KEY_CACHE_SIZE = 8192  # distinct skill names and tags kept folded (rankings fold every candidate's)
+
+
+@lru_cache(maxsize=SKILL_KEY_CACHE_SIZE)
 def skill_key(name: str) -> str:
     """The equality key of a skill name: case, accents, spaces and
     punctuation ignored, a trailing version number dropped.

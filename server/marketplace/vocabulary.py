@@ -18,6 +18,7 @@ from .text import search_tokens, skill_key
 
 Term = tuple[str, ...]
 VOCABULARY_FILE = "skill_vocabulary.txt"
+_NONE: frozenset[str] = frozenset()
 
 
 @dataclass(slots=True)
@@ -69,6 +70,15 @@ class Vocabulary:
         for index, keys in enumerate(self._keys):
             for key in keys:
                 self._by_key.setdefault(key, []).append(index)
+        # Rankings ask for these per pair of skills compared: answered from
+        # tables built once (the vocabulary never changes after loading).
+        self._same: dict[str, frozenset[str]] = {}
+        self._related: dict[str, frozenset[str]] = {}
+        for key, indexes in self._by_key.items():
+            same = {key}.union(*(self._keys[i] for i in indexes))
+            self._same[key] = frozenset(same)
+            self._related[key] = frozenset(
+                set().union(*(self._related_keys[i] for i in indexes)) - same)
 
     def _relate(self, index: int, term: Term) -> None:
         concept = self._concepts[index]
@@ -106,17 +116,12 @@ class Vocabulary:
 
     def same_skill(self, key: str) -> frozenset[str]:
         """Skill keys naming the same skill as ``key`` (itself included)."""
-        out = {key}
-        for index in self._by_key.get(key, ()):
-            out.update(self._keys[index])
-        return frozenset(out)
+        found = self._same.get(key)
+        return found if found is not None else frozenset((key,))
 
     def related_skills(self, key: str) -> frozenset[str]:
         """Skill keys of skills related to ``key`` (not the same skill)."""
-        out: set[str] = set()
-        for index in self._by_key.get(key, ()):
-            out.update(self._related_keys[index])
-        return frozenset(out - self.same_skill(key))
+        return self._related.get(key, _NONE)
 
 
 def _terms(text: str) -> list[Term]:

@@ -2,9 +2,12 @@
 page was served, so later pages of a score-ranked list (relevance search,
 matches) read positions from it instead of re-ranking live data.
 
-One document per first page that had more than one page:
+One document per stored ranking that had more than one page (a first page,
+or one per window for rankings the read cache keeps; marketplace/snapshots.py):
 ``{_id: <random>, viewer_id: <user id | None>, kind, key, ids: [...],
-extras: [...], created_at, expires_at}``. ``ids`` is the whole ranked order
+extras: [...], created_at, expires_at[, shared: true]}`` (``shared``: one
+relevance search's ranking for every caller, ``viewer_id`` None; the
+cursors name their caller). ``ids`` is the whole ranked order
 (bounded by the caller), ``extras`` a parallel list of whatever the caller
 needs to render an entry without re-ranking (a score, match details).
 Reads are by ``_id`` only; a TTL index on ``expires_at`` removes old ones
@@ -35,12 +38,15 @@ class RankingSnapshotStore:
 
     async def create(
         self, *, viewer_id: str | None, kind: str, key: str, ids: list[str],
-        extras: list[Any], now: datetime, expires_at: datetime,
+        extras: list[Any], now: datetime, expires_at: datetime, shared: bool = False,
     ) -> str:
+        """``shared``: one ranking for every caller of that query (its
+        cursors name their caller; ``viewer_id`` is then None)."""
         snapshot_id = new_snapshot_id()
         await self._snapshots.insert_one({
             "_id": snapshot_id, "viewer_id": viewer_id, "kind": kind, "key": key,
             "ids": ids, "extras": extras, "created_at": now, "expires_at": expires_at,
+            **({"shared": True} if shared else {}),
         })
         return snapshot_id
 

@@ -45,11 +45,13 @@ class SkillIndexStore:
         names: list[str] | None = None,
     ) -> bool:
         """``put`` only when the stored entry differs (a point read instead
-        of a write for someone whose skills did not change); True if it wrote."""
+        of a write for someone whose skills did not change); True if it wrote.
+        Keys compare as sets: the index is queried with ``$in``, and listing
+        tags do not come back in one fixed order."""
         current = await self._index.find_one({"_id": user_id},
                                              {"offered": 1, "wanted": 1, "names": 1})
-        if (current is not None and current.get("offered") == offered
-                and current.get("wanted") == wanted
+        if (current is not None and set(current.get("offered") or ()) == set(offered)
+                and set(current.get("wanted") or ()) == set(wanted)
                 and (names is None or current.get("names") == names)):
             return False
         await self.put(user_id, offered=offered, wanted=wanted, now=now, names=names)

@@ -71,3 +71,24 @@ async def test_rotation_through_the_api(make_client):
     retired = await make_client(secret_key=[NEW_KEY])
     resp = await retired.get("/api/v1/users/me", headers=bearer(account["access_token"]))
     assert (await error_of(resp))["code"] == "unauthorized"
+
+
+def test_a_remembered_token_still_expires_and_a_tampered_one_is_refused():
+    """Verified tokens are remembered (the signature is checked once per
+    token), but expiry is checked on every use, and a token differing from
+    a remembered one in any byte is verified afresh."""
+    clock = FrozenClock()
+    tokens = make([NEW_KEY], clock)
+    token, _ = tokens.issue(user_id="u", session_id="s", role="user")
+    assert tokens.decode(token) == tokens.decode(token)
+    head, payload, signature = token.split(".")
+    forged_payload = jwt.utils.base64url_encode(jwt.utils.base64url_decode(payload).replace(
+        b'"role":"user"', b'"role":"admin"')).decode()
+    for forged in (f"{head}.{forged_payload}.{signature}", token[:-2] + "xx"):
+        with pytest.raises(Unauthorized):
+            tokens.decode(forged)
+    clock.advance(900 + 5)
+    with pytest.raises(TokenExpired):
+        tokens.decode(token)
+    with pytest.raises(TokenExpired):  # and stays refused
+        tokens.decode(token)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from server.marketplace.text import skill_key
+from server.marketplace.vocabulary import default_vocabulary
 from tests.support.market import create_listing, new_user, page_all
 
 
@@ -53,3 +55,20 @@ async def test_matches_through_synonyms_and_related_skills(client):
     assert items[1]["they_teach"] == ["Six-string"]
     assert items[2]["they_teach"] == ["Ukulele"]
     assert items[1]["score"] > items[2]["score"]
+
+
+def test_skill_lookups_answer_from_the_loaded_vocabulary():
+    """same_skill / related_skills (asked per pair of skills in every
+    ranking) are tables built at load: a key is its own skill, its
+    synonyms share one answer, related skills never include the same
+    skill, and a key the vocabulary does not know is only itself."""
+    vocabulary = default_vocabulary()
+    guitar = vocabulary.same_skill(skill_key("guitar"))
+    assert skill_key("six-string") in guitar
+    assert vocabulary.same_skill(skill_key("six-string")) == guitar
+    assert skill_key("ukulele") in vocabulary.related_skills(skill_key("guitar"))
+    for key in (skill_key("guitar"), skill_key("python"), skill_key("espanol")):
+        assert key in vocabulary.same_skill(key)
+        assert not vocabulary.same_skill(key) & vocabulary.related_skills(key)
+    assert vocabulary.same_skill("zz-unknown-skill") == frozenset({"zz-unknown-skill"})
+    assert vocabulary.related_skills("zz-unknown-skill") == frozenset()

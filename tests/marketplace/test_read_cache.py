@@ -339,3 +339,153 @@ async def test_reading_matches_does_not_rewrite_an_unchanged_skill_index(make_cl
     assert cat["id"] in [m["user"]["id"] for m in
                          await page_all(client, "/api/v1/matches", ada["headers"])]
     assert (await index.find_one({"_id": ada["id"]}))["updated_at"] == before
+
+
+async def test_a_skill_index_entry_in_another_order_is_not_rewritten(make_client):
+    """The index is queried by ``$in``, so the order of its keys does not
+    matter: an entry holding the same keys in another order (e.g. written
+    by the seed, or listing tags read back in another order) is neither
+    rewritten by a ranking nor drops everyone's cached candidates."""
+    clock = FrozenClock()
+    client = await make_client(clock=clock, read_cache_ttl=LONG_TTL)
+    ada = await new_user(client, "Ada", skills_wanted=[{"name": "Guitar", "level": "beginner"}],
+                         skills_offered=[{"name": "Python", "level": "expert"},
+                                         {"name": "Baking", "level": "expert"}])
+    await new_user(client, "Bob", skills_offered=[{"name": "Guitar", "level": "expert"}])
+    index = client.app[DB]["skill_index"]
+    entry = await index.find_one({"_id": ada["id"]})
+    assert len(entry["offered"]) == 2
+    await index.update_one({"_id": ada["id"]},
+                           {"$set": {"offered": entry["offered"][::-1]}})
+    clock.advance(60)
+    await page_all(client, "/api/v1/matches", ada["headers"])
+    after = await index.find_one({"_id": ada["id"]})
+    assert after["updated_at"] == entry["updated_at"]
+    assert after["offered"] == entry["offered"][::-1]
+
+
+async def _search(client, headers=None, **params):
+    resp = await client.get("/api/v1/skills", params={"q": "guitar", "limit": 2, **params},
+                            headers=headers or {})
+    assert resp.status == 200, await resp.text()
+    return await resp.json()
+
+
+async def test_a_relevance_search_is_stored_once_and_its_cursors_stay_personal(
+        make_client, redis_url):
+    """Everyone running the same search in the same window gets one stored
+    ranking (not a snapshot write each), each with a cursor of their own:
+    theirs pages, another's is refused. A listing created or edited on
+    another node shows on the next first page at once."""
+    one = await make_client(read_cache_ttl=LONG_TTL, redis_url=redis_url)
+    two = await make_client(read_cache_ttl=LONG_TTL, redis_url=redis_url)
+    ada, bob, cat = (await new_user(one, "Ada"), await new_user(one, "Bob"),
+                     await new_user(one, "Cat"))
+    for i in range(3):
+        await create_listing(one, ada, title=f"Guitar lesson {i}", tags=["guitar"])
+    snapshots = one.app[DB]["ranking_snapshots"]
+    before = await snapshots.count_documents({})
+    bobs = await _search(one, bob["headers"])
+    cats = await _search(one, cat["headers"])
+    anonymous = await _search(one)
+    assert bobs["items"] == cats["items"] == anonymous["items"]
+    assert await snapshots.count_documents({}) == before + 1
+    assert len({bobs["next_cursor"], cats["next_cursor"], anonymous["next_cursor"]}) == 3
+
+    rest = await _search(one, bob["headers"], cursor=bobs["next_cursor"])
+    assert len(bobs["items"]) + len(rest["items"]) == 3 and rest["next_cursor"] is None
+    resp = await one.get("/api/v1/skills", params={"q": "guitar", "limit": 2,
+                                                   "cursor": bobs["next_cursor"]},
+                         headers=cat["headers"])
+    assert (await error_of(resp))["details"][0]["message"] == (
+        "This cursor was issued to another user.")
+    resp = await one.get("/api/v1/skills", params={"q": "guitar", "limit": 2,
+                                                   "cursor": bobs["next_cursor"]})
+    assert resp.status == 400
+    assert (await _search(one, cat["headers"], cursor=anonymous["next_cursor"]))["items"]
+
+    await _search(two, bob["headers"])  # cached on the other node too
+    newest = await create_listing(one, ada, title="Guitar chords", tags=["guitar"])
+
+    async def seen_on_two():
+        while True:
+            page = await _search(two, bob["headers"])  # the cached first page, limit 2
+            ids = [i["id"] for i in page["items"]]
+            while page["next_cursor"]:
+                page = await _search(two, bob["headers"], cursor=page["next_cursor"])
+                ids += [i["id"] for i in page["items"]]
+            if newest["id"] in ids and len(ids) == 4:
+                return
+            await asyncio.sleep(0.02)
+
+    await asyncio.wait_for(seen_on_two(), timeout=20)
+    assert newest["id"] in [i["id"] for i in (await _search(one, cat["headers"], limit=10))["items"]]
+
+
+async def test_a_persons_first_matches_page_is_stored_once_per_window(make_client, redis_url):
+    """Asking for one's matches again within the window reuses the stored
+    ranking (no snapshot write per first page) and its cursor still pages;
+    a skill change on another node shows on the next first page at once."""
+    one = await make_client(read_cache_ttl=LONG_TTL, redis_url=redis_url)
+    two = await make_client(read_cache_ttl=LONG_TTL, redis_url=redis_url)
+    ada = await new_user(one, "Ada", skills_wanted=[{"name": "Guitar", "level": "beginner"}])
+    teachers = [await new_user(one, name, skills_offered=[{"name": "Guitar", "level": "expert"}])
+                for name in ("Bob", "Cat", "Dan")]
+    snapshots = one.app[DB]["ranking_snapshots"]
+
+    async def all_matches(client):
+        page = await _get(client, "/api/v1/matches?limit=2", ada["headers"])
+        ids = [m["user"]["id"] for m in page["items"]]
+        while page["next_cursor"]:
+            page = await _get(client, f"/api/v1/matches?limit=2&cursor={page['next_cursor']}",
+                              ada["headers"])
+            ids += [m["user"]["id"] for m in page["items"]]
+        return sorted(ids)
+
+    expected = sorted(t["id"] for t in teachers)
+    assert await all_matches(one) == expected
+    assert await all_matches(one) == expected
+    assert await snapshots.count_documents({"viewer_id": ada["id"]}) == 1
+    assert await all_matches(two) == expected
+
+    eve = await new_user(one, "Eve")
+    resp = await one.patch("/api/v1/users/me", headers=eve["headers"], json={
+        "skills_offered": [{"name": "Guitar", "level": "advanced"}]})
+    assert resp.status == 200
+
+    async def seen_on_two():
+        while await all_matches(two) != sorted([*expected, eve["id"]]):
+            await asyncio.sleep(0.02)
+
+    await asyncio.wait_for(seen_on_two(), timeout=20)
+    assert await all_matches(one) == sorted([*expected, eve["id"]])
+
+
+async def test_my_profile_shows_my_changes_at_once_on_every_node(make_client, redis_url):
+    """GET /users/me reads the caller from the read cache: a profile edit
+    made on another node shows there at once, and so does a ban."""
+    one = await make_client(read_cache_ttl=LONG_TTL, redis_url=redis_url)
+    two = await make_client(read_cache_ttl=LONG_TTL, redis_url=redis_url)
+    ada, admin = await new_user(one, "Ada"), await new_admin(one)
+    assert (await _get(two, "/api/v1/users/me", ada["headers"]))["display_name"] == "Ada"
+    assert (await _get(one, "/api/v1/users/me", ada["headers"]))["display_name"] == "Ada"
+    resp = await one.patch("/api/v1/users/me", headers=ada["headers"],
+                           json={"display_name": "Ada L.", "timezone": "Europe/London"})
+    assert resp.status == 200
+    me = await _get(one, "/api/v1/users/me", ada["headers"])
+    assert (me["display_name"], me["timezone"]) == ("Ada L.", "Europe/London")
+
+    async def seen_on_two():
+        while (await _get(two, "/api/v1/users/me", ada["headers"]))["timezone"] != (
+                "Europe/London"):
+            await asyncio.sleep(0.02)
+
+    await asyncio.wait_for(seen_on_two(), timeout=20)
+    resp = await one.post(f"/api/v1/admin/users/{ada['id']}/ban", json={"reason": "Spam"},
+                          headers=admin["headers"])
+    assert resp.status == 200, await resp.text()
+    for client in (one, two):
+        async def refused(client=client):
+            while (await client.get("/api/v1/users/me", headers=ada["headers"])).status != 401:
+                await asyncio.sleep(0.02)
+        await asyncio.wait_for(refused(), timeout=20)
