@@ -25,7 +25,7 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,7 +65,7 @@ async def bench(messages: int, sends: int, pages: int, runs: int) -> dict:
         rooms_store, markers = RoomStore(db), ReadMarkerStore(db)
         await MessageStore(db, FieldCrypto.plaintext()).create_indexes()
         await rooms_store.create_indexes()
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         modes = {}
         for mode, fields in (("plaintext", FieldCrypto.plaintext()),
                              ("encrypted", FieldCrypto([DATA_KEY]))):

@@ -47,13 +47,14 @@ sys.path.insert(0, str(ROOT))
 from loadtests.realtime_bench import (  # noqa: E402
     DATA_KEY, SECRET, cpu_seconds, free_port, pct, setup_users, start_process, wait_port,
 )
+from datetime import UTC
 
 ACK_GRACE_S = 10.0
 BODY = "group commit benchmark message " + "x" * 50
 
 
 def generator(assignments: list[dict], rate: float, duration: float, warmup: float, cpu: int,
-              out: "mp.Queue") -> None:
+              out: mp.Queue) -> None:
     os.sched_setaffinity(0, {cpu})
     try:
         import uvloop
@@ -64,7 +65,7 @@ def generator(assignments: list[dict], rate: float, duration: float, warmup: flo
 
 
 async def _generate(assignments: list[dict], rate: float, duration: float, warmup: float,
-                    out: "mp.Queue") -> None:
+                    out: mp.Queue) -> None:
     import socketio
 
     clients = []
@@ -86,7 +87,7 @@ async def _generate(assignments: list[dict], rate: float, duration: float, warmu
     scheduled: list[float] = []
     pending: set[asyncio.Task] = set()
 
-    async def send_one(c: "socketio.AsyncClient", room_id: str, sent_at: float) -> None:
+    async def send_one(c: socketio.AsyncClient, room_id: str, sent_at: float) -> None:
         try:
             ack = await c.call("message:send", {"room_id": room_id, "client_id": str(uuid.uuid4()),
                                                 "body": BODY}, timeout=duration + warmup + ACK_GRACE_S)
@@ -95,7 +96,7 @@ async def _generate(assignments: list[dict], rate: float, duration: float, warmu
             return
         acks.append((sent_at, time.perf_counter(), ok))
 
-    async def sender(index: int, c: "socketio.AsyncClient", room_id: str, stop: float) -> None:
+    async def sender(index: int, c: socketio.AsyncClient, room_id: str, stop: float) -> None:
         next_at = start + interval * index / len(clients)  # phases spread over one interval
         while next_at < stop:
             await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
@@ -214,7 +215,7 @@ def service_case(args: argparse.Namespace, rate: float, batch_max: int) -> dict:
     return result
 
 
-def _service_process(args: dict, rate: float, batch_max: int, out: "mp.Queue") -> None:
+def _service_process(args: dict, rate: float, batch_max: int, out: mp.Queue) -> None:
     os.sched_setaffinity(0, {args["node_cpu"]})
     try:
         import uvloop
@@ -225,7 +226,7 @@ def _service_process(args: dict, rate: float, batch_max: int, out: "mp.Queue") -
 
 
 async def _service_load(args: dict, rate: float, batch_max: int) -> dict:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from server.bus import Bus
     from server.clock import Clock
@@ -259,7 +260,7 @@ async def _service_load(args: dict, rate: float, batch_max: int) -> dict:
                 members = [f"u{r}-{m}" for m in range(args["members"])]
                 room = await rooms_store.create_group(name=f"r{r}", member_ids=members,
                                                       created_by=members[0],
-                                                      now=datetime.now(timezone.utc))
+                                                      now=datetime.now(UTC))
                 senders += [(m, room["_id"]) for m in members]
             done: list[tuple[float, float]] = []
             failed = 0

@@ -48,7 +48,7 @@ async def login(http: aiohttp.ClientSession, url: str, n: int) -> tuple[int, dic
         async with http.post(f"{url}/api/v1/auth/login",
                              json={"email": DEMO_EMAIL.format(n=n), "password": DEMO_PASSWORD}) as r:
             return r.status, dict(r.headers)
-    except (aiohttp.ClientError, asyncio.TimeoutError):
+    except (TimeoutError, aiohttp.ClientError):
         return 0, {}
 
 
@@ -77,7 +77,7 @@ async def one_run(code_dir: Path, template: Path, args: argparse.Namespace, work
                         async with http.get(f"{node.url}/api/v1/users/me", headers=headers) as r:
                             await r.read()
                             status = r.status
-                    except (aiohttp.ClientError, asyncio.TimeoutError):
+                    except (TimeoutError, aiohttp.ClientError):
                         status = 0
                     samples.append((started, time.monotonic() - started, status))
                     await asyncio.sleep(args.pause)
@@ -147,7 +147,7 @@ async def main() -> None:
           "/ other | burst wall (s) | node CPU during (cores) | failed reads |")
     print("|---|---|---|---|---|---|---|")
     for name, runs in results.items():
-        def med(key: str) -> float:
+        def med(key: str, runs: list = runs) -> float:
             return statistics.median(r[key] for r in runs)
         print(f"| {name} | {med('reads_p50_before_ms'):.0f} / {med('reads_p95_before_ms'):.0f} | "
               f"{med('reads_p50_during_ms'):.0f} / {med('reads_p95_during_ms'):.0f} | "

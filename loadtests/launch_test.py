@@ -138,7 +138,7 @@ def run_one(users: int, *, data: Path, tokens: Path, out: Path, port: int, durat
             spawn_rate: int, node_core: str, load_core: str,
             node_src: Path | None = None, db_cores: str = "0,1") -> dict:
     url = f"http://127.0.0.1:{port}"
-    log = open(out / f"node-{users}.log", "w")
+    log = open(out / f"node-{users}.log", "w")  # noqa: SIM115 (the node's log while it runs)
     env, cwd, command = node_env(data, port), ROOT, [str(BIN / "skillshare"), "serve"]
     if node_src is not None:  # another checkout of the server (a "before" run)
         env["PYTHONPATH"], cwd = str(node_src), node_src
@@ -162,7 +162,8 @@ def run_one(users: int, *, data: Path, tokens: Path, out: Path, port: int, durat
              "-u", str(users), "-r", str(spawn_rate), "-t", f"{int(duration + ramp)}s",
              "--csv", str(out / f"launch-{users}"), "--only-summary", "--stop-timeout", "5"],
             env={**os.environ, "LAUNCH_TOKENS": str(tokens)}, cwd=ROOT,
-            stdout=open(out / f"locust-{users}.log", "w"), stderr=subprocess.STDOUT)
+            stdout=open(out / f"locust-{users}.log", "w"),  # noqa: SIM115 (locust's log while it runs)
+            stderr=subprocess.STDOUT)
         for s in (sampler, *db_samplers):
             s.done.set()
             s.join()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
+from pathlib import Path
 
 AREAS = {
     "permessage-deflate (zlib)": ("compression_utils", "zlib", "_send_compressed"),
@@ -26,7 +27,7 @@ def main(path: str) -> None:
     total = 0
     areas: Counter[str] = Counter()
     own: Counter[str] = Counter()
-    for line in open(path):
+    for line in Path(path).read_text().splitlines():
         stack, _, count = line.rstrip().rpartition(" ")
         if not stack:
             continue

@@ -35,7 +35,7 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -106,7 +106,7 @@ async def history_bench(messages: int, repeat: int) -> dict:
         store, rooms_store, markers = MessageStore(db, fields), RoomStore(db), ReadMarkerStore(db)
         await store.create_indexes()
         await rooms_store.create_indexes()
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         room = await rooms_store.create_group(name="big", member_ids=["alice", "bob"],
                                               created_by="alice", now=now)
         rid = room["_id"]
@@ -174,7 +174,7 @@ async def history_bench(messages: int, repeat: int) -> dict:
 # ---------------------------------------------------------------- fan-out
 
 def worker(assignments: list[dict], duration: float, warmup: float, inflight: int,
-           out: "mp.Queue") -> None:
+           out: mp.Queue) -> None:
     """One load-generator process: its share of the sockets."""
     try:
         import uvloop
@@ -185,7 +185,7 @@ def worker(assignments: list[dict], duration: float, warmup: float, inflight: in
 
 
 async def _worker(assignments: list[dict], duration: float, warmup: float, inflight: int,
-                  out: "mp.Queue") -> None:
+                  out: mp.Queue) -> None:
     import socketio
 
     received = 0
@@ -210,7 +210,7 @@ async def _worker(assignments: list[dict], duration: float, warmup: float, infli
     stop_at = time.monotonic() + warmup + duration
     measure_from = time.monotonic() + warmup
 
-    async def sender(c: "socketio.AsyncClient", room_id: str) -> None:
+    async def sender(c: socketio.AsyncClient, room_id: str) -> None:
         nonlocal sent
         while time.monotonic() < stop_at:
             t = time.perf_counter()

@@ -185,7 +185,7 @@ class RelayProcess:
     url: str
 
     @classmethod
-    async def start(cls, mode: str) -> "RelayProcess":
+    async def start(cls, mode: str) -> RelayProcess:
         process = await asyncio.create_subprocess_exec(
             sys.executable, __file__, "relay", "--mode", mode, stdout=asyncio.subprocess.PIPE
         )
@@ -212,7 +212,7 @@ class Peer:
     pc: RTCPeerConnection = field(default_factory=lambda: RTCPeerConnection(RTCConfiguration(iceServers=[])))
     received: dict[str, int] = field(default_factory=lambda: {"audio": 0, "video": 0})
     latencies: list[float] = field(default_factory=list)
-    source: "Peer | None" = None
+    source: Peer | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     measuring: bool = False
 
@@ -351,7 +351,7 @@ async def run_case(mode: str, size: tuple[int, int], calls: int, duration: float
             await relay.stop()
 
     elapsed = wall1 - wall0
-    delta = [tuple(y - x for x, y in zip(c0, c1)) for c0, c1 in zip(count0, count1)]
+    delta = [tuple(y - x for x, y in zip(c0, c1, strict=True)) for c0, c1 in zip(count0, count1, strict=True)]
     # peer i receives what its partner (i ^ 1) sent
     video_sent = sum(delta[i ^ 1][0] for i in range(len(peers)))
     video_received = sum(delta[i][2] for i in range(len(peers)))

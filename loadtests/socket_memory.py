@@ -180,7 +180,7 @@ def top_growth(snap_dir: Path, before: int, after: int, sockets: int, limit: int
 
 
 def connect_and_measure(pid: int, assignments: list[dict], workers: int, deflate: bool,
-                        before: "callable", after: "callable") -> dict:
+                        before: callable, after: callable) -> dict:
     """RSS of ``pid`` (and its children: none for either server) before the
     clients connect and 5 s after the last one joined its room."""
     before()

@@ -18,7 +18,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 
 import orjson
 
@@ -27,7 +27,7 @@ from server.views.marketplace import listing_view, page_view, rating_view, user_
 
 OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC  # what json_response uses
 PAGES, RUNS = 2000, 7
-UTC = timezone.utc
+UTC = UTC
 
 
 def _docs() -> list[dict]:
@@ -66,7 +66,7 @@ def _median_us(run: Callable[[], object]) -> float:
 def main() -> None:
     rendered = page_view(_page(), listing_view)
     before = {"items": [{**item, "created_at": doc["created_at"], "updated_at": doc["updated_at"]}
-                        for item, doc in zip(rendered["items"], _docs())],
+                        for item, doc in zip(rendered["items"], _docs(), strict=True)],
               "next_cursor": "cursor"}
     hit_page = _page()
     page_view(hit_page, listing_view)

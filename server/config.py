@@ -255,7 +255,7 @@ class Settings(BaseSettings):
         return value or None
 
     @model_validator(mode="after")
-    def _production(self) -> "Settings":
+    def _production(self) -> Settings:
         if self.env == "production" and not self.secret_key:
             raise ValueError("SKILLSHARE_SECRET_KEY is required when SKILLSHARE_ENV=production")
         if self.env == "production" and not self.data_key:

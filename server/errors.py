@@ -65,7 +65,7 @@ class ValidationFailed(ApiError):
     status, code, message = 400, "validation_error", "The request is invalid."
 
     @classmethod
-    def field(cls, field: str, message: str) -> "ValidationFailed":
+    def field(cls, field: str, message: str) -> ValidationFailed:
         return cls(details=[{"field": field, "message": message}])
 
 

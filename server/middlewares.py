@@ -117,10 +117,7 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         if exc.status < 400:
             raise
         error_class = _HTTP_ERRORS.get(exc.status)
-        if error_class is None:
-            error = HttpError(exc.status, exc.reason)
-        else:
-            error = error_class()
+        error = HttpError(exc.status, exc.reason) if error_class is None else error_class()
         # aiohttp's own headers that a client needs (405 lists what is allowed)
         error.headers = {h: exc.headers[h] for h in KEPT_HTTP_HEADERS if h in exc.headers}
         return error_response(error)

@@ -87,7 +87,7 @@ class RateLimiter:
         self._metrics.rate_limited.labels(name).inc()
         raise RateLimited(retry_after)
 
-    async def reserve(self, name: str, limit: str, *keys: str) -> "Reservation":
+    async def reserve(self, name: str, limit: str, *keys: str) -> Reservation:
         """Take one unit now (``RateLimited`` when the window is full); the
         attempt's outcome decides whether it is kept."""
         await self._enforce(name, limit, keys)

@@ -13,7 +13,7 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 from typing import Any
 
 from bson import ObjectId
@@ -101,7 +101,7 @@ async def seed_database(db: Any, *, fields: FieldCrypto, users: int, random_seed
     created; the data satisfies every unique index (one direct room per pair,
     one open request per learner and listing, one review per request)."""
     rng = random.Random(random_seed)
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     report = SeedReport()
     started = time.perf_counter()
     user_store, listing_store = UserStore(db, fields), ListingStore(db)

@@ -128,9 +128,9 @@ def test_areas_never_import_the_edges():
 
 def _imports_aiohttp_web(path: Path) -> bool:
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        if isinstance(node, ast.ImportFrom) and node.module == "aiohttp":
-            if any(alias.name == "web" for alias in node.names):
-                return True
+        if (isinstance(node, ast.ImportFrom) and node.module == "aiohttp"
+                and any(alias.name == "web" for alias in node.names)):
+            return True
         if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("aiohttp.web"):
             return True
         if isinstance(node, ast.Import) and any(a.name.startswith("aiohttp.web") for a in node.names):

@@ -63,7 +63,7 @@ def _bare_codes(path: Path) -> list[str]:
                       and isinstance(kw.value.value, str)]
         elif isinstance(node, ast.Dict):
             found += [f"{path}:{node.lineno} {{'code': {value.value!r}}}"
-                      for key, value in zip(node.keys, node.values)
+                      for key, value in zip(node.keys, node.values, strict=True)
                       if isinstance(key, ast.Constant) and key.value == "code"
                       and isinstance(value, ast.Constant) and isinstance(value.value, str)]
     return found

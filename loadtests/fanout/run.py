@@ -123,9 +123,8 @@ class Procs:
 
     def start(self, name: str, args: list[str], *, env: dict | None = None, cwd: Path | None = None,
               stdout: int | None = None) -> subprocess.Popen:
-        log = open(self.workdir / f"{name}.log", "ab")
-        proc = subprocess.Popen(args, env=env, cwd=cwd, stdout=stdout or log, stderr=log)
-        log.close()
+        with open(self.workdir / f"{name}.log", "ab") as log:
+            proc = subprocess.Popen(args, env=env, cwd=cwd, stdout=stdout or log, stderr=log)
         self.started.append(proc)
         return proc
 
@@ -267,7 +266,7 @@ def start_reference(procs: Procs, opts: Options, sc: Scenario, mongo_url: str | 
                     redis_url: str | None) -> tuple[list[subprocess.Popen], list[dict]]:
     plan = room_plan(sc)
     rooms, clients = {}, []
-    for r in range(plan["rooms"]):
+    for _ in range(plan["rooms"]):
         room_id = uuid.uuid4().hex
         members = [uuid.uuid4().hex for _ in range(plan["size"])]
         rooms[room_id] = {"type": plan["type"], "member_ids": members}
@@ -483,7 +482,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--from-json", type=Path, help="print the tables of an earlier --json report")
     args = parser.parse_args(argv)
     if args.from_json:
-        for name, entry in json.loads(args.from_json.read_text())["scenarios"].items():
+        for entry in json.loads(args.from_json.read_text())["scenarios"].values():
             print_scenario(Scenario(**entry["scenario"]), entry["runs"])
         return 0
 

@@ -6,6 +6,7 @@ failed call degrades to the local ranking instead of waiting)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass
 
 from google import genai
@@ -93,7 +94,5 @@ class GeminiClient:
         return text
 
     async def close(self) -> None:
-        try:
+        with contextlib.suppress(Exception):  # closing must never fail shutdown
             await self._client.aio.aclose()
-        except Exception:  # closing must never fail shutdown
-            pass

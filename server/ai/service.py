@@ -101,9 +101,9 @@ class SemanticService:
                 raise
             self.metrics.calls.labels(op, "ok").inc()
             await self._cache.put_many(
-                {self.key("embed", t): {"vector": v} for t, v in zip(batch, fresh)},
+                {self.key("embed", t): {"vector": v} for t, v in zip(batch, fresh, strict=True)},
                 now=self._clock.now())
-            vectors.update(zip(batch, fresh))
+            vectors.update(zip(batch, fresh, strict=True))
         return vectors
 
     async def _spend(self, op: str, user: str | None) -> None:
@@ -142,7 +142,7 @@ class SemanticService:
         except ProviderError as exc:
             logger.warning("AI provider unavailable for {} ({}); ranking locally", where,
                            exc.kind)
-        except (asyncio.TimeoutError, TimeoutError):
+        except TimeoutError:
             self.metrics.calls.labels(op, "timeout").inc()
             logger.warning("AI provider timed out for {}; ranking locally", where)
         self.metrics.fallbacks.labels(where).inc()

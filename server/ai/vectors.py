@@ -14,4 +14,4 @@ def cosine(a: list[float] | None, b: list[float] | None) -> float:
     """Of two unit vectors (0 when either is missing or sizes differ)."""
     if not a or not b or len(a) != len(b):
         return 0.0
-    return sum(x * y for x, y in zip(a, b))
+    return sum(x * y for x, y in zip(a, b, strict=False))

@@ -16,6 +16,7 @@ from ..storage.listings import ListingStore
 from ..storage.skill_index import SkillIndexStore
 from .gemini import ProviderError
 from .service import SemanticService, safe_text
+import contextlib
 
 BATCH = 50  # listings, or people, embedded per round
 INTERVAL_S = 30.0
@@ -69,10 +70,8 @@ class EmbeddingWorker:
             logger.exception("embedding worker: back-fill failed; new changes still embed")
         delay = self._interval
         while True:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), delay)
-            except (asyncio.TimeoutError, TimeoutError):
-                pass
             self._wake.clear()
             try:
                 while await self.run_once():

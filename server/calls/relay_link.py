@@ -61,8 +61,8 @@ class RelayLink:
     """This node's view of the relays: answers offers for calls it owns and
     forwards the others to their owner."""
 
-    def __init__(self, *, relay: "MediaRelay", bus: Bus, node_id: str, timeout: float,
-                 metrics: "CallMetrics", registry: RelayNodes) -> None:
+    def __init__(self, *, relay: MediaRelay, bus: Bus, node_id: str, timeout: float,
+                 metrics: CallMetrics, registry: RelayNodes) -> None:
         self.relay = relay
         self._registry = registry
         self._beat_task: asyncio.Task[None] | None = None
@@ -88,7 +88,7 @@ class RelayLink:
                 "call_id": call_id, "participant_id": participant_id, "sdp": sdp,
             })
             reply = await asyncio.wait_for(future, self._timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self._metrics.relay_forwards.labels("timeout").inc()
             raise Unavailable("The node holding this call's media relay did not answer.") from None
         except ApiError:

@@ -108,11 +108,11 @@ class CallConsent(Protocol):
 
 class CallService:
     def __init__(
-        self, *, store: CallStore, users: "UserStore",
-        presence: "PresenceService", notifier: Notifier, relay: "RelayLink | None",
+        self, *, store: CallStore, users: UserStore,
+        presence: PresenceService, notifier: Notifier, relay: RelayLink | None,
         ice_servers: IceServers, metrics: CallMetrics, clock: Clock,
-        ring_timeout: float, max_duration: float, limiter: "RateLimiter | None" = None,
-        invite_limit: str = "30/minute", consent: "CallConsent | None" = None,
+        ring_timeout: float, max_duration: float, limiter: RateLimiter | None = None,
+        invite_limit: str = "30/minute", consent: CallConsent | None = None,
         reconnect_grace: float = 0.0, stats_limit: str | None = None,
     ) -> None:
         self.reconnect_grace = reconnect_grace
@@ -133,7 +133,7 @@ class CallService:
         self._task: asyncio.Task[None] | None = None
         self._missed_listeners: list[MissedListener] = []
 
-    def add_missed_listener(self, listener: "MissedListener") -> None:
+    def add_missed_listener(self, listener: MissedListener) -> None:
         """``await listener(callee_id, caller_id)`` when a call rang unanswered
         (or its callee was offline): used by the email digest."""
         self._missed_listeners.append(listener)

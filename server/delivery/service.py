@@ -55,13 +55,13 @@ class DeliveryMetrics:
 
 class DeliveryService:
     def __init__(self, *, metrics: DeliveryMetrics, rooms: RoomMembership,
-                 limiter: "RateLimiter | None", report_limit: str) -> None:
+                 limiter: RateLimiter | None, report_limit: str) -> None:
         self.metrics = metrics
         self._rooms = rooms
         self._limiter = limiter
         self._report_limit = report_limit
 
-    async def report(self, user_id: str, report: "DeliveryReport") -> None:
+    async def report(self, user_id: str, report: DeliveryReport) -> None:
         """Count one client report. Gap seqs are only accepted for rooms the
         user is a member of (``forbidden`` otherwise, nothing counted)."""
         if self._limiter is not None:

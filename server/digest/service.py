@@ -12,7 +12,7 @@ either mails or looks again later."""
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from typing import TYPE_CHECKING, Any
 
 from loguru import logger
@@ -62,12 +62,12 @@ def _every(seconds: float) -> str:
 
 def _epoch(at: datetime) -> float:
     """A stored time (naive datetimes are UTC) as a Unix time."""
-    return (at if at.tzinfo else at.replace(tzinfo=timezone.utc)).timestamp()
+    return (at if at.tzinfo else at.replace(tzinfo=UTC)).timestamp()
 
 
 class DigestService:
-    def __init__(self, *, store: "DigestStore", users: "UserStore", rooms: Any, chat: Any,
-                 mail: "MailService", tokens: UnsubscribeTokens, metrics: DigestMetrics,
+    def __init__(self, *, store: DigestStore, users: UserStore, rooms: Any, chat: Any,
+                 mail: MailService, tokens: UnsubscribeTokens, metrics: DigestMetrics,
                  clock: Clock, public_url: str, interval: float, delay: float,
                  sweep_interval: float) -> None:
         self._store = store
@@ -157,7 +157,7 @@ class DigestService:
         mail = digest_mail(
             display_name=user.get("display_name") or "there", rooms=rooms, every=_every(self.interval),
             calls=[MissedCall(caller=names.get(c["from"], "Someone"),
-                              at=datetime.fromtimestamp(c["at"], tz=timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
+                              at=datetime.fromtimestamp(c["at"], tz=UTC).strftime("%Y-%m-%d %H:%M UTC"))
                    for c in calls[-MAX_ROOMS:]],
             open_link=f"{self._public_url}/",
             unsubscribe_link=f"{self._public_url}/api/v1/digest/unsubscribe?token={self._tokens.make(user_id)}",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from aiohttp import web
 
 from ..client_errors import report_client_error
@@ -29,9 +31,7 @@ async def client_error(request: web.Request) -> web.Response:
     report = await body(request, ClientErrorIn)
     user_id = None
     if request.headers.get("Authorization"):
-        try:
+        with contextlib.suppress(ApiError):  # an expired token does not lose the report
             user_id = (await authenticate(request)).user_id
-        except ApiError:
-            pass  # an expired token does not lose the report
     report_client_error(report, user_id=user_id, request_id=request_id_var.get())
     return web.Response(status=204)

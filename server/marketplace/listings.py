@@ -341,7 +341,7 @@ class ListingService:
         deleted or of an inactive owner since the ranking left out)."""
         docs = await self._listings.by_ids(ids)
         owners = await self._owners(docs)
-        by_id = dict(zip(ids, scores))
+        by_id = dict(zip(ids, scores, strict=True))
         return [Named(d, owners, by_id[d["_id"]])
                 for d in docs if d["owner_id"] in owners and d["visible"]]
 

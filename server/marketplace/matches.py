@@ -127,7 +127,7 @@ class MatchService:
         keys = [f"skills:{p['_id']}" for p in people]
         cached, version = (self._cache.get_many(MATCHES, keys) if self._cache
                            else ({}, 0))
-        missing = [p for p, key in zip(people, keys) if key not in cached]
+        missing = [p for p, key in zip(people, keys, strict=True) if key not in cached]
         listing_tags = await self._listings.tags_by_owner([p["_id"] for p in missing]) \
             if missing else {}
         loaded = {
@@ -137,7 +137,7 @@ class MatchService:
         if self._cache is not None and loaded:
             self._cache.put_many(MATCHES, loaded, version)
         found = {**cached, **loaded}
-        return {p["_id"]: found[key] for p, key in zip(people, keys)}
+        return {p["_id"]: found[key] for p, key in zip(people, keys, strict=True)}
 
     async def _check_indexed(self, user_id: str, offered: dict[str, str],
                              wanted: dict[str, str]) -> None:
@@ -194,7 +194,7 @@ class MatchService:
         people = await active_users(self._users, page.ids)
         items = [
             _match(people[person_id], extra)
-            for person_id, extra in zip(page.ids, page.extras) if person_id in people
+            for person_id, extra in zip(page.ids, page.extras, strict=True) if person_id in people
         ]
         if self._semantic is not None:
             await self._add_whys(items)
@@ -212,7 +212,7 @@ class MatchService:
         (written once, in the background: a later request shows them)."""
         prompts = [why_prompt(i.ranked["they_teach"], i.ranked["you_teach"]) for i in items]
         cached = await self._semantic.whys(prompts) if self._semantic else {}
-        for item, prompt in zip(items, prompts):
+        for item, prompt in zip(items, prompts, strict=True):
             item.explained, item.why = True, cached.get(prompt)
             if item.why is None and self._request_why is not None:
                 self._request_why(prompt)
@@ -262,12 +262,12 @@ class MatchService:
         for side, keys in (("offered", wanted), ("wanted", offered)):
             names = [f"holders:{side}:{key}" for key in keys]
             cached, version = self._cache.get_many(MATCHES, names)
-            missing = [key for key, name in zip(keys, names) if name not in cached]
+            missing = [key for key, name in zip(keys, names, strict=True) if name not in cached]
             loaded = await self._index.holders(side, missing) if missing else {}
             if loaded:
                 self._cache.put_many(MATCHES, {f"holders:{side}:{key}": tuple(ids)
                                                for key, ids in loaded.items()}, version)
-            for key, name in zip(keys, names):
+            for key, name in zip(keys, names, strict=True):
                 found.update(dict.fromkeys(cached[name] if name in cached else loaded[key]))
         found.pop(user_id, None)
         return list(found)[:MAX_MATCH_CANDIDATES]

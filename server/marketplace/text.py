@@ -32,8 +32,7 @@ MAX_QUERY_TOKENS = 8
 MIN_STEM_AFTER_VERSION = 3
 
 STOPWORDS = frozenset(
-    "a an and are as at be by for from how i in into is it learn learning me my of on or "
-    "teach teaching the to with you your".split()
+    ["a", "an", "and", "are", "as", "at", "be", "by", "for", "from", "how", "i", "in", "into", "is", "it", "learn", "learning", "me", "my", "of", "on", "or", "teach", "teaching", "the", "to", "with", "you", "your"]
 )
 _WORD = re.compile(r"[a-z0-9]+(?:\+\+|#)?")
 _VERSION_SUFFIX = re.compile(r"^(.*?[a-z+#])\s*v?\d+(?:\.\d+)*$")

@@ -62,7 +62,7 @@ class Vocabulary:
         raw_keys.extend(set() for _ in range(len(self._concepts) - len(raw_keys)))
         self._keys: list[frozenset[str]] = [
             frozenset({_key(t) for t in c.synonyms} | spelled)
-            for c, spelled in zip(self._concepts, raw_keys)
+            for c, spelled in zip(self._concepts, raw_keys, strict=True)
         ]
         self._related_keys: list[frozenset[str]] = [
             frozenset(_key(t) for t in c.related) for c in self._concepts

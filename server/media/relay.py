@@ -60,6 +60,9 @@ from server.media.ice_guard import guard_peer_connection
 from server.media.metrics import RelayMetrics
 from server.media.passthrough import ForwardingTrack, PublishedTrack, forward_keyframe_requests
 
+ANY_PUBLIC_ADDRESS = AddressPolicy()
+"""The default: public addresses only (private ranges when the settings allow)."""
+
 RELAYED_CODECS = {"audio": "audio/opus", "video": "video/VP8"}
 """The one codec per kind every leg of a relayed call uses (pass-through
 cannot translate between codecs)."""
@@ -126,7 +129,7 @@ class MediaRelay:
         passthrough: bool = True,
         on_connection_lost: ConnectionLostCallback | None = None,
         metrics: RelayMetrics | None = None,
-        address_policy: AddressPolicy = AddressPolicy(),
+        address_policy: AddressPolicy = ANY_PUBLIC_ADDRESS,
     ) -> None:
         if max_calls < 1 or max_participants < 2:
             raise ValueError("max_calls must be >= 1 and max_participants >= 2")

@@ -23,7 +23,7 @@ class CreateRoom(StrictModel):
     member_ids: list[str] | None = Field(None, max_length=100)
 
     @model_validator(mode="after")
-    def _shape(self) -> "CreateRoom":
+    def _shape(self) -> CreateRoom:
         if self.type == "direct" and not self.user_id:
             raise ValueError("a direct room needs user_id")
         if self.type == "group" and not self.name:
@@ -117,7 +117,7 @@ class PresenceSubscribe(SocketPayload):
     user_ids: list[StrictStr] = Field(max_length=MAX_SUBSCRIBE_IDS)
 
     @model_validator(mode="after")
-    def _ids(self) -> "PresenceSubscribe":
+    def _ids(self) -> PresenceSubscribe:
         if any(not (0 < len(u) <= 64) for u in self.user_ids):
             raise ValueError("user ids are 1-64 characters")
         return self

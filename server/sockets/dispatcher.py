@@ -87,7 +87,7 @@ class EventDispatcher:
         """Until no event is being handled (True), or ``timeout`` passed (False)."""
         try:
             await asyncio.wait_for(self._idle.wait(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return False
         return True
 

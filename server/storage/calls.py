@@ -400,10 +400,7 @@ class RedisCallStore:
 
     @staticmethod
     def _decode(raw: Any) -> dict[str, str]:
-        if isinstance(raw, dict):
-            items = raw.items()
-        else:
-            items = zip(raw[::2], raw[1::2])
+        items = raw.items() if isinstance(raw, dict) else zip(raw[::2], raw[1::2], strict=True)
         return {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
                 for k, v in items}
 

@@ -14,6 +14,7 @@ from pymongo.errors import DuplicateKeyError
 from ..errors import IdentityTaken
 from .fields import FieldCrypto
 from .ids import new_id
+import contextlib
 
 COLLECTION = "identities"
 
@@ -49,10 +50,8 @@ class IdentityStore:
 
     async def restore(self, doc: dict[str, Any]) -> None:
         """Put back a document just deleted (an unlink that must not happen)."""
-        try:
+        with contextlib.suppress(DuplicateKeyError):
             await self._identities.insert_one(self._fields.seal(COLLECTION, doc))
-        except DuplicateKeyError:
-            pass
 
     async def touch(self, identity_id: str, *, now: datetime) -> None:
         await self._identities.update_one({"_id": identity_id}, {"$set": {"last_used_at": now}})

@@ -283,7 +283,7 @@ class RedisPresenceStore:
         rows = await self._get_many(keys=[self._user(u) for u in user_ids],
                                     args=[self._hb_prefix])
         out = {}
-        for uid, (online, status, last_seen) in zip(user_ids, rows):
+        for uid, (online, status, last_seen) in zip(user_ids, rows, strict=True):
             seen = float(last_seen) if last_seen else None
             if online:
                 out[uid] = Presence((status or b"online").decode(), seen)

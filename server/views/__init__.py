@@ -11,7 +11,7 @@ Nothing here does I/O or imports an edge (``server.handlers``, ``server.http``).
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 TIMESTAMP_FORMAT = "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ"  # 2026-01-02T03:04:05.123Z
@@ -35,7 +35,7 @@ def epoch_view(seconds: float | None) -> str | None:
     """A Unix time (seconds) as :func:`timestamp_view` renders it."""
     if seconds is None:
         return None
-    return timestamp_view(datetime.fromtimestamp(seconds, tz=timezone.utc))
+    return timestamp_view(datetime.fromtimestamp(seconds, tz=UTC))
 
 
 def plain_view(value: Any) -> Any:

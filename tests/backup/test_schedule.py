@@ -5,7 +5,7 @@ deletes only this schedule's oldest archives."""
 from __future__ import annotations
 
 import os
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry
@@ -32,7 +32,7 @@ def _archive(directory: Path, clock: FrozenClock, age_s: float) -> Path:
 
 
 def test_the_schedule_continues_from_the_newest_archive(tmp_path):
-    clock = FrozenClock(datetime(2026, 11, 30, 12, tzinfo=timezone.utc).timestamp())
+    clock = FrozenClock(datetime(2026, 11, 30, 12, tzinfo=UTC).timestamp())
     scheduler = _scheduler(tmp_path, clock)
     assert scheduler.first_delay() == 0.0  # nothing yet: back up now
     _archive(tmp_path, clock, age_s=5000)
@@ -43,7 +43,7 @@ def test_the_schedule_continues_from_the_newest_archive(tmp_path):
 
 
 def test_pruning_keeps_the_newest_and_touches_nothing_else(tmp_path):
-    clock = FrozenClock(datetime(2026, 11, 30, 12, tzinfo=timezone.utc).timestamp())
+    clock = FrozenClock(datetime(2026, 11, 30, 12, tzinfo=UTC).timestamp())
     made = [_archive(tmp_path, clock, age_s=age) for age in (500, 400, 300, 200, 100)]
     other = tmp_path / "notes.txt"
     other.write_text("mine")

@@ -141,6 +141,5 @@ async def test_relay_legs_close_when_a_participant_disconnects(node, call):
 async def _metrics_text(url: str) -> str:
     import aiohttp
 
-    async with aiohttp.ClientSession() as session:
-        async with session.get(f"{url}/metrics") as resp:
-            return await resp.text()
+    async with aiohttp.ClientSession() as session, session.get(f"{url}/metrics") as resp:
+        return await resp.text()

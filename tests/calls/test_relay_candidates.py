@@ -63,7 +63,7 @@ class Listener:
         self.port = transport.get_extra_info("sockname")[1]
 
     @classmethod
-    async def open(cls, host: str) -> "Listener":
+    async def open(cls, host: str) -> Listener:
         transport, recorder = await asyncio.get_running_loop().create_datagram_endpoint(
             Recorder, local_addr=(host, 0))
         return cls(host, transport, recorder)

@@ -46,9 +46,8 @@ def nodes(mongo_url: str, redis_process: RedisProcess,
 
 
 async def _metric(url: str, name: str) -> float:
-    async with aiohttp.ClientSession() as session:
-        async with session.get(f"{url}/metrics") as resp:
-            text = await resp.text()
+    async with aiohttp.ClientSession() as session, session.get(f"{url}/metrics") as resp:
+        text = await resp.text()
     for line in text.splitlines():
         if line.split(" ")[0] == name:
             return float(line.rsplit(" ", 1)[1])

@@ -47,9 +47,8 @@ def node(mongo_url: str, redis_process: RedisProcess,
 
 async def _healthy(node: NodeProcess) -> None:
     assert node.proc is not None and node.proc.poll() is None, "the node died"
-    async with aiohttp.ClientSession() as http:
-        async with http.get(f"{node.url}/healthz") as resp:
-            assert resp.status == 200
+    async with aiohttp.ClientSession() as http, http.get(f"{node.url}/healthz") as resp:
+        assert resp.status == 200
 
 
 async def _chat(alice: SocketUser, bob: SocketUser, room_id: str) -> None:
@@ -65,7 +64,7 @@ async def _chat(alice: SocketUser, bob: SocketUser, room_id: str) -> None:
 async def _bounded(attack, fuzzer: Fuzzer, seed: int) -> Outcome:  # noqa: ANN001
     try:
         return await asyncio.wait_for(attack(fuzzer, random.Random(seed)), ATTACK_TIMEOUT_S)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         return Outcome(attack.__name__, False, True, f"hung (attack seed {seed})")
 
 

@@ -1,4 +1,4 @@
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 
 from server.keys import AUDIT
 from tests.support.api import bearer, error_of
@@ -149,7 +149,7 @@ async def test_security_actions_are_audited_and_paged(client):
                              headers=admin["headers"])
     page = await first.json()
     await client.app[AUDIT].record(action="test.marker", actor_id=None, target=None, ip=None,
-                                   request_id=None, at=datetime.now(timezone.utc))
+                                   request_id=None, at=datetime.now(UTC))
     rest = await page_all(client, "/api/v1/admin/audit", admin["headers"], limit="3",
                           cursor=page["next_cursor"])
     assert [e["id"] for e in page["items"] + rest] == ids

@@ -34,7 +34,7 @@ def test_clean_text_accepts_real_text_and_normalises_it():
     assert clean_text("👩\u200d💻 dev", multiline=False) == "👩\u200d💻 dev"  # ZWJ emoji
     assert clean_text("עברית and العربية", multiline=False)
     assert clean_text("", multiline=True) == ""
-    for name, bad in BAD_LINE.items():
+    for bad in BAD_LINE.values():
         with pytest.raises(TextError):
             clean_text(bad, multiline=False)
     for bad in BAD_MULTI.values():

@@ -93,7 +93,7 @@ def ranker_bm25(docs: list[dict[str, Any]], *, expand: bool) -> Ranker:
         if not known:
             return []
         scores = retriever.get_scores(known)
-        order = sorted(((s, d["_id"]) for s, d in zip(scores, docs) if s > 0), reverse=True)
+        order = sorted(((s, d["_id"]) for s, d in zip(scores, docs, strict=True) if s > 0), reverse=True)
         return _names(docs, [i for _, i in order])
     return rank
 
@@ -112,9 +112,9 @@ async def ranker_semantic(docs: list[dict[str, Any]], embed: Embed) -> Ranker:
     texts = [embedding_text({"title": t, "description": d, "tags": g})
              for t, d, _, g in LISTINGS.values()]
     vectors = await embed(texts)
-    embedded = [{**doc, "embedding": normalise(v)} for doc, v in zip(docs, vectors)]
+    embedded = [{**doc, "embedding": normalise(v)} for doc, v in zip(docs, vectors, strict=True)]
     queries = [query_text(q) for q in QUERIES]
-    query_vectors = dict(zip(queries, [normalise(v) for v in await embed(queries)]))
+    query_vectors = dict(zip(queries, [normalise(v) for v in await embed(queries)], strict=True))
 
     def rank(query: str) -> list[str]:
         units = vocabulary.units(search_tokens(query)[:MAX_QUERY_TOKENS])

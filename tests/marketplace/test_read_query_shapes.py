@@ -6,7 +6,7 @@ item exactly once, newest first, as the plain query would."""
 from __future__ import annotations
 
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 
 from bson import ObjectId
 
@@ -27,7 +27,7 @@ def _id_at(moment: datetime, n: int) -> str:
 
 
 def _listings(owners: list[str], count: int, rng: random.Random) -> list[dict]:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     docs = []
     for n in range(count):
         # Spread over 120 days, clustered so that some windows are empty and
@@ -82,7 +82,7 @@ async def test_my_requests_pages_merge_both_sides_once_in_order(make_client):
     me, other = await new_user(client, "Me"), await new_user(client, "Other")
     store = SkillRequestStore(client.app[DB], client.app[FIELDS])
     rng = random.Random(3)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     docs = []
     for n in range(60):
         mine_teaching = rng.random() < 0.5

@@ -314,7 +314,8 @@ async def test_many_calls_leave_nothing_behind(relay: MediaRelay, clients: Calla
         bob = clients(SizedVideoTrack(48, 32), audio=n % 2 == 0)
         await alice.join(relay, call_id, "alice")
         await bob.join(relay, call_id, "bob")
-        await eventually(lambda: alice.video_frames() >= 3 and bob.video_frames() >= 3, f"media flows in {call_id}")
+        await eventually(lambda a=alice, b=bob: a.video_frames() >= 3 and b.video_frames() >= 3,
+                         f"media flows in {call_id}")
         pcs = [relay.peer_connection(call_id, "alice"), relay.peer_connection(call_id, "bob")]
         server_pcs += [weakref.ref(pc) for pc in pcs]
         await relay.close_call(call_id)

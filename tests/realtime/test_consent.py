@@ -5,7 +5,7 @@ rooms, and adding people to groups only with a relation."""
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from typing import Any
 
 import pytest
@@ -355,7 +355,7 @@ async def test_subscriptions_are_rechecked_when_the_bus_reconnects(make_client):
         # A block stored while this node heard nothing of it.
         await client.app[DB]["blocks"].insert_one({
             "_id": f"{bob['id']}:{alice['id']}", "seq_id": "0" * 24, "blocker_id": bob["id"],
-            "blocked_id": alice["id"], "created_at": datetime.now(timezone.utc)})
+            "blocked_id": alice["id"], "created_at": datetime.now(UTC)})
         assert (await b.call("presence:set", {"status": "away"}))["ok"]
         await a.wait_for("presence", lambda p: p["status"] == "away")  # not re-checked yet
         await client.app[PRESENCE_ACCESS].recheck_all()  # what the bus runs on reconnect

@@ -183,9 +183,8 @@ async def test_metrics_count_sockets_events_messages_and_deliveries(make_client)
         ack = await a.call("message:send", {"room_id": room["id"], "client_id": new_client_id(), "body": "m"})
         await b.wait_for("message")
         await a.call("no:such:event", {})
-        async with aiohttp.ClientSession() as http:
-            async with http.get(f"{node}/metrics") as resp:
-                text = await resp.text()
+        async with aiohttp.ClientSession() as http, http.get(f"{node}/metrics") as resp:
+            text = await resp.text()
         assert ack["ok"]
         assert "skillshare_socket_connected 2.0" in text
         assert 'skillshare_socket_events_total{event="message:send",outcome="ok"} 1.0' in text

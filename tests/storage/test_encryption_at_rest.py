@@ -11,7 +11,7 @@ import os
 import secrets
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 from typing import Any
 
@@ -217,7 +217,7 @@ async def test_rotation_moves_everything_to_the_new_key(make_client, mongo_url, 
     await app[DB]["messages"].insert_one({
         "_id": message_id(used["room_id"], 4), "room_id": used["room_id"], "seq": 4,
         "sender_id": used["ada"]["id"], "client_id": new_client_id(),
-        "body": "legacy plaintext body", "created_at": datetime.now(timezone.utc)})
+        "body": "legacy plaintext body", "created_at": datetime.now(UTC)})
     assert (await app[USERS].find_by_email(legacy_email.upper()))["_id"] == "legacy-user-1"
     before = {name: app[FIELDS].open_all(name, await app[DB][name].find({}).to_list(None))
               for name in ENCRYPTED_FIELDS}

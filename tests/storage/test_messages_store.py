@@ -3,7 +3,7 @@ idempotency by ``(sender_id, client_id)``, ranges and finding a room's end."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 
 import pytest
 from pymongo import AsyncMongoClient
@@ -16,7 +16,7 @@ ROOM = "r" * 24
 
 def _doc(seq: int, *, sender: str = "s", client: str | None = None) -> dict:
     return {"_id": message_id(ROOM, seq), "room_id": ROOM, "seq": seq, "sender_id": sender,
-            "client_id": client or f"c{seq}", "body": "b", "created_at": datetime.now(timezone.utc)}
+            "client_id": client or f"c{seq}", "body": "b", "created_at": datetime.now(UTC)}
 
 
 @pytest.fixture

@@ -35,10 +35,9 @@ class OidcProviderProcess(ChildProcess):
         self._terminate(timeout=10)
 
     async def _post(self, path: str, data: dict[str, Any]) -> Any:
-        async with aiohttp.ClientSession() as http:
-            async with http.post(self.issuer + path, json=data) as response:
-                assert response.status < 300, await response.text()
-                return await response.json() if response.status != 204 else None
+        async with aiohttp.ClientSession() as http, http.post(self.issuer + path, json=data) as response:
+            assert response.status < 300, await response.text()
+            return await response.json() if response.status != 204 else None
 
     async def register_client(self, redirect_uri: str) -> dict[str, str]:
         """Dynamic client registration: ``{client_id, client_secret}``."""

@@ -208,7 +208,7 @@ async def mutation(f: Fuzzer, rng: random.Random) -> Outcome:
         while True:
             try:
                 frame = await raw.recv(timeout=CLOSE_TIMEOUT_S)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 return Outcome("mutation", False, True, f"neither closed nor acked: {chars!r}")
             if frame is CLOSED:
                 return Outcome("mutation", True, False)

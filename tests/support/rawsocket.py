@@ -34,7 +34,7 @@ class RawSocket:
         self._http: aiohttp.ClientSession | None = None
         self._ws: aiohttp.ClientWebSocketResponse | None = None
 
-    async def open(self, token: str | None = None) -> "RawSocket":
+    async def open(self, token: str | None = None) -> RawSocket:
         """Engine.IO handshake; with ``token``, the Socket.IO CONNECT too."""
         self._http = aiohttp.ClientSession()
         self._ws = await self._http.ws_connect(
@@ -91,7 +91,7 @@ class RawSocket:
                 raise TimeoutError(f"still open after {timeout}s; got {seen[-5:]}")
             try:
                 frame = await self.recv(timeout=left)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 continue
             if frame is CLOSED:
                 return seen
@@ -147,7 +147,7 @@ class PollingSocket:
         self._http = aiohttp.ClientSession()
         self.sid: str | None = None
 
-    async def open(self, token: str | None = None) -> "PollingSocket":
+    async def open(self, token: str | None = None) -> PollingSocket:
         opening = await self.get()
         assert opening and opening[0].startswith("0{"), opening
         self.url += "&sid=" + json.loads(opening[0][1:])["sid"]
@@ -190,7 +190,7 @@ class TcpWebSocket:
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
 
-    async def open(self, token: str | None = None) -> "TcpWebSocket":
+    async def open(self, token: str | None = None) -> TcpWebSocket:
         url = urlsplit(self.base_url)
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         if self.rcvbuf is not None:

@@ -12,6 +12,7 @@ from typing import Any
 
 import aiohttp
 import socketio
+import contextlib
 
 SERVER_EVENTS = (
     "message", "presence", "typing", "read", "session:expiring", "session:ended",
@@ -48,7 +49,7 @@ class SocketUser:
         async with self._changed:
             self._changed.notify_all()
 
-    async def connect(self) -> "SocketUser":
+    async def connect(self) -> SocketUser:
         await self.sio.connect(self.url, auth={"token": self.token}, transports=self.transports,
                                wait_timeout=10)
         return self
@@ -77,10 +78,8 @@ class SocketUser:
                         f"{self.name or 'socket'}: no {event!r} matching within {timeout}s; "
                         f"got {self.events[-10:]}"
                     )
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._changed.wait(), left)
-                except asyncio.TimeoutError:
-                    pass
 
     async def wait_disconnected(self, timeout: float) -> None:
         await asyncio.wait_for(self.disconnected.wait(), timeout)
@@ -93,10 +92,10 @@ def new_client_id() -> str:
 async def http_json(method: str, url: str, *, token: str | None = None,
                     json: Any = None) -> tuple[int, Any]:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    async with aiohttp.ClientSession() as session:
-        async with session.request(method, url, json=json, headers=headers) as resp:
-            body = await resp.json() if resp.content_type == "application/json" else None
-            return resp.status, body
+    async with aiohttp.ClientSession() as session, \
+            session.request(method, url, json=json, headers=headers) as resp:
+        body = await resp.json() if resp.content_type == "application/json" else None
+        return resp.status, body
 
 
 async def register_user(base_url: str, name: str = "user") -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone, UTC
 
 from server.clock import isoformat
 from server.views import epoch_view, plain_view, timestamp_view
@@ -12,7 +12,7 @@ STORED = datetime(2026, 1, 2, 3, 4, 5, 123456)  # what a driver hands back: naiv
 
 def test_every_datetime_renders_to_the_millisecond_with_z():
     assert timestamp_view(STORED) == "2026-01-02T03:04:05.123Z"
-    assert timestamp_view(STORED.replace(tzinfo=timezone.utc)) == "2026-01-02T03:04:05.123Z"
+    assert timestamp_view(STORED.replace(tzinfo=UTC)) == "2026-01-02T03:04:05.123Z"
     two_hours_east = timezone(timedelta(hours=2))
     local = datetime(2026, 1, 2, 5, 4, 5, 123456, tzinfo=two_hours_east)
     assert timestamp_view(local) == "2026-01-02T03:04:05.123Z"
@@ -21,7 +21,7 @@ def test_every_datetime_renders_to_the_millisecond_with_z():
 
 
 def test_unix_times_and_whole_documents_render_the_same_way():
-    at = STORED.replace(tzinfo=timezone.utc)
+    at = STORED.replace(tzinfo=UTC)
     assert epoch_view(at.timestamp()) == "2026-01-02T03:04:05.123Z"
     assert plain_view({"a": [STORED, {"b": STORED}], "c": 1, "d": "text"}) == {
         "a": ["2026-01-02T03:04:05.123Z", {"b": "2026-01-02T03:04:05.123Z"}], "c": 1,
@@ -29,7 +29,7 @@ def test_unix_times_and_whole_documents_render_the_same_way():
 
 
 def test_the_same_text_as_isoformat_for_any_time_and_zone():
-    zones = [None, timezone.utc, timezone(timedelta(hours=-7)), timezone(timedelta(minutes=330))]
+    zones = [None, UTC, timezone(timedelta(hours=-7)), timezone(timedelta(minutes=330))]
     start = datetime(1999, 12, 31, 23, 59, 59, 999999)
     for step in range(0, 400 * 86400, 86400 * 7 + 3607):
         for zone in zones:

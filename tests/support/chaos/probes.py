@@ -81,7 +81,7 @@ class RestProbe:
                                   error_code=code)
         except aiohttp.ClientConnectorError:
             failure = "refused"
-        except asyncio.TimeoutError:
+        except TimeoutError:
             failure = "stalled"
         except aiohttp.ClientError as exc:
             failure = type(exc).__name__
@@ -120,7 +120,7 @@ async def wait_presence(watcher: ChatClient, expected: dict[str, str], *, timeou
         try:
             seen = await asyncio.wait_for(presence_of(watcher, list(expected)),
                                           max(0.1, deadline - time.monotonic()))
-        except asyncio.TimeoutError:
+        except TimeoutError:
             break
         wrong = {uid: seen.get(uid, "?") for uid, want in expected.items()
                  if (seen.get(uid) == "offline") != (want == "offline")}

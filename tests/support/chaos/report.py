@@ -134,7 +134,7 @@ def check_messages(report: SoakReport, clients: list[ChatClient],
         report.ack_errors.update(c.ack_errors)
         report.refused.extend(c.refused)
         report.duplicates += sum(n - 1 for n in c.live_receipts.values() if n > 1)
-    for room_id, messages in stored.items():
+    for messages in stored.values():
         seqs = [m["seq"] for m in messages]
         report.seq_duplicates += len(seqs) - len(set(seqs))
         top = max(seqs, default=0)

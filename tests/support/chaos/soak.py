@@ -107,7 +107,7 @@ class Soak:
         started = time.monotonic()
         try:
             await asyncio.wait_for(self._all_ready(started), RECOVERY_TIMEOUT_S)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             stuck = [c.name for c in self._everyone() if not c.ready.is_set()
                      or (c in self.clients and min(c.last_ack_at, c.last_live_at) <= started)]
             self.report.recovery_failures.append(f"no recovery after {after}: {stuck}")
@@ -228,7 +228,7 @@ class Soak:
                         cycle += 1
             await asyncio.sleep(self.config.quiet_s)
             await self._finish()
-        except (asyncio.TimeoutError, ClientFailure) as exc:
+        except (TimeoutError, ClientFailure) as exc:
             # Recorded in report.recovery_failures; the rest cannot be judged.
             self.report.recovery_failures.append(f"soak stopped early: {exc!r}")
         finally:
@@ -248,7 +248,7 @@ class Soak:
         try:
             await asyncio.wait_for(asyncio.gather(*(c.drained() for c in self.clients)),
                                    DRAIN_TIMEOUT_S)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self.report.recovery_failures.append(
                 f"sends still unacked after {DRAIN_TIMEOUT_S} s: "
                 f"{[c.name for c in self.clients if c.pending]}")
