@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     embedded_db_port: int = Field(0, ge=0, le=65535)  # 0: any free loopback port
     mongo_db: str = "skillshare"
     redis_url: str | None = None
+    # Socket.IO fan-out between nodes: "sharded" (a channel per room, SPUBLISH/SSUBSCRIBE,
+    # Redis >= 7) or "broadcast" (every emit on one channel: the previous behaviour).
+    fanout_mode: Literal["sharded", "broadcast"] = "sharded"
     secret_key: StrList | None = None  # newest first; older keys still verify
     data_key: StrList | None = None  # field encryption at rest; newest first, all decrypt
     jwt_issuer: str = "skillshare"

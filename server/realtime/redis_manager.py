@@ -37,7 +37,15 @@ from typing import Any
 import orjson
 import socketio
 
-from ..redis_client import ClusterPubSubNodes, connect_redis, is_cluster_url, is_sentinel_url
+from ..redis_client import (
+    ClusterPubSubNodes,
+    cluster_nodes,
+    connect_cluster,
+    connect_redis,
+    is_cluster_url,
+    is_sentinel_url,
+)
+from .shards import ClusterShards, ShardChannels, ShardMap, SingleShard
 
 
 CANARY_METHOD = "skillshare_canary"
@@ -65,6 +73,12 @@ class BusJson:
 
 
 BUS_JSON = BusJson()
+
+
+def room_channel(channel: str, namespace: str, room: str) -> bytes:
+    """The sharded channel of one room (python-socketio room: a chat room,
+    a user's room, a socket's own sid room)."""
+    return f"{channel}#{namespace}#{room}#".encode()
 
 
 class UrlAwareRedisManager(socketio.AsyncRedisManager):
@@ -126,6 +140,10 @@ class UrlAwareRedisManager(socketio.AsyncRedisManager):
                 retry_sleep = min(retry_sleep * 2, LISTEN_RETRY_MAX_S)
 
     async def _listen(self):  # type: ignore[override]
+        async for data in self._listen_broadcast():
+            yield data
+
+    async def _listen_broadcast(self):
         own_emit = getattr(self, "_own_emit", None)
         async for data in super()._listen():
             if own_emit is not None and isinstance(data, (bytes, bytearray)) \
@@ -170,3 +188,175 @@ async def _disconnect_quietly(connection: Any) -> None:
 async def _close_quietly(client: Any) -> None:
     with contextlib.suppress(Exception):
         await asyncio.wait_for(client.aclose(), CLOSE_TIMEOUT_S)
+
+
+class ShardedRedisManager(UrlAwareRedisManager):
+    """Fan-out that reaches only the nodes with a recipient (issue 10).
+
+    An emit to one room (chat room, ``user:<id>``, ``presence:<id>``, a
+    socket's sid) is ``SPUBLISH``ed on that room's sharded channel
+    (``room_channel``); a node ``SSUBSCRIBE``s to a room's channel when the
+    room gets its first local socket and unsubscribes after the last one
+    leaves. An emit to a local sid is not published at all (a sid lives on
+    one node). An emit to a list of rooms is published once per room, each
+    copy naming the rooms before it (``skip_rooms``) so a socket in two of
+    them still gets it once. Everything else — broadcasts to a whole
+    namespace, emits with an ack callback, ``disconnect``/``enter_room``/
+    ``leave_room``/``close_room`` of remote sids, ack returns, the canary —
+    stays on the broadcast channel (``skillshare:socketio``), which every
+    node still subscribes: nodes of the previous version keep being heard.
+
+    ``sharded = False`` (``SKILLSHARE_FANOUT_MODE=broadcast``) is the
+    previous behaviour: every emit on the broadcast channel."""
+
+    sharded = True
+    shard_metrics: Any = None  # RealtimeMetrics, for the channel gauge and counters
+    _shards: ShardChannels | None = None
+    _queue: asyncio.Queue | None = None
+
+    def _shard_channels(self) -> ShardChannels | None:
+        if not self.sharded or getattr(self, "write_only", False):
+            return None
+        if self._shards is None:
+            self._shards = ShardChannels(self._shard_map(), self._deliver_sharded,
+                                         on_change=self._channels_changed,
+                                         on_error=self._shard_error)
+        return self._shards
+
+    def _shard_map(self) -> ShardMap:
+        if is_cluster_url(self.redis_url):
+            return ClusterShards(connect_cluster(self.redis_url),
+                                 password=cluster_nodes(self.redis_url)[1])
+        return SingleShard(connect_redis(self.redis_url))  # one Redis, or a Sentinel's master
+
+    def _channels_changed(self, count: int) -> None:
+        if self.shard_metrics is not None:
+            self.shard_metrics.fanout_channels.set(count)
+
+    def _shard_error(self) -> None:
+        if self.shard_metrics is not None:
+            self.shard_metrics.bus_errors.inc()
+
+    # -- subscriptions follow local room membership ------------------------------
+
+    def basic_enter_room(self, sid, namespace, room, eio_sid=None):  # type: ignore[override]
+        new = room is not None and room not in self.rooms.get(namespace, {})
+        super().basic_enter_room(sid, namespace, room, eio_sid=eio_sid)
+        shards = self._shard_channels() if new else None
+        if shards is not None:
+            shards.want(room_channel(self.channel, namespace, room))
+
+    def basic_leave_room(self, sid, namespace, room):  # type: ignore[override]
+        super().basic_leave_room(sid, namespace, room)
+        if room is None or room in self.rooms.get(namespace, {}) or self._shards is None:
+            return
+        self._shards.drop(room_channel(self.channel, namespace, room))
+
+    async def enter_room(self, sid, namespace, room, eio_sid=None):  # type: ignore[override]
+        """Returns once the room's subscription is confirmed, so an event
+        published right after a join reaches the socket."""
+        await super().enter_room(sid, namespace, room, eio_sid=eio_sid)
+        if self._shards is not None and room is not None:
+            await self._shards.ready(room_channel(self.channel, namespace or "/", room))
+
+    # -- publishing --------------------------------------------------------------
+
+    async def _publish(self, data):  # type: ignore[override]
+        if not self.sharded or data.get("method") != "emit" or data.get("callback") is not None:
+            return await super()._publish(data)
+        room = data.get("room")
+        namespace = data.get("namespace") or "/"
+        if isinstance(room, str):
+            if data.get("host_id") == self.host_id and self.is_sid_room(namespace, room):
+                return True  # a local socket: delivered already
+            return await self._spublish(room_channel(self.channel, namespace, room), data)
+        if isinstance(room, list) and room and all(isinstance(r, str) for r in room):
+            sent = True
+            for i, name in enumerate(room):
+                part = {**data, "room": name}
+                if i:
+                    part["skip_rooms"] = room[:i]
+                if await self._spublish(room_channel(self.channel, namespace, name), part) is None:
+                    sent = None
+            return sent
+        return await super()._publish(data)
+
+    async def _spublish(self, channel: bytes, data: dict) -> Any:
+        if data.get("host_id") == self.host_id and data.get("method") == "emit":
+            data = {"method": "emit", "host_id": self.host_id, **data}  # see _listen
+        payload = self.json.dumps(data)
+        shards = self._publisher()
+        for attempt in range(2):  # python-socketio's rule: one retry, then give up
+            try:
+                return await shards.publish(channel, payload)
+            except Exception as exc:
+                if attempt:
+                    self._get_logger().error("Cannot publish to redis... giving up (%s)", exc)
+        return None
+
+    _publish_map: ShardMap | None = None
+
+    def _publisher(self) -> Any:
+        shards = self._shard_channels()
+        if shards is not None:
+            return shards
+        if self._publish_map is None:  # a write-only emitter
+            self._publish_map = self._shard_map()
+        return self._publish_map
+
+    # -- receiving ---------------------------------------------------------------
+
+    def _deliver_sharded(self, data: bytes) -> None:
+        if self.shard_metrics is not None:
+            self.shard_metrics.fanout_received.labels("room").inc()
+        if self._queue is not None:
+            self._queue.put_nowait(data)
+
+    async def _handle_emit(self, message):  # type: ignore[override]
+        skip_rooms = message.get("skip_rooms")
+        if skip_rooms:
+            namespace = message.get("namespace") or "/"
+            skip = message.get("skip_sid")
+            skip = set(skip if isinstance(skip, list) else [skip] if skip else [])
+            for name in skip_rooms:
+                skip.update(self.rooms.get(namespace, {}).get(name, {}))
+            message = {**message, "skip_sid": list(skip)}
+        await super()._handle_emit(message)
+
+    async def _listen(self):  # type: ignore[override]
+        """The broadcast channel and the node's sharded channels, merged."""
+        if self._shard_channels() is None:
+            async for data in self._listen_broadcast():
+                yield data
+            return
+        queue = self._queue = asyncio.Queue()
+        own_emit = getattr(self, "_own_emit", None)
+
+        async def pump() -> None:
+            async for item in self._listen_broadcast():
+                if self.shard_metrics is not None:
+                    self.shard_metrics.fanout_received.labels("broadcast").inc()
+                queue.put_nowait(item)
+
+        task = asyncio.get_running_loop().create_task(pump(), name="socketio-broadcast-listener")
+        try:
+            while True:
+                data = await queue.get()
+                if own_emit is not None and isinstance(data, (bytes, bytearray)) \
+                        and data.startswith(own_emit):
+                    continue
+                yield data
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    def resubscribe(self) -> None:
+        super().resubscribe()
+        if self._shards is not None:
+            self._shards.resubscribe()
+
+    async def close_shards(self) -> None:
+        shards, self._shards = self._shards, None
+        if shards is not None:
+            await shards.close()

@@ -10,7 +10,7 @@ import socketio
 from limits import parse as parse_limit
 
 from ..config import Settings
-from .redis_manager import UrlAwareRedisManager
+from .redis_manager import ShardedRedisManager
 from .fanout import FanoutManager, SendLimits
 from .metrics import RealtimeMetrics
 from .transport import GuardedServer
@@ -39,7 +39,7 @@ class CountingManager(_CountingMixin, FanoutManager):
     """One node: the fan-out fast path, counted."""
 
 
-class CountingRedisManager(_CountingMixin, UrlAwareRedisManager, FanoutManager):
+class CountingRedisManager(_CountingMixin, ShardedRedisManager, FanoutManager):
     """Several nodes: ``AsyncPubSubManager`` hands every emit (its own and
     the bus's) to ``super().emit`` — ``FanoutManager.emit``, by the MRO."""
 
@@ -82,6 +82,8 @@ def build_server(settings: Settings, metrics: RealtimeMetrics) -> GuardedServer:
     manager: socketio.AsyncManager
     if settings.redis_url:
         manager = CountingRedisManager(settings.redis_url, channel="skillshare:socketio")
+        manager.sharded = settings.fanout_mode == "sharded"
+        manager.shard_metrics = metrics
     else:
         manager = CountingManager()
     manager.delivery_metrics = metrics  # type: ignore[attr-defined]

@@ -168,6 +168,9 @@ async def realtime_ctx(app: web.Application) -> AsyncIterator[None]:
             manager_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await manager_task
+        close_shards = getattr(sio.manager, "close_shards", None)
+        if close_shards is not None:
+            await close_shards()
         redis_client = getattr(sio.manager, "redis", None)
         if redis_client is not None:
             with contextlib.suppress(Exception):
