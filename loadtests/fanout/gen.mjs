@@ -3,8 +3,9 @@
 //
 //   node gen.mjs CONFIG.json
 //
-// CONFIG: {clients: [{url, token, user_id, room_id}], rate (msg/s per client),
+// CONFIG: {clients: [{url, token, user_id, room_id, send?}], rate (msg/s per client),
 //          warmup, duration, drain (s), connect_concurrency}
+// A client with `send: false` only listens (an idle member).
 //
 // Every client sends `message:send` at `rate` on a fixed schedule whatever
 // the acks do (open loop); the schedule spreads the clients' phases evenly
@@ -120,7 +121,7 @@ function send(c, scheduledAt) {
 }
 
 // A deterministic shuffle of the send order (so runs are comparable).
-const order = sockets.map((_, i) => i);
+const order = sockets.map((_, i) => i).filter((i) => sockets[i].send !== false);
 let seed = 12345;
 for (let i = order.length - 1; i > 0; i--) {
   seed = (seed * 1103515245 + 12345) % 2147483648;
@@ -128,7 +129,7 @@ for (let i = order.length - 1; i > 0; i--) {
   [order[i], order[j]] = [order[j], order[i]];
 }
 
-const step = 1000 / rate / sockets.length; // ms between two sends, all clients
+const step = 1000 / rate / order.length; // ms between two sends, all sending clients
 const t0 = nowMs() + 200;
 windowFrom = t0 + warmup * 1000;
 windowTo = windowFrom + duration * 1000;
@@ -148,7 +149,7 @@ await new Promise((resolve) => {
     }
     const due = Math.min(Math.floor((now - t0) / step), Math.floor((windowTo - t0) / step));
     while (next <= due) {
-      send(sockets[order[next % sockets.length]], t0 + next * step);
+      send(sockets[order[next % order.length]], t0 + next * step);
       next += 1;
     }
     if (now >= windowTo) return resolve();

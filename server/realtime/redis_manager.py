@@ -101,6 +101,9 @@ class UrlAwareRedisManager(socketio.AsyncRedisManager):
             return
         await self._publish({"method": CANARY_METHOD, "host_id": self.host_id})
 
+    def _heard_broadcast(self) -> None:
+        self.last_heard = time.monotonic()
+
     _listening: Any = None  # the PubSub the listener reads (self.pubsub may be newer)
 
     def resubscribe(self) -> None:
@@ -154,7 +157,7 @@ class UrlAwareRedisManager(socketio.AsyncRedisManager):
                     message = self.json.loads(data)
                     if message.get("method") == CANARY_METHOD and \
                             message.get("host_id") == self.host_id:
-                        self.last_heard = time.monotonic()
+                        self._heard_broadcast()
                 continue
             yield data
 
@@ -213,6 +216,34 @@ class ShardedRedisManager(UrlAwareRedisManager):
     shard_metrics: Any = None  # RealtimeMetrics, for the channel gauge and counters
     _shards: ShardChannels | None = None
     _queue: asyncio.Queue | None = None
+    _broadcast_heard: float = 0.0
+    _shard_heard: float = 0.0
+
+    # The canary goes out on the broadcast channel and on this node's own
+    # sharded channel (``_node_channel``): the fan-out counts as heard only
+    # while both come back. On a cluster that checks the subscription
+    # connection of the one shard owning the node channel.
+    @property  # type: ignore[override]
+    def last_heard(self) -> float:
+        if self._shards is None:
+            return self._broadcast_heard
+        return min(self._broadcast_heard, self._shard_heard)
+
+    @last_heard.setter
+    def last_heard(self, value: float) -> None:
+        self._broadcast_heard = self._shard_heard = value
+
+    def _heard_broadcast(self) -> None:
+        self._broadcast_heard = time.monotonic()
+
+    def _node_channel(self) -> bytes:
+        return room_channel(self.channel, "node", self.host_id)
+
+    async def send_canary(self) -> None:
+        await super().send_canary()
+        if self._shards is not None:
+            await self._spublish(self._node_channel(),
+                                 {"method": CANARY_METHOD, "host_id": self.host_id})
 
     def _shard_channels(self) -> ShardChannels | None:
         if not self.sharded or getattr(self, "write_only", False):
@@ -221,6 +252,8 @@ class ShardedRedisManager(UrlAwareRedisManager):
             self._shards = ShardChannels(self._shard_map(), self._deliver_sharded,
                                          on_change=self._channels_changed,
                                          on_error=self._shard_error)
+            self._shard_heard = time.monotonic()
+            self._shards.want(self._node_channel())
         return self._shards
 
     def _shard_map(self) -> ShardMap:
@@ -307,6 +340,11 @@ class ShardedRedisManager(UrlAwareRedisManager):
     # -- receiving ---------------------------------------------------------------
 
     def _deliver_sharded(self, data: bytes) -> None:
+        if _CANARY_MARK in data and data.startswith(b'{"method":"' + _CANARY_MARK):
+            with contextlib.suppress(Exception):
+                if self.json.loads(data).get("host_id") == self.host_id:
+                    self._shard_heard = time.monotonic()
+            return
         if self.shard_metrics is not None:
             self.shard_metrics.fanout_received.labels("room").inc()
         if self._queue is not None:
