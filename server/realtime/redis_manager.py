@@ -45,11 +45,12 @@ from ..redis_client import (
     is_cluster_url,
     is_sentinel_url,
 )
-from .shards import ClusterShards, ShardChannels, ShardMap, SingleShard
+from .shards import BatchPublisher, ClusterShards, ShardChannels, ShardMap, SingleShard
 
 
 CANARY_METHOD = "skillshare_canary"
 _CANARY_MARK = CANARY_METHOD.encode()
+_CANARY_PREFIX = b'{"method":"' + _CANARY_MARK + b'"'
 CLOSE_TIMEOUT_S = 2.0
 LISTEN_RETRY_FIRST_S = 0.5
 LISTEN_RETRY_MAX_S = 10.0  # python-socketio waits up to 60 s between attempts
@@ -304,49 +305,64 @@ class ShardedRedisManager(UrlAwareRedisManager):
                 return True  # a local socket: delivered already
             return await self._spublish(room_channel(self.channel, namespace, room), data)
         if isinstance(room, list) and room and all(isinstance(r, str) for r in room):
-            sent = True
-            for i, name in enumerate(room):
-                part = {**data, "room": name}
-                if i:
-                    part["skip_rooms"] = room[:i]
-                if await self._spublish(room_channel(self.channel, namespace, name), part) is None:
-                    sent = None
-            return sent
+            return await self._spublish_rooms(namespace, room, data)
         return await super()._publish(data)
 
     async def _spublish(self, channel: bytes, data: dict) -> Any:
-        if data.get("host_id") == self.host_id and data.get("method") == "emit":
-            data = {"method": "emit", "host_id": self.host_id, **data}  # see _listen
-        payload = self.json.dumps(data)
-        shards = self._publisher()
-        for attempt in range(2):  # python-socketio's rule: one retry, then give up
-            try:
-                return await shards.publish(channel, payload)
-            except Exception as exc:
-                if attempt:
-                    self._get_logger().error("Cannot publish to redis... giving up (%s)", exc)
-        return None
+        return await self._spublish_many([(channel, data)])
 
-    _publish_map: ShardMap | None = None
+    async def _spublish_rooms(self, namespace: str, rooms: list[str], data: dict) -> Any:
+        """One copy per room, in one round trip per Redis node. Copies after
+        the first name the rooms before them (``skip_rooms``) unless every
+        room is a ``disjoint_room_prefix`` room (a socket is in one of them
+        at most: ``user:<id>``), so no socket gets the event twice."""
+        disjoint = self.disjoint_room_prefix is not None and all(
+            r.startswith(self.disjoint_room_prefix) for r in rooms)
+        items = []
+        for i, name in enumerate(rooms):
+            part = {**data, "room": name}
+            if i and not disjoint:
+                part["skip_rooms"] = rooms[:i]
+            items.append((room_channel(self.channel, namespace, name), part))
+        return await self._spublish_many(items)
 
-    def _publisher(self) -> Any:
-        shards = self._shard_channels()
-        if shards is not None:
-            return shards
-        if self._publish_map is None:  # a write-only emitter
-            self._publish_map = self._shard_map()
-        return self._publish_map
+    disjoint_room_prefix: str | None = None
+
+    async def _spublish_many(self, items: list[tuple[bytes, dict]]) -> Any:
+        payloads = []
+        for channel, data in items:
+            if data.get("host_id") == self.host_id and data.get("method") == "emit":
+                data = {"method": "emit", "host_id": self.host_id, **data}  # see _listen
+            payloads.append((channel, self.json.dumps(data)))
+        self._batch_publisher().publish(payloads)
+        return True
+
+    _publisher: BatchPublisher | None = None
+
+    def _batch_publisher(self) -> BatchPublisher:
+        if self._publisher is None:
+            # its own connection (a Sentinel's master, a cluster's masters): subscriptions
+            # and publishes never wait for each other's pooled connections
+            self._publisher = BatchPublisher(self._shard_map(), on_error=self._shard_error)
+        return self._publisher
 
     # -- receiving ---------------------------------------------------------------
 
+    _room_received: Any = None
+
     def _deliver_sharded(self, data: bytes) -> None:
-        if _CANARY_MARK in data and data.startswith(b'{"method":"' + _CANARY_MARK):
+        own_emit = getattr(self, "_own_emit", None)
+        if own_emit is not None and data.startswith(own_emit):
+            return  # an own emit back from Redis: delivered locally when it was emitted
+        if data.startswith(_CANARY_PREFIX):
             with contextlib.suppress(Exception):
                 if self.json.loads(data).get("host_id") == self.host_id:
                     self._shard_heard = time.monotonic()
             return
-        if self.shard_metrics is not None:
-            self.shard_metrics.fanout_received.labels("room").inc()
+        if self._room_received is None and self.shard_metrics is not None:
+            self._room_received = self.shard_metrics.fanout_received.labels("room")
+        if self._room_received is not None:
+            self._room_received.inc()
         if self._queue is not None:
             self._queue.put_nowait(data)
 
@@ -368,7 +384,6 @@ class ShardedRedisManager(UrlAwareRedisManager):
                 yield data
             return
         queue = self._queue = asyncio.Queue()
-        own_emit = getattr(self, "_own_emit", None)
 
         async def pump() -> None:
             async for item in self._listen_broadcast():
@@ -379,11 +394,7 @@ class ShardedRedisManager(UrlAwareRedisManager):
         task = asyncio.get_running_loop().create_task(pump(), name="socketio-broadcast-listener")
         try:
             while True:
-                data = await queue.get()
-                if own_emit is not None and isinstance(data, (bytes, bytearray)) \
-                        and data.startswith(own_emit):
-                    continue
-                yield data
+                yield await queue.get()
         finally:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -395,6 +406,9 @@ class ShardedRedisManager(UrlAwareRedisManager):
             self._shards.resubscribe()
 
     async def close_shards(self) -> None:
+        publisher, self._publisher = self._publisher, None
+        if publisher is not None:
+            await publisher.close()
         shards, self._shards = self._shards, None
         if shards is not None:
             await shards.close()

@@ -13,6 +13,7 @@ from ..config import Settings
 from .redis_manager import ShardedRedisManager
 from .fanout import FanoutManager, SendLimits
 from .metrics import RealtimeMetrics
+from .notifier import user_room
 from .transport import GuardedServer
 
 # engine.io closes a connection whose frame exceeds this multiple of the
@@ -84,6 +85,7 @@ def build_server(settings: Settings, metrics: RealtimeMetrics) -> GuardedServer:
         manager = CountingRedisManager(settings.redis_url, channel="skillshare:socketio")
         manager.sharded = settings.fanout_mode == "sharded"
         manager.shard_metrics = metrics
+        manager.disjoint_room_prefix = user_room("")  # a socket is in one user room only
     else:
         manager = CountingManager()
     manager.delivery_metrics = metrics  # type: ignore[attr-defined]
