@@ -175,6 +175,32 @@ def median(values: list[float]) -> float:
     return statistics.median(values)
 
 
+def print_table(report: dict[str, list[dict]]) -> None:
+    """Medians per configuration; "vs 1 node": node CPU per delivery against
+    the same scenario and mode on one node."""
+    print("\n| scenario | nodes | mode | deliveries/s | delivered / expected | failed+missing acks "
+          "| node CPU-ms per 1,000 deliveries | vs 1 node | redis CPU-ms / 1,000 | node CPU % "
+          "| idle nodes % of busy |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    base: dict[tuple[str, str], float] = {}
+    for key, runs in sorted(report.items(), key=lambda kv: kv[0].split("/")[1]):
+        scenario, nodes, mode = key.split("/")
+        per = median([r["nodes_cpu_ms_per_1000"] for r in runs])
+        if nodes == "1":
+            base[(scenario, mode)] = per
+        vs = f"{per / base[(scenario, mode)]:.2f}×" if (scenario, mode) in base else ""
+        cpu = " / ".join(f"{median([r['cpu_pct'][f'node{n}'] for r in runs]):.0f}"
+                         for n in range(1, int(nodes) + 1))
+        idle = (" / ".join(f"{median([r['idle_pct_of_busy'][j] for r in runs]):.1f}"
+                           for j in range(int(nodes) - 1)) if scenario == "busy1" else "")
+        print(f"| {scenario} | {nodes} | {mode} | {median([r['deliveries_per_s'] for r in runs]):,.0f} "
+              f"| {median([r['delivered'] for r in runs]):,.0f} / "
+              f"{median([r['expected'] for r in runs]):,.0f} "
+              f"| {median([r['failed'] + r['missing_acks'] for r in runs]):.0f} "
+              f"| {per:.1f} (runs: {', '.join(str(r['nodes_cpu_ms_per_1000']) for r in runs)}) "
+              f"| {vs} | {median([r['redis_cpu_ms_per_1000'] for r in runs]):.1f} | {cpu} | {idle} |")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scenarios", default="shared,direct,busy1")
@@ -189,7 +215,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gen-core", type=int, default=0)
     parser.add_argument("--json", type=Path, help="write every run here (after each run)")
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--from-json", type=Path, action="append",
+                        help="print the table of earlier --json reports (repeatable)")
     args = parser.parse_args(argv)
+    if args.from_json:
+        merged: dict = {}
+        for path in args.from_json:
+            for key, runs in json.loads(path.read_text()).items():
+                merged.setdefault(key, []).extend(runs)
+        print_table(merged)
+        return 0
     root = REPO
     python = str(root / ".venv/bin/python") if (root / ".venv/bin/python").exists() else sys.executable
     opts = Options(server_root=root, python=python, server_core=args.server_core,
@@ -210,27 +245,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{key} run {i + 1}: {json.dumps(r)}", flush=True)
             if args.json:
                 args.json.write_text(json.dumps(report, indent=2))
-    print("\n| scenario | nodes | mode | deliveries/s | delivered / expected | failed+missing acks "
-          "| node CPU-ms per 1,000 deliveries | vs 1 node | redis CPU-ms / 1,000 | node CPU % "
-          "| idle nodes % of busy |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
-    base: dict[tuple[str, str], float] = {}
-    for key, runs in report.items():
-        scenario, nodes, mode = key.split("/")
-        per = median([r["nodes_cpu_ms_per_1000"] for r in runs])
-        if nodes == "1":
-            base[(scenario, mode)] = per
-        vs = f"{per / base[(scenario, mode)]:.2f}×" if (scenario, mode) in base else ""
-        cpu = " / ".join(f"{median([r['cpu_pct'][f'node{n}'] for r in runs]):.0f}"
-                         for n in range(1, int(nodes) + 1))
-        idle = (" / ".join(f"{median([r['idle_pct_of_busy'][j] for r in runs]):.1f}"
-                           for j in range(int(nodes) - 1)) if scenario == "busy1" else "")
-        print(f"| {scenario} | {nodes} | {mode} | {median([r['deliveries_per_s'] for r in runs]):,.0f} "
-              f"| {median([r['delivered'] for r in runs]):,.0f} / "
-              f"{median([r['expected'] for r in runs]):,.0f} "
-              f"| {median([r['failed'] + r['missing_acks'] for r in runs]):.0f} "
-              f"| {per:.1f} (runs: {', '.join(str(r['nodes_cpu_ms_per_1000']) for r in runs)}) "
-              f"| {vs} | {median([r['redis_cpu_ms_per_1000'] for r in runs]):.1f} | {cpu} | {idle} |")
+    print_table(report)
     return 0
 
 
