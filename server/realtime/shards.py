@@ -243,6 +243,7 @@ class ShardChannels:
         self.wanted: set[bytes] = set()
         self.subscribed: dict[bytes, str] = {}  # channel -> node it is subscribed on
         self._confirmed: set[bytes] = set()
+        self._unsubscribing: dict[bytes, int] = defaultdict(int)  # SUNSUBSCRIBEs not yet answered
         self._waiters: dict[bytes, list[asyncio.Future[None]]] = defaultdict(list)
         self._pubsubs: dict[str, Any] = {}
         self._readers: dict[str, asyncio.Task[None]] = {}
@@ -277,6 +278,11 @@ class ShardChannels:
         try:
             await asyncio.wait_for(asyncio.shield(waiter), timeout)
         except asyncio.TimeoutError:
+            waiters = self._waiters.get(channel)
+            if waiters is not None and waiter in waiters:
+                waiters.remove(waiter)
+                if not waiters:
+                    del self._waiters[channel]
             return False
         return True
 
@@ -308,6 +314,7 @@ class ShardChannels:
             self._confirmed.discard(channel)
             pubsub = self._pubsubs.get(node)
             if pubsub is not None:
+                self._unsubscribing[channel] += 1
                 await pubsub.sunsubscribe(channel)
         groups: dict[tuple[str, int], list[bytes]] = defaultdict(list)
         for channel in self.wanted:
@@ -337,7 +344,11 @@ class ShardChannels:
                     self._confirm(message["channel"])
                 elif kind == "sunsubscribe":
                     channel = message["channel"]
-                    if self.subscribed.get(channel) == node and channel in self.wanted:
+                    if self._unsubscribing.get(channel):
+                        self._unsubscribing[channel] -= 1  # ours (a leave, maybe re-joined since)
+                        if not self._unsubscribing[channel]:
+                            del self._unsubscribing[channel]
+                    elif self.subscribed.get(channel) == node and channel in self.wanted:
                         raise ConnectionError(f"redis moved {channel!r} away (slot migrated)")
         except asyncio.CancelledError:
             raise
@@ -387,6 +398,7 @@ class ShardChannels:
         pubsubs, self._pubsubs = self._pubsubs, {}
         self.subscribed.clear()
         self._confirmed.clear()
+        self._unsubscribing.clear()
         for pubsub in pubsubs.values():
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(pubsub.aclose(), CLOSE_TIMEOUT_S)

@@ -228,3 +228,24 @@ async def test_a_lost_sharded_subscription_is_made_again_and_the_canary_checks_i
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def test_leaving_and_joining_again_at_once_keeps_the_subscription(make_client, redis_url):
+    """A SUNSUBSCRIBE answered after the room was joined again is ours, not
+    Redis moving the channel away: no re-subscription of everything."""
+    node_a = await make_client(redis_url=redis_url)
+    node_b = await make_client(redis_url=redis_url)
+    on_b = await _connected(node_b, "member")
+    sio_b = node_b.app[SIO]
+    try:
+        for _ in range(5):
+            await sio_b.enter_room(on_b.sio.get_sid(), "r")
+            await sio_b.leave_room(on_b.sio.get_sid(), "r")
+        await sio_b.enter_room(on_b.sio.get_sid(), "r")
+        await asyncio.sleep(0.5)
+        assert sio_b.manager._shards.rebuilds == 0
+        assert _room("r") in await _shard_channels(redis_url)
+        await node_a.app[SIO].emit("message", {"body": "still there"}, to="r")
+        await on_b.wait_for("message", lambda m: m["body"] == "still there", timeout=10)
+    finally:
+        await on_b.close()
