@@ -12,7 +12,7 @@ Scenarios (clients connect with the official socket.io-client, gen.mjs):
 
 - ``shared``: 120 clients in rooms of 10, 2 msg/s each; every room's
   members on one node (rooms dealt round-robin over the nodes).
-- ``direct``: 400 clients in 1:1 rooms, 1 msg/s each; with 2 or 3 nodes the
+- ``direct``: 200 clients in 1:1 rooms, 0.5 msg/s each; with 2 or 3 nodes the
   two members of a room are on different nodes.
 - ``busy1`` (3 nodes; the issue's first measurement): node 1 holds 100
   members in rooms of 10 sending 3 msg/s each; nodes 2 and 3 each hold 100
@@ -56,7 +56,7 @@ from run import (  # noqa: E402  (run.py is a script beside this one)
 SCENARIOS = {
     # name: (clients, room size, msg/s per sender, room type)
     "shared": (120, 10, 2.0, "group"),
-    "direct": (400, 2, 1.0, "direct"),
+    "direct": (200, 2, 0.5, "direct"),
     "busy1": (300, 10, 3.0, "group"),
 }
 BUSY_NODE_CLIENTS = 100  # busy1: members on node 1, the only ones sending

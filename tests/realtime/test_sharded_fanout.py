@@ -138,8 +138,9 @@ async def test_an_emit_to_several_rooms_reaches_a_remote_socket_in_two_of_them_o
 
 async def test_an_emit_to_a_room_nobody_holds_costs_one_publish_and_reaches_no_node(
         make_client, redis_url):
-    node_a = await make_client(redis_url=redis_url)
-    node_b = await make_client(redis_url=redis_url)
+    quiet = {"bus_canary_interval": 60, "bus_canary_timeout": 120}  # no canary SPUBLISH meanwhile
+    node_a = await make_client(redis_url=redis_url, **quiet)
+    node_b = await make_client(redis_url=redis_url, **quiet)
     socks = [await _connected(node_a, "a"), await _connected(node_b, "b")]
     spy = aioredis.Redis.from_url(redis_url)
     try:
