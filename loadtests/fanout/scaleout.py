@@ -7,6 +7,7 @@ the previous single channel).
     python loadtests/fanout/scaleout.py                       # everything, 3 runs each, medians
     python loadtests/fanout/scaleout.py --scenarios busy1 --modes broadcast,sharded
     python loadtests/fanout/scaleout.py --scenarios shared --nodes 1,3 --repeat 1
+    python loadtests/fanout/scaleout.py --from-json a.json --from-json b.json   # the table again
 
 Scenarios (clients connect with the official socket.io-client, gen.mjs):
 

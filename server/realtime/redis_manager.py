@@ -51,6 +51,8 @@ from .shards import BatchPublisher, ClusterShards, ShardChannels, ShardMap, Sing
 CANARY_METHOD = "skillshare_canary"
 _CANARY_MARK = CANARY_METHOD.encode()
 _CANARY_PREFIX = b'{"method":"' + _CANARY_MARK + b'"'
+INTEREST_METHOD = "skillshare_interest"
+_INTEREST_PREFIX = b'{"method":"' + INTEREST_METHOD.encode() + b'"'
 CLOSE_TIMEOUT_S = 2.0
 LISTEN_RETRY_FIRST_S = 0.5
 LISTEN_RETRY_MAX_S = 10.0  # python-socketio waits up to 60 s between attempts
@@ -220,6 +222,21 @@ class ShardedRedisManager(UrlAwareRedisManager):
     _broadcast_heard: float = 0.0
     _shard_heard: float = 0.0
 
+    # Channels only this node subscribes to ("solo"): an emit to one of them
+    # was delivered locally already, so it is not published at all (the
+    # sender of a chat message in a room whose members' sockets are all on
+    # this node would otherwise publish one copy per member and read every
+    # copy back). A channel becomes solo when an SPUBLISH to it reached one
+    # subscriber and this node holds a confirmed subscription to it; it stops
+    # being solo when another node subscribes (each node announces every
+    # confirmed subscription with an ``skillshare_interest`` message on it),
+    # when this node leaves it, and when the subscriptions are made again.
+    _solo: set[bytes]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._solo = set()
+
     # The canary goes out on the broadcast channel and on this node's own
     # sharded channel (``_node_channel``): the fan-out counts as heard only
     # while both come back. On a cluster that checks the subscription
@@ -252,7 +269,9 @@ class ShardedRedisManager(UrlAwareRedisManager):
         if self._shards is None:
             self._shards = ShardChannels(self._shard_map(), self._deliver_sharded,
                                          on_change=self._channels_changed,
-                                         on_error=self._shard_error)
+                                         on_error=self._shard_error,
+                                         on_confirmed=self._announce_interest,
+                                         on_reset=self._solo.clear)
             self._shard_heard = time.monotonic()
             self._shards.want(self._node_channel())
         return self._shards
@@ -284,7 +303,9 @@ class ShardedRedisManager(UrlAwareRedisManager):
         super().basic_leave_room(sid, namespace, room)
         if room is None or room in self.rooms.get(namespace, {}) or self._shards is None:
             return
-        self._shards.drop(room_channel(self.channel, namespace, room))
+        channel = room_channel(self.channel, namespace, room)
+        self._solo.discard(channel)
+        self._shards.drop(channel)
 
     async def enter_room(self, sid, namespace, room, eio_sid=None):  # type: ignore[override]
         """Returns once the room's subscription is confirmed, so an event
@@ -331,10 +352,13 @@ class ShardedRedisManager(UrlAwareRedisManager):
     async def _spublish_many(self, items: list[tuple[bytes, dict]]) -> Any:
         payloads = []
         for channel, data in items:
+            if channel in self._solo and data.get("method") == "emit":
+                continue  # only this node holds it: delivered locally already
             if data.get("host_id") == self.host_id and data.get("method") == "emit":
                 data = {"method": "emit", "host_id": self.host_id, **data}  # see _listen
             payloads.append((channel, self.json.dumps(data)))
-        self._batch_publisher().publish(payloads)
+        if payloads:
+            self._batch_publisher().publish(payloads)
         return True
 
     _publisher: BatchPublisher | None = None
@@ -343,17 +367,45 @@ class ShardedRedisManager(UrlAwareRedisManager):
         if self._publisher is None:
             # its own connection (a Sentinel's master, a cluster's masters): subscriptions
             # and publishes never wait for each other's pooled connections
-            self._publisher = BatchPublisher(self._shard_map(), on_error=self._shard_error)
+            self._publisher = BatchPublisher(self._shard_map(), on_error=self._shard_error,
+                                             on_sent=self._sent)
         return self._publisher
+
+    def _sent(self, results: list[tuple[bytes, int]]) -> None:
+        shards = self._shards
+        if shards is None:
+            return
+        node_channel = self._node_channel()
+        for channel, receivers in results:
+            if receivers == 1 and channel != node_channel and shards.confirmed(channel) \
+                    and channel in shards.wanted:
+                self._solo.add(channel)
+
+    def _announce_interest(self, channel: bytes) -> None:
+        if channel == self._node_channel():
+            return
+        self._batch_publisher().publish(
+            [(channel, self.json.dumps({"method": INTEREST_METHOD, "host_id": self.host_id}))])
 
     # -- receiving ---------------------------------------------------------------
 
     _room_received: Any = None
+    _own_interest_prefix: bytes | None = None
 
-    def _deliver_sharded(self, data: bytes) -> None:
+    def _own_interest(self) -> bytes:
+        if self._own_interest_prefix is None:
+            self._own_interest_prefix = self.json.dumps(
+                {"method": INTEREST_METHOD, "host_id": self.host_id})
+        return self._own_interest_prefix
+
+    def _deliver_sharded(self, channel: bytes, data: bytes) -> None:
         own_emit = getattr(self, "_own_emit", None)
         if own_emit is not None and data.startswith(own_emit):
             return  # an own emit back from Redis: delivered locally when it was emitted
+        if data.startswith(_INTEREST_PREFIX):
+            if self._solo and not data.startswith(self._own_interest()):
+                self._solo.discard(channel)  # another node subscribed to it
+            return
         if data.startswith(_CANARY_PREFIX):
             with contextlib.suppress(Exception):
                 if self.json.loads(data).get("host_id") == self.host_id:

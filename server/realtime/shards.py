@@ -40,7 +40,8 @@ REBUILD_FIRST_S = 0.25
 REBUILD_MAX_S = 5.0
 CLOSE_TIMEOUT_S = 2.0
 
-Deliver = Callable[[bytes], None]
+Deliver = Callable[[bytes, bytes], None]  # (channel, data)
+Sent = Callable[[list[tuple[bytes, int]]], None]  # (channel, receivers) per publish
 
 
 class ShardMap(Protocol):
@@ -50,7 +51,8 @@ class ShardMap(Protocol):
 
     def client_for(self, node: str) -> redis.Redis: ...
 
-    async def publish_many(self, items: list[tuple[bytes, bytes | str]]) -> None: ...
+    async def publish_many(self, items: list[tuple[bytes, bytes | str]]) -> list[int]:
+        """``SPUBLISH`` each; the receivers of each, in order."""
 
     async def refresh(self) -> None:
         """Re-read the slot map; drop every connection."""
@@ -75,12 +77,12 @@ class SingleShard:
     def client_for(self, node: str) -> redis.Redis:
         return self._client
 
-    async def publish_many(self, items: list[tuple[bytes, bytes | str]]) -> None:
+    async def publish_many(self, items: list[tuple[bytes, bytes | str]]) -> list[int]:
         """One round trip (a pipeline) for several channels."""
         async with self._client.pipeline(transaction=False) as pipe:
             for channel, data in items:
                 pipe.spublish(channel, data)
-            await pipe.execute()
+            return await pipe.execute()
 
     async def refresh(self) -> None:
         return None
@@ -123,21 +125,24 @@ class ClusterShards:
                 socket_connect_timeout=PUBSUB_CONNECT_TIMEOUT_S)
         return client
 
-    async def publish_many(self, items: list[tuple[bytes, bytes | str]]) -> None:
+    async def publish_many(self, items: list[tuple[bytes, bytes | str]]) -> list[int]:
         """One pipeline per master owning some of the channels, all at once;
         a slot that moved meanwhile (MOVED) fails the call: the caller retries."""
         await self._ensure()
-        by_node: dict[str, list[tuple[bytes, bytes | str]]] = defaultdict(list)
-        for channel, data in items:
-            by_node[self.node_for(channel)].append((channel, data))
+        by_node: dict[str, list[int]] = defaultdict(list)
+        for i, (channel, _data) in enumerate(items):
+            by_node[self.node_for(channel)].append(i)
+        counts = [0] * len(items)
 
-        async def send(node: str, batch: list[tuple[bytes, bytes | str]]) -> None:
+        async def send(node: str, indexes: list[int]) -> None:
             async with self._client(self._publishers, node).pipeline(transaction=False) as pipe:
-                for channel, data in batch:
-                    pipe.spublish(channel, data)
-                await pipe.execute()
+                for i in indexes:
+                    pipe.spublish(*items[i])
+                for i, count in zip(indexes, await pipe.execute(), strict=True):
+                    counts[i] = count
 
-        await asyncio.gather(*(send(node, batch) for node, batch in by_node.items()))
+        await asyncio.gather(*(send(node, indexes) for node, indexes in by_node.items()))
+        return counts
 
     async def refresh(self) -> None:
         await self.reroute()
@@ -174,9 +179,11 @@ class BatchPublisher:
     fails is retried once after re-reading a cluster's slot map, then
     dropped and counted (python-socketio's rule for a failed publish)."""
 
-    def __init__(self, shards: ShardMap, *, on_error: Callable[[], None] | None = None) -> None:
+    def __init__(self, shards: ShardMap, *, on_error: Callable[[], None] | None = None,
+                 on_sent: Sent | None = None) -> None:
         self._shards = shards
         self._on_error = on_error
+        self._on_sent = on_sent
         self._pending: list[tuple[bytes, bytes | str]] = []
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
@@ -203,7 +210,9 @@ class BatchPublisher:
     async def _send(self, batch: list[tuple[bytes, bytes | str]]) -> None:
         for attempt in range(2):
             try:
-                await self._shards.publish_many(batch)
+                counts = await self._shards.publish_many(batch)
+                if self._on_sent is not None:
+                    self._on_sent([(c, n) for (c, _d), n in zip(batch, counts, strict=True)])
                 return
             except asyncio.CancelledError:
                 raise
@@ -235,7 +244,11 @@ class ShardChannels:
 
     def __init__(self, shards: ShardMap, deliver: Deliver, *,
                  on_change: Callable[[int], None] | None = None,
-                 on_error: Callable[[], None] | None = None) -> None:
+                 on_error: Callable[[], None] | None = None,
+                 on_confirmed: Callable[[bytes], None] | None = None,
+                 on_reset: Callable[[], None] | None = None) -> None:
+        self._on_confirmed = on_confirmed
+        self._on_reset = on_reset
         self._shards = shards
         self._deliver = deliver
         self._on_change = on_change
@@ -339,7 +352,7 @@ class ShardChannels:
                     continue
                 kind = message["type"]
                 if kind == "smessage":
-                    self._deliver(message["data"])
+                    self._deliver(message["channel"], message["data"])
                 elif kind == "ssubscribe":
                     self._confirm(message["channel"])
                 elif kind == "sunsubscribe":
@@ -359,8 +372,13 @@ class ShardChannels:
             _background.add(task)
             task.add_done_callback(_background.discard)
 
+    def confirmed(self, channel: bytes) -> bool:
+        return channel in self._confirmed
+
     def _confirm(self, channel: bytes) -> None:
         self._confirmed.add(channel)
+        if self._on_confirmed is not None and channel in self.wanted:
+            self._on_confirmed(channel)
         for waiter in self._waiters.pop(channel, ()):
             if not waiter.done():
                 waiter.set_result(None)
@@ -399,6 +417,8 @@ class ShardChannels:
         self.subscribed.clear()
         self._confirmed.clear()
         self._unsubscribing.clear()
+        if self._on_reset is not None:
+            self._on_reset()
         for pubsub in pubsubs.values():
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(pubsub.aclose(), CLOSE_TIMEOUT_S)

@@ -250,3 +250,35 @@ async def test_leaving_and_joining_again_at_once_keeps_the_subscription(make_cli
         await on_b.wait_for("message", lambda m: m["body"] == "still there", timeout=10)
     finally:
         await on_b.close()
+
+
+async def test_a_room_held_on_one_node_only_is_not_published_until_another_node_joins(
+        make_client, redis_url):
+    node_a = await make_client(redis_url=redis_url)
+    node_b = await make_client(redis_url=redis_url)
+    on_a, on_b = await _connected(node_a, "on-a"), await _connected(node_b, "on-b")
+    manager_a = node_a.app[SIO].manager
+    try:
+        await node_a.app[SIO].enter_room(on_a.sio.get_sid(), "r")
+        await node_a.app[SIO].emit("message", {"body": "first"}, to="r")
+        await _eventually(lambda: _true(_room("r") in manager_a._solo))  # one receiver: itself
+        received = await _metric(node_a, "skillshare_fanout_received_total", '{channel="room"}')
+        spy = aioredis.Redis.from_url(redis_url)
+        await spy.config_resetstat()
+        for n in range(5):
+            await node_a.app[SIO].emit("message", {"body": f"local {n}"}, to="r")
+        await on_a.wait_for("message", lambda m: m["body"] == "local 4", timeout=10)
+        await manager_a._publisher.flush()
+        assert "cmdstat_spublish" not in await spy.info("commandstats")  # not published
+        await spy.aclose()
+        # another node joins: it announces its subscription, the room stops being solo
+        await node_b.app[SIO].enter_room(on_b.sio.get_sid(), "r")
+        await _eventually(lambda: _true(_room("r") not in manager_a._solo))
+        await node_a.app[SIO].emit("message", {"body": "for both"}, to="r")
+        await on_b.wait_for("message", lambda m: m["body"] == "for both", timeout=10)
+        assert [m["body"] for m in on_b.received("message")] == ["for both"]
+        assert await _metric(node_a, "skillshare_fanout_received_total",
+                             '{channel="room"}') == received
+    finally:
+        await on_a.close()
+        await on_b.close()
