@@ -236,6 +236,11 @@ class ShardedRedisManager(UrlAwareRedisManager):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._solo = set()
+        # another node's announcements heard so far, and how many had been heard when
+        # the last publish to each subscribed channel was queued: a publish result
+        # that raced with an announcement does not make its channel solo
+        self._interest_seq = 0
+        self._seq_at_publish: dict[bytes, int] = {}
 
     # The canary goes out on the broadcast channel and on this node's own
     # sharded channel (``_node_channel``): the fan-out counts as heard only
@@ -305,6 +310,7 @@ class ShardedRedisManager(UrlAwareRedisManager):
             return
         channel = room_channel(self.channel, namespace, room)
         self._solo.discard(channel)
+        self._seq_at_publish.pop(channel, None)
         self._shards.drop(channel)
 
     async def enter_room(self, sid, namespace, room, eio_sid=None):  # type: ignore[override]
@@ -354,6 +360,8 @@ class ShardedRedisManager(UrlAwareRedisManager):
         for channel, data in items:
             if channel in self._solo and data.get("method") == "emit":
                 continue  # only this node holds it: delivered locally already
+            if self._shards is not None and channel in self._shards.wanted:
+                self._seq_at_publish[channel] = self._interest_seq
             if data.get("host_id") == self.host_id and data.get("method") == "emit":
                 data = {"method": "emit", "host_id": self.host_id, **data}  # see _listen
             payloads.append((channel, self.json.dumps(data)))
@@ -378,7 +386,7 @@ class ShardedRedisManager(UrlAwareRedisManager):
         node_channel = self._node_channel()
         for channel, receivers in results:
             if receivers == 1 and channel != node_channel and shards.confirmed(channel) \
-                    and channel in shards.wanted:
+                    and self._seq_at_publish.get(channel) == self._interest_seq:
                 self._solo.add(channel)
 
     def _announce_interest(self, channel: bytes) -> None:
@@ -403,7 +411,8 @@ class ShardedRedisManager(UrlAwareRedisManager):
         if own_emit is not None and data.startswith(own_emit):
             return  # an own emit back from Redis: delivered locally when it was emitted
         if data.startswith(_INTEREST_PREFIX):
-            if self._solo and not data.startswith(self._own_interest()):
+            if not data.startswith(self._own_interest()):
+                self._interest_seq += 1
                 self._solo.discard(channel)  # another node subscribed to it
             return
         if data.startswith(_CANARY_PREFIX):
