@@ -10,7 +10,7 @@ import socketio
 from limits import parse as parse_limit
 
 from ..config import Settings
-from .redis_manager import ShardedRedisManager
+from .sharded_manager import ShardedRedisManager
 from .fanout import FanoutManager, SendLimits
 from .metrics import RealtimeMetrics
 from .notifier import user_room
