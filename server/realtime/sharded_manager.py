@@ -11,7 +11,7 @@ from typing import Any
 from ..redis_client import cluster_nodes, connect_cluster, connect_redis, is_cluster_url
 from .redis_manager import CANARY_METHOD, UrlAwareRedisManager
 from .shard_publish import BatchPublisher, ClusterShards, ShardMap, SingleShard
-from .shards import ShardChannels
+from .shards import SUBSCRIBE_WAIT_S, ShardChannels
 
 _CANARY_PREFIX = b'{"method":"' + CANARY_METHOD.encode() + b'"'
 INTEREST_METHOD = "skillshare_interest"
@@ -69,6 +69,7 @@ class ShardedRedisManager(UrlAwareRedisManager):
         # that raced with an announcement does not make its channel solo
         self._interest_seq = 0
         self._seq_at_publish: dict[bytes, int] = {}
+        self._announced: dict[bytes, asyncio.Event] = {}  # set when our announcement came back
 
     # The canary goes out on the broadcast channel and on this node's own
     # sharded channel (``_node_channel``): the fan-out counts as heard only
@@ -139,14 +140,26 @@ class ShardedRedisManager(UrlAwareRedisManager):
         channel = room_channel(self.channel, namespace, room)
         self._solo.discard(channel)
         self._seq_at_publish.pop(channel, None)
+        self._announced.pop(channel, None)
         self._shards.drop(channel)
 
     async def enter_room(self, sid, namespace, room, eio_sid=None):  # type: ignore[override]
-        """Returns once the room's subscription is confirmed, so an event
-        published right after a join reaches the socket."""
+        """Returns once the room's subscription is confirmed and this node's
+        announcement of it came back from Redis (so Redis has handed it to
+        every other node holding the room, which stop treating it as solo):
+        an event published right after a join reaches the socket. At most
+        ``SUBSCRIBE_WAIT_S`` in all."""
         await super().enter_room(sid, namespace, room, eio_sid=eio_sid)
-        if self._shards is not None and room is not None:
-            await self._shards.ready(room_channel(self.channel, namespace or "/", room))
+        if self._shards is None or room is None:
+            return
+        channel = room_channel(self.channel, namespace or "/", room)
+        started = time.monotonic()
+        await self._shards.ready(channel)
+        announced = self._announced.get(channel)
+        if announced is not None:
+            left = SUBSCRIBE_WAIT_S - (time.monotonic() - started)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(announced.wait(), max(left, 0.0))
 
     # -- publishing --------------------------------------------------------------
 
@@ -220,6 +233,7 @@ class ShardedRedisManager(UrlAwareRedisManager):
     def _announce_interest(self, channel: bytes) -> None:
         if channel == self._node_channel():
             return
+        self._announced.setdefault(channel, asyncio.Event()).clear()
         self._batch_publisher().publish(
             [(channel, self.json.dumps({"method": INTEREST_METHOD, "host_id": self.host_id}))])
 
@@ -242,6 +256,8 @@ class ShardedRedisManager(UrlAwareRedisManager):
             if not data.startswith(self._own_interest()):
                 self._interest_seq += 1
                 self._solo.discard(channel)  # another node subscribed to it
+            elif (announced := self._announced.get(channel)) is not None:
+                announced.set()
             return
         if data.startswith(_CANARY_PREFIX):
             with contextlib.suppress(Exception):

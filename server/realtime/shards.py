@@ -35,7 +35,7 @@ from .shard_publish import ShardMap
 
 SUBSCRIBE_WAIT_S = 2.0  # a join waits this long at most for its room's subscription
 REBUILD_FIRST_S = 0.25
-REBUILD_MAX_S = 5.0
+REBUILD_MAX_S = 2.0  # after a failover, subscribed again within ~2 s of the promotion
 CLOSE_TIMEOUT_S = 2.0
 
 Deliver = Callable[[bytes, bytes], None]  # (channel, data)
