@@ -79,6 +79,9 @@ class Settings(BaseSettings):
     mongo_db: str = "skillshare"
     redis_url: str | None = None
     redis_key_prefix: str = Field(DEFAULT_REDIS_KEY_PREFIX, pattern=REDIS_KEY_PREFIX_PATTERN)  # every key and channel
+    # Socket.IO fan-out between nodes: "sharded" (a channel per room, SPUBLISH/SSUBSCRIBE,
+    # Redis >= 7) or "broadcast" (every emit on one channel: the previous behaviour).
+    fanout_mode: Literal["sharded", "broadcast"] = "sharded"
     secret_key: StrList | None = None  # newest first; older keys still verify
     data_key: StrList | None = None  # field encryption at rest; newest first, all decrypt
     jwt_issuer: str = "skillshare"

@@ -3,11 +3,12 @@
 //
 //   node gen.mjs CONFIG.json
 //
-// CONFIG: {clients: [{url, token, user_id, room_id}], rate (msg/s per client),
+// CONFIG: {clients: [{url, token, user_id, room_id, send?}], rate (msg/s per client),
 //          warmup, duration, drain (s), connect_concurrency, inflight}
+// A client with `send: false` only listens (an idle member).
 //
 // With `inflight` (sends per client), the load is closed loop instead: every
-// client keeps that many sends outstanding, sending the next as an ack
+// sending client keeps that many sends outstanding, sending the next as an ack
 // arrives (`rate` is then ignored): the server's capacity at a fixed
 // concurrency, where ack latency follows from throughput.
 //
@@ -128,7 +129,7 @@ function send(c, scheduledAt, onAck) {
 }
 
 // A deterministic shuffle of the send order (so runs are comparable).
-const order = sockets.map((_, i) => i);
+const order = sockets.map((_, i) => i).filter((i) => sockets[i].send !== false);
 let seed = 12345;
 for (let i = order.length - 1; i > 0; i--) {
   seed = (seed * 1103515245 + 12345) % 2147483648;
@@ -136,7 +137,7 @@ for (let i = order.length - 1; i > 0; i--) {
   [order[i], order[j]] = [order[j], order[i]];
 }
 
-const step = 1000 / rate / sockets.length; // ms between two sends, all clients
+const step = 1000 / rate / order.length; // ms between two sends, all sending clients
 const t0 = nowMs() + 200;
 windowFrom = t0 + warmup * 1000;
 windowTo = windowFrom + duration * 1000;
@@ -166,7 +167,7 @@ await new Promise((resolve) => {
     }
     const due = Math.min(Math.floor((now - t0) / step), Math.floor((windowTo - t0) / step));
     while (!closedLoop && next <= due) {
-      send(sockets[order[next % sockets.length]], t0 + next * step);
+      send(sockets[order[next % order.length]], t0 + next * step);
       next += 1;
     }
     if (now >= windowTo) return resolve();

@@ -41,6 +41,16 @@ class RealtimeMetrics:
             ["event"], registry=registry,
         )
         self.bus_errors = bus_errors
+        self.fanout_channels = Gauge(
+            "skillshare_fanout_channels",
+            "Sharded fan-out channels (rooms with a local socket) this node subscribes to.",
+            registry=registry,
+        )
+        self.fanout_received = Counter(
+            "skillshare_fanout_received_total",
+            "Fan-out messages this node read from Redis, by channel kind (room: sharded "
+            "per-room channels; broadcast: the shared channel).", ["channel"], registry=registry,
+        )
         self.refused = Counter(
             "skillshare_socket_refused_total", "Refused connections by code.", ["code"],
             registry=registry,

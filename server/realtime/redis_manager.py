@@ -87,6 +87,9 @@ class UrlAwareRedisManager(socketio.AsyncRedisManager):
             return
         await self._publish({"method": CANARY_METHOD, "host_id": self.host_id})
 
+    def _heard_broadcast(self) -> None:
+        self.last_heard = time.monotonic()
+
     _listening: Any = None  # the PubSub the listener reads (self.pubsub may be newer)
 
     def resubscribe(self) -> None:
@@ -126,6 +129,10 @@ class UrlAwareRedisManager(socketio.AsyncRedisManager):
                 retry_sleep = min(retry_sleep * 2, LISTEN_RETRY_MAX_S)
 
     async def _listen(self):  # type: ignore[override]
+        async for data in self._listen_broadcast():
+            yield data
+
+    async def _listen_broadcast(self):
         own_emit = getattr(self, "_own_emit", None)
         async for data in super()._listen():
             if own_emit is not None and isinstance(data, (bytes, bytearray)) \
@@ -136,7 +143,7 @@ class UrlAwareRedisManager(socketio.AsyncRedisManager):
                     message = self.json.loads(data)
                     if message.get("method") == CANARY_METHOD and \
                             message.get("host_id") == self.host_id:
-                        self.last_heard = time.monotonic()
+                        self._heard_broadcast()
                 continue
             yield data
 

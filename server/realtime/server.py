@@ -11,9 +11,10 @@ from limits import parse as parse_limit
 
 from ..config import Settings
 from ..redis_keys import RedisKeys
-from .redis_manager import UrlAwareRedisManager
 from .fanout import FanoutManager, SendLimits
 from .metrics import RealtimeMetrics
+from .notifier import user_room
+from .sharded_manager import ShardedRedisManager
 from .transport import GuardedServer
 
 # engine.io closes a connection whose frame exceeds this multiple of the
@@ -40,7 +41,7 @@ class CountingManager(_CountingMixin, FanoutManager):
     """One node: the fan-out fast path, counted."""
 
 
-class CountingRedisManager(_CountingMixin, UrlAwareRedisManager, FanoutManager):
+class CountingRedisManager(_CountingMixin, ShardedRedisManager, FanoutManager):
     """Several nodes: ``AsyncPubSubManager`` hands every emit (its own and
     the bus's) to ``super().emit`` — ``FanoutManager.emit``, by the MRO."""
 
@@ -87,6 +88,9 @@ def build_server(settings: Settings, metrics: RealtimeMetrics, *, node_id: str) 
         manager = CountingRedisManager(settings.redis_url,
                                        channel=RedisKeys(settings.redis_key_prefix).socketio)
         manager.host_id = node_id  # before set_server(), which derives _own_emit from it
+        manager.sharded = settings.fanout_mode == "sharded"
+        manager.shard_metrics = metrics
+        manager.disjoint_room_prefix = user_room("")  # a socket is in one user room only
     else:
         manager = CountingManager()
     manager.delivery_metrics = metrics  # type: ignore[attr-defined]

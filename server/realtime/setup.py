@@ -72,6 +72,9 @@ class Realtime:
             manager_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await manager_task
+        close_shards = getattr(self.sio.manager, "close_shards", None)
+        if close_shards is not None:
+            await close_shards()
         redis_client = getattr(self.sio.manager, "redis", None)
         if redis_client is not None:
             with contextlib.suppress(Exception):

@@ -1,8 +1,8 @@
 """Two node processes on a real Redis Cluster (3 masters, 1 replica each;
 ``SKILLSHARE_REDIS_URL=redis+cluster://…``): chat, presence, revocation,
 calls and shared rate limits across the nodes; then the master serving the
-Socket.IO fan-out channel is killed and fan-out comes back by itself once
-its replica is promoted, with nothing acknowledged lost."""
+recipient's sharded fan-out channel (``user:<id>``) is killed and fan-out comes back by
+itself once its replica is promoted, with nothing acknowledged lost."""
 
 from __future__ import annotations
 
@@ -21,6 +21,15 @@ import contextlib
 
 RESUME_DEADLINE_S = 10.0  # issue 10: fan-out resumes within 10 s of the promotion
 FANOUT_CHANNEL = "skillshare:socketio"
+
+
+def user_channel(user_id: str) -> str:
+    """The sharded channel of a user's sockets (``server/realtime/sharded_manager.py``)."""
+    return f"{FANOUT_CHANNEL}#/#user:{user_id}#"
+
+
+def shard_channels(cluster: RedisClusterProcess, node) -> set[str]:
+    return set(cluster._info(node, "pubsub", "shardchannels").split())
 
 
 @pytest.fixture(scope="module")
@@ -118,8 +127,15 @@ async def test_fan_out_resumes_after_the_master_of_its_channel_dies(nodes, redis
         assert first is not None
         await b.wait_for("message", lambda m: m["id"] == first["id"], timeout=5)
 
+        # chat messages reach dave through his user channel: kill the master that owns it
+        channel = user_channel(bob["id"])
+        owner = redis_cluster.master_of(channel)
+        # subscribed on the master owning the channel's slot, nowhere else
+        assert channel in shard_channels(redis_cluster, owner)
+        assert not any(channel in shard_channels(redis_cluster, m)
+                       for m in redis_cluster.masters() if m is not owner)
         masters = len(redis_cluster.masters())
-        redis_cluster.kill(redis_cluster.master_of(FANOUT_CHANNEL))
+        redis_cluster.kill(owner)
         await asyncio.to_thread(redis_cluster.wait_failover, masters)
 
         promoted = time.monotonic()
@@ -133,6 +149,10 @@ async def test_fan_out_resumes_after_the_master_of_its_channel_dies(nodes, redis
             else:
                 await asyncio.sleep(0.2)
         assert delivered is not None, f"no live delivery within {RESUME_DEADLINE_S}s of the promotion"
+        deadline = time.monotonic() + RESUME_DEADLINE_S  # subscribed on the new owner
+        while channel not in shard_channels(redis_cluster, redis_cluster.master_of(channel)):
+            assert time.monotonic() < deadline, "the channel was not subscribed again"
+            await asyncio.sleep(0.2)
 
         synced = await b.call("room:sync", {"room_id": room["id"], "after_seq": 0, "limit": 100})
         assert {m["id"] for m in acked} <= {m["id"] for m in synced["messages"]}
