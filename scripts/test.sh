@@ -38,6 +38,7 @@ for dir in tests/js clients/js-sdk loadtests/fanout; do
 done
 
 .venv/bin/ruff check server tests loadtests
+.venv/bin/mypy server
 
 set +e
 .venv/bin/python -m pytest "$@"

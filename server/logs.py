@@ -8,10 +8,13 @@ import logging
 import re
 import sys
 import traceback
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import orjson
 from loguru import logger
+
+if TYPE_CHECKING:
+    from loguru import Record
 
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "request_id", default=None
@@ -37,7 +40,7 @@ def mask_url(url: str) -> str:
     return _SECRET_QUERY_VALUE.sub(r"\1***", _URL_USERINFO.sub(r"\1***@", url))
 
 
-def _patch(record: dict[str, Any]) -> None:
+def _patch(record: Record) -> None:
     record["extra"].setdefault("request_id", request_id_var.get() or "-")
 
 

@@ -51,7 +51,7 @@ def _component_refs(
     refs, definitions = models_json_schema(list(dict.fromkeys(wanted)),
                                            ref_template=REF_TEMPLATE)
     components.update(definitions.get("$defs", {}))
-    return refs
+    return {key: refs[key] for key in wanted}  # typed by our keys, not pydantic's wider ones
 
 
 def _implied_errors(spec: RouteSpec) -> set[int]:

@@ -8,6 +8,7 @@ import time
 
 from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage, RedisStorage
+from limits.aio.storage.redis.redispy import RedispyBridge
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import storage_from_string
 from loguru import logger
@@ -105,9 +106,13 @@ class RateLimiter:
                 entries = self._storage.events.get(key)
                 if entries:
                     entries.pop(0)
-            elif isinstance(self._storage, RedisStorage):
+            elif isinstance(self._storage, RedisStorage) and \
+                    isinstance(self._storage.bridge, RedispyBridge):  # implementation="redispy"
                 bridge = self._storage.bridge
-                await bridge.get_connection().lpop(bridge.prefixed_key(key))
+                # limits types the redis-py client as its own protocol (limits.typing.
+                # AsyncRedisClientP), which lists only the commands limits calls
+                await bridge.get_connection().lpop(  # type: ignore[attr-defined]
+                    bridge.prefixed_key(key))
         except Exception as exc:
             self._storage_failed("refund", name, exc)
 

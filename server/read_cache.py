@@ -41,7 +41,7 @@ class ReadCache:
                  registry: CollectorRegistry | None = None,
                  timer: Callable[[], float] | None = None) -> None:
         self.enabled = maxsize > 0 and ttl > 0
-        kwargs = {"timer": timer} if timer is not None else {}
+        kwargs: dict[str, Any] = {"timer": timer} if timer is not None else {}
         self._entries: TTLCache[tuple[Any, ...], Any] = TTLCache(
             maxsize=max(maxsize, 1), ttl=max(ttl, 0.001), **kwargs)
         self._epoch: dict[str, int] = defaultdict(int)  # part of every key: drops a namespace

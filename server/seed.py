@@ -136,15 +136,15 @@ async def seed_database(db: Any, *, fields: FieldCrypto, users: int, random_seed
     for person in people:
         for category, skill in person["offered"][:rng.randint(1, 3)]:
             created = now - timedelta(days=rng.uniform(1, HISTORY_DAYS))
-            fields = {
+            text = {
                 "title": rng.choice(TITLES).format(skill=skill),
                 "description": " ".join(rng.sample(DESCRIPTIONS, 2)).format(skill=skill),
                 "tags": normalise_tags([skill, category, rng.choice(LEVELS)]),
             }
             listings.append({
-                "_id": _id_at(created), "owner_id": person["_id"], **fields,
+                "_id": _id_at(created), "owner_id": person["_id"], **text,
                 "category": category, "level": rng.choice(["all", *LEVELS[:3]]),
-                "mode": rng.choice(MODES), **searchable(fields), "status": "active",
+                "mode": rng.choice(MODES), **searchable(text), "status": "active",
                 "owner_active": True, "visible": True, "rating_sum": 0, "rating_count": 0,
                 "created_at": created, "updated_at": created,
             })

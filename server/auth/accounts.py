@@ -123,7 +123,7 @@ class AccountService:
             raise
         user = await self._users.find_by_email(email)
         active = user is not None and user.get("status") == ACTIVE
-        password_hash = user.get("password_hash") if active else None
+        password_hash = user.get("password_hash") if user is not None and active else None
         try:
             verified = await self._passwords.verify(password_hash, password)
         except HashingBusy:  # refused before any verification: no attempt to count

@@ -193,14 +193,15 @@ class CallService:
         call = await self._participant_call(user_id, call_id)
         if user_id != call.callee:
             raise Forbidden("Only the callee can accept a call.")
-        changed, call = await self._store.transition(
+        changed, accepted = await self._store.transition(
             call_id, expect=(RINGING,), to=ACTIVE, ttl=self._max_duration,
             accepted_at=self._clock.time())
-        if not changed:
-            raise Conflict(f"The call is no longer ringing ({call.state if call else 'gone'}).")
+        if not changed or accepted is None:  # a change always returns the record
+            raise Conflict(
+                f"The call is no longer ringing ({accepted.state if accepted else 'gone'}).")
         self._metrics.accepted.inc()
         logger.info("call {}: accepted by {}", call_id, user_id)
-        await self._notifier.notify_users([call.caller, call.callee], "call:accepted",
+        await self._notifier.notify_users([accepted.caller, accepted.callee], "call:accepted",
                                           {"call_id": call_id, "by": user_id})
         return self._ice_servers(user_id)
 

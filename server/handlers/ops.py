@@ -4,8 +4,10 @@ API docs page."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from importlib.util import find_spec
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 from loguru import logger
@@ -48,9 +50,9 @@ async def healthz(request: web.Request) -> web.Response:
     return json_response({"status": "ok"})
 
 
-async def _check(name: str, probe: asyncio.Future | asyncio.Task | object) -> str | None:
+async def _check(name: str, probe: Awaitable[Any]) -> str | None:
     try:
-        await asyncio.wait_for(probe, READINESS_TIMEOUT_S)  # type: ignore[arg-type]
+        await asyncio.wait_for(probe, READINESS_TIMEOUT_S)
     except Exception as exc:
         logger.warning("readiness: {} is not answering: {!r}", name, exc)
         return name
@@ -61,7 +63,7 @@ async def _check(name: str, probe: asyncio.Future | asyncio.Task | object) -> st
 async def readyz(request: web.Request) -> web.Response:
     """200 when the database (and Redis, when configured) answer and the node
     hears its own bus canary and is not draining; else 503 naming what fails."""
-    probes = {"database": request.app[DB].command("ping")}
+    probes: dict[str, Awaitable[Any]] = {"database": request.app[DB].command("ping")}
     redis = request.app[REDIS]
     if redis is not None:
         probes["redis"] = redis.ping()

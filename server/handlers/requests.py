@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from aiohttp import web
 
 from ..http.auth import authenticate
@@ -39,7 +41,8 @@ async def get_request(request: web.Request) -> web.Response:
     return json_response(request_view(found))
 
 
-def _transition(action: str, summary: str, doc: str):  # type: ignore[no-untyped-def]
+def _transition(action: str, summary: str, doc: str
+                ) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def handler(request: web.Request) -> web.Response:
         claims = await authenticate(request)
         updated = await request.app[SKILL_REQUESTS].transition(

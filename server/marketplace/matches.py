@@ -293,7 +293,7 @@ class MatchService:
             for offered, wanted in profiles.values():
                 names += _names(offered, wanted)
             vectors = await self._semantic.vectors(names, user=user_id, where="matches")
-        ranked = []
+        ranked: list[tuple[str, dict[str, Any]]] = []
         for person in people:
             offered, wanted = profiles[person["_id"]]
             they_teach, they_related = self._meet(my_wanted, offered)

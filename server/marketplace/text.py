@@ -6,8 +6,18 @@ from __future__ import annotations
 import re
 import unicodedata
 from functools import lru_cache
+from typing import Literal, TypeAlias, get_args
 
-CATEGORIES: dict[str, str] = {
+# The ids the API accepts (request and response models); CATEGORIES names each,
+# in the same order (tests/marketplace/test_text.py).
+Category: TypeAlias = Literal[
+    "programming", "data", "design", "music", "languages", "business", "writing",
+    "cooking", "fitness", "crafts", "science", "other",
+]
+ListingLevel: TypeAlias = Literal["all", "beginner", "intermediate", "advanced", "expert"]
+ListingMode: TypeAlias = Literal["online", "in_person", "hybrid"]
+
+CATEGORIES: dict[Category, str] = {
     "programming": "Programming & software",
     "data": "Data & AI",
     "design": "Design & visual arts",
@@ -21,8 +31,8 @@ CATEGORIES: dict[str, str] = {
     "science": "Science & maths",
     "other": "Other",
 }
-LEVELS = ("all", "beginner", "intermediate", "advanced", "expert")
-MODES = ("online", "in_person", "hybrid")
+LEVELS: tuple[ListingLevel, ...] = get_args(ListingLevel)
+MODES: tuple[ListingMode, ...] = get_args(ListingMode)
 
 MAX_TAGS = 10
 MAX_TAG_CHARS = 30

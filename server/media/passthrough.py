@@ -100,10 +100,13 @@ class _FrameOnCompletionBuffer(JitterBuffer):
     every packet before it have arrived."""
 
     def _remove_frame(self, sequence_number: int) -> JitterFrame | None:
+        origin = self._origin
+        if origin is None:  # nothing buffered yet
+            return None
         packets: list[RtpPacket] = []
         timestamp = None
         for count in range(self.capacity):
-            packet = self._packets[(self._origin + count) % self.capacity]
+            packet = self._packets[(origin + count) % self.capacity]
             if packet is None:
                 return None
             if timestamp is None:
@@ -355,7 +358,8 @@ class PublishedTrack:
                 frame = await track.recv()
             except MediaStreamError:
                 return
-            if frame.pts is None or frame.time_base is None:
+            # a decoded track yields frames; recv() is typed to allow packets too
+            if not isinstance(frame, Frame) or frame.pts is None or frame.time_base is None:
                 continue
             self._publish(MediaUnit(frame, frame.pts, frame.time_base, True))
 

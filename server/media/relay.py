@@ -49,7 +49,10 @@ import itertools
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
-from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc import (
+    RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCRtpSender, RTCRtpTransceiver,
+    RTCSessionDescription,
+)
 from aiortc import sdp as aiortc_sdp
 from aiortc.exceptions import InvalidAccessError, InvalidStateError, OperationError
 from loguru import logger
@@ -256,7 +259,7 @@ class MediaRelay:
     ) -> tuple[_Participant, str]:
         pc = RTCPeerConnection(RTCConfiguration(iceServers=self._ice_servers))
         participant = _Participant(participant_id, pc, next(self._join_order))
-        slots: list[tuple[object, ForwardingTrack, PublishedTrack, int | None]] = []
+        slots: list[tuple[RTCRtpTransceiver, ForwardingTrack, PublishedTrack, int | None]] = []
         try:
             for media in offer.media:
                 if media.kind not in RELAYED_CODECS:
@@ -292,7 +295,7 @@ class MediaRelay:
             raise
 
         for transceiver, track, published, ssrc in slots:
-            direction = transceiver.currentDirection  # type: ignore[attr-defined]
+            direction = transceiver.currentDirection
             if direction in _SENDS:
                 participant.outgoing.append(track)
             else:
@@ -442,7 +445,7 @@ def _primary_ssrc(media: aiortc_sdp.MediaDescription) -> int | None:
     return media.ssrc[0].ssrc if media.ssrc else None
 
 
-async def _close_quietly(pc: RTCPeerConnection, slots: list[tuple[object, ForwardingTrack, PublishedTrack, int | None]]) -> None:
+async def _close_quietly(pc: RTCPeerConnection, slots: list[tuple[RTCRtpTransceiver, ForwardingTrack, PublishedTrack, int | None]]) -> None:
     for _, track, published, _ in slots:
         await published.close()
         track.stop()

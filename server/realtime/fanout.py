@@ -243,7 +243,7 @@ class FanoutManager(socketio.AsyncManager):
     def delivered(self, event: str, count: int) -> None:
         """Hook: ``count`` local sockets were handed ``event`` for a room."""
 
-    async def emit(self, event, data, namespace, room=None, skip_sid=None,  # type: ignore[override]
+    async def emit(self, event, data, namespace, room=None, skip_sid=None,
                    callback=None, to=None, **kwargs):
         room = to or room
         links = getattr(self.server.eio, "links", None)

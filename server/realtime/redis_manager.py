@@ -69,6 +69,7 @@ BUS_JSON = BusJson()
 
 class UrlAwareRedisManager(socketio.AsyncRedisManager):
     _cluster_nodes: ClusterPubSubNodes | None = None
+    redis: Any  # python-socketio's client (set by _redis_connect)
     last_heard: float = 0.0  # monotonic; the NodeWatch Channel protocol
 
     def set_server(self, server: Any) -> None:
@@ -76,7 +77,7 @@ class UrlAwareRedisManager(socketio.AsyncRedisManager):
         self.json = BUS_JSON  # python-socketio would use the server's packet JSON
         self._own_emit = b'{"method":"emit","host_id":' + orjson.dumps(self.host_id) + b","
 
-    async def _publish(self, data):  # type: ignore[override]
+    async def _publish(self, data):
         if data.get("method") == "emit" and data.get("host_id") == self.host_id:
             data = {"method": "emit", "host_id": self.host_id, **data}  # see _listen
         return await super()._publish(data)
@@ -102,7 +103,7 @@ class UrlAwareRedisManager(socketio.AsyncRedisManager):
             _closing.add(task)
             task.add_done_callback(_closing.discard)
 
-    async def _redis_listen_with_retries(self):  # type: ignore[override]
+    async def _redis_listen_with_retries(self):
         """python-socketio's loop (5.18), keeping the PubSub it listens on
         and with a shorter first retry; a read that ends without an error
         (a closed PubSub) counts as a failure instead of spinning."""
@@ -128,7 +129,7 @@ class UrlAwareRedisManager(socketio.AsyncRedisManager):
                 await asyncio.sleep(retry_sleep)
                 retry_sleep = min(retry_sleep * 2, LISTEN_RETRY_MAX_S)
 
-    async def _listen(self):  # type: ignore[override]
+    async def _listen(self):
         async for data in self._listen_broadcast():
             yield data
 

@@ -45,7 +45,7 @@ class CountingRedisManager(_CountingMixin, ShardedRedisManager, FanoutManager):
     """Several nodes: ``AsyncPubSubManager`` hands every emit (its own and
     the bus's) to ``super().emit`` — ``FanoutManager.emit``, by the MRO."""
 
-    async def _publish(self, data):  # type: ignore[override]
+    async def _publish(self, data):
         sent = await super()._publish(data)
         if sent is None and self.delivery_metrics is not None:  # it gave up after a retry
             self.delivery_metrics.bus_errors.inc()
@@ -93,7 +93,7 @@ def build_server(settings: Settings, metrics: RealtimeMetrics, *, node_id: str) 
         manager.disjoint_room_prefix = user_room("")  # a socket is in one user room only
     else:
         manager = CountingManager()
-    manager.delivery_metrics = metrics  # type: ignore[attr-defined]
+    manager.delivery_metrics = metrics
     frame_rate, frame_burst = frame_budget(settings)
     return GuardedServer(
         async_mode="aiohttp",

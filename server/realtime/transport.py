@@ -143,7 +143,7 @@ class GuardedEngineIO(engineio.AsyncServer):
         self.send_limits = send_limits or SendLimits()
         self.links: dict[str, DirectLink] = {}  # websocket connections, by eio sid
         self.cut_off: set[str] = set()  # slow consumers being closed: nothing more is queued
-        self._async = {**self._async, "websocket": GuardedWebSocket,
+        self._async: dict[str, Any] = {**self._async, "websocket": GuardedWebSocket,
                        "translate_request": _translate_request}
         self._frame_rate = frame_rate
         self._frame_burst = frame_burst
@@ -227,7 +227,7 @@ class GuardedEngineIO(engineio.AsyncServer):
         self._budgets.pop(eio_sid, None)
         self.cut_off.discard(eio_sid)
 
-    async def send_packet(self, sid: str, pkt: eio_packet.Packet) -> None:  # type: ignore[override]
+    async def send_packet(self, sid: str, pkt: eio_packet.Packet) -> None:
         """engine.io's ``send_packet``, except that a websocket with nothing
         waiting in its queue gets the frame written at once (acks, events to
         one socket): no queue hop and writer wake-up per packet. Order is
@@ -235,7 +235,7 @@ class GuardedEngineIO(engineio.AsyncServer):
         ping-timeout check still runs first."""
         link = self.links.get(sid)
         socket = self.sockets.get(sid) if link is not None else None
-        if socket is not None and not socket.closed:
+        if link is not None and socket is not None and not socket.closed:
             encoded = pkt.encode()
             if isinstance(encoded, str) and link.takes_shared(len(encoded)):
                 if await socket.check_ping_timeout():
@@ -243,7 +243,7 @@ class GuardedEngineIO(engineio.AsyncServer):
                 return
         await super().send_packet(sid, pkt)
 
-    async def handle_request(self, request: web.Request) -> web.StreamResponse:  # type: ignore[override]
+    async def handle_request(self, request: web.Request) -> web.StreamResponse:
         sid = request.query.get("sid")
         socket = self.sockets.get(sid) if sid is not None else None
         if sid is not None and (socket is None or socket.closed):

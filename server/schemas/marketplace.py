@@ -6,8 +6,9 @@ from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.config import JsonDict
 
-from ..marketplace.text import CATEGORIES, LEVELS, MAX_TAG_CHARS, MAX_TAGS, MODES
+from ..marketplace.text import MAX_TAG_CHARS, MAX_TAGS, Category, ListingLevel, ListingMode
 from .common import PageQuery, StrictModel
 from .human_text import MultiLine, SingleLine
 
@@ -19,9 +20,6 @@ MAX_REVIEW_COMMENT = 2000
 MAX_QUERY = 200
 MAX_REASON = 500
 
-Category = Literal[tuple(CATEGORIES)]  # type: ignore[valid-type]
-ListingLevel = Literal[tuple(LEVELS)]  # type: ignore[valid-type]
-ListingMode = Literal[tuple(MODES)]  # type: ignore[valid-type]
 RequestStatus = Literal["pending", "accepted", "declined", "cancelled", "completed"]
 
 
@@ -36,7 +34,7 @@ def _tags(value: list[str] | None) -> list[str] | None:
     return value
 
 
-LISTING_EXAMPLE = {
+LISTING_EXAMPLE: JsonDict = {
     "title": "Python for data analysis",
     "description": "Pandas, notebooks and plotting, from your own data. Weekly 1-hour sessions.",
     "category": "programming",

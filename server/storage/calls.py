@@ -31,6 +31,7 @@ from typing import Any, Protocol
 import redis.asyncio as redis
 
 from ..redis_keys import RedisKeys
+from .redis_replies import text
 
 RINGING = "ringing"
 ACTIVE = "active"
@@ -422,7 +423,7 @@ class RedisCallStore:
         raw = await self._redis.get(self._user(user_id))
         if raw is None:
             return None
-        call = await self.get(raw.decode())
+        call = await self.get(text(raw))
         return call.id if call is not None and call.state in LIVE_STATES else None
 
     async def transition(
@@ -445,7 +446,7 @@ class RedisCallStore:
 
     async def due_ringing(self, now: float, *, limit: int = 100) -> list[str]:
         raw = await self._redis.zrangebyscore(self._ringing, "-inf", now, start=0, num=limit)
-        return [r.decode() for r in raw]
+        return [text(r) for r in raw]
 
     async def claim_relay(self, call_id: str, node_id: str) -> str | None:
         owner = await self._claim(keys=[self._call(call_id)], args=[node_id, self._relay_node_prefix])
@@ -467,7 +468,7 @@ class RedisCallStore:
 
     async def due_away(self, now: float, *, limit: int = 100) -> list[tuple[str, str]]:
         raw = await self._redis.zrangebyscore(self._away, "-inf", now, start=0, num=limit)
-        pairs = [r.decode().split(" ", 1) for r in raw]
+        pairs = [text(r).split(" ", 1) for r in raw]
         return [(p[0], p[1]) for p in pairs if len(p) == 2]
 
     async def release_relay(self, call_id: str, node_id: str) -> None:

@@ -10,6 +10,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from loguru import logger
 from prometheus_client import CollectorRegistry
@@ -32,7 +33,7 @@ __all__ = ["EMBEDDED_URL_FILE", "EmbeddedDatabase", "EmbeddedDatabaseBusy",
 SERVER_SELECTION_TIMEOUT_MS = 5000
 
 
-def _client(url: str, **options: object) -> AsyncMongoClient:
+def _client(url: str, **options: Any) -> AsyncMongoClient:
     return AsyncMongoClient(
         url, tz_aware=True, serverSelectionTimeoutMS=SERVER_SELECTION_TIMEOUT_MS,
         uuidRepresentation="standard", **options,

@@ -25,7 +25,7 @@ import hmac
 import os
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, overload
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -176,6 +176,11 @@ class FieldCrypto:
             if field in out:
                 out[field] = self.encrypt(collection, field, doc["_id"], out[field])
         return out
+
+    @overload
+    def open(self, collection: str, doc: dict[str, Any]) -> dict[str, Any]: ...
+    @overload
+    def open(self, collection: str, doc: dict[str, Any] | None) -> dict[str, Any] | None: ...
 
     def open(self, collection: str, doc: dict[str, Any] | None) -> dict[str, Any] | None:
         """``doc`` as read from the database, with its encrypted fields

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from typing import TypeGuard
 
 import orjson
 from bson import ObjectId
@@ -22,7 +23,7 @@ def new_id() -> str:
     return str(ObjectId())
 
 
-def is_id(value: str) -> bool:
+def is_id(value: object) -> TypeGuard[str]:
     return isinstance(value, str) and ObjectId.is_valid(value) and len(value) == 24
 
 

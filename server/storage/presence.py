@@ -26,6 +26,7 @@ from typing import Any, Protocol
 import redis.asyncio as redis
 
 from ..redis_keys import RedisKeys
+from .redis_replies import text
 
 ONLINE = "online"
 OFFLINE = "offline"
@@ -316,7 +317,7 @@ class RedisPresenceStore:
         returns the users that went offline."""
         gone: list[str] = []
         for raw in await self._redis.smembers(self._nodes):
-            node = raw.decode()
+            node = text(raw)
             if node == self.node_id or await self._redis.exists(self._hb_prefix + node):
                 continue
             users = await self._sweep(

@@ -4,6 +4,8 @@ unique index would later refuse to be built over."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
@@ -38,6 +40,10 @@ FIELD_STORES = (
     UserStore, SessionStore, MailQueueStore, AuditStore, SkillRequestStore, ReviewStore,
     MessageStore, IdentityStore,
 )
+PLAIN_STORES = (
+    UserTokenStore, ListingStore, SkillIndexStore, RankingSnapshotStore, RoomStore,
+    ReadMarkerStore, BlockStore, AiCacheStore, OidcFlowStore, DigestStore,
+)
 
 
 class IndexBuildFailed(RuntimeError):
@@ -46,11 +52,13 @@ class IndexBuildFailed(RuntimeError):
 
 async def create_all_indexes(db: AsyncDatabase) -> None:
     """Idempotent: existing indexes are left as they are."""
+    crypto = FieldCrypto.plaintext()
+    create: dict[type, Callable[[], Awaitable[None]]] = {
+        cls: cls(db, crypto).create_indexes for cls in FIELD_STORES}
+    create.update((cls, cls(db).create_indexes) for cls in PLAIN_STORES)
     for store_class in INDEXED_STORES:
         try:
-            store = (store_class(db, FieldCrypto.plaintext()) if store_class in FIELD_STORES
-                     else store_class(db))
-            await store.create_indexes()
+            await create[store_class]()
         except DuplicateKeyError as exc:
             raise IndexBuildFailed(
                 f"database {db.name!r} holds duplicates that {store_class.__name__}'s unique "

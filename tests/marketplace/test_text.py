@@ -1,4 +1,6 @@
-from server.marketplace.text import normalise_tags, search_tokens, skill_key
+from typing import get_args
+
+from server.marketplace.text import CATEGORIES, Category, normalise_tags, search_tokens, skill_key
 
 
 def test_skill_keys_fold_case_space_punctuation_and_versions():
@@ -14,3 +16,7 @@ def test_tags_and_tokens():
     assert normalise_tags(["  Data Science ", "data_science", "C++", "", "--"]) == [
         "data-science", "c++"]
     assert search_tokens("Learn the Python3 lessons, café") == ["python", "lesson", "cafe"]
+
+
+def test_every_category_id_has_a_name_in_order():
+    assert tuple(CATEGORIES) == get_args(Category)

@@ -15,7 +15,7 @@ from server.seed import seed_database
 from server.storage.database import open_database
 from server.storage.fields import FieldCrypto
 from server.storage.rooms import RoomStore
-from server.storage.schema import INDEXED_STORES, create_all_indexes
+from server.storage.schema import FIELD_STORES, INDEXED_STORES, PLAIN_STORES, create_all_indexes
 
 TEST_DATA_KEY = "test-data-key-" + "x" * 32
 
@@ -41,6 +41,8 @@ def test_every_store_with_indexes_is_in_the_schema():
             if cls.__module__ == module.__name__ and hasattr(cls, "create_indexes"):
                 found.add(cls)
     assert found == set(INDEXED_STORES)
+    # each is opened with or without a FieldCrypto, exactly once
+    assert sorted(INDEXED_STORES, key=id) == sorted(FIELD_STORES + PLAIN_STORES, key=id)
 
 
 async def test_seed_data_satisfies_every_unique_index(mongo_db):
