@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install everything the tests need, then run the whole default test suite.
+# Install everything the tests need, then run the whole default test suite
+# (on 2 pytest-xdist workers; see below).
 # Extra arguments go to pytest (e.g. scripts/test.sh -m slow for soak runs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,8 +40,13 @@ done
 
 .venv/bin/ruff check server tests loadtests
 
+# Two pytest-xdist workers (the suite's tests wait on processes, sockets and
+# timers more than they compute); tests sharing a module-scoped fixture stay
+# on one worker (tests/conftest.py). SKILLSHARE_TEST_WORKERS=0 (or -n 0 among
+# the arguments) runs everything in one process. docs/testing.md.
+WORKERS="${SKILLSHARE_TEST_WORKERS:-2}"
 set +e
-.venv/bin/python -m pytest "$@"
+.venv/bin/python -m pytest -n "$WORKERS" --dist loadgroup "$@"
 status=$?
 set -e
 if [ "$status" -eq 5 ]; then

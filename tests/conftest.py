@@ -26,6 +26,28 @@ TEST_SECRET = "test-secret-key-" + "x" * 32
 configure_logging(os.environ.get("SKILLSHARE_TEST_LOG_LEVEL", "WARNING"), json_lines=False)
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """With pytest-xdist (``-n 2 --dist loadgroup``, as scripts/test.sh runs
+    the suite): the tests of a module that share a module-scoped fixture (a
+    node cluster, a Redis Cluster, a seeded database) run on one worker, so
+    the fixture is set up once; the ``slow`` soak/load runs (``-m slow``) run
+    one after another on one worker, as they are measured alone; every other
+    test goes wherever a worker is free. Without xdist the marks change
+    nothing."""
+    for item in items:
+        if item.get_closest_marker("slow") is not None:
+            item.add_marker(pytest.mark.xdist_group("slow"))
+            continue
+        defs = getattr(item, "_fixtureinfo", None)
+        if defs is None:
+            continue
+        shared = any(fixdefs[-1].scope in ("module", "package", "class")
+                     for fixdefs in defs.name2fixturedefs.values())
+        if shared:
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+
+
 @pytest.fixture(scope="session")
 def mongo_url() -> Iterator[str]:
     """``SKILLSHARE_TEST_MONGO_URL`` if set, else an embedded SecantusDB."""
