@@ -33,12 +33,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     node cluster, a Redis Cluster, a seeded database) run on one worker, so
     the fixture is set up once; the ``slow`` soak/load runs (``-m slow``) run
     one after another on one worker, as they are measured alone; every other
-    test goes wherever a worker is free. Without xdist the marks change
-    nothing."""
+    test goes wherever a worker is free. Tests may name a group themselves
+    (``tests/e2e/_node.py`` ``CHROMIUM_GROUP``). Without xdist the marks
+    change nothing."""
     for item in items:
         if item.get_closest_marker("slow") is not None:
             item.add_marker(pytest.mark.xdist_group("slow"))
             continue
+        if item.get_closest_marker("xdist_group") is not None:
+            continue  # its own group (e.g. CHROMIUM_GROUP)
         defs = getattr(item, "_fixtureinfo", None)
         if defs is None:
             continue
