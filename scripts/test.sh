@@ -41,12 +41,13 @@ done
 .venv/bin/ruff check server tests loadtests
 
 # Two pytest-xdist workers (the suite's tests wait on processes, sockets and
-# timers more than they compute); tests sharing a module-scoped fixture stay
-# on one worker (tests/conftest.py). SKILLSHARE_TEST_WORKERS=0 (or -n 0 among
-# the arguments) runs everything in one process. docs/testing.md.
+# timers more than they compute), each taking whole files; the Chromium tests
+# and the -m slow runs stay on one worker (tests/support/scheduling.py).
+# SKILLSHARE_TEST_WORKERS=0 (or -n 0 among the arguments) runs everything in
+# one process. docs/testing.md.
 WORKERS="${SKILLSHARE_TEST_WORKERS:-2}"
 set +e
-.venv/bin/python -m pytest -n "$WORKERS" --dist loadgroup "$@"
+.venv/bin/python -m pytest -n "$WORKERS" --dist loadfile "$@"
 status=$?
 set -e
 if [ "$status" -eq 5 ]; then

@@ -26,29 +26,15 @@ TEST_SECRET = "test-secret-key-" + "x" * 32
 configure_logging(os.environ.get("SKILLSHARE_TEST_LOG_LEVEL", "WARNING"), json_lines=False)
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """With pytest-xdist (``-n 2 --dist loadgroup``, as scripts/test.sh runs
-    the suite): the tests of a module that share a module-scoped fixture (a
-    node cluster, a Redis Cluster, a seeded database) run on one worker, so
-    the fixture is set up once; the ``slow`` soak/load runs (``-m slow``) run
-    one after another on one worker, as they are measured alone; every other
-    test goes wherever a worker is free. Tests may name a group themselves
-    (``tests/e2e/_node.py`` ``CHROMIUM_GROUP``). Without xdist the marks
-    change nothing."""
-    for item in items:
-        if item.get_closest_marker("slow") is not None:
-            item.add_marker(pytest.mark.xdist_group("slow"))
-            continue
-        if item.get_closest_marker("xdist_group") is not None:
-            continue  # its own group (e.g. CHROMIUM_GROUP)
-        defs = getattr(item, "_fixtureinfo", None)
-        if defs is None:
-            continue
-        shared = any(fixdefs[-1].scope in ("module", "package", "class")
-                     for fixdefs in defs.name2fixturedefs.values())
-        if shared:
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadfile`` (scripts/test.sh): the suite's own split,
+    tests/support/scheduling.py."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from tests.support.scheduling import SuiteScheduling
+
+    return SuiteScheduling(config, log)
 
 
 @pytest.fixture(scope="session")

@@ -10,18 +10,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[2]
 SDK = ROOT / "clients" / "js-sdk"
 NODE_TIMEOUT_S = 280
-#: The tests that drive headless Chromium (two browsers, a node, often video)
-#: use most of the 2 cores by themselves and wait on 30 s browser timeouts:
-#: under pytest-xdist they run one after another on one worker
-#: (``pytest.mark.xdist_group(CHROMIUM_GROUP)``) while the other worker runs
-#: the rest of the suite.
-CHROMIUM_GROUP = "chromium"
-in_chromium_group = pytest.mark.xdist_group(CHROMIUM_GROUP)
 
 
 @dataclass

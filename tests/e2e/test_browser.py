@@ -8,9 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ._node import explain, in_chromium_group, run_node_tests
-
-pytestmark = in_chromium_group
+from ._node import explain, run_node_tests
 
 CHROMIUM = Path(os.environ.get("SKILLSHARE_CHROMIUM", "/usr/bin/chromium"))
 

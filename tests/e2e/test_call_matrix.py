@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from ._node import explain, in_chromium_group, run_node_tests
+from ._node import explain, run_node_tests
 
 CHROMIUM = Path(os.environ.get("SKILLSHARE_CHROMIUM", "/usr/bin/chromium"))
 MATRIX = "test/browser/call-matrix.browser.test.mjs"
@@ -33,7 +33,6 @@ def _run_matrix(runs: int) -> dict:
     return summary
 
 
-@in_chromium_group
 def test_call_matrix_once() -> None:
     summary = _run_matrix(1)
     assert summary["calls"] == 5 and summary["success_rate"] >= TARGET, summary

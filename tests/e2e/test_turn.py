@@ -19,7 +19,7 @@ from aioice.turn import TurnClientUdpProtocol
 from server.media.turn import turn_credentials
 from tests.support.services import TurnProcess
 
-from ._node import explain, in_chromium_group, run_node_tests
+from ._node import explain, run_node_tests
 from .test_browser import _require_chromium
 
 #: call-turn.browser.test.mjs: UDP, TCP, expiry, wrong, stale, fallback order.
@@ -34,7 +34,6 @@ CHANNEL_REFRESH_S = 500
 STUN_WAIT_S = 15
 
 
-@in_chromium_group
 def test_calls_through_coturn_in_chromium(tmp_path: Path) -> None:
     _require_chromium()
     turn = TurnProcess(tmp_path, secret=secrets.token_urlsafe(24))
