@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install everything the tests need, then run the whole default test suite.
+# Install everything the tests need, then run the whole default test suite
+# (on 2 pytest-xdist workers; see below).
 # Extra arguments go to pytest (e.g. scripts/test.sh -m slow for soak runs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -40,8 +41,14 @@ done
 .venv/bin/ruff check server tests loadtests
 .venv/bin/mypy server
 
+# Two pytest-xdist workers (the suite's tests wait on processes, sockets and
+# timers more than they compute), each taking whole files; the Chromium tests
+# and the -m slow runs stay on one worker (tests/support/scheduling.py).
+# SKILLSHARE_TEST_WORKERS=0 (or -n 0 among the arguments) runs everything in
+# one process. docs/testing.md.
+WORKERS="${SKILLSHARE_TEST_WORKERS:-2}"
 set +e
-.venv/bin/python -m pytest "$@"
+.venv/bin/python -m pytest -n "$WORKERS" --dist loadfile "$@"
 status=$?
 set -e
 if [ "$status" -eq 5 ]; then

@@ -29,6 +29,17 @@ TEST_SECRET = "test-secret-key-" + "x" * 32
 configure_logging(os.environ.get("SKILLSHARE_TEST_LOG_LEVEL", "WARNING"), json_lines=False)
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadfile`` (scripts/test.sh): the suite's own split,
+    tests/support/scheduling.py."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from tests.support.scheduling import SuiteScheduling
+
+    return SuiteScheduling(config, log)
+
+
 @pytest.fixture(scope="session")
 def mongo_url() -> Iterator[str]:
     """``SKILLSHARE_TEST_MONGO_URL`` if set, else an embedded SecantusDB."""

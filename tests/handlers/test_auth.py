@@ -112,8 +112,12 @@ async def test_login_timing_similar_for_unknown_and_known(make_client):
         assert resp.status == 401
         return time.perf_counter() - started
 
-    known = sorted([await timed(account["email"]) for _ in range(3)])[1]
-    unknown = sorted([await timed(unique_email()) for _ in range(3)])[1]
+    knowns, unknowns = [], []
+    for _ in range(5):  # interleaved, so a busy moment of the machine hits both
+        knowns.append(await timed(account["email"]))
+        unknowns.append(await timed(unique_email()))
+    # The fastest of each: other processes (the second test worker) only add time.
+    known, unknown = min(knowns), min(unknowns)
     # Both paths run one argon2 verification; an unknown email must not be
     # answered in a fraction of the time.
     assert unknown > known * 0.4 and known > unknown * 0.4, (known, unknown)
