@@ -15,6 +15,7 @@ from typing import Protocol
 import redis.asyncio as redis
 from loguru import logger
 from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import SlotNotCoveredError
 
 from ..redis_client import PUBSUB_CONNECT_TIMEOUT_S
 from ..tasks import cancel_and_wait
@@ -91,7 +92,11 @@ class ClusterShards:
             self._ready = True
 
     def node_for(self, channel: bytes) -> str:
-        return self._cluster.get_node_from_key(channel).name
+        # redis-py hashes bytes keys as it does str (its stub says str only)
+        node = self._cluster.get_node_from_key(channel)  # type: ignore[arg-type]
+        if node is None:
+            raise SlotNotCoveredError(f"no cluster node serves the slot of {channel!r}")
+        return node.name
 
     def client_for(self, node: str) -> redis.Redis:
         return self._client(self._clients, node)

@@ -75,7 +75,7 @@ class ShardedRedisManager(UrlAwareRedisManager):
     # sharded channel (``_node_channel``): the fan-out counts as heard only
     # while both come back. On a cluster that checks the subscription
     # connection of the one shard owning the node channel.
-    @property  # type: ignore[override]
+    @property
     def last_heard(self) -> float:
         if self._shards is None:
             return self._broadcast_heard
@@ -126,14 +126,14 @@ class ShardedRedisManager(UrlAwareRedisManager):
 
     # -- subscriptions follow local room membership ------------------------------
 
-    def basic_enter_room(self, sid, namespace, room, eio_sid=None):  # type: ignore[override]
+    def basic_enter_room(self, sid, namespace, room, eio_sid=None):
         new = room is not None and room not in self.rooms.get(namespace, {})
         super().basic_enter_room(sid, namespace, room, eio_sid=eio_sid)
         shards = self._shard_channels() if new else None
         if shards is not None:
             shards.want(room_channel(self.channel, namespace, room))
 
-    def basic_leave_room(self, sid, namespace, room):  # type: ignore[override]
+    def basic_leave_room(self, sid, namespace, room):
         super().basic_leave_room(sid, namespace, room)
         if room is None or room in self.rooms.get(namespace, {}) or self._shards is None:
             return
@@ -143,7 +143,7 @@ class ShardedRedisManager(UrlAwareRedisManager):
         self._announced.pop(channel, None)
         self._shards.drop(channel)
 
-    async def enter_room(self, sid, namespace, room, eio_sid=None):  # type: ignore[override]
+    async def enter_room(self, sid, namespace, room, eio_sid=None):
         """Returns once the room's subscription is confirmed and this node's
         announcement of it came back from Redis (so Redis has handed it to
         every other node holding the room, which stop treating it as solo):
@@ -163,7 +163,7 @@ class ShardedRedisManager(UrlAwareRedisManager):
 
     # -- publishing --------------------------------------------------------------
 
-    async def _publish(self, data):  # type: ignore[override]
+    async def _publish(self, data):
         if not self.sharded or data.get("method") != "emit" or data.get("callback") is not None:
             return await super()._publish(data)
         room = data.get("room")
@@ -244,8 +244,8 @@ class ShardedRedisManager(UrlAwareRedisManager):
 
     def _own_interest(self) -> bytes:
         if self._own_interest_prefix is None:
-            self._own_interest_prefix = self.json.dumps(
-                {"method": INTEREST_METHOD, "host_id": self.host_id})
+            dumped = self.json.dumps({"method": INTEREST_METHOD, "host_id": self.host_id})
+            self._own_interest_prefix = dumped.encode() if isinstance(dumped, str) else dumped
         return self._own_interest_prefix
 
     def _deliver_sharded(self, channel: bytes, data: bytes) -> None:
@@ -271,7 +271,7 @@ class ShardedRedisManager(UrlAwareRedisManager):
         if self._queue is not None:
             self._queue.put_nowait(data)
 
-    async def _handle_emit(self, message):  # type: ignore[override]
+    async def _handle_emit(self, message):
         skip_rooms = message.get("skip_rooms")
         if skip_rooms:
             namespace = message.get("namespace") or "/"
@@ -282,7 +282,7 @@ class ShardedRedisManager(UrlAwareRedisManager):
             message = {**message, "skip_sid": list(skip)}
         await super()._handle_emit(message)
 
-    async def _listen(self):  # type: ignore[override]
+    async def _listen(self):
         """The broadcast channel and the node's sharded channels, merged."""
         if self._shard_channels() is None:
             async for data in self._listen_broadcast():
