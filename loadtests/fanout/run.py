@@ -477,6 +477,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--db-core", type=int, default=1)
     parser.add_argument("--gen-core", type=int, default=0)
     parser.add_argument("--no-pin", action="store_true", help="do not use taskset")
+    parser.add_argument("--ours-env", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra setting for our node(s), e.g. SKILLSHARE_FANOUT_MODE=broadcast")
     parser.add_argument("--json", type=Path, help="write every run and the medians here")
     parser.add_argument("--keep", action="store_true", help="keep each run's work dir and logs")
     parser.add_argument("--from-json", type=Path, help="print the tables of an earlier --json report")
@@ -496,7 +498,8 @@ def main(argv: list[str] | None = None) -> int:
     opts = Options(server_root=root, python=python,
                    server_core=args.server_core if pin else None, db_core=args.db_core if pin else None,
                    gen_core=args.gen_core if pin else None, warmup=args.warmup, duration=args.duration,
-                   drain=args.drain, no_db=args.no_db, keep=args.keep)
+                   drain=args.drain, no_db=args.no_db, keep=args.keep,
+                   ours_env=dict(item.split("=", 1) for item in args.ours_env))
     if args.quick:
         scenarios = [Scenario("quick", args.clients, args.room_size, args.rate, nodes=args.nodes)]
         repeat = 1
