@@ -24,6 +24,16 @@ def room_channel(channel: str, namespace: str, room: str) -> bytes:
     return f"{channel}#{namespace}#{room}#".encode()
 
 
+BROADCAST_ABOVE_REMOTE_ROOMS = 4
+"""An emit naming more rooms than this that are held on other nodes goes out
+once on the broadcast channel instead of once per room: a chat message of a
+group room spread over nodes names each member's ``user:`` room, and ~50
+SPUBLISHes, each decoded on its own on the other node, cost 1.5x the CPU per
+delivery of one broadcast (docs/benchmarks.md, 2 nodes + Redis)."""
+
+REMOTE_ROOMS_TRACKED = 100_000  # bound on ``_remote`` (cleared when passed)
+
+
 class ShardedRedisManager(UrlAwareRedisManager):
     """Fan-out that reaches only the nodes with a recipient (issue 10).
 
@@ -64,6 +74,10 @@ class ShardedRedisManager(UrlAwareRedisManager):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._solo = set()
+        # channels whose last publish reached another node (from SPUBLISH's
+        # receiver count): what an emit to many rooms weighs before it picks
+        # the broadcast channel
+        self._remote: set[bytes] = set()
         # another node's announcements heard so far, and how many had been heard when
         # the last publish to each subscribed channel was queued: a publish result
         # that raced with an announcement does not make its channel solo
@@ -184,14 +198,17 @@ class ShardedRedisManager(UrlAwareRedisManager):
         the first name the rooms before them (``skip_rooms``) unless every
         room is a ``disjoint_room_prefix`` room (a socket is in one of them
         at most: ``user:<id>``), so no socket gets the event twice."""
+        channels = [room_channel(self.channel, namespace, name) for name in rooms]
+        if sum(channel in self._remote for channel in channels) > BROADCAST_ABOVE_REMOTE_ROOMS:
+            return await super()._publish(data)
         disjoint = self.disjoint_room_prefix is not None and all(
             r.startswith(self.disjoint_room_prefix) for r in rooms)
         items = []
-        for i, name in enumerate(rooms):
+        for i, (name, channel) in enumerate(zip(rooms, channels, strict=True)):
             part = {**data, "room": name}
             if i and not disjoint:
                 part["skip_rooms"] = rooms[:i]
-            items.append((room_channel(self.channel, namespace, name), part))
+            items.append((channel, part))
         return await self._spublish_many(items)
 
     disjoint_room_prefix: str | None = None
@@ -222,6 +239,13 @@ class ShardedRedisManager(UrlAwareRedisManager):
 
     def _sent(self, results: list[tuple[bytes, int]]) -> None:
         shards = self._shards
+        if len(self._remote) > REMOTE_ROOMS_TRACKED:
+            self._remote.clear()
+        for channel, receivers in results:
+            if receivers > (1 if shards is not None and shards.confirmed(channel) else 0):
+                self._remote.add(channel)
+            else:
+                self._remote.discard(channel)
         if shards is None:
             return
         node_channel = self._node_channel()

@@ -282,3 +282,35 @@ async def test_a_room_held_on_one_node_only_is_not_published_until_another_node_
     finally:
         await on_a.close()
         await on_b.close()
+
+
+async def test_an_emit_to_many_remote_user_rooms_goes_once_on_the_broadcast_channel(
+        make_client, redis_url):
+    """A big group room spread over nodes: once this node knows the members'
+    user rooms are held elsewhere, one PUBLISH carries the message instead of
+    one SPUBLISH per member (each then decoded separately on the other node);
+    every member still gets every message once, in order."""
+    quiet = {"bus_canary_interval": 60, "bus_canary_timeout": 120}  # no canary SPUBLISH meanwhile
+    node_a = await make_client(redis_url=redis_url, **quiet)
+    node_b = await make_client(redis_url=redis_url, **quiet)
+    members = [await _connected(node_b, f"member{i}") for i in range(6)]
+    spy = aioredis.Redis.from_url(redis_url)
+    try:
+        rooms = [f"user:{bystander_id(node_b, sock)}" for sock in members]
+        manager = node_a.app[SIO].manager
+        await node_a.app[SIO].emit("message", {"body": "first"}, to=rooms)
+        await manager._publisher.flush()  # and its results: which rooms are held elsewhere
+        await spy.config_resetstat()
+        await node_a.app[SIO].emit("message", {"body": "second"}, to=rooms)
+        await node_a.app[SIO].emit("message", {"body": "third"}, to=rooms)
+        for sock in members:
+            await sock.wait_for("message", lambda m: m["body"] == "third", timeout=10)
+        stats = await spy.info("commandstats")
+        assert "cmdstat_spublish" not in stats
+        assert stats["cmdstat_publish"]["calls"] == 2
+        for sock in members:
+            assert [m["body"] for m in sock.received("message")] == ["first", "second", "third"]
+    finally:
+        await spy.aclose()
+        for sock in members:
+            await sock.close()
