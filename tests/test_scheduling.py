@@ -75,18 +75,27 @@ def test_each_test_runs_once_and_files_stay_on_one_worker() -> None:
     assert on_first.isdisjoint(on_second)
 
 
-def test_the_chromium_files_share_one_worker_and_start_first() -> None:
+def _chromium(nodeid: str) -> bool:
+    return nodeid.split("::")[0] in CHROMIUM_FILES
+
+
+def test_the_chromium_files_share_one_worker_and_are_handed_out_last() -> None:
     first, second, started = _run()
-    chromium = [n for n in COLLECTION if n.split("::")[0] in CHROMIUM_FILES]
+    chromium = [n for n in COLLECTION if _chromium(n)]
     assert set(chromium) <= set(first.sent) or set(chromium) <= set(second.sent)
-    assert started[0].split("::")[0] in CHROMIUM_FILES
+    holder = first if set(chromium) <= set(first.sent) else second
+    assert all(_chromium(n) for n in holder.sent[-len(chromium):]), holder.sent
+    # every other file was handed out before the first Chromium test started
+    assert started.index(next(n for n in started if _chromium(n))) >= len(COLLECTION) - len(
+        chromium) - 1, started
 
 
 def test_e2e_files_are_handed_out_before_the_rest() -> None:
-    *_, started = _run()
-    e2e = [i for i, n in enumerate(started) if n.startswith("tests/e2e/")]
-    others = [i for i, n in enumerate(started) if not n.startswith("tests/e2e/")]
-    assert max(e2e) < min(others), started
+    first, second, _ = _run()
+    for worker in (first, second):
+        kinds = [0 if n.startswith("tests/e2e/") and not _chromium(n) else 1
+                 for n in worker.sent if not _chromium(n)]
+        assert kinds == sorted(kinds), worker.sent
 
 
 def test_a_slow_run_is_one_unit_on_one_worker() -> None:

@@ -5,13 +5,14 @@ xdist's ``loadfile``, with three changes:
 
 - The Chromium tests — every file in ``CHROMIUM_FILES`` — are one unit: two
   browsers, a node and video use most of the 2 cores, and two such tests at
-  once miss Playwright's 30 s waits. One worker runs them one after another
-  while the other runs the rest.
-- Units are handed out heaviest first: the Chromium unit, then the other
-  ``tests/e2e`` files (node clusters, the chaos soak, the JS SDK suite),
-  then the rest; within each, files with more tests first. The long units
-  start early, so the run does not end with one worker on a minute-long
-  test while the other waits.
+  once miss Playwright's 30 s waits. One worker runs them one after another.
+- Units are handed out: the other ``tests/e2e`` files first (node clusters,
+  the chaos soak, the JS SDK suite), then the rest, then the Chromium unit
+  last; within each, files with more tests first. The long units start
+  early, and the Chromium tests run while the other worker finishes its
+  last small files and then idles: beside the e2e units (two runs of the
+  merged main out of three) the web app's presence and search steps missed
+  their waits and assertions, which they never did alone.
 - A ``-m slow`` run is one unit: the soak/load runs one after another on one
   worker, each measured alone, as before.
 
@@ -56,8 +57,8 @@ class SuiteScheduling(LoadScopeScheduling):
     @staticmethod
     def _rank(unit: str) -> int:
         if unit == CHROMIUM_UNIT:
-            return 0
-        return 1 if unit.startswith("tests/e2e/") else 2
+            return 2
+        return 0 if unit.startswith("tests/e2e/") else 1
 
     def _assign_work_unit(self, node: Any) -> None:
         if not self._ordered:
