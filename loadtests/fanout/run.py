@@ -39,6 +39,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -290,6 +291,39 @@ def start_reference(procs: Procs, opts: Options, sc: Scenario, mongo_url: str | 
     return nodes, clients
 
 
+def follow_generator(gen: subprocess.Popen, opts: Options, sample: Callable[[], dict[str, float]],
+                     at_end: Callable[[], dict] = dict,
+                     ) -> tuple[dict, float, dict[str, float], dict] | None:
+    """Read a running gen.mjs to its end: ``sample()`` (CPU seconds per key)
+    at its MEASURE_START and MEASURE_END marks, ``at_end()`` at MEASURE_END,
+    its RESULT line. (result, window seconds, CPU seconds in the window per
+    key, at_end's value), or None when it gave no result. A generator that
+    hangs (a server that never answers a connect) is killed."""
+    cpu0 = cpu1 = None
+    t0 = t1 = 0.0
+    end: dict = {}
+    result = None
+    watchdog = threading.Timer(300 + opts.warmup + opts.duration + opts.drain, gen.kill)
+    watchdog.start()
+    assert gen.stdout is not None
+    try:
+        for raw in gen.stdout:
+            line = raw.decode().strip()
+            if line == "MEASURE_START":
+                cpu0, t0 = sample(), time.monotonic()
+            elif line == "MEASURE_END":
+                cpu1, t1 = sample(), time.monotonic()
+                end = at_end()
+            elif line.startswith("RESULT "):
+                result = json.loads(line[len("RESULT "):])
+        gen.wait(60)
+    finally:
+        watchdog.cancel()
+    if result is None or cpu0 is None or cpu1 is None:
+        return None
+    return result, t1 - t0, {k: cpu1[k] - cpu0[k] for k in cpu0}, end
+
+
 def run_once(kind: str, sc: Scenario, opts: Options) -> dict:
     workdir = Path(tempfile.mkdtemp(prefix=f"fanout-{kind}-"))
     procs = Procs(workdir)
@@ -313,33 +347,13 @@ def run_once(kind: str, sc: Scenario, opts: Options) -> dict:
         def sample() -> dict[str, float]:
             return {k: sum(cpu_seconds(pid) for pid in pids) for k, pids in groups.items()}
 
-        cpu0 = cpu1 = None
-        t0 = t1 = 0.0
-        rss: dict[str, float] = {}
-        result = None
-        # a generator that hangs (a server that never answers a connect) is killed
-        watchdog = threading.Timer(300 + opts.warmup + opts.duration + opts.drain, gen.kill)
-        watchdog.start()
-        assert gen.stdout is not None
-        try:
-            for raw in gen.stdout:
-                line = raw.decode().strip()
-                if line == "MEASURE_START":
-                    cpu0, t0 = sample(), time.monotonic()
-                elif line == "MEASURE_END":
-                    cpu1, t1 = sample(), time.monotonic()
-                    rss = {k: round(sum(rss_mb(pid) for pid in pids), 1) for k, pids in groups.items()}
-                elif line.startswith("RESULT "):
-                    result = json.loads(line[len("RESULT "):])
-            gen.wait(60)
-        finally:
-            watchdog.cancel()
-        if result is None or cpu0 is None or cpu1 is None:
+        measured = follow_generator(gen, opts, sample, at_end=lambda: {
+            k: round(sum(rss_mb(pid) for pid in pids), 1) for k, pids in groups.items()})
+        if measured is None:
             log = (workdir / "gen.log").read_text(errors="replace")[-2000:]
             raise RuntimeError(f"{kind} {sc.name}: the generator gave no result (exit {gen.returncode}):\n{log}")
-        window = t1 - t0
+        result, window, cpu, rss = measured
         deliveries = max(result["deliveries_in_window"], 1)
-        cpu = {k: cpu1[k] - cpu0[k] for k in cpu0}
         return {
             **result, "window_s": round(window, 2),
             "cpu_pct": {k: round(100 * v / window, 1) for k, v in cpu.items()},

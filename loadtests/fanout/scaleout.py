@@ -34,8 +34,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -47,6 +45,7 @@ from run import (  # noqa: E402  (run.py is a script beside this one)
     Options,
     Procs,
     cpu_seconds,
+    follow_generator,
     free_port,
     pinned,
     start_database,
@@ -125,29 +124,11 @@ def run_once(scenario: str, nodes: int, mode: str, opts: Options) -> dict:
         def sample() -> dict[str, float]:
             return {k: cpu_seconds(pid) for k, pid in pids.items()}
 
-        cpu0 = cpu1 = None
-        t0 = t1 = 0.0
-        result = None
-        watchdog = threading.Timer(300 + opts.warmup + opts.duration + opts.drain, gen.kill)
-        watchdog.start()
-        assert gen.stdout is not None
-        try:
-            for raw in gen.stdout:
-                line = raw.decode().strip()
-                if line == "MEASURE_START":
-                    cpu0, t0 = sample(), time.monotonic()
-                elif line == "MEASURE_END":
-                    cpu1, t1 = sample(), time.monotonic()
-                elif line.startswith("RESULT "):
-                    result = json.loads(line[len("RESULT "):])
-            gen.wait(60)
-        finally:
-            watchdog.cancel()
-        if result is None or cpu0 is None or cpu1 is None:
+        measured = follow_generator(gen, opts, sample)
+        if measured is None:
             log = (workdir / "gen.log").read_text(errors="replace")[-2000:]
             raise RuntimeError(f"{scenario}: the generator gave no result:\n{log}")
-        window = t1 - t0
-        cpu = {k: cpu1[k] - cpu0[k] for k in cpu0}
+        result, window, cpu, _ = measured
         node_cpu = sum(v for k, v in cpu.items() if k.startswith("node"))
         deliveries = max(result["deliveries_in_window"], 1)
         out = {
