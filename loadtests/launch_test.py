@@ -7,7 +7,8 @@ headless pinned to the other core, the node's CPU and memory from /proc.
 
 Per user count it writes ``<out>/launch-<N>_stats.csv`` (locust's, HTTP
 requests and socket events side by side), ``<out>/launch-<N>_failures.csv``,
-``<out>/node-<N>.csv`` (one row a second: CPU % of one core, RSS MiB) and
+``<out>/node-<N>.csv`` (one row a second: CPU % of one core, RSS MiB),
+``<out>/metrics-<N>.txt`` (the node's /metrics at the end) and
 prints one summary line (JSON). Each user count gets a fresh node on the
 same data (seeded once; ``--fresh`` seeds again). Only on your own machine.
 """
@@ -129,6 +130,16 @@ def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
     raise RuntimeError("node did not answer in time")
 
 
+def save_metrics(url: str, path: Path) -> None:
+    """The node's /metrics at the end of the run (database commands, read
+    cache hits, socket acks): where its time went."""
+    try:
+        with urllib.request.urlopen(url + "/metrics", timeout=10) as resp:
+            path.write_bytes(resp.read())
+    except OSError as exc:
+        path.write_text(f"# /metrics did not answer: {exc}\n")
+
+
 def seed(data: Path, tokens: Path, port: int) -> None:
     subprocess.run([str(BIN / "skillshare"), "seed", "--users", str(SEED_USERS),
                     "--tokens", str(tokens)], env=node_env(data, port), check=True, cwd=ROOT)
@@ -167,6 +178,7 @@ def run_one(users: int, *, data: Path, tokens: Path, out: Path, port: int, durat
         for s in (sampler, *db_samplers):
             s.done.set()
             s.join()
+        save_metrics(url, out / f"metrics-{users}.txt")
     finally:
         node.send_signal(signal.SIGTERM)
         try:

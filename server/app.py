@@ -153,6 +153,7 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
     async with open_database(
         mongo_url=settings.mongo_url, db_name=settings.mongo_db, data_dir=settings.data_dir,
         registry=app[METRICS].registry, embedded_port=settings.embedded_db_port,
+        embedded_pool_size=settings.embedded_db_pool_size,
     ) as db:
         app[DB] = db
         app[FIELDS] = FieldCrypto(settings.data_keys())

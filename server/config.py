@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     data_dir: Path = Path("./var")
     mongo_url: str | None = None
     embedded_db_port: int = Field(0, ge=0, le=65535)  # 0: any free loopback port
+    # connections to the embedded database's process (a thread each there):
+    # few do the same work with less CPU (docs/embedded-database.md)
+    embedded_db_pool_size: int = Field(4, ge=1, le=100)
     mongo_db: str = "skillshare"
     redis_url: str | None = None
     redis_key_prefix: str = Field(DEFAULT_REDIS_KEY_PREFIX, pattern=REDIS_KEY_PREFIX_PATTERN)  # every key and channel

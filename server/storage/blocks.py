@@ -81,13 +81,12 @@ class BlockStore:
 
     async def involving(self, user_id: str) -> set[str]:
         """Everyone ``user_id`` blocked or was blocked by."""
-        cursor = self._blocks.find(
-            {"$or": [{"blocker_id": user_id}, {"blocked_id": user_id}]},
-            projection={"blocker_id": 1, "blocked_id": 1},
-        )
         out: set[str] = set()
-        async for doc in cursor:
-            out.add(doc["blocked_id"] if doc["blocker_id"] == user_id else doc["blocker_id"])
+        for side, other in (("blocker_id", "blocked_id"), ("blocked_id", "blocker_id")):
+            # one indexed query per side: an $or is a collection scan on the
+            # embedded database
+            async for doc in self._blocks.find({side: user_id}, projection={other: 1}):
+                out.add(doc[other])
         return out
 
     async def page_by(

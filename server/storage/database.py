@@ -24,6 +24,7 @@ from .embedded_db import (
     EmbeddedDatabaseBusy,
     EmbeddedDatabaseUnavailable,
 )
+from .command_metrics import CommandMetrics
 from .embedded_supervisor import EmbeddedSupervisor
 from .schema import create_all_indexes
 
@@ -31,6 +32,12 @@ __all__ = ["EMBEDDED_URL_FILE", "EmbeddedDatabase", "EmbeddedDatabaseBusy",
            "EmbeddedDatabaseUnavailable", "open_database"]
 
 SERVER_SELECTION_TIMEOUT_MS = 5000
+# The embedded database serves each connection on a thread of its own, all
+# under one interpreter lock and one storage lock: at 100 connections (the
+# driver's default) the launch test's load cost it ~1.5x the CPU it costs at 4
+# for the same requests served (docs/benchmarks.md). Beyond the pool, requests
+# wait in the node's driver, which costs nothing while they wait.
+EMBEDDED_POOL_SIZE = 4
 
 
 def _client(url: str, **options: Any) -> AsyncMongoClient:
@@ -44,11 +51,13 @@ def _client(url: str, **options: Any) -> AsyncMongoClient:
 async def open_database(
     *, mongo_url: str | None, db_name: str, data_dir: Path, create_indexes: bool = True,
     registry: CollectorRegistry | None = None, embedded_port: int = 0,
+    embedded_pool_size: int = EMBEDDED_POOL_SIZE,
 ) -> AsyncIterator[AsyncDatabase]:
     """The database, with every store's indexes created (idempotently)
     before the caller can write anything. ``create_indexes=False`` is for
     readers that must leave the database exactly as it is (backups).
-    ``registry`` takes the embedded database's supervisor metrics."""
+    ``registry`` takes the embedded database's supervisor metrics and the
+    driver's command counts and times (``CommandMetrics``)."""
     embedded: EmbeddedDatabase | None = None
     supervisor: EmbeddedSupervisor | None = None
     health: AsyncMongoClient | None = None
@@ -75,7 +84,10 @@ async def open_database(
     # table on every write: per-insert CPU grows ~10x over 10,000 writes
     # (loadtests/retryable_writes_probe.py). Over loopback to our own child a
     # driver retry buys little; clients retry sends with their client_id.
-    client = _client(mongo_url, retryWrites=False) if embedded is not None else _client(mongo_url)
+    listeners = [CommandMetrics(registry)] if registry is not None else []
+    client = (_client(mongo_url, retryWrites=False, event_listeners=listeners,
+                      maxPoolSize=embedded_pool_size)
+              if embedded is not None else _client(mongo_url, event_listeners=listeners))
     try:
         db = client[db_name]
         if create_indexes:

@@ -118,7 +118,9 @@ class ListingStore:
             self._changed()
 
     async def get(self, listing_id: str) -> dict[str, Any] | None:
-        return await self._listings.find_one({"_id": listing_id, "status": {"$ne": DELETED}})
+        # by _id alone: with a second field the embedded database scans
+        doc = await self._listings.find_one({"_id": listing_id})
+        return None if doc is None or doc.get("status") == DELETED else doc
 
     async def update(
         self, listing_id: str, changes: dict[str, Any], *, now: datetime
@@ -198,8 +200,9 @@ class ListingStore:
 
     async def _oldest_id(self) -> str | None:
         if self._oldest is None:
-            docs = await self._listings.find({}, {"_id": 1}).sort("_id", ASCENDING).limit(1) \
-                .to_list(length=1)
+            # hinted: unhinted, the embedded database sorts the whole collection
+            docs = await self._listings.find({}, {"_id": 1}).sort("_id", ASCENDING) \
+                .hint([("_id", ASCENDING)]).limit(1).to_list(length=1)
             self._oldest = docs[0]["_id"] if docs else None
         return self._oldest
 

@@ -30,9 +30,13 @@ class RoomStore:
         self._rooms = db["rooms"]
 
     async def create_indexes(self) -> None:
+        # Sparse, not partial (group rooms have no direct_key): the embedded
+        # database scans the collection for a query on a partial index. The
+        # partial one of earlier versions is replaced once.
+        if "direct_key_unique" in await self._rooms.index_information():
+            await self._rooms.drop_index("direct_key_unique")
         await self._rooms.create_index(
-            [("direct_key", ASCENDING)], unique=True, name="direct_key_unique",
-            partialFilterExpression={"direct_key": {"$type": "string"}},
+            [("direct_key", ASCENDING)], unique=True, sparse=True, name="direct_key_sparse_unique",
         )
         await self._rooms.create_index([("member_ids", ASCENDING), ("_id", DESCENDING)])
 

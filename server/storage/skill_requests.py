@@ -129,8 +129,13 @@ class SkillRequestStore:
         return self._fields.open_all(COLLECTION, docs)
 
     async def of_user(self, user_id: str) -> list[dict[str, Any]]:
-        cursor = self._requests.find({"$or": [{"teacher_id": user_id}, {"learner_id": user_id}]})
-        return self._fields.open_all(COLLECTION, await cursor.to_list(length=None))
+        found: dict[str, dict[str, Any]] = {}
+        for side in ("teacher_id", "learner_id"):
+            # one indexed query per side: an $or is a collection scan on the
+            # embedded database
+            for doc in await self._requests.find({side: user_id}).to_list(length=None):
+                found[doc["_id"]] = doc
+        return self._fields.open_all(COLLECTION, list(found.values()))
 
     async def anonymise_party(self, user_id: str, *, now: datetime) -> int:
         """A purged account leaves the requests it was part of: its id
@@ -159,12 +164,13 @@ class SkillRequestStore:
     async def counterparts(self, user_id: str, *, statuses: tuple[str, ...]) -> set[str]:
         """Everyone ``user_id`` sent a request to or received one from, with
         the request in one of ``statuses``."""
-        cursor = self._requests.find(
-            {"$or": [{"teacher_id": user_id}, {"learner_id": user_id}],
-             "status": {"$in": list(statuses)}},
-            projection={"teacher_id": 1, "learner_id": 1},
-        )
         out: set[str] = set()
-        async for doc in cursor:
-            out.add(doc["learner_id"] if doc["teacher_id"] == user_id else doc["teacher_id"])
+        for side, other in (("teacher_id", "learner_id"), ("learner_id", "teacher_id")):
+            # the indexed side only (an $or, or a second field, is a
+            # collection scan on the embedded database); status checked here
+            cursor = self._requests.find({side: user_id},
+                                         projection={other: 1, "status": 1})
+            async for doc in cursor:
+                if doc.get("status") in statuses:
+                    out.add(doc[other])
         return out

@@ -9,6 +9,7 @@ import pkgutil
 
 import pytest
 from pymongo import AsyncMongoClient
+from pymongo.errors import DuplicateKeyError
 
 import server.storage
 from server.seed import seed_database
@@ -62,4 +63,23 @@ async def test_open_database_creates_every_index_first(mongo_url, db_name, tmp_p
                   for name, spec in (await db[collection].index_information()).items()
                   if spec.get("unique")}
         await db.client.drop_database(db_name)
-    assert {"email_unique", "direct_key_unique", "one_open_request"} <= unique
+    assert {"email_unique", "direct_key_sparse_unique", "one_open_request"} <= unique
+
+
+async def test_the_partial_direct_key_index_of_earlier_versions_is_replaced(mongo_db):
+    rooms = mongo_db["rooms"]
+    await rooms.create_index([("direct_key", 1)], unique=True, name="direct_key_unique",
+                             partialFilterExpression={"direct_key": {"$type": "string"}})
+    await rooms.insert_one({"_id": "g1", "type": "group", "member_ids": ["a", "b"]})
+    await RoomStore(mongo_db).create_indexes()
+    indexes = await rooms.index_information()
+    assert "direct_key_unique" not in indexes
+    assert indexes["direct_key_sparse_unique"].get("unique")
+    assert indexes["direct_key_sparse_unique"].get("sparse")
+    # group rooms (no direct_key) stay many; a pair's direct room stays one
+    await rooms.insert_one({"_id": "g2", "type": "group", "member_ids": ["a", "c"]})
+    await rooms.insert_one({"_id": "d1", "type": "direct", "direct_key": "a:b"})
+    with pytest.raises(DuplicateKeyError):
+        await rooms.insert_one({"_id": "d2", "type": "direct", "direct_key": "a:b"})
+    plan = (await rooms.find({"direct_key": "a:b"}).explain())["queryPlanner"]["winningPlan"]
+    assert "COLLSCAN" not in str(plan)
