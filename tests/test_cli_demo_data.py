@@ -73,7 +73,7 @@ async def test_data_that_breaks_a_unique_index_stops_serve_with_one_line(tmp_pat
     env = _env(tmp_path)
     async with open_database(mongo_url=None, db_name="skillshare",
                              data_dir=tmp_path / "var") as db:
-        await db["rooms"].drop_index("direct_key_unique")
+        await db["rooms"].drop_index("direct_key_sparse_unique")
         await db["rooms"].insert_many([{"_id": "r1", "direct_key": "a:b"},
                                        {"_id": "r2", "direct_key": "a:b"}])
     result = _cli(env, "serve")
