@@ -45,12 +45,19 @@ def _install_uvloop() -> None:
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
+async def _freeze_after_startup(app: web.Application) -> None:
+    from .gc_tuning import freeze_startup_heap, log_frozen
+
+    log_frozen("node", freeze_startup_heap())
+
+
 def serve(settings: Settings) -> None:
     from .app import create_app
 
     _init_sentry(settings)
     _install_uvloop()
     app = create_app(settings)
+    app.on_startup.append(_freeze_after_startup)  # after every cleanup context started
     logger.info("Skill Share node starting on http://{}:{} ({})", settings.host, settings.port,
                 settings.env)
     web.run_app(

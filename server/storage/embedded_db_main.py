@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import gc
 import json
 import os
 import signal
@@ -106,6 +107,10 @@ def main() -> int:
         _answer({"error": "failed", "message": " ".join(f"{type(exc).__name__}: {exc}".split())})
         return 1
     _answer({"port": server.address[1]})
+    # what start-up built lives as long as the process: out of every later
+    # collection's traversal (server/gc_tuning.py says why)
+    gc.collect()
+    gc.freeze()
 
     def watch_parent() -> None:
         sys.stdin.read()  # returns at end-of-file: the node closed the pipe or died

@@ -182,6 +182,21 @@ async def test_node_sigterm_stops_the_database_process(tmp_path):
     assert not (tmp_path / "var" / "embedded-db.url").exists()
 
 
+async def test_a_served_node_freezes_its_startup_heap_out_of_collection(tmp_path):
+    env = {**_clean_env(), **LOW_COST, "SKILLSHARE_DATA_DIR": str(tmp_path / "var")}
+    node = NodeProcess(env, log_path=tmp_path / "node.log")
+    node.start()
+    try:
+        async with aiohttp.ClientSession() as http:
+            metrics = await (await http.get(f"{node.url}/metrics")).text()
+    finally:
+        assert node.terminate() == 0, node.log()
+    (frozen,) = [float(line.split()[1]) for line in metrics.splitlines()
+                 if line.startswith("skillshare_gc_frozen_objects ")]
+    assert frozen > 10_000, metrics  # modules, routes, pools: far more than a few
+    assert "start-up objects frozen out of garbage collection" in node.log()
+
+
 async def test_node_sigkill_leaves_no_database_process_behind(tmp_path):
     env = {**_clean_env(), **LOW_COST, "SKILLSHARE_DATA_DIR": str(tmp_path / "var")}
     node = NodeProcess(env, log_path=tmp_path / "node.log")
