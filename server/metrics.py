@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
-from .gc_tuning import frozen_gauge
+from .gc_tuning import gc_gauges
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
@@ -45,7 +45,7 @@ class Metrics:
             registry=self.registry,
         )
 
-        frozen_gauge(self.registry)
+        gc_gauges(self.registry)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

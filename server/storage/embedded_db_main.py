@@ -111,6 +111,7 @@ def main() -> int:
     # collection's traversal (server/gc_tuning.py says why)
     gc.collect()
     gc.freeze()
+    gc.set_threshold(10_000, *gc.get_threshold()[1:])
 
     def watch_parent() -> None:
         sys.stdin.read()  # returns at end-of-file: the node closed the pipe or died

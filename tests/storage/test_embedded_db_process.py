@@ -195,6 +195,9 @@ async def test_a_served_node_freezes_its_startup_heap_out_of_collection(tmp_path
                  if line.startswith("skillshare_gc_frozen_objects ")]
     assert frozen > 10_000, metrics  # modules, routes, pools: far more than a few
     assert "start-up objects frozen out of garbage collection" in node.log()
+    (threshold,) = [float(line.split()[1]) for line in metrics.splitlines()
+                    if line.startswith("skillshare_gc_young_threshold ")]
+    assert threshold == 10_000, metrics
 
 
 async def test_node_sigkill_leaves_no_database_process_behind(tmp_path):
