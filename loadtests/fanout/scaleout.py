@@ -7,6 +7,7 @@ the previous single channel).
     python loadtests/fanout/scaleout.py                       # everything, 3 runs each, medians
     python loadtests/fanout/scaleout.py --scenarios busy1 --modes broadcast,sharded
     python loadtests/fanout/scaleout.py --scenarios shared --nodes 1,3 --repeat 1
+    python loadtests/fanout/scaleout.py --redis cluster      # on a 3-master Redis Cluster
     python loadtests/fanout/scaleout.py --from-json a.json --from-json b.json   # the table again
 
 Scenarios (clients connect with the official socket.io-client, gen.mjs):
@@ -18,6 +19,11 @@ Scenarios (clients connect with the official socket.io-client, gen.mjs):
 - ``busy1`` (3 nodes; the issue's first measurement): node 1 holds 100
   members in rooms of 10 sending 3 msg/s each; nodes 2 and 3 each hold 100
   idle members of other rooms (connected and joined, sending nothing).
+
+``--redis cluster`` replaces the single redis-server with a Redis Cluster of
+three masters (no replicas), created with ``redis-cli --cluster create``;
+nodes get its ``redis+cluster://`` URL, and "redis" CPU is the three
+together. The table's mode column then reads ``sharded@cluster``.
 
 Every node, the database and Redis run under ``taskset -c 1`` (one core,
 so CPU per delivery is comparable however many nodes there are); the
@@ -34,6 +40,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -60,6 +67,41 @@ SCENARIOS = {
     "busy1": (300, 10, 3.0, "group"),
 }
 BUSY_NODE_CLIENTS = 100  # busy1: members on node 1, the only ones sending
+CLUSTER_MASTERS = 3
+CLUSTER_BUS_OFFSET = 10000  # a cluster node also listens on port + 10000
+
+
+def start_redis_cluster(procs: Procs, opts: Options) -> tuple[list[subprocess.Popen], str]:
+    """Three cluster-enabled redis-servers joined into one cluster (all slots
+    covered, no replicas), pinned like the single one."""
+    binary, cli = shutil.which("redis-server"), shutil.which("redis-cli")
+    if binary is None or cli is None:
+        raise SystemExit("redis-server and redis-cli are needed (apt-get install redis-server)")
+    ports: list[int] = []
+    while len(ports) < CLUSTER_MASTERS:
+        port = free_port()
+        if port + CLUSTER_BUS_OFFSET <= 65535 and port not in ports:
+            ports.append(port)
+    servers = []
+    for i, port in enumerate(ports):
+        node_dir = procs.workdir / f"redis{i}"
+        node_dir.mkdir()
+        servers.append(procs.start(f"redis{i}", pinned(opts.server_core, [
+            binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "",
+            "--appendonly", "no", "--dir", str(node_dir), "--loglevel", "warning",
+            "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"])))
+        wait_port(port, servers[-1])
+    subprocess.run([cli, "--cluster", "create", *(f"127.0.0.1:{p}" for p in ports),
+                    "--cluster-replicas", "0", "--cluster-yes"],
+                   check=True, capture_output=True, timeout=60)
+    deadline = time.monotonic() + 30
+    while not all("cluster_state:ok" in subprocess.run(
+            [cli, "-p", str(p), "cluster", "info"], capture_output=True, text=True,
+            timeout=5).stdout for p in ports):
+        if time.monotonic() > deadline:
+            raise RuntimeError("the Redis cluster did not become ok")
+        time.sleep(0.2)
+    return servers, "redis+cluster://" + ",".join(f"127.0.0.1:{p}" for p in ports) + "/"
 
 
 def seed(opts: Options, env: dict, rooms: int, size: int, kind: str) -> list[dict]:
@@ -86,13 +128,18 @@ def place(scenario: str, clients: list[dict], size: int, urls: list[str]) -> Non
             c["url"] = urls[room_index % n]
 
 
-def run_once(scenario: str, nodes: int, mode: str, opts: Options) -> dict:
+def run_once(scenario: str, nodes: int, mode: str, opts: Options, *, cluster: bool = False
+             ) -> dict:
     clients_n, size, rate, kind = SCENARIOS[scenario]
     workdir = Path(tempfile.mkdtemp(prefix=f"scaleout-{scenario}-"))
     procs = Procs(workdir)
     try:
         db, mongo_url = start_database(procs, opts)
-        redis, redis_url = start_redis(procs, opts)
+        if cluster:
+            redis_procs, redis_url = start_redis_cluster(procs, opts)
+        else:
+            redis, redis_url = start_redis(procs, opts)
+            redis_procs = [redis]
         env = {k: v for k, v in os.environ.items() if not k.startswith("SKILLSHARE_")}
         env.update({
             "SKILLSHARE_ENV": "test", "SKILLSHARE_MONGO_URL": mongo_url,
@@ -119,10 +166,12 @@ def run_once(scenario: str, nodes: int, mode: str, opts: Options) -> dict:
         gen = procs.start("gen", pinned(opts.gen_core, ["node", str(HERE / "gen.mjs"), str(config)]),
                           cwd=HERE, stdout=subprocess.PIPE)
         pids = {**{f"node{i + 1}": p.pid for i, p in enumerate(procs_nodes)},
-                "database": db.pid, "redis": redis.pid}
+                "database": db.pid}
 
         def sample() -> dict[str, float]:
-            return {k: cpu_seconds(pid) for k, pid in pids.items()}
+            cpu = {k: cpu_seconds(pid) for k, pid in pids.items()}
+            cpu["redis"] = sum(cpu_seconds(p.pid) for p in redis_procs)
+            return cpu
 
         measured = follow_generator(gen, opts, sample)
         if measured is None:
@@ -189,6 +238,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nodes", default="1,2,3", help="node counts for shared/direct")
     parser.add_argument("--modes", default="sharded",
                         help="fan-out modes to run (sharded, broadcast or both)")
+    parser.add_argument("--redis", choices=("single", "cluster"), default="single",
+                        help="one redis-server, or a Redis Cluster of 3 masters")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--warmup", type=float, default=5)
     parser.add_argument("--duration", type=float, default=20)
@@ -221,8 +272,9 @@ def main(argv: list[str] | None = None) -> int:
     report: dict = {}
     for i in range(args.repeat):  # interleaved: a noisy minute hits every configuration
         for scenario, nodes, mode in plan:
-            key = f"{scenario}/{nodes}/{mode}"
-            r = run_once(scenario, nodes, mode, opts)
+            cluster = args.redis == "cluster"
+            key = f"{scenario}/{nodes}/{mode}{'@cluster' if cluster else ''}"
+            r = run_once(scenario, nodes, mode, opts, cluster=cluster)
             report.setdefault(key, []).append(r)
             print(f"{key} run {i + 1}: {json.dumps(r)}", flush=True)
             if args.json:
