@@ -71,6 +71,27 @@ CLUSTER_MASTERS = 3
 CLUSTER_BUS_OFFSET = 10000  # a cluster node also listens on port + 10000
 
 
+PUBLISH_COMMANDS = ("publish", "spublish", "ssubscribe", "sunsubscribe")
+
+
+def publish_calls(redis_url: str) -> dict[str, int]:
+    """Calls so far of the pub/sub commands, summed over the URL's servers
+    (``INFO commandstats``)."""
+    hosts = redis_url.split("://", 1)[1].rstrip("/").removesuffix("/0").split(",")
+    out: dict[str, int] = {}
+    for host in hosts:
+        port = host.rsplit(":", 1)[1]
+        info = subprocess.run(["redis-cli", "-p", port, "info", "commandstats"],
+                              capture_output=True, text=True, timeout=5).stdout
+        for line in info.splitlines():
+            name, _, stats = line.partition(":")
+            command = name.removeprefix("cmdstat_")
+            if command in PUBLISH_COMMANDS:
+                calls = int(stats.split(",")[0].split("=")[1])
+                out[command] = out.get(command, 0) + calls
+    return out
+
+
 def start_redis_cluster(procs: Procs, opts: Options) -> tuple[list[subprocess.Popen], str]:
     """Three cluster-enabled redis-servers joined into one cluster (all slots
     covered, no replicas), pinned like the single one."""
@@ -168,9 +189,12 @@ def run_once(scenario: str, nodes: int, mode: str, opts: Options, *, cluster: bo
         pids = {**{f"node{i + 1}": p.pid for i, p in enumerate(procs_nodes)},
                 "database": db.pid}
 
+        redis_calls: list[dict[str, int]] = []
+
         def sample() -> dict[str, float]:
             cpu = {k: cpu_seconds(pid) for k, pid in pids.items()}
             cpu["redis"] = sum(cpu_seconds(p.pid) for p in redis_procs)
+            redis_calls.append(publish_calls(redis_url))
             return cpu
 
         measured = follow_generator(gen, opts, sample)
@@ -188,6 +212,11 @@ def run_once(scenario: str, nodes: int, mode: str, opts: Options, *, cluster: bo
             "cpu_pct": {k: round(100 * v / window, 1) for k, v in cpu.items()},
             "nodes_cpu_ms_per_1000": round(1e6 * node_cpu / deliveries, 1),
             "redis_cpu_ms_per_1000": round(1e6 * cpu["redis"] / deliveries, 1),
+            # Redis commands in the window per message acked (publishes it cost)
+            "redis_calls_per_message": {
+                name: round((redis_calls[-1].get(name, 0) - redis_calls[0].get(name, 0))
+                            / max(result["acked"], 1), 2)
+                for name in sorted(set(redis_calls[-1]) | set(redis_calls[0]))},
         }
         if scenario == "busy1":
             busy = cpu["node1"] or 1e-9
