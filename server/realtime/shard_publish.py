@@ -30,7 +30,14 @@ class ShardMap(Protocol):
 
     def node_for(self, channel: bytes) -> str: ...
 
+    def masters(self) -> list[str]:
+        """The nodes channels live on, as far as known (none before a
+        cluster's slot map was first read)."""
+
     def client_for(self, node: str) -> redis.Redis: ...
+
+    async def prepare(self) -> None:
+        """Read the slot map if it was never read (before the first ``node_for``)."""
 
     async def publish_many(self, items: list[tuple[bytes, bytes | str]]) -> list[int]:
         """``SPUBLISH`` each; the receivers of each, in order."""
@@ -55,8 +62,14 @@ class SingleShard:
     def node_for(self, channel: bytes) -> str:
         return self.NODE
 
+    def masters(self) -> list[str]:
+        return [self.NODE]
+
     def client_for(self, node: str) -> redis.Redis:
         return self._client
+
+    async def prepare(self) -> None:
+        return None
 
     async def publish_many(self, items: list[tuple[bytes, bytes | str]]) -> list[int]:
         """One round trip (a pipeline) for several channels."""
@@ -98,8 +111,15 @@ class ClusterShards:
             raise SlotNotCoveredError(f"no cluster node serves the slot of {channel!r}")
         return node.name
 
+    def masters(self) -> list[str]:
+        # empty until the slot map was first read (subscribing or publishing)
+        return sorted(node.name for node in self._cluster.get_primaries())
+
     def client_for(self, node: str) -> redis.Redis:
         return self._client(self._clients, node)
+
+    async def prepare(self) -> None:
+        await self._ensure()
 
     def _client(self, clients: dict[str, redis.Redis], node: str) -> redis.Redis:
         client = clients.get(node)

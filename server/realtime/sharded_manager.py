@@ -32,6 +32,7 @@ SPUBLISHes, each decoded on its own on the other node, cost 1.5x the CPU per
 delivery of one broadcast (docs/benchmarks.md, 2 nodes + Redis)."""
 
 REMOTE_ROOMS_TRACKED = 100_000  # bound on ``_remote`` (cleared when passed)
+CANARY_CHANNEL_SEARCH = 1_000  # node channel names tried to find one on each master
 
 
 class ShardedRedisManager(UrlAwareRedisManager):
@@ -58,7 +59,6 @@ class ShardedRedisManager(UrlAwareRedisManager):
     _shards: ShardChannels | None = None
     _queue: asyncio.Queue | None = None
     _broadcast_heard: float = 0.0
-    _shard_heard: float = 0.0
 
     # Channels only this node subscribes to ("solo"): an emit to one of them
     # was delivered locally already, so it is not published at all (the
@@ -84,32 +84,65 @@ class ShardedRedisManager(UrlAwareRedisManager):
         self._interest_seq = 0
         self._seq_at_publish: dict[bytes, int] = {}
         self._announced: dict[bytes, asyncio.Event] = {}  # set when our announcement came back
+        self._canaries: dict[bytes, float] = {}  # canary channel -> when it was last heard
+        self._canary_masters: tuple[str, ...] | None = None
 
     # The canary goes out on the broadcast channel and on this node's own
-    # sharded channel (``_node_channel``): the fan-out counts as heard only
-    # while both come back. On a cluster that checks the subscription
-    # connection of the one shard owning the node channel.
+    # sharded channels, one on each shard (``_canary_channels``): the fan-out
+    # counts as heard only while all come back, so a subscription connection
+    # that went deaf on any master of a cluster is noticed.
     @property
     def last_heard(self) -> float:
-        if self._shards is None:
+        if self._shards is None or not self._canaries:
             return self._broadcast_heard
-        return min(self._broadcast_heard, self._shard_heard)
+        return min(self._broadcast_heard, *self._canaries.values())
 
     @last_heard.setter
     def last_heard(self, value: float) -> None:
-        self._broadcast_heard = self._shard_heard = value
+        self._broadcast_heard = value
+        for channel in self._canaries:
+            self._canaries[channel] = value
 
     def _heard_broadcast(self) -> None:
         self._broadcast_heard = time.monotonic()
 
-    def _node_channel(self) -> bytes:
-        return room_channel(self.channel, "node", self.host_id)
+    def _node_channel(self, index: int = 0) -> bytes:
+        return room_channel(self.channel, "node", self.host_id if index == 0
+                            else f"{self.host_id}.{index}")
+
+    def _canary_channels(self) -> list[bytes]:
+        """One of this node's own channels on each shard (each the first
+        ``_node_channel(i)`` whose slot that master owns), subscribed;
+        worked out again when the masters change (a failover)."""
+        shards = self._shards
+        if shards is None:
+            return []
+        masters = tuple(shards.masters())
+        if masters == self._canary_masters:
+            return list(self._canaries)
+        chosen: dict[str, bytes] = {}
+        for index in range(CANARY_CHANNEL_SEARCH):
+            if len(chosen) == len(masters):
+                break
+            channel = self._node_channel(index)
+            chosen.setdefault(shards.node_for(channel), channel)
+        channels = [chosen[m] for m in masters if m in chosen] or [self._node_channel()]
+        now = time.monotonic()
+        for channel in list(self._canaries):
+            if channel not in channels:
+                del self._canaries[channel]
+                shards.drop(channel)
+        for channel in channels:
+            if channel not in self._canaries:
+                self._canaries[channel] = now  # a new shard's canary: heard as of now
+                shards.want(channel)
+        self._canary_masters = masters
+        return channels
 
     async def send_canary(self) -> None:
         await super().send_canary()
-        if self._shards is not None:
-            await self._spublish(self._node_channel(),
-                                 {"method": CANARY_METHOD, "host_id": self.host_id})
+        for channel in self._canary_channels():
+            await self._spublish(channel, {"method": CANARY_METHOD, "host_id": self.host_id})
 
     def _shard_channels(self) -> ShardChannels | None:
         if not self.sharded or getattr(self, "write_only", False):
@@ -120,7 +153,7 @@ class ShardedRedisManager(UrlAwareRedisManager):
                                          on_error=self._shard_error,
                                          on_confirmed=self._announce_interest,
                                          on_reset=self._solo.clear)
-            self._shard_heard = time.monotonic()
+            self._canaries[self._node_channel()] = time.monotonic()
             self._shards.want(self._node_channel())
         return self._shards
 
@@ -248,14 +281,13 @@ class ShardedRedisManager(UrlAwareRedisManager):
                 self._remote.discard(channel)
         if shards is None:
             return
-        node_channel = self._node_channel()
         for channel, receivers in results:
-            if receivers == 1 and channel != node_channel and shards.confirmed(channel) \
+            if receivers == 1 and channel not in self._canaries and shards.confirmed(channel) \
                     and self._seq_at_publish.get(channel) == self._interest_seq:
                 self._solo.add(channel)
 
     def _announce_interest(self, channel: bytes) -> None:
-        if channel == self._node_channel():
+        if channel in self._canaries:
             return
         self._announced.setdefault(channel, asyncio.Event()).clear()
         self._batch_publisher().publish(
@@ -285,8 +317,9 @@ class ShardedRedisManager(UrlAwareRedisManager):
             return
         if data.startswith(_CANARY_PREFIX):
             with contextlib.suppress(Exception):
-                if self.json.loads(data).get("host_id") == self.host_id:
-                    self._shard_heard = time.monotonic()
+                if self.json.loads(data).get("host_id") == self.host_id \
+                        and channel in self._canaries:
+                    self._canaries[channel] = time.monotonic()
             return
         if self._room_received is None and self.shard_metrics is not None:
             self._room_received = self.shard_metrics.fanout_received.labels("room")

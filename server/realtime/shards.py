@@ -70,6 +70,12 @@ class ShardChannels:
         self._rebuilding = False
         self.rebuilds = 0
 
+    def masters(self) -> list[str]:
+        return self._shards.masters()
+
+    def node_for(self, channel: bytes) -> str:
+        return self._shards.node_for(channel)
+
     # -- the wanted set -----------------------------------------------------
 
     def want(self, channel: bytes) -> None:
@@ -126,6 +132,7 @@ class ShardChannels:
                 await self._rebuild(f"subscribing failed ({exc!r})")
 
     async def _sync(self) -> None:
+        await self._shards.prepare()
         for channel in [c for c in self.subscribed if c not in self.wanted]:
             node = self.subscribed.pop(channel)
             self._confirmed.discard(channel)

@@ -200,9 +200,9 @@ async def test_a_lost_sharded_subscription_is_made_again_and_the_canary_checks_i
         await node_b.app[SIO].enter_room(on_b.sio.get_sid(), "r")
         # the node's own canary channel is subscribed and its canary comes back there
         assert manager_b._node_channel() in await _shard_channels(redis_url)
-        heard = manager_b._shard_heard
+        heard = manager_b._canaries[manager_b._node_channel()]
         await manager_b.send_canary()
-        await _eventually(lambda: _true(manager_b._shard_heard > heard))
+        await _eventually(lambda: _true(manager_b._canaries[manager_b._node_channel()] > heard))
 
         killed = 0
         for client in await admin.client_list():
