@@ -222,6 +222,27 @@ def start_redis(procs: Procs, opts: Options) -> tuple[subprocess.Popen, str]:
     return proc, f"redis://127.0.0.1:{port}/0"
 
 
+PUBLISH_COMMANDS = ("publish", "spublish", "ssubscribe", "sunsubscribe")
+
+
+def publish_calls(redis_url: str) -> dict[str, int]:
+    """Calls so far of the pub/sub commands, summed over the URL's servers
+    (``INFO commandstats``)."""
+    hosts = redis_url.split("://", 1)[1].rstrip("/").removesuffix("/0").split(",")
+    out: dict[str, int] = {}
+    for host in hosts:
+        port = host.rsplit(":", 1)[1]
+        info = subprocess.run(["redis-cli", "-p", port, "info", "commandstats"],
+                              capture_output=True, text=True, timeout=5).stdout
+        for line in info.splitlines():
+            name, _, stats = line.partition(":")
+            command = name.removeprefix("cmdstat_")
+            if command in PUBLISH_COMMANDS:
+                calls = int(stats.split(",")[0].split("=")[1])
+                out[command] = out.get(command, 0) + calls
+    return out
+
+
 def room_plan(sc: Scenario) -> dict:
     return {"rooms": sc.clients // sc.room_size, "size": sc.room_size, "type": sc.room_type}
 
@@ -344,7 +365,11 @@ def run_once(kind: str, sc: Scenario, opts: Options) -> dict:
         groups = {"server": [p.pid for p in nodes], "database": [db.pid] if db else [],
                   "redis": [redis.pid] if redis else [], "generator": [gen.pid]}
 
+        redis_calls: list[dict[str, int]] = []
+
         def sample() -> dict[str, float]:
+            if redis_url:
+                redis_calls.append(publish_calls(redis_url))
             return {k: sum(cpu_seconds(pid) for pid in pids) for k, pids in groups.items()}
 
         measured = follow_generator(gen, opts, sample, at_end=lambda: {
@@ -359,6 +384,11 @@ def run_once(kind: str, sc: Scenario, opts: Options) -> dict:
             "cpu_pct": {k: round(100 * v / window, 1) for k, v in cpu.items()},
             "cpu_ms_per_1000": {k: round(1e6 * v / deliveries, 2) for k, v in cpu.items()},
             "rss_mb": rss,
+            # PUBLISH + SPUBLISH in the window per message acked (2+ nodes)
+            **({"redis_publishes_per_message": round(sum(
+                redis_calls[-1].get(c, 0) - redis_calls[0].get(c, 0)
+                for c in ("publish", "spublish")) / max(result["acked"], 1), 2)}
+               if len(redis_calls) >= 2 else {}),
         }
     finally:
         procs.stop()
@@ -382,6 +412,8 @@ ROWS = [  # label, how to read it from a run, better when (lower|higher)
     ("server CPU-ms per 1,000 deliveries", lambda r: r["cpu_ms_per_1000"]["server"], "lower"),
     ("database CPU-ms per 1,000 deliveries", lambda r: r["cpu_ms_per_1000"]["database"], "lower"),
     ("redis CPU-ms per 1,000 deliveries", lambda r: r["cpu_ms_per_1000"]["redis"], "lower"),
+    ("redis publishes per message (2+ nodes)", lambda r: r.get("redis_publishes_per_message"),
+     "lower"),
     ("server CPU (% of a core)", lambda r: r["cpu_pct"]["server"], "lower"),
     ("server RSS MB (end of window)", lambda r: r["rss_mb"]["server"], "lower"),
     ("generator CPU (% of a core)", lambda r: r["cpu_pct"]["generator"], "lower"),

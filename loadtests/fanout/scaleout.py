@@ -54,6 +54,7 @@ from run import (  # noqa: E402  (run.py is a script beside this one)
     cpu_seconds,
     follow_generator,
     free_port,
+    publish_calls,
     pinned,
     start_database,
     start_redis,
@@ -69,27 +70,6 @@ SCENARIOS = {
 BUSY_NODE_CLIENTS = 100  # busy1: members on node 1, the only ones sending
 CLUSTER_MASTERS = 3
 CLUSTER_BUS_OFFSET = 10000  # a cluster node also listens on port + 10000
-
-
-PUBLISH_COMMANDS = ("publish", "spublish", "ssubscribe", "sunsubscribe")
-
-
-def publish_calls(redis_url: str) -> dict[str, int]:
-    """Calls so far of the pub/sub commands, summed over the URL's servers
-    (``INFO commandstats``)."""
-    hosts = redis_url.split("://", 1)[1].rstrip("/").removesuffix("/0").split(",")
-    out: dict[str, int] = {}
-    for host in hosts:
-        port = host.rsplit(":", 1)[1]
-        info = subprocess.run(["redis-cli", "-p", port, "info", "commandstats"],
-                              capture_output=True, text=True, timeout=5).stdout
-        for line in info.splitlines():
-            name, _, stats = line.partition(":")
-            command = name.removeprefix("cmdstat_")
-            if command in PUBLISH_COMMANDS:
-                calls = int(stats.split(",")[0].split("=")[1])
-                out[command] = out.get(command, 0) + calls
-    return out
 
 
 def start_redis_cluster(procs: Procs, opts: Options) -> tuple[list[subprocess.Popen], str]:
