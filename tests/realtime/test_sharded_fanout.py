@@ -254,8 +254,9 @@ async def test_leaving_and_joining_again_at_once_keeps_the_subscription(make_cli
 
 async def test_a_room_held_on_one_node_only_is_not_published_until_another_node_joins(
         make_client, redis_url):
-    node_a = await make_client(redis_url=redis_url)
-    node_b = await make_client(redis_url=redis_url)
+    quiet = {"bus_canary_interval": 60, "bus_canary_timeout": 120}  # no canary SPUBLISH meanwhile
+    node_a = await make_client(redis_url=redis_url, **quiet)
+    node_b = await make_client(redis_url=redis_url, **quiet)
     on_a, on_b = await _connected(node_a, "on-a"), await _connected(node_b, "on-b")
     manager_a = node_a.app[SIO].manager
     try:

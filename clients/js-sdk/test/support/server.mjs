@@ -35,7 +35,19 @@ export function freePort() {
  * @returns {Promise<{url: string, port: number, dataDir: string, logs: () => string, stop: () => Promise<void>}>}
  */
 export async function startServer(env = {}, { port: chosenPort, dataDir: reusedDir } = {}) {
-  const port = chosenPort || await freePort();
+  // A port found free can be taken before the node binds it (another test's
+  // process, or this node's own database child binding port 0): try another.
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      return await startServerOn(chosenPort || await freePort(), env, reusedDir);
+    } catch (err) {
+      const taken = /address already in use/.test(String(err && err.message));
+      if (!taken || chosenPort || attempt >= 3) throw err;
+    }
+  }
+}
+
+async function startServerOn(port, env, reusedDir) {
   const dataDir = reusedDir || mkdtempSync(join(tmpdir(), 'skillshare-sdk-'));
   let output = '';
   const proc = spawn(python(), ['-m', 'server', 'serve'], {
@@ -59,9 +71,13 @@ export async function startServer(env = {}, { port: chosenPort, dataDir: reusedD
   const url = `http://127.0.0.1:${port}`;
   const deadline = Date.now() + 30_000;
   for (;;) {
-    if (proc.exitCode !== null) throw new Error(`server exited with ${proc.exitCode}:\n${output}`);
+    if (proc.exitCode !== null) {
+      if (!reusedDir) rmSync(dataDir, { recursive: true, force: true });
+      throw new Error(`server exited with ${proc.exitCode}:\n${output}`);
+    }
     try {
-      const r = await fetch(`${url}/healthz`);
+      // bounded: whatever else holds the port may accept and never answer
+      const r = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(2000) });
       if (r.ok) break;
     } catch { /* not yet */ }
     if (Date.now() > deadline) {
