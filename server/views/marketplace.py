@@ -27,18 +27,22 @@ def rating_view(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def listing_view(listing: Named) -> dict[str, Any]:
-    """Rendered once per ``Named`` (read-only afterwards: it may be cached)."""
-    out = listing.rendered.get(listing_view)
-    if out is None:
-        out = listing.rendered[listing_view] = _listing(listing)
+    """The document is rendered once per ``Named`` (kept in ``rendered``,
+    which a cached card shares between requests); the owner's name and the
+    score are filled in on each call."""
+    body = listing.rendered.get(listing_view)
+    if body is None:
+        body = listing.rendered[listing_view] = _listing(listing.doc)
+    out = dict(body)
+    out["owner"] = user_ref_view(listing.doc["owner_id"], listing.people)
+    out["score"] = listing.score
     return out
 
 
-def _listing(listing: Named) -> dict[str, Any]:
-    doc = listing.doc
+def _listing(doc: dict[str, Any]) -> dict[str, Any]:
     return {
         "id": doc["_id"],
-        "owner": user_ref_view(doc["owner_id"], listing.people),
+        "owner": None,  # (placeholders keep the reply's key order)
         "title": doc["title"],
         "description": doc["description"],
         "category": doc["category"],
@@ -47,7 +51,7 @@ def _listing(listing: Named) -> dict[str, Any]:
         "mode": doc["mode"],
         "status": doc["status"],
         "rating": rating_view(doc),
-        "score": listing.score,
+        "score": None,
         "created_at": timestamp_view(doc["created_at"]),
         "updated_at": timestamp_view(doc["updated_at"]),
     }
