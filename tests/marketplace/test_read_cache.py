@@ -595,3 +595,28 @@ async def test_an_edit_that_moves_no_listing_keeps_the_cached_pages(make_client)
     metrics = await (await client.get("/metrics")).text()
     assert _sample(metrics, "skillshare_read_cache_requests_total",
                    namespace="listing_pages", result="hit") == hits + 1
+
+
+async def test_a_review_on_one_node_shows_on_the_others_cached_reads(make_client, redis_url):
+    one = await make_client(read_cache_ttl=LONG_TTL, redis_url=redis_url)
+    two = await make_client(read_cache_ttl=LONG_TTL, redis_url=redis_url)
+    ada, bob = await new_user(one, "Ada"), await new_user(one, "Bob")
+    listing = await create_listing(one, ada)
+    request_id = await _completed_request(one, ada, bob, listing)
+    await _warm(two, listing["id"])
+    resp = await one.post(f"/api/v1/requests/{request_id}/review",
+                          json={"rating": 5, "comment": "Great"}, headers=bob["headers"])
+    assert resp.status == 201, await resp.text()
+    rating = {"average": 5.0, "count": 1}
+
+    async def seen_on_two():
+        while True:
+            page = await _newest(two)
+            shown = await _get(two, f"/api/v1/skills/{listing['id']}")
+            reviews = await _get(two, f"/api/v1/skills/{listing['id']}/reviews")
+            if (page[0]["rating"] == shown["rating"] == rating
+                    and [r["rating"] for r in reviews["items"]] == [5]):
+                return
+            await asyncio.sleep(0.02)
+
+    await asyncio.wait_for(seen_on_two(), timeout=20)
