@@ -27,15 +27,18 @@ def rating_view(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def listing_view(listing: Named) -> dict[str, Any]:
-    """The document is rendered once per ``Named`` (kept in ``rendered``,
-    which a cached card shares between requests); the owner's name and the
-    score are filled in on each call."""
-    body = listing.rendered.get(listing_view)
-    if body is None:
-        body = listing.rendered[listing_view] = _listing(listing.doc)
-    out = dict(body)
-    out["owner"] = user_ref_view(listing.doc["owner_id"], listing.people)
-    out["score"] = listing.score
+    """Rendered once per document, owner's name and score (kept in
+    ``rendered``, which a cached card shares between requests; read-only
+    afterwards)."""
+    doc = listing.doc
+    owner = user_ref_view(doc["owner_id"], listing.people)
+    key = (listing_view, owner["display_name"], listing.score)
+    out = listing.rendered.get(key)
+    if out is None:
+        body = listing.rendered.get(listing_view)
+        if body is None:
+            body = listing.rendered[listing_view] = _listing(doc)
+        out = listing.rendered[key] = {**body, "owner": owner, "score": listing.score}
     return out
 
 
