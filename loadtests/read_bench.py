@@ -1,12 +1,17 @@
 """Each read endpoint on its own: requests/s and node CPU per request.
 
     python loadtests/read_bench.py --host http://127.0.0.1:8080 --pid NODE_PID \\
-        --tokens /tmp/lab-tokens.jsonl [--requests 400] [--concurrency 8]
+        --tokens /tmp/lab-tokens.jsonl [--requests 400] [--concurrency 8] [--writes 5]
 
 Needs a seeded node (``skillshare seed --users 1000 --tokens FILE``). CPU is
 the node process's utime+stime from /proc (all its threads) plus its child
 processes' (the embedded database's), divided by the requests served. Pin the node and this
-script to different cores with ``taskset`` for numbers worth comparing."""
+script to different cores with ``taskset`` for numbers worth comparing.
+
+``--writes N``: during each case, N writes a second that change nothing a
+page shows (a person's display name, a listing's description, each set to
+what it is), standing in for the launch test's reviews and profile edits;
+their own requests are not counted, their CPU is."""
 
 from __future__ import annotations
 
@@ -61,6 +66,18 @@ async def run_case(session: aiohttp.ClientSession, pid: int, urls: list[tuple[st
             "failures": failures}
 
 
+async def keep_writing(session: aiohttp.ClientSession, api: str, per_second: float,
+                       writes: list[tuple[str, dict, dict]], stop: asyncio.Event) -> None:
+    """PATCH a random one of ``writes`` (url, body, headers) N times a second until ``stop``."""
+    while not stop.is_set():
+        url, body, headers = random.choice(writes)
+        async with session.patch(url, json=body, headers=headers) as resp:
+            await resp.read()
+            if resp.status != 200:
+                raise RuntimeError(f"write {url}: {resp.status}")
+        await asyncio.sleep(1 / per_second)
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--host", default="http://127.0.0.1:8080")
@@ -68,7 +85,10 @@ async def main() -> None:
     parser.add_argument("--tokens", type=Path, required=True)
     parser.add_argument("--requests", type=int, default=400)
     parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--only", default="")
+    parser.add_argument("--only", default="", help="cases whose name contains one of these "
+                        "comma-separated words")
+    parser.add_argument("--writes", type=float, default=0.0,
+                        help="writes per second that change no page, during each case")
     args = parser.parse_args()
     people = [json.loads(line) for line in args.tokens.read_text().splitlines() if line]
     auths = [{"Authorization": f"Bearer {p['access_token']}"} for p in people]
@@ -79,7 +99,16 @@ async def main() -> None:
         listing_ids = [i["id"] for i in first["items"]]
         cursor = first["next_cursor"]
         async with session.get(f"{api}/skills?limit=100&category=music") as resp:
-            listing_ids += [i["id"] for i in (await resp.json())["items"]]
+            music = (await resp.json())["items"]
+        listing_ids += [i["id"] for i in music]
+        by_user = {p["user_id"]: a for p, a in zip(people, auths, strict=True)}
+        writes = [(f"{api}/skills/{i['id']}", {"description": i["description"]},
+                   by_user[i["owner"]["id"]])
+                  for i in first["items"] + music if i["owner"]["id"] in by_user]
+        for auth in auths[:50]:
+            async with session.get(f"{api}/users/me", headers=auth) as resp:
+                name = (await resp.json())["display_name"]
+            writes.append((f"{api}/users/me", {"display_name": name}, auth))
         def signed(path: str) -> list[tuple[str, dict]]:
             return [(api + path, a) for a in auths]
         cases = {
@@ -99,9 +128,15 @@ async def main() -> None:
             "requests": signed("/requests"),
         }
         for name, urls in cases.items():
-            if args.only and args.only not in name:
+            if args.only and not any(part in name for part in args.only.split(",")):
                 continue
+            stop = asyncio.Event()
+            writer = (asyncio.create_task(keep_writing(session, api, args.writes, writes, stop))
+                      if args.writes > 0 else None)
             result = await run_case(session, args.pid, urls, args.requests, args.concurrency)
+            stop.set()
+            if writer is not None:
+                await writer
             print(json.dumps({"endpoint": name, **result}), flush=True)
 
 

@@ -1,5 +1,5 @@
-"""One small, bounded, time-limited cache for hot public reads (listing
-pages and listings, their reviews, public people), kept correct by
+"""One small, bounded, time-limited cache for hot public reads (the ids on
+listing pages, listings, their reviews, public people), kept correct by
 invalidation.
 
 Every write that changes a cached read calls ``changed(namespace, key)``
@@ -31,7 +31,9 @@ from .bus import Bus
 
 T = TypeVar("T")
 TOPIC = "read_cache_changed"
-LISTINGS = "listings"  # listing pages, listings, their reviews (owner names appear in all)
+LISTING_PAGES = "listing_pages"  # ordered listing ids of pages and first search pages
+LISTINGS = "listings"  # each publicly visible listing by id (the cards pages are drawn from)
+REVIEWS = "reviews"  # each listing's newest reviews by listing id (the first review page)
 PEOPLE = "people"  # active user documents by id (names on cards, public profiles)
 MATCHES = "matches"  # each person's match ranking (any change of anyone's skills drops all)
 
@@ -101,13 +103,19 @@ class ReadCache:
         hand back to ``put_many`` with what was loaded for the others."""
         found: dict[str, Any] = {}
         if self.enabled:
+            entries, epoch = self._entries, self._epoch[namespace]
             for key in keys:
-                value = self._entries.get(self._key(namespace, key))
-                if value is not None:
-                    found[key] = value
+                try:  # (one lookup: ``get`` checks the expiry twice; a page asks for 40)
+                    found[key] = entries[(namespace, epoch, key)]
+                except KeyError:
+                    continue
             self._requests.labels(namespace, "hit").inc(len(found))
             self._requests.labels(namespace, "miss").inc(len(keys) - len(found))
         return found, self._version[namespace]
+
+    def version(self, namespace: str) -> int:
+        """The namespace's version now, for ``put_many`` after a load."""
+        return self._version[namespace]
 
     def put_many(self, namespace: str, values: dict[str, Any], version: int) -> None:
         """Store what was loaded, unless the namespace changed since ``version``."""

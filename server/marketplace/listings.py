@@ -3,6 +3,7 @@ stable cursor pagination (newest first, or by relevance)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -11,7 +12,7 @@ from ..ai.vectors import cosine
 from ..auth.sessions import ClientInfo
 from ..clock import Clock
 from ..errors import Forbidden, NotFound, ValidationFailed
-from ..read_cache import LISTINGS, ReadCache
+from ..read_cache import LISTING_PAGES, LISTINGS, ReadCache
 from ..storage.audit import AuditStore
 from ..storage.ids import decode_cursor, encode_cursor, is_id
 from ..storage.listings import ACTIVE, DELETED, HIDDEN, ListingStore
@@ -160,10 +161,8 @@ class ListingService:
 
     async def get(self, listing_id: str, *, viewer_id: str | None = None,
                   role: str | None = None) -> Named:
-        if self._cache is not None and is_id(listing_id):
-            public = await self._cache.read(LISTINGS, ("listing", listing_id),
-                                            lambda: self._public(listing_id),
-                                            keep=lambda found: found is not None)
+        if self._cache is not None:
+            public = await self._public(listing_id)
             if public is not None:
                 return public
         doc = await self._readable(listing_id, viewer_id, role)
@@ -172,13 +171,54 @@ class ListingService:
             raise NotFound("No such listing.")
         return Named(doc, owners)
 
+    async def public(self, listing_id: str) -> Named:
+        """What anyone sees of a publicly visible listing, or 404."""
+        public = await self._public(listing_id)
+        if public is None:
+            raise NotFound("No such listing.")
+        return public
+
     async def _public(self, listing_id: str) -> Named | None:
-        """What anyone sees of a publicly visible listing (else None)."""
-        doc = await self._listings.get(listing_id)
-        if doc is None or not doc["visible"]:
+        """What anyone sees of a publicly visible listing (else None): its
+        card (through the read cache) and its owner's current name."""
+        if not is_id(listing_id):
             return None
-        owners = await self._owners([doc])
-        return Named(doc, owners) if doc["owner_id"] in owners else None
+        if self._cache is None:
+            card = await self._card(listing_id)
+        else:
+            card = await self._cache.read(LISTINGS, listing_id, lambda: self._card(listing_id),
+                                          keep=lambda found: found is not None)
+        if card is None:
+            return None
+        shown = await self._shown([card])
+        return shown[0] if shown else None
+
+    async def _card(self, listing_id: str) -> Named | None:
+        doc = await self._listings.get(listing_id)
+        return Named(doc, {}) if doc is not None and doc["visible"] else None
+
+    async def _cards(self, ids: Sequence[str]) -> list[Named]:
+        """The cards of these listings in this order, through the read
+        cache (those missing there loaded in one query and kept); listings
+        no longer publicly visible left out."""
+        if self._cache is None:
+            return [Named(d, {}) for d in await self._listings.by_ids(list(ids)) if d["visible"]]
+        found, version = self._cache.get_many(LISTINGS, list(ids))
+        missing = [i for i in ids if i not in found]
+        if missing:
+            loaded = {d["_id"]: Named(d, {}) for d in await self._listings.by_ids(missing)
+                      if d["visible"]}
+            self._cache.put_many(LISTINGS, loaded, version)
+            found = {**found, **loaded}
+        return [found[i] for i in ids if i in found]
+
+    async def _shown(self, cards: list[Named], scores: dict[str, Any] | None = None
+                     ) -> list[Named]:
+        """The cards with their owners as they are now (and their scores);
+        those of an owner no longer active left out."""
+        owners = await self._owners([c.doc for c in cards])
+        return [c.shown(owners, scores[c.doc["_id"]] if scores else None)
+                for c in cards if c.doc["owner_id"] in owners]
 
     async def get_visible(self, listing_id: str) -> dict[str, Any]:
         """The stored document of a publicly visible listing, or 404."""
@@ -197,7 +237,8 @@ class ListingService:
         if changes:
             merged = {**doc, **changes}
             changes.update(searchable(merged))
-            updated = await self._listings.update(listing_id, changes, now=self._clock.now())
+            updated = await self._listings.update(listing_id, changes, now=self._clock.now(),
+                                                  previous=doc)
             if updated is None:
                 raise NotFound("No such listing.")
             doc = updated
@@ -269,21 +310,32 @@ class ListingService:
             filters["tokens"] = {"$in": tokens}
         before = position["id"] if position else None
         if self._cache is None:
-            return await self._newest_page(filters, limit, before)
+            docs, next_cursor = await self._newest(filters, limit, before)
+            return Page(await self._shown([Named(d, {}) for d in docs]), next_cursor)
+        # The page keeps only its ids: a rating or an edit that moves no
+        # listing redraws one card, and a new name shows from ``people``.
         key = ("newest", repr(sorted(filters.items())), limit, before)
-        return await self._cache.read(LISTINGS, key,
-                                      lambda: self._newest_page(filters, limit, before))
+        ids, next_cursor = await self._cache.read(
+            LISTING_PAGES, key, lambda: self._newest_ids(filters, limit, before))
+        return Page(await self._shown(await self._cards(ids)), next_cursor)
 
-    async def _newest_page(self, filters: dict[str, Any], limit: int, before: str | None
-                           ) -> Page[Named]:
+    async def _newest(self, filters: dict[str, Any], limit: int, before: str | None
+                      ) -> tuple[list[dict[str, Any]], str | None]:
         docs = await self._listings.newest(filters, limit=limit + 1, before_id=before,
                                             now=self._clock.now())
         more = len(docs) > limit
         docs = docs[:limit]
-        owners = await self._owners(docs)
-        items = [Named(d, owners) for d in docs if d["owner_id"] in owners]
-        next_cursor = encode_cursor({"k": "n", "id": docs[-1]["_id"]}) if more else None
-        return Page(items, next_cursor)
+        return docs, encode_cursor({"k": "n", "id": docs[-1]["_id"]}) if more else None
+
+    async def _newest_ids(self, filters: dict[str, Any], limit: int, before: str | None
+                          ) -> tuple[tuple[str, ...], str | None]:
+        """A newest-first page's ids and cursor; the listings read for it
+        are kept as cards (unless one changed meanwhile)."""
+        assert self._cache is not None
+        version = self._cache.version(LISTINGS)
+        docs, next_cursor = await self._newest(filters, limit, before)
+        self._cache.put_many(LISTINGS, {d["_id"]: Named(d, {}) for d in docs}, version)
+        return tuple(d["_id"] for d in docs), next_cursor
 
     async def _by_relevance(
         self, tokens: list[str], filters: dict[str, Any], limit: int,
@@ -301,15 +353,16 @@ class ListingService:
             if self._semantic is not None:
                 vector = await self._semantic.query_vector(text, user=requester)
             if vector is None and self._cache is not None:
-                # Ranked, stored and rendered once per query and window for
-                # everyone (public listings); only the cursor is the caller's.
+                # Ranked and stored once per query and window for everyone
+                # (public listings); only the cursor is the caller's.
                 window = self._snapshots.window()
-                stored, items = await self._cache.read(
-                    LISTINGS, ("first", key, limit, window),
+                stored = await self._cache.read(
+                    LISTING_PAGES, ("first", key, limit, window),
                     lambda: self._first_relevance_page(expanded, filters, units, key=key,
                                                        limit=limit, window=window))
                 first = self._snapshots.first_page_of(stored, viewer_id=viewer_id)
-                return Page(items, first.next_cursor)
+                return Page(await self._relevance_items(first.ids, first.extras),
+                            first.next_cursor)
             ranked = await self._rank(expanded, filters, units, vector)
             page = await self._snapshots.first_page(
                 viewer_id=viewer_id, kind="listings", key=key,
@@ -329,21 +382,16 @@ class ListingService:
     async def _first_relevance_page(
         self, expanded: list[str], filters: dict[str, Any], units: list[QueryUnit], *,
         key: str, limit: int, window: int,
-    ) -> tuple[StoredRanking, list[Named]]:
+    ) -> StoredRanking:
         ranked = await self._rank(expanded, filters, units, None)
-        stored = await self._snapshots.store(
+        return await self._snapshots.store(
             viewer_id=None, kind="listings", key=key, ids=[i for _, i in ranked],
             extras=[score for score, _ in ranked], limit=limit, window=window, shared=True)
-        return stored, await self._relevance_items(stored.ids, stored.extras)
 
     async def _relevance_items(self, ids: list[str], scores: list[Any]) -> list[Named]:
         """Listing cards of a ranked page, with their scores (those hidden,
         deleted or of an inactive owner since the ranking left out)."""
-        docs = await self._listings.by_ids(ids)
-        owners = await self._owners(docs)
-        by_id = dict(zip(ids, scores, strict=True))
-        return [Named(d, owners, by_id[d["_id"]])
-                for d in docs if d["owner_id"] in owners and d["visible"]]
+        return await self._shown(await self._cards(ids), dict(zip(ids, scores, strict=True)))
 
     async def _rank(self, expanded: list[str], filters: dict[str, Any], units: list[QueryUnit],
                     vector: list[float] | None) -> list[tuple[int, str]]:

@@ -1,10 +1,12 @@
 """What the marketplace services return: stored documents with the active
 people they name, and pages of them. The views in
 ``server/views/marketplace.py`` turn them into reply bodies. The read cache
-keeps these, shared between requests, so each carries ``rendered``: the
-views keep the body they made there (per view function) and a cached page is
-rendered once, not on every hit (20 listings: ~0.6 ms of a core here, against
-~0.03 ms to serialise an already rendered page)."""
+keeps listings as cards (a ``Named`` without people), shared between
+requests, so each carries ``rendered``: the views keep there what they made
+of the document (per view function), and a cached listing is rendered once,
+not on every hit (20 listings: ~0.6 ms of a core here, against ~0.03 ms to
+serialise an already rendered page); the people it names are added on each
+request, so a new name shows without dropping the card."""
 
 from __future__ import annotations
 
@@ -24,6 +26,10 @@ class Named:
     people: dict[str, dict[str, Any]]
     score: int | None = None  # a listing's relevance score in a ranked search
     rendered: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def shown(self, people: dict[str, dict[str, Any]], score: int | None = None) -> Named:
+        """The same document (and what was rendered of it) with these people."""
+        return Named(self.doc, people, score, self.rendered)
 
 
 @dataclass(frozen=True, slots=True)

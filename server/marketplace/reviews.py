@@ -7,7 +7,7 @@ from typing import Any
 
 from ..clock import Clock
 from ..errors import AlreadyReviewed, Forbidden, InvalidTransition, NotFound, ValidationFailed
-from ..read_cache import LISTINGS, ReadCache
+from ..read_cache import LISTINGS, REVIEWS, ReadCache
 from ..storage.ids import decode_cursor, encode_cursor, is_id
 from ..storage.listings import ListingStore
 from ..storage.reviews import ReviewStore
@@ -18,6 +18,11 @@ from ..views.marketplace import export_view
 from .listings import ListingService
 from .people import active_users
 from .results import Named, Page
+
+# The newest reviews kept per listing: the first page at the largest page
+# size (server/schemas/common.py MAX_PAGE) and one more, to tell if there
+# are more; every page size is cut from it, so one entry is dropped per review.
+KEPT_REVIEWS = 100 + 1
 
 
 class ReviewService:
@@ -55,26 +60,28 @@ class ReviewService:
             review = await self._reviews.create(request=request, rating=rating,
                                                 comment=comment, now=now, tx=tx)
             await self._listing_store.add_rating(request["listing_id"], rating, tx=tx)
-        if self._cache is not None:  # committed: pages read meanwhile held the old rating
-            self._cache.changed(LISTINGS)
+        if self._cache is not None:  # committed: reads meanwhile held the old rating
+            self._cache.changed(LISTINGS, request["listing_id"])
+            self._cache.changed(REVIEWS, request["listing_id"])
         users = await active_users(self._users, [user_id])
         return Named(review, users)
 
     async def page(self, listing_id: str, *, limit: int, cursor: str | None) -> Page[Named]:
-        if self._cache is None:
-            return await self._page(listing_id, limit=limit, cursor=cursor)
-        return await self._cache.read(
-            LISTINGS, ("reviews", listing_id, limit, cursor),
-            lambda: self._page(listing_id, limit=limit, cursor=cursor))
-
-    async def _page(self, listing_id: str, *, limit: int, cursor: str | None) -> Page[Named]:
-        await self._listings.get_visible(listing_id)
+        await self._listings.public(listing_id)
         position = decode_cursor(cursor)
         if position is not None and not is_id(position.get("id")):
             raise ValidationFailed.field("cursor", "Invalid cursor.")
-        docs = await self._reviews.page(
-            listing_id, limit=limit + 1, before_id=position["id"] if position else None
-        )
+        if position is None and self._cache is not None and limit < KEPT_REVIEWS:
+            # Later pages are read each time: a review written on a node
+            # whose clock is behind could sort into them.
+            newest = await self._cache.read(
+                REVIEWS, listing_id,
+                lambda: self._reviews.page(listing_id, limit=KEPT_REVIEWS, before_id=None))
+            docs = newest[:limit + 1]
+        else:
+            docs = await self._reviews.page(
+                listing_id, limit=limit + 1, before_id=position["id"] if position else None
+            )
         more = len(docs) > limit
         docs = docs[:limit]
         users = await active_users(self._users, (d["reviewer_id"] for d in docs))

@@ -19,7 +19,7 @@ from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING, ReplaceOne
 from pymongo.asynchronous.database import AsyncDatabase
 
-from ..read_cache import LISTINGS, ReadCache
+from ..read_cache import LISTING_PAGES, LISTINGS, ReadCache
 from .ids import new_id
 from .transactions import Tx
 
@@ -40,6 +40,10 @@ FILTER_FIELDS = {"visible": 1, "category": 1, "tags": 1, "owner_id": 1, "level":
 # Fields with an index ``(field, _id)`` whose equality can lead a newest-first range.
 LEADING_FIELDS = ("owner_id", "category")
 EMBED_SOURCE_FIELDS = {"title": 1, "description": 1, "tags": 1, "updated_at": 1}
+# What decides whether a listing is on a page, and where: a change of any
+# of these drops the cached page ids, any other change only its card.
+PAGE_FIELDS = ("visible", "status", "owner_active", "category", "tags", "level", "mode",
+               "tokens", "title_tokens", "tag_tokens")
 # What a purged owner's listing keeps: its id (skill requests and reviews
 # point at it) and its rating counters; no text the owner wrote.
 PURGED_LISTING_FIELDS = ("_id", "owner_id", "rating_sum", "rating_count", "created_at")
@@ -51,6 +55,12 @@ def _id_at(moment: datetime) -> str:
 
 def _time_of(listing_id: str) -> datetime:
     return ObjectId(listing_id).generation_time
+
+
+def _selecting(doc: dict[str, Any], name: str) -> Any:
+    """A field as pages select by it: arrays by membership, in any order."""
+    value = doc.get(name)
+    return frozenset(value) if isinstance(value, list) else value
 
 
 def _matches_one(value: Any, condition: Any) -> bool:
@@ -86,11 +96,14 @@ class ListingStore:
         self._oldest: str | None = None
         self._cache = cache
 
-    def _changed(self) -> None:
-        """After every write that public reads show: cached listing pages,
-        listings and their reviews are stale (here and on every node)."""
+    def _changed(self, listing_id: str | None, *, pages: bool) -> None:
+        """After every write that public reads show: the listing's cached
+        card (``None``: every listing's) and, with ``pages``, the ids of every
+        cached page are stale (here and on every node)."""
         if self._cache is not None:
-            self._cache.changed(LISTINGS)
+            self._cache.changed(LISTINGS, listing_id)
+            if pages:
+                self._cache.changed(LISTING_PAGES)
 
     async def create_indexes(self) -> None:
         self._oldest = None
@@ -108,14 +121,15 @@ class ListingStore:
             "rating_sum": 0, "rating_count": 0, "created_at": now, "updated_at": now,
         }
         await self._listings.insert_one(full)
-        self._changed()
+        if self._cache is not None:  # (no card of it is cached yet)
+            self._cache.changed(LISTING_PAGES)
         return full
 
     async def insert_many(self, docs: list[dict[str, Any]]) -> None:
         """Seeding: complete documents, as ``create`` would build them."""
         if docs:
             await self._listings.insert_many(docs)
-            self._changed()
+            self._changed(None, pages=True)
 
     async def get(self, listing_id: str) -> dict[str, Any] | None:
         # by _id alone: with a second field the embedded database scans
@@ -123,14 +137,20 @@ class ListingStore:
         return None if doc is None or doc.get("status") == DELETED else doc
 
     async def update(
-        self, listing_id: str, changes: dict[str, Any], *, now: datetime
+        self, listing_id: str, changes: dict[str, Any], *, now: datetime,
+        previous: dict[str, Any] | None = None,
     ) -> dict[str, Any] | None:
+        """``previous``: the document as read before, to tell whether the
+        edit moves it on a page (without it, pages are dropped)."""
         result = await self._listings.update_one(
             {"_id": listing_id, "status": {"$ne": DELETED}},
             {"$set": {**changes, "updated_at": now}},
         )
-        self._changed()
-        return await self.get(listing_id) if result.matched_count else None
+        updated = await self.get(listing_id) if result.matched_count else None
+        moved = previous is None or updated is None or any(
+            _selecting(previous, name) != _selecting(updated, name) for name in PAGE_FIELDS)
+        self._changed(listing_id, pages=moved)
+        return updated
 
     async def set_status(
         self, listing_id: str, status: str, *, now: datetime, reason: str | None = None
@@ -150,7 +170,7 @@ class ListingStore:
         result = await self._listings.update_one(
             {"_id": listing_id, "status": {"$ne": DELETED}}, {"$set": changes}
         )
-        self._changed()
+        self._changed(listing_id, pages=True)
         if not result.matched_count:
             return None
         return await self._listings.find_one({"_id": listing_id})
@@ -161,17 +181,19 @@ class ListingStore:
             {"$set": {"owner_active": active, "updated_at": now}},
         )
         # visible = active status and active owner
-        await self._listings.update_many(
+        shown = await self._listings.update_many(
             {"owner_id": owner_id, "status": ACTIVE}, {"$set": {"visible": active}}
         )
-        self._changed()
+        # Only on a change: reads that find an inactive owner call this too.
+        if result.modified_count or shown.modified_count:
+            self._changed(None, pages=True)
         return result.modified_count
 
     async def add_rating(self, listing_id: str, rating: int, *, tx: Tx = None) -> None:
         await self._listings.update_one(
             {"_id": listing_id}, {"$inc": {"rating_sum": rating, "rating_count": 1}}, session=tx,
         )
-        self._changed()  # (the caller announces again once its transaction committed)
+        self._changed(listing_id, pages=False)  # (again by the caller once committed)
 
     async def by_ids(self, ids: list[str]) -> list[dict[str, Any]]:
         if not ids:
@@ -302,5 +324,5 @@ class ListingStore:
             }) for d in docs
         ], ordered=False)
         self._oldest = None
-        self._changed()
+        self._changed(None, pages=True)
         return len(docs)

@@ -12,7 +12,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from ..errors import AlreadyReviewed
-from ..read_cache import LISTINGS, ReadCache
+from ..read_cache import REVIEWS, ReadCache
 from .fields import FieldCrypto
 from .ids import DELETED_USER_ID, new_id
 from .transactions import Tx
@@ -30,10 +30,11 @@ class ReviewStore:
         self._fields = fields
         self._cache = cache
 
-    def _changed(self) -> None:
-        """Cached review pages are stale (here and on every node)."""
+    def _changed(self, listing_id: str | None) -> None:
+        """The listing's cached reviews (``None``: every listing's) are
+        stale (here and on every node)."""
         if self._cache is not None:
-            self._cache.changed(LISTINGS)
+            self._cache.changed(REVIEWS, listing_id)
 
     async def create_indexes(self) -> None:
         await self._reviews.create_index([("request_id", ASCENDING)], unique=True)
@@ -59,13 +60,13 @@ class ReviewStore:
             await self._reviews.insert_one(self._fields.seal(COLLECTION, doc), session=tx)
         except DuplicateKeyError:
             raise AlreadyReviewed() from None
-        self._changed()
+        self._changed(doc["listing_id"])
         return doc
 
     async def insert_many(self, docs: list[dict[str, Any]]) -> None:
         if docs:
             await self._reviews.insert_many([self._fields.seal(COLLECTION, d) for d in docs])
-            self._changed()
+            self._changed(None)
 
     async def page(
         self, listing_id: str, *, limit: int, before_id: str | None
@@ -90,5 +91,5 @@ class ReviewStore:
             {"reviewer_id": reviewer_id},
             {"$set": {"reviewer_id": DELETED_USER_ID, "comment": ""}},
         )
-        self._changed()
+        self._changed(None)
         return result.modified_count

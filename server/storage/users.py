@@ -10,7 +10,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from ..errors import EmailTaken
-from ..read_cache import LISTINGS, PEOPLE, ReadCache
+from ..read_cache import PEOPLE, ReadCache
 from .atomic import update_and_get
 from .fields import FieldCrypto, normalise_email
 from .ids import new_id
@@ -40,11 +40,11 @@ class UserStore:
         self._cache = cache
 
     def _changed(self, user_id: str) -> None:
-        """After every write: the person's cached document, and the cached
-        listing pages showing their name, are stale (here and on every node)."""
+        """After every write: the person's cached document is stale (here
+        and on every node). Cached listings and reviews hold no names: they
+        take them from here on each read."""
         if self._cache is not None:
             self._cache.changed(PEOPLE, user_id)
-            self._cache.changed(LISTINGS)
 
     async def create_indexes(self) -> None:
         await self._users.create_index(

@@ -27,18 +27,25 @@ def rating_view(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def listing_view(listing: Named) -> dict[str, Any]:
-    """Rendered once per ``Named`` (read-only afterwards: it may be cached)."""
-    out = listing.rendered.get(listing_view)
+    """Rendered once per document, owner's name and score (kept in
+    ``rendered``, which a cached card shares between requests; read-only
+    afterwards)."""
+    doc = listing.doc
+    owner = user_ref_view(doc["owner_id"], listing.people)
+    key = (listing_view, owner["display_name"], listing.score)
+    out = listing.rendered.get(key)
     if out is None:
-        out = listing.rendered[listing_view] = _listing(listing)
+        body = listing.rendered.get(listing_view)
+        if body is None:
+            body = listing.rendered[listing_view] = _listing(doc)
+        out = listing.rendered[key] = {**body, "owner": owner, "score": listing.score}
     return out
 
 
-def _listing(listing: Named) -> dict[str, Any]:
-    doc = listing.doc
+def _listing(doc: dict[str, Any]) -> dict[str, Any]:
     return {
         "id": doc["_id"],
-        "owner": user_ref_view(doc["owner_id"], listing.people),
+        "owner": None,  # (placeholders keep the reply's key order)
         "title": doc["title"],
         "description": doc["description"],
         "category": doc["category"],
@@ -47,7 +54,7 @@ def _listing(listing: Named) -> dict[str, Any]:
         "mode": doc["mode"],
         "status": doc["status"],
         "rating": rating_view(doc),
-        "score": listing.score,
+        "score": None,
         "created_at": timestamp_view(doc["created_at"]),
         "updated_at": timestamp_view(doc["updated_at"]),
     }

@@ -489,3 +489,134 @@ async def test_my_profile_shows_my_changes_at_once_on_every_node(make_client, re
             while (await client.get("/api/v1/users/me", headers=ada["headers"])).status != 401:
                 await asyncio.sleep(0.02)
         await asyncio.wait_for(refused(), timeout=20)
+
+
+def _sample(metrics: str, name: str, **labels: str) -> float:
+    wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    for line in metrics.splitlines():
+        if line.startswith(f"{name}{{{wanted}}} "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+async def _listing_finds(client) -> float:
+    """The ``find`` commands this node sent to the listings collection so far."""
+    metrics = await (await client.get("/metrics")).text()
+    return _sample(metrics, "skillshare_db_commands_total", command="find",
+                   collection="listings", outcome="ok")
+
+
+async def test_a_review_redraws_only_its_listing(make_client):
+    """A review changes one listing's rating and reviews: the cached pages
+    keep their ids and the other listings their cards (no listing query
+    for them), while the reviewed listing shows its new rating at once."""
+    # a frozen clock: the relevance search's first page stays in one window
+    client = await make_client(read_cache_ttl=LONG_TTL, clock=FrozenClock())
+    ada, bob = await new_user(client, "Ada"), await new_user(client, "Bob")
+    reviewed = await create_listing(client, ada, title="Python for beginners")
+    other = await create_listing(client, ada, title="Rust for beginners")
+    request_id = await _completed_request(client, ada, bob, reviewed)
+    await _warm(client, reviewed["id"])
+    await _warm(client, other["id"])
+    await _newest(client, q="beginners")
+    resp = await client.post(f"/api/v1/requests/{request_id}/review",
+                             json={"rating": 4, "comment": "Good"}, headers=bob["headers"])
+    assert resp.status == 201, await resp.text()
+
+    before = await _listing_finds(client)
+    assert (await _get(client, f"/api/v1/skills/{other['id']}"))["title"] == "Rust for beginners"
+    assert await _get(client, f"/api/v1/skills/{other['id']}/reviews") == {
+        "items": [], "next_cursor": None}
+    assert await _listing_finds(client) == before
+
+    rating = {"average": 4.0, "count": 1}
+    for page in (await _newest(client), await _newest(client, category="programming"),
+                 await _newest(client, q="beginners")):
+        assert [(i["id"], i["rating"]) for i in page] == [
+            (other["id"], {"average": None, "count": 0}), (reviewed["id"], rating)]
+    assert (await _get(client, f"/api/v1/skills/{reviewed['id']}"))["rating"] == rating
+    reviews = await _get(client, f"/api/v1/skills/{reviewed['id']}/reviews")
+    assert [r["rating"] for r in reviews["items"]] == [4]
+    # one query: the reviewed listing's card, shared by the three pages and the listing
+    assert await _listing_finds(client) == before + 1
+
+
+async def test_a_new_name_shows_on_cached_pages_of_every_node(make_client, redis_url):
+    """A display name change drops only that person: both nodes show the
+    new name on their cached pages, search results and listings without
+    querying the listings again."""
+    clock = FrozenClock()  # the relevance search's first page stays in one window
+    one = await make_client(read_cache_ttl=LONG_TTL, redis_url=redis_url, clock=clock)
+    two = await make_client(read_cache_ttl=LONG_TTL, redis_url=redis_url, clock=clock)
+    ada = await new_user(one, "Ada")
+    listing = await create_listing(one, ada, title="Python for beginners")
+    await create_listing(one, ada, title="Python, gently")
+
+    async def owner_names(client):
+        pages = [await _newest(client), await _newest(client, category="programming"),
+                 await _newest(client, q="python"), await _newest(client, limit=1)]
+        names = {i["owner"]["display_name"] for page in pages for i in page}
+        names.add((await _get(client, f"/api/v1/skills/{listing['id']}"))["owner"][
+            "display_name"])
+        return names
+
+    for client in (one, two):
+        assert await owner_names(client) == {"Ada"}
+    before_two = await _listing_finds(two)
+    resp = await one.patch("/api/v1/users/me", json={"display_name": "Ada L."},
+                           headers=ada["headers"])
+    assert resp.status == 200
+    before_one = await _listing_finds(one)  # (the edit itself reads her listings' tags)
+    assert await owner_names(one) == {"Ada L."}
+    assert await _listing_finds(one) == before_one
+
+    async def seen_on_two():
+        while await owner_names(two) != {"Ada L."}:
+            await asyncio.sleep(0.02)
+
+    await asyncio.wait_for(seen_on_two(), timeout=20)
+    assert await _listing_finds(two) == before_two
+
+
+async def test_an_edit_that_moves_no_listing_keeps_the_cached_pages(make_client):
+    """An edit of what only the card shows (here: a description with the
+    same words) redraws that card; the pages keep their ids."""
+    client = await make_client(read_cache_ttl=LONG_TTL)
+    ada = await new_user(client, "Ada")
+    listing = await create_listing(client, ada, description="Loops, variables, functions.")
+    await _warm(client, listing["id"])
+    resp = await client.patch(f"/api/v1/skills/{listing['id']}", headers=ada["headers"],
+                              json={"description": "Variables, loops, functions!"})
+    assert resp.status == 200, await resp.text()
+    metrics = await (await client.get("/metrics")).text()
+    hits = _sample(metrics, "skillshare_read_cache_requests_total",
+                   namespace="listing_pages", result="hit")
+    assert [i["description"] for i in await _newest(client)] == ["Variables, loops, functions!"]
+    metrics = await (await client.get("/metrics")).text()
+    assert _sample(metrics, "skillshare_read_cache_requests_total",
+                   namespace="listing_pages", result="hit") == hits + 1
+
+
+async def test_a_review_on_one_node_shows_on_the_others_cached_reads(make_client, redis_url):
+    one = await make_client(read_cache_ttl=LONG_TTL, redis_url=redis_url)
+    two = await make_client(read_cache_ttl=LONG_TTL, redis_url=redis_url)
+    ada, bob = await new_user(one, "Ada"), await new_user(one, "Bob")
+    listing = await create_listing(one, ada)
+    request_id = await _completed_request(one, ada, bob, listing)
+    await _warm(two, listing["id"])
+    resp = await one.post(f"/api/v1/requests/{request_id}/review",
+                          json={"rating": 5, "comment": "Great"}, headers=bob["headers"])
+    assert resp.status == 201, await resp.text()
+    rating = {"average": 5.0, "count": 1}
+
+    async def seen_on_two():
+        while True:
+            page = await _newest(two)
+            shown = await _get(two, f"/api/v1/skills/{listing['id']}")
+            reviews = await _get(two, f"/api/v1/skills/{listing['id']}/reviews")
+            if (page[0]["rating"] == shown["rating"] == rating
+                    and [r["rating"] for r in reviews["items"]] == [5]):
+                return
+            await asyncio.sleep(0.02)
+
+    await asyncio.wait_for(seen_on_two(), timeout=20)
