@@ -34,6 +34,8 @@ TOPIC = "read_cache_changed"
 LISTINGS = "listings"  # listing pages, listings, their reviews (owner names appear in all)
 PEOPLE = "people"  # active user documents by id (names on cards, public profiles)
 MATCHES = "matches"  # each person's match ranking (any change of anyone's skills drops all)
+IDENTITIES = "identities"  # each person's linked sign-in providers, by user id
+REQUESTS = "requests"  # each person's newest skill requests (both sides), by user id
 
 
 class ReadCache:

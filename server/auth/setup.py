@@ -125,7 +125,7 @@ def build_auth(
         sessions=session_service, audit=audit, public_url=public_url,
         flow_ttl=settings.oidc_flow_ttl, http_timeout=settings.oidc_http_timeout,
         limiter=limiter, start_limit=settings.oidc_start_limit, clock=clock,
-        registry=metrics.registry,
+        registry=metrics.registry, cache=cache,
     )
     profiles.add_exporter("sign_in_providers", sign_in.export)
     return Auth(users=users, audit=audit, sessions=session_service, accounts=account_service,
@@ -171,7 +171,8 @@ def build_purge(
             skill_requests=SkillRequestStore(db, fields),
             reviews=ReviewStore(db, fields, cache=cache),
             skill_index=SkillIndexStore(db), snapshots=RankingSnapshotStore(db),
-            blocks=BlockStore(db), identities=IdentityStore(db, fields), digests=DigestStore(db),
+            blocks=BlockStore(db), identities=IdentityStore(db, fields, cache=cache),
+            digests=DigestStore(db),
         ),
         mail=mail, forget_presence=forget_presence, grace=grace, clock=clock,
         outcomes=purge_counter(metrics.registry),
