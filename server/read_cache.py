@@ -103,8 +103,12 @@ class ReadCache:
         hand back to ``put_many`` with what was loaded for the others."""
         found: dict[str, Any] = {}
         if self.enabled:
+            entries, epoch = self._entries, self._epoch[namespace]
             for key in keys:
-                value = self._entries.get(self._key(namespace, key))
+                try:  # one lookup (``get`` is two, each reading the clock)
+                    value = entries[(namespace, epoch, key)]
+                except KeyError:
+                    continue
                 if value is not None:
                     found[key] = value
             self._requests.labels(namespace, "hit").inc(len(found))

@@ -168,7 +168,7 @@ def build_purge(
             users=users, sessions=SessionStore(db, fields), user_tokens=UserTokenStore(db),
             audit=audit, rooms=RoomStore(db), messages=MessageStore(db, fields),
             read_markers=ReadMarkerStore(db), listings=ListingStore(db, cache=cache),
-            skill_requests=SkillRequestStore(db, fields),
+            skill_requests=SkillRequestStore(db, fields, cache=cache),
             reviews=ReviewStore(db, fields, cache=cache),
             skill_index=SkillIndexStore(db), snapshots=RankingSnapshotStore(db),
             blocks=BlockStore(db), identities=IdentityStore(db, fields, cache=cache),
