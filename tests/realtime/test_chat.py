@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
+import aiohttp
 import pytest
 
 from server.clock import FrozenClock
@@ -240,3 +241,51 @@ async def test_typing_is_throttled_on_the_injected_clock(make_client):
         assert (await a.call("typing", typing))["relayed"]
     finally:
         await a.close()
+
+
+async def _message_reads(url: str) -> float:
+    """``find`` commands this node has sent to the messages collection."""
+    async with aiohttp.ClientSession() as session, session.get(f"{url}/metrics") as resp:
+        text = await resp.text()
+    line = ('skillshare_db_commands_total{collection="messages",command="find",'
+            'outcome="ok"} ')
+    return sum(float(row[len(line):]) for row in text.splitlines() if row.startswith(line))
+
+
+async def test_a_page_of_rooms_is_summarised_in_one_read_of_its_messages(node):
+    """Each room's last message and the caller's unread count (messages from
+    others after their read marker) come from one read of the messages
+    collection for the whole page; only a room with more unread than are
+    read along (20) is counted on its own."""
+    bob = await register_user(node, "bob")
+    senders = [await register_user(node, name) for name in ("alice", "carol", "dan", "eve")]
+    rooms = [await open_direct(node, s["access_token"], bob["id"]) for s in senders]
+    sockets = [await SocketUser(node, s["access_token"], name=s["email"]).connect()
+               for s in senders]
+    b = await SocketUser(node, bob["access_token"], name="bob").connect()
+    try:
+        for sock, room, count in zip(sockets, rooms, (1, 3, 4, 25), strict=True):
+            for _ in range(count):
+                ack = await sock.call("message:send", {"room_id": room["id"],
+                                                       "client_id": new_client_id(), "body": "hi"})
+                assert ack["ok"], ack
+        assert (await b.call("message:read", {"room_id": rooms[2]["id"], "seq": 2}))["ok"]
+        ack = await b.call("message:send", {"room_id": rooms[1]["id"],
+                                            "client_id": new_client_id(), "body": "hello"})
+        assert ack["ok"], ack
+
+        async def summaries():
+            status, page = await http_json("GET", f"{node}/api/v1/rooms",
+                                           token=bob["access_token"])
+            assert status == 200
+            return {r["id"]: (r["last_seq"], r["read_seq"], r["unread_count"],
+                              r["last_message"]["seq"]) for r in page["items"]}
+
+        before = await _message_reads(node)
+        assert await summaries() == {
+            rooms[0]["id"]: (1, 0, 1, 1), rooms[1]["id"]: (4, 0, 3, 4),
+            rooms[2]["id"]: (4, 2, 2, 4), rooms[3]["id"]: (25, 0, 25, 25)}
+        assert await _message_reads(node) - before == 2  # the page's, and the room of 25
+    finally:
+        for sock in (*sockets, b):
+            await sock.close()
