@@ -273,15 +273,25 @@ class RoomService:
         docs = docs[:limit]
         markers = await self._markers.get_many([d["_id"] for d in docs], user_id)
         read = {d["_id"]: markers.get(d["_id"], 0) for d in docs}
-        ends = await self._messages.ends_and_unread(
-            {d["_id"]: (self._seqs.known(d["_id"]) or 0, read[d["_id"]]) for d in docs},
+        # The end this node knows, or else the caller's read marker (often
+        # the end: they read up to it), is checked for every room at once.
+        guess = {d["_id"]: max(self._seqs.known(d["_id"]) or 0, read[d["_id"]]) for d in docs}
+        ends, moved_on = await self._messages.ends_and_unread(
+            {room_id: (last, read[room_id]) for room_id, last in guess.items()},
             reader_id=user_id, max_unread=UNREAD_READ_ALONG)
         moved = [d["_id"] for d in docs if d["_id"] not in ends]
         if moved:
-            lasts = await asyncio.gather(*(self._seqs.current(room_id) for room_id in moved))
-            ends.update(await self._messages.ends_and_unread(
+            # A guess that moved on exists (seqs are gap-free): search from it.
+            lasts = await asyncio.gather(*(
+                self._seqs.current(room_id, exists=guess[room_id] if room_id in moved_on else 0)
+                for room_id in moved))
+            found, _ = await self._messages.ends_and_unread(
                 {room_id: (last, read[room_id]) for room_id, last in zip(moved, lasts, strict=True)},
-                reader_id=user_id, max_unread=UNREAD_READ_ALONG))
+                reader_id=user_id, max_unread=UNREAD_READ_ALONG)
+            ends.update(found)
+        for room_id, end in ends.items():
+            if end.last:
+                self._seqs.observe(room_id, end.last)
         items = await asyncio.gather(*(
             self._summary(doc, user_id, read[doc["_id"]], ends.get(doc["_id"])) for doc in docs))
         return list(items), (docs[-1]["_id"] if more and docs else None)

@@ -158,16 +158,17 @@ class MessageStore:
         return {doc["seq"] async for doc in cursor}
 
     async def ends_and_unread(self, rooms: dict[str, tuple[int, int]], *, reader_id: str,
-                              max_unread: int) -> dict[str, RoomEnd]:
+                              max_unread: int) -> tuple[dict[str, RoomEnd], set[str]]:
         """For many rooms at once (one ``_id`` read per ``IDS_PER_QUERY``
         ids): ``rooms`` maps a room to ``(last, read)`` — the seq believed
         to be its last one and the reader's read marker. Each room whose
         last seq is still ``last`` gets its last message and, when at most
         ``max_unread`` messages follow ``read``, how many of those others
         sent (read along in the same query; otherwise ``unread`` is None:
-        count them with ``count_from_others``). Rooms that moved past
-        ``last`` are left out. Seqs are gap-free, so "``last`` exists and
-        ``last + 1`` does not" means ``last`` is the end."""
+        count them with ``count_from_others``). Returns those, and the
+        rooms that moved past ``last`` (so ``last`` exists); a room in
+        neither has no message ``last``. Seqs are gap-free, so "``last``
+        exists and ``last + 1`` does not" means ``last`` is the end."""
         wanted: list[tuple[str, int]] = []
         for room_id, (last, read) in rooms.items():
             wanted += [(room_id, last), (room_id, last + 1)] if last else [(room_id, 1)]
@@ -179,9 +180,11 @@ class MessageStore:
             async for doc in self._messages.find({"_id": {"$in": ids}}):
                 seen[(doc["room_id"], doc["seq"])] = doc
         out: dict[str, RoomEnd] = {}
+        moved: set[str] = set()
         for room_id, (last, read) in rooms.items():
             if (room_id, last + 1) in seen:
-                continue  # moved on
+                moved.add(room_id)
+                continue
             if not last:
                 out[room_id] = RoomEnd(last=0, message=None, unread=0)
                 continue
@@ -196,7 +199,7 @@ class MessageStore:
                              if (room_id, seq) in seen)
             out[room_id] = RoomEnd(last=last, unread=unread,
                                    message=self._fields.open(COLLECTION, seen[(room_id, last)]))
-        return out
+        return out, moved
 
     async def last_seq(self, room_id: str, *, known: int = 0) -> int:
         """The highest stored seq, given that ``known`` exists (0: none

@@ -289,3 +289,44 @@ async def test_a_page_of_rooms_is_summarised_in_one_read_of_its_messages(node):
     finally:
         for sock in (*sockets, b):
             await sock.close()
+
+
+async def test_a_room_read_to_its_end_is_summarised_without_searching_for_it(make_client,
+                                                                            redis_url):
+    """A node that never saw a room takes the caller's read marker as its
+    likely end: a room read to the end is confirmed in the page's one read;
+    one with newer messages is searched from the marker. Summaries stay
+    exact either way."""
+    one, two = (await make_client(redis_url=redis_url), await make_client(redis_url=redis_url))
+    url_one = str(one.make_url("")).rstrip("/")
+    url_two = str(two.make_url("")).rstrip("/")
+    alice, bob = await register_user(url_one, "alice"), await register_user(url_one, "bob")
+    room = await open_direct(url_one, alice["access_token"], bob["id"])
+    a = await SocketUser(url_one, alice["access_token"], name="alice").connect()
+    b = await SocketUser(url_one, bob["access_token"], name="bob").connect()
+
+    async def send(n):
+        for _ in range(n):
+            ack = await a.call("message:send", {"room_id": room["id"],
+                                                "client_id": new_client_id(), "body": "hi"})
+            assert ack["ok"], ack
+
+    async def summary(url):
+        status, page = await http_json("GET", f"{url}/api/v1/rooms", token=bob["access_token"])
+        assert status == 200
+        (item,) = page["items"]
+        return item["last_seq"], item["read_seq"], item["unread_count"], \
+            item["last_message"]["seq"]
+
+    try:
+        await send(3)
+        assert (await b.call("message:read", {"room_id": room["id"], "seq": 3}))["ok"]
+        before = await _message_reads(url_two)
+        assert await summary(url_two) == (3, 3, 0, 3)
+        assert await _message_reads(url_two) - before == 1
+        await send(2)
+        assert await summary(url_two) == (5, 3, 2, 5)
+        assert await summary(url_one) == (5, 3, 2, 5)
+    finally:
+        await a.close()
+        await b.close()

@@ -79,11 +79,15 @@ async def test_ends_and_unread_confirms_only_rooms_whose_end_is_known(store):
                 for i in range(1, count + 1)])
     asked = {rooms["a"]: (0, 0), rooms["b"]: (3, 0), rooms["c"]: (2, 0), rooms["d"]: (0, 0),
              rooms["e"]: (1, 1), rooms["f"]: (9, 1)}
-    got = await store.ends_and_unread(asked, reader_id="me", max_unread=4)
+    got, moved = await store.ends_and_unread(asked, reader_id="me", max_unread=4)
     assert set(got) == {rooms["a"], rooms["b"], rooms["e"], rooms["f"]}
+    assert moved == {rooms["c"], rooms["d"]}
     assert (got[rooms["a"]].last, got[rooms["a"]].message, got[rooms["a"]].unread) == (0, None, 0)
     end = got[rooms["b"]]
     assert (end.last, end.message["seq"], end.message["body"], end.unread) == (3, 3, "b", 2)
     assert (got[rooms["e"]].message["room_id"], got[rooms["e"]].unread) == (rooms["e"], 0)
     assert (got[rooms["f"]].last, got[rooms["f"]].unread) == (9, None)  # 8 unread: not read along
-    assert await store.ends_and_unread({}, reader_id="me", max_unread=4) == {}
+    assert await store.ends_and_unread({}, reader_id="me", max_unread=4) == ({}, set())
+    # a seq the room never reached is neither an end nor moved on
+    assert await store.ends_and_unread({rooms["e"]: (4, 0)}, reader_id="me",
+                                       max_unread=4) == ({}, set())
