@@ -36,6 +36,7 @@ PEOPLE = "people"  # active user documents by id (names on cards, public profile
 MATCHES = "matches"  # each person's match ranking (any change of anyone's skills drops all)
 IDENTITIES = "identities"  # each person's linked sign-in providers, by user id
 REQUESTS = "requests"  # each person's newest skill requests (both sides), by user id
+ROOMS = "rooms"  # each person's newest room documents (their /rooms page), by user id
 
 
 class ReadCache:

@@ -166,7 +166,7 @@ def build_purge(
     return Purge(AccountPurge(
         stores=PurgeStores(
             users=users, sessions=SessionStore(db, fields), user_tokens=UserTokenStore(db),
-            audit=audit, rooms=RoomStore(db), messages=MessageStore(db, fields),
+            audit=audit, rooms=RoomStore(db, cache=cache), messages=MessageStore(db, fields),
             read_markers=ReadMarkerStore(db), listings=ListingStore(db, cache=cache),
             skill_requests=SkillRequestStore(db, fields, cache=cache),
             reviews=ReviewStore(db, fields, cache=cache),

@@ -15,6 +15,7 @@ from tests.support.realtime import (
     http_json,
     new_client_id,
     open_direct,
+    open_group,
     register_user,
 )
 
@@ -330,3 +331,71 @@ async def test_a_room_read_to_its_end_is_summarised_without_searching_for_it(mak
     finally:
         await a.close()
         await b.close()
+
+
+async def test_my_room_page_is_cached_and_membership_changes_show_on_every_node(make_client,
+                                                                              redis_url):
+    """The rooms of a first page of GET /rooms come from the read cache; a
+    room opened, a group created, people added and a member leaving on one
+    node show on the other at once, and so do new messages (read live)."""
+    one = await make_client(redis_url=redis_url, read_cache_ttl=3600.0)
+    two = await make_client(redis_url=redis_url, read_cache_ttl=3600.0)
+    url_one = str(one.make_url("")).rstrip("/")
+    url_two = str(two.make_url("")).rstrip("/")
+    alice, bob = await register_user(url_one, "alice"), await register_user(url_one, "bob")
+    carol = await register_user(url_one, "carol")
+
+    async def rooms_of(user, url):
+        status, page = await http_json("GET", f"{url}/api/v1/rooms", token=user["access_token"])
+        assert status == 200
+        return {r["id"]: (sorted(r["member_ids"]), r["last_seq"]) for r in page["items"]}
+
+    async def until(user, url, expected):
+        async def wait():
+            while await rooms_of(user, url) != expected:
+                await asyncio.sleep(0.02)
+        await asyncio.wait_for(wait(), timeout=20)
+
+    async def hits(url):
+        async with aiohttp.ClientSession() as session, session.get(f"{url}/metrics") as resp:
+            text = await resp.text()
+        line = 'skillshare_read_cache_requests_total{namespace="rooms",result="hit"} '
+        return sum(float(r[len(line):]) for r in text.splitlines() if r.startswith(line))
+
+    for url in (url_two, url_two, url_one):
+        assert await rooms_of(bob, url) == {}
+    assert await hits(url_two) >= 1
+
+    direct = await open_direct(url_one, alice["access_token"], bob["id"])
+    pair = sorted([alice["id"], bob["id"]])
+    for url in (url_two, url_one):
+        await until(bob, url, {direct["id"]: (pair, 0)})
+
+    a = await SocketUser(url_one, alice["access_token"], name="alice").connect()
+    try:
+        ack = await a.call("message:send", {"room_id": direct["id"],
+                                            "client_id": new_client_id(), "body": "hi"})
+        assert ack["ok"], ack
+    finally:
+        await a.close()
+    await until(bob, url_two, {direct["id"]: (pair, 1)})
+
+    group = await open_group(url_one, alice, [bob])
+    trio = sorted([alice["id"], bob["id"], carol["id"]])
+    await until(bob, url_two, {direct["id"]: (pair, 1), group["id"]: (pair, 0)})
+    await open_direct(url_one, carol["access_token"], alice["id"])  # a relation with alice
+    status, _ = await http_json("POST", f"{url_one}/api/v1/rooms/{group['id']}/members",
+                                token=alice["access_token"], json={"user_ids": [carol["id"]]})
+    assert status == 200
+    await until(bob, url_two, {direct["id"]: (pair, 1), group["id"]: (trio, 0)})
+    await until(carol, url_two, {group["id"]: (trio, 0),
+                                 **{k: v for k, v in (await rooms_of(carol, url_one)).items()
+                                    if k != group["id"]}})
+    status, _ = await http_json("POST", f"{url_one}/api/v1/rooms/{group['id']}/leave",
+                                token=bob["access_token"])
+    assert status in (200, 204)
+    await until(bob, url_two, {direct["id"]: (pair, 1)})
+    await until(alice, url_two, {direct["id"]: (pair, 1),
+                                 group["id"]: (sorted([alice["id"], carol["id"]]), 0),
+                                 **{k: v for k, v in (await rooms_of(alice, url_one)).items()
+                                    if k not in (direct["id"], group["id"])}})
