@@ -256,7 +256,7 @@ async def realtime_ctx(app: web.Application) -> AsyncIterator[None]:
         app[SETTINGS], sio=app[SIO], registry=app[SOCKET_REGISTRY], metrics=app[REALTIME_METRICS],
         db=app[DB], fields=app[FIELDS], users=app[USERS], sessions=app[SESSIONS],
         consent=app[CONSENT], profiles=app[PROFILES], bus=app[BUS], redis=app[REDIS],
-        node_id=app[NODE_ID], clock=app[CLOCK],
+        node_id=app[NODE_ID], clock=app[CLOCK], cache=app[READ_CACHE],
     )
     app[ROOMS], app[CHAT], app[NOTIFIER] = realtime.rooms, realtime.chat, realtime.notifier
     app[PRESENCE], app[CONNECTIONS] = realtime.presence, realtime.connections

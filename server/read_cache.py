@@ -36,6 +36,9 @@ LISTINGS = "listings"  # each publicly visible listing by id (the cards pages ar
 REVIEWS = "reviews"  # each listing's newest reviews by listing id (the first review page)
 PEOPLE = "people"  # active user documents by id (names on cards, public profiles)
 MATCHES = "matches"  # each person's match ranking (any change of anyone's skills drops all)
+IDENTITIES = "identities"  # each person's linked sign-in providers, by user id
+REQUESTS = "requests"  # each person's newest skill requests (both sides), by user id
+ROOMS = "rooms"  # each person's newest room documents (their /rooms page), by user id
 
 
 class ReadCache:
@@ -105,10 +108,12 @@ class ReadCache:
         if self.enabled:
             entries, epoch = self._entries, self._epoch[namespace]
             for key in keys:
-                try:  # (one lookup: ``get`` checks the expiry twice; a page asks for 40)
-                    found[key] = entries[(namespace, epoch, key)]
+                try:  # one lookup (``get`` is two, each reading the clock)
+                    value = entries[(namespace, epoch, key)]
                 except KeyError:
                     continue
+                if value is not None:
+                    found[key] = value
             self._requests.labels(namespace, "hit").inc(len(found))
             self._requests.labels(namespace, "miss").inc(len(keys) - len(found))
         return found, self._version[namespace]

@@ -125,7 +125,7 @@ def build_auth(
         sessions=session_service, audit=audit, public_url=public_url,
         flow_ttl=settings.oidc_flow_ttl, http_timeout=settings.oidc_http_timeout,
         limiter=limiter, start_limit=settings.oidc_start_limit, clock=clock,
-        registry=metrics.registry,
+        registry=metrics.registry, cache=cache,
     )
     profiles.add_exporter("sign_in_providers", sign_in.export)
     return Auth(users=users, audit=audit, sessions=session_service, accounts=account_service,
@@ -166,12 +166,13 @@ def build_purge(
     return Purge(AccountPurge(
         stores=PurgeStores(
             users=users, sessions=SessionStore(db, fields), user_tokens=UserTokenStore(db),
-            audit=audit, rooms=RoomStore(db), messages=MessageStore(db, fields),
+            audit=audit, rooms=RoomStore(db, cache=cache), messages=MessageStore(db, fields),
             read_markers=ReadMarkerStore(db), listings=ListingStore(db, cache=cache),
-            skill_requests=SkillRequestStore(db, fields),
+            skill_requests=SkillRequestStore(db, fields, cache=cache),
             reviews=ReviewStore(db, fields, cache=cache),
             skill_index=SkillIndexStore(db), snapshots=RankingSnapshotStore(db),
-            blocks=BlockStore(db), identities=IdentityStore(db, fields), digests=DigestStore(db),
+            blocks=BlockStore(db), identities=IdentityStore(db, fields, cache=cache),
+            digests=DigestStore(db),
         ),
         mail=mail, forget_presence=forget_presence, grace=grace, clock=clock,
         outcomes=purge_counter(metrics.registry),

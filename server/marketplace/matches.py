@@ -249,6 +249,25 @@ class MatchService:
                         related.append(name)
         return names, related
 
+    def _reach(self, wanted: dict[str, str]) -> frozenset[str]:
+        """Every skill key meeting one of ``wanted`` (the same skill or a related one)."""
+        return frozenset().union(*(self._vocabulary.same_skill(key)
+                                   | self._vocabulary.related_skills(key) for key in wanted))
+
+    def _meets_any(self, wanted: dict[str, str], offered: dict[str, str],
+                   verdicts: dict[str, bool]) -> bool:
+        """Whether ``_meet(wanted, offered)`` finds anything; ``verdicts``
+        keeps each wanted key's answer for the same ``offered``."""
+        for key in wanted:
+            verdict = verdicts.get(key)
+            if verdict is None:
+                verdict = verdicts[key] = not (
+                    self._vocabulary.same_skill(key).isdisjoint(offered)
+                    and self._vocabulary.related_skills(key).isdisjoint(offered))
+            if verdict:
+                return True
+        return False
+
     async def _candidate_ids(self, user_id: str, *, offered: list[str], wanted: list[str]
                              ) -> list[str]:
         """People offering one of ``wanted`` or wanting one of ``offered``
@@ -294,10 +313,18 @@ class MatchService:
                 names += _names(offered, wanted)
             vectors = await self._semantic.vectors(names, user=user_id, where="matches")
         ranked: list[tuple[str, dict[str, Any]]] = []
+        # Most candidates meet me on one side only: the other side is ruled
+        # out by one set test (what my wanted skills reach), or by a verdict
+        # per wanted key kept for this ranking, before ``_meet`` builds lists.
+        reach = self._reach(my_wanted)
+        meets_mine: dict[str, bool] = {}
         for person in people:
             offered, wanted = profiles[person["_id"]]
-            they_teach, they_related = self._meet(my_wanted, offered)
-            you_teach, you_related = self._meet(wanted, my_offered)
+            they_teach, they_related = (self._meet(my_wanted, offered)
+                                        if not reach.isdisjoint(offered) else ([], []))
+            you_teach, you_related = (self._meet(wanted, my_offered)
+                                      if self._meets_any(wanted, my_offered, meets_mine)
+                                      else ([], []))
             bonus = 0
             if vectors:
                 for names, near, side_wanted, side_offered in (

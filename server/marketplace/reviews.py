@@ -55,11 +55,14 @@ class ReviewService:
         now = self._clock.now()
         # The claim, the review and the listing's average land together or not at all.
         async with self._transactions.start() as tx:
-            if not await self._requests.mark_reviewed(request_id, now=now, tx=tx):
+            parties = (request["learner_id"], request["teacher_id"])
+            if not await self._requests.mark_reviewed(request_id, parties=parties, now=now,
+                                                      tx=tx):
                 raise AlreadyReviewed("You have already reviewed this request.")
             review = await self._reviews.create(request=request, rating=rating,
                                                 comment=comment, now=now, tx=tx)
             await self._listing_store.add_rating(request["listing_id"], rating, tx=tx)
+        self._requests.changed(*parties)  # committed: "reviewed" shows on their requests
         if self._cache is not None:  # committed: reads meanwhile held the old rating
             self._cache.changed(LISTINGS, request["listing_id"])
             self._cache.changed(REVIEWS, request["listing_id"])

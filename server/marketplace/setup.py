@@ -62,7 +62,7 @@ async def build_marketplace(
     cache: ReadCache | None = None,
 ) -> Marketplace:
     listing_store = ListingStore(db, cache=cache)
-    request_store = SkillRequestStore(db, fields)
+    request_store = SkillRequestStore(db, fields, cache=cache)
     review_store = ReviewStore(db, fields, cache=cache)
     skill_index = SkillIndexStore(db)
     snapshot_store = RankingSnapshotStore(db)

@@ -14,7 +14,7 @@ from loguru import logger
 from ..bus import Bus
 from ..clock import Clock
 from ..errors import BadRequest, Blocked, Forbidden, NotAContact, NotFound, ValidationFailed
-from ..storage.messages import MessageStore
+from ..storage.messages import MessageStore, RoomEnd
 from ..storage.read_markers import ReadMarkerStore
 from ..storage.rooms import DIRECT, GROUP, RoomStore
 from ..storage.users import UserStore
@@ -25,6 +25,9 @@ MAX_GROUP_MEMBERS = 100
 ROOM_CACHE_TTL_S = 30.0  # bounds a cached room's staleness should a room_changed be lost
 MAX_ROOMS_CACHED = 50_000  # room documents one node keeps (a few KB each)
 UNREAD_CAP = 999  # unread counts above this are reported as 999 ("999+")
+# Unread messages per room read along with the room's end (one query for a
+# page of rooms); more than this are counted by a range read of their own.
+UNREAD_READ_ALONG = 20
 ROOM_CHANGED_TOPIC = "room_changed"  # {"room_id"}: drop it from every node's room cache
 MEMBER_LEFT_EVENT = "room:member_left"
 MEMBER_ADDED_EVENT = "room:member_added"
@@ -259,30 +262,50 @@ class RoomService:
         self, user_id: str, *, before_id: str | None, limit: int
     ) -> tuple[list[RoomSummary], str | None]:
         """A page of the caller's rooms (newest first by creation), each
-        with its last message, last seq, read marker and unread count."""
+        with its last message, last seq, read marker and unread count.
+        Round trips: the rooms, their read markers, then one ``_id`` read
+        for every room's end and its few unread messages (rooms this node
+        knows the end of); rooms that moved on are found (``current``) and
+        read the same way; a room with more than ``UNREAD_READ_ALONG``
+        unread is counted on its own."""
         docs = await self._rooms.list_for_member(user_id, before_id=before_id, limit=limit + 1)
         more = len(docs) > limit
         docs = docs[:limit]
         markers = await self._markers.get_many([d["_id"] for d in docs], user_id)
-        # one read for the rooms whose end this node knows; the others alone
-        known = {d["_id"]: self._seqs.known(d["_id"]) or 0 for d in docs}
-        ends = await self._messages.last_messages_if_known(known)
+        read = {d["_id"]: markers.get(d["_id"], 0) for d in docs}
+        # The end this node knows, or else the caller's read marker (often
+        # the end: they read up to it), is checked for every room at once.
+        guess = {d["_id"]: max(self._seqs.known(d["_id"]) or 0, read[d["_id"]]) for d in docs}
+        ends, moved_on = await self._messages.ends_and_unread(
+            {room_id: (last, read[room_id]) for room_id, last in guess.items()},
+            reader_id=user_id, max_unread=UNREAD_READ_ALONG)
+        moved = [d["_id"] for d in docs if d["_id"] not in ends]
+        if moved:
+            # A guess that moved on exists (seqs are gap-free): search from it.
+            lasts = await asyncio.gather(*(
+                self._seqs.current(room_id, exists=guess[room_id] if room_id in moved_on else 0)
+                for room_id in moved))
+            found, _ = await self._messages.ends_and_unread(
+                {room_id: (last, read[room_id]) for room_id, last in zip(moved, lasts, strict=True)},
+                reader_id=user_id, max_unread=UNREAD_READ_ALONG)
+            ends.update(found)
+        for room_id, end in ends.items():
+            if end.last:
+                self._seqs.observe(room_id, end.last)
         items = await asyncio.gather(*(
-            self._summary(doc, user_id, markers.get(doc["_id"], 0),
-                          (known[doc["_id"]], ends[doc["_id"]]) if doc["_id"] in ends else None)
-            for doc in docs
-        ))
+            self._summary(doc, user_id, read[doc["_id"]], ends.get(doc["_id"])) for doc in docs))
         return list(items), (docs[-1]["_id"] if more and docs else None)
 
     async def _summary(self, doc: dict[str, Any], user_id: str, read_seq: int,
-                       end: tuple[int, dict[str, Any] | None] | None) -> RoomSummary:
-        if end is not None:  # (last seq, last message) confirmed by the batched read
-            last, last_message = end
-        else:
+                       end: RoomEnd | None) -> RoomSummary:
+        if end is not None:  # confirmed by a batched read
+            last, last_message, unread = end.last, end.message, end.unread
+        else:  # moved on again meanwhile
             last = await self._seqs.current(doc["_id"])
             last_message = await self._messages.get(doc["_id"], last) if last else None
-        unread = await self._messages.count_from_others(
-            doc["_id"], user_id, after_seq=max(read_seq, last - UNREAD_CAP), upto_seq=last
-        )
+            unread = None
+        if unread is None:
+            unread = await self._messages.count_from_others(
+                doc["_id"], user_id, after_seq=max(read_seq, last - UNREAD_CAP), upto_seq=last)
         return RoomSummary(room=doc, last_seq=last, read_seq=min(read_seq, last),
                            unread_count=min(unread, UNREAD_CAP), last_message=last_message)

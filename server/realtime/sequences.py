@@ -30,10 +30,12 @@ class SequenceCache:
         while len(self._known) > self._max_rooms:
             self._known.popitem(last=False)
 
-    async def current(self, room_id: str) -> int:
+    async def current(self, room_id: str, *, exists: int = 0) -> int:
         """The room's last seq as stored now (one query when the cache is
-        current, a few for a room this node has not seen)."""
-        last = await self._messages.last_seq(room_id, known=self._known.get(room_id, 0))
+        current, a few for a room this node has not seen); ``exists``: a
+        seq the caller knows is stored (searched from there if higher)."""
+        known = max(self._known.get(room_id, 0), exists)
+        last = await self._messages.last_seq(room_id, known=known)
         if last:
             self.observe(room_id, last)
         return last

@@ -21,6 +21,7 @@ from ..clock import Clock
 from ..config import Settings
 from ..consent.service import ConsentService
 from ..profiles import ProfileService
+from ..read_cache import ReadCache
 from ..redis_keys import RedisKeys
 from ..storage.fields import FieldCrypto
 from ..storage.messages import MessageStore
@@ -85,9 +86,9 @@ def build_realtime(
     settings: Settings, *, sio: socketio.AsyncServer, registry: SocketRegistry,
     metrics: RealtimeMetrics, db: AsyncDatabase, fields: FieldCrypto, users: UserStore,
     sessions: SessionService, consent: ConsentService, profiles: ProfileService, bus: Bus,
-    redis: Redis | None, node_id: str, clock: Clock,
+    redis: Redis | None, node_id: str, clock: Clock, cache: ReadCache | None = None,
 ) -> Realtime:
-    rooms_store, markers = RoomStore(db), ReadMarkerStore(db)
+    rooms_store, markers = RoomStore(db, cache=cache), ReadMarkerStore(db)
     messages = MessageStore(db, fields)
     sequences = SequenceCache(messages)
     notifier = Notifier(sio, on_error=metrics.bus_errors.inc)

@@ -41,6 +41,16 @@ def tombstone_client_id(doc_id: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class RoomEnd:
+    """Where a room ends (``ends_and_unread``): its last seq and message
+    (None in an empty room), and the reader's unread count if it was read."""
+
+    last: int
+    message: dict[str, Any] | None
+    unread: int | None
+
+
+@dataclass(frozen=True, slots=True)
 class SeqTaken:
     """``insert`` lost the race for this seq."""
 
@@ -147,29 +157,49 @@ class MessageStore:
         cursor = self._messages.find({"_id": {"$in": ids}}, {"seq": 1})
         return {doc["seq"] async for doc in cursor}
 
-    async def last_messages_if_known(self, known: dict[str, int]
-                                     ) -> dict[str, dict[str, Any] | None]:
-        """For many rooms at once (one ``_id`` read per ~50 rooms): each room
-        whose last seq is still ``known[room]``, with that last message
-        (None for an empty room). Rooms that moved past it are left out:
-        ask ``last_seq`` for those. Seqs are gap-free, so "``known`` exists
-        and ``known + 1`` does not" means ``known`` is the end."""
-        wanted = [(room_id, seq) for room_id, last in known.items()
-                  for seq in ((last, last + 1) if last else (1,))]
+    async def ends_and_unread(self, rooms: dict[str, tuple[int, int]], *, reader_id: str,
+                              max_unread: int) -> tuple[dict[str, RoomEnd], set[str]]:
+        """For many rooms at once (one ``_id`` read per ``IDS_PER_QUERY``
+        ids): ``rooms`` maps a room to ``(last, read)`` — the seq believed
+        to be its last one and the reader's read marker. Each room whose
+        last seq is still ``last`` gets its last message and, when at most
+        ``max_unread`` messages follow ``read``, how many of those others
+        sent (read along in the same query; otherwise ``unread`` is None:
+        count them with ``count_from_others``). Returns those, and the
+        rooms that moved past ``last`` (so ``last`` exists); a room in
+        neither has no message ``last``. Seqs are gap-free, so "``last``
+        exists and ``last + 1`` does not" means ``last`` is the end."""
+        wanted: list[tuple[str, int]] = []
+        for room_id, (last, read) in rooms.items():
+            wanted += [(room_id, last), (room_id, last + 1)] if last else [(room_id, 1)]
+            if 0 < last - read <= max_unread:
+                wanted += [(room_id, seq) for seq in range(max(read, 0) + 1, last)]
         seen: dict[tuple[str, int], dict[str, Any]] = {}
         for start in range(0, len(wanted), IDS_PER_QUERY):
             ids = [message_id(r, s) for r, s in wanted[start:start + IDS_PER_QUERY]]
             async for doc in self._messages.find({"_id": {"$in": ids}}):
                 seen[(doc["room_id"], doc["seq"])] = doc
-        out: dict[str, dict[str, Any] | None] = {}
-        for room_id, last in known.items():
+        out: dict[str, RoomEnd] = {}
+        moved: set[str] = set()
+        for room_id, (last, read) in rooms.items():
             if (room_id, last + 1) in seen:
-                continue  # moved on
+                moved.add(room_id)
+                continue
             if not last:
-                out[room_id] = None
-            elif (room_id, last) in seen:
-                out[room_id] = self._fields.open(COLLECTION, seen[(room_id, last)])
-        return out
+                out[room_id] = RoomEnd(last=0, message=None, unread=0)
+                continue
+            if (room_id, last) not in seen:
+                continue  # ``last`` was not stored (not a seq this room reached)
+            unread: int | None = None
+            if last <= read:
+                unread = 0
+            elif last - read <= max_unread:
+                unread = sum(seen[(room_id, seq)].get("sender_id") != reader_id
+                             for seq in range(max(read, 0) + 1, last + 1)
+                             if (room_id, seq) in seen)
+            out[room_id] = RoomEnd(last=last, unread=unread,
+                                   message=self._fields.open(COLLECTION, seen[(room_id, last)]))
+        return out, moved
 
     async def last_seq(self, room_id: str, *, known: int = 0) -> int:
         """The highest stored seq, given that ``known`` exists (0: none

@@ -4,12 +4,18 @@ matches) read positions from it instead of re-ranking live data.
 
 One document per stored ranking that had more than one page (a first page,
 or one per window for rankings the read cache keeps; marketplace/snapshots.py):
-``{_id: <random>, viewer_id: <user id | None>, kind, key, ids: [...],
-extras: [...], created_at, expires_at[, shared: true]}`` (``shared``: one
-relevance search's ranking for every caller, ``viewer_id`` None; the
-cursors name their caller). ``ids`` is the whole ranked order
-(bounded by the caller), ``extras`` a parallel list of whatever the caller
-needs to render an entry without re-ranking (a score, match details).
+``{_id: <random>, viewer_id: <user id | None>, kind, key, ranking: <bytes>,
+created_at, expires_at[, shared: true]}`` (``shared``: one relevance
+search's ranking for every caller, ``viewer_id`` None; the cursors name
+their caller). ``ranking`` is ``{"ids": [...], "extras": [...]}`` packed
+as JSON in one binary field: ``ids`` is the whole ranked order (bounded by
+the caller), ``extras`` a parallel list of whatever the caller needs to
+render an entry without re-ranking (a score, match details; JSON values).
+One opaque field instead of ~1,000 ids and as many small documents: the
+database then encodes, decodes and logs (its oplog) one value per insert,
+which made the insert the costliest part of a first page of matches
+(docs/benchmarks.md, round 4). Documents stored before this carry ``ids``
+and ``extras`` as arrays and are read as they are.
 Reads are by ``_id`` only; a TTL index on ``expires_at`` removes old ones
 (the sweep runs about once a minute, so reads check ``expires_at`` too)."""
 
@@ -19,6 +25,8 @@ import secrets
 from datetime import datetime
 from typing import Any
 
+import orjson
+from bson import Binary
 from pymongo.asynchronous.database import AsyncDatabase
 
 
@@ -45,16 +53,23 @@ class RankingSnapshotStore:
         snapshot_id = new_snapshot_id()
         await self._snapshots.insert_one({
             "_id": snapshot_id, "viewer_id": viewer_id, "kind": kind, "key": key,
-            "ids": ids, "extras": extras, "created_at": now, "expires_at": expires_at,
+            "ranking": Binary(orjson.dumps({"ids": ids, "extras": extras})),
+            "created_at": now, "expires_at": expires_at,
             **({"shared": True} if shared else {}),
         })
         return snapshot_id
 
     async def get(self, snapshot_id: str, *, now: datetime) -> dict[str, Any] | None:
-        """The snapshot, unless unknown or expired."""
+        """The snapshot (with ``ids`` and ``extras`` unpacked), unless
+        unknown or expired."""
         # by _id alone (the embedded database scans for any other field)
         doc = await self._snapshots.find_one({"_id": snapshot_id})
-        return doc if doc is not None and doc["expires_at"] > now else None
+        if doc is None or doc["expires_at"] <= now:
+            return None
+        packed = doc.pop("ranking", None)
+        if packed is not None:
+            doc.update(orjson.loads(packed))
+        return doc
 
     async def delete_for_viewer(self, viewer_id: str) -> int:
         result = await self._snapshots.delete_many({"viewer_id": viewer_id})

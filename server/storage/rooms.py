@@ -3,7 +3,13 @@
 
 A direct room also has ``active_ids``: the members who opened it or wrote in
 it, i.e. who chose to talk to the other (consent, ``server/consent``). Rooms
-stored before that field existed count every member as active."""
+stored before that field existed count every member as active.
+
+Each person's ``NEWEST_CACHED`` newest rooms (the documents of a first page
+of ``GET /rooms``) are kept in the read cache (``rooms`` namespace, by user
+id); every write that changes a room's membership or what ``GET /rooms``
+shows of it drops the entries of all its members, on every node.
+``active_ids`` (``mark_active``) is not shown there and drops nothing."""
 
 from __future__ import annotations
 
@@ -14,10 +20,14 @@ from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from ..read_cache import ROOMS, ReadCache
 from .ids import DELETED_USER_ID, new_id
 
 DIRECT = "direct"
 GROUP = "group"
+# Rooms kept per person: a default page (20) and one more, which says whether
+# there is a next page. Bigger pages, and later ones, are read.
+NEWEST_CACHED = 21
 
 
 def direct_key(user_a: str, user_b: str) -> str:
@@ -26,8 +36,15 @@ def direct_key(user_a: str, user_b: str) -> str:
 
 
 class RoomStore:
-    def __init__(self, db: AsyncDatabase) -> None:
+    def __init__(self, db: AsyncDatabase, *, cache: ReadCache | None = None) -> None:
         self._rooms = db["rooms"]
+        self._cache = cache
+
+    def _changed(self, user_ids: list[str]) -> None:
+        """These people's cached room pages are stale (here and on every node)."""
+        if self._cache is not None:
+            for user_id in dict.fromkeys(user_ids):
+                self._cache.changed(ROOMS, user_id)
 
     async def create_indexes(self) -> None:
         # Sparse, not partial (group rooms have no direct_key): the embedded
@@ -58,13 +75,13 @@ class RoomStore:
         }
         try:
             await self._rooms.insert_one(doc)
-            return doc, True
         except DuplicateKeyError:
             existing = await self.get_direct(user_a, user_b)
-            if existing is None:  # deleted between the two calls; try once more
-                await self._rooms.insert_one(doc)
-                return doc, True
-            return existing, False
+            if existing is not None:
+                return existing, False
+            await self._rooms.insert_one(doc)  # deleted between the two calls; once more
+        self._changed([user_a, user_b])
+        return doc, True
 
     async def create_group(
         self, *, name: str, member_ids: list[str], created_by: str, now: datetime
@@ -75,12 +92,24 @@ class RoomStore:
             "created_at": now,
         }
         await self._rooms.insert_one(doc)
+        self._changed(member_ids)
         return doc
 
     async def list_for_member(
         self, user_id: str, *, before_id: str | None, limit: int
     ) -> list[dict[str, Any]]:
-        """Newest rooms first, ``_id`` below ``before_id``."""
+        """Newest rooms first, ``_id`` below ``before_id``; a first page
+        from the person's cached newest rooms (shared documents: read-only)."""
+        if before_id is None and self._cache is not None and limit <= NEWEST_CACHED:
+            newest = await self._cache.read(ROOMS, user_id, lambda: self._newest(user_id))
+            return newest[:limit]
+        return await self._page(user_id, before_id=before_id, limit=limit)
+
+    async def _newest(self, user_id: str) -> list[dict[str, Any]]:
+        return await self._page(user_id, before_id=None, limit=NEWEST_CACHED)
+
+    async def _page(self, user_id: str, *, before_id: str | None, limit: int
+                    ) -> list[dict[str, Any]]:
         query: dict[str, Any] = {"member_ids": user_id}
         if before_id is not None:
             query["_id"] = {"$lt": before_id}
@@ -98,7 +127,15 @@ class RoomStore:
         """A purged account: gone from its group rooms' members and from
         ``created_by``. Direct rooms keep its id as the other member's
         counterpart (``direct_key`` is built from it); the id resolves to no
-        one once the account is purged."""
+        one once the account is purged. Drops every cached room page (the
+        rooms' members are not known here)."""
+        try:
+            return await self._forget_member(user_id)
+        finally:
+            if self._cache is not None:
+                self._cache.changed(ROOMS)
+
+    async def _forget_member(self, user_id: str) -> int:
         await self._rooms.update_many(
             {"member_ids": user_id, "created_by": user_id},
             {"$set": {"created_by": DELETED_USER_ID}},
@@ -122,6 +159,9 @@ class RoomStore:
             {"_id": room_id, "type": GROUP, "member_ids": user_id},
             {"$pull": {"member_ids": user_id}},
         )
+        if result.modified_count == 1 and self._cache is not None:
+            room = await self.get(room_id)
+            self._changed([user_id, *(room["member_ids"] if room else [])])
         return result.modified_count == 1
 
     async def add_members(self, room_id: str, user_ids: list[str]) -> dict[str, Any] | None:
@@ -130,7 +170,10 @@ class RoomStore:
             {"_id": room_id, "type": GROUP},
             {"$addToSet": {"member_ids": {"$each": list(user_ids)}}},
         )
-        return await self.get(room_id)
+        room = await self.get(room_id)
+        if room is not None:
+            self._changed(room["member_ids"])
+        return room
 
     async def memberships(self, user_id: str) -> list[dict[str, Any]]:
         """Type, members and active members of every room of ``user_id``."""

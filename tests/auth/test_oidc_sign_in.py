@@ -546,3 +546,57 @@ async def test_starting_sign_ins_is_limited_per_ip(
         assert response.content_type == "text/html"
         assert int(response.headers["Retry-After"]) >= 1
     assert await site.db["oidc_flows"].count_documents({}) == 2
+
+
+# ---- linked providers on GET /users/me, through the read cache ------------------------------
+
+
+async def _identity_hits(site: Site) -> float:
+    """``GET /users/me`` replies whose providers came from the read cache."""
+    text = await (await site.client.get("/metrics")).text()
+    line = 'skillshare_read_cache_requests_total{namespace="identities",result="hit"} '
+    return sum(float(row[len(line):]) for row in text.splitlines() if row.startswith(line))
+
+
+async def test_my_linked_providers_are_cached_and_links_show_at_once_on_every_node(
+    provider: OidcProviderProcess, aiohttp_client: Any, make_settings: Any, new_browser: Any,
+    redis_url: str,
+) -> None:
+    """GET /users/me reads the caller's linked providers from the read cache;
+    a link, a sign-in (``last_used_at``) and an unlink made on one node show
+    on the other at once."""
+    one = await make_site(provider, aiohttp_client, make_settings, read_cache_ttl=3600.0,
+                          redis_url=redis_url)
+    two = await make_site(provider, aiohttp_client, make_settings, read_cache_ttl=3600.0,
+                          redis_url=redis_url)
+    account = await register(one.client)
+    headers = bearer(account["access_token"])
+
+    async def providers_on(site: Site) -> list[tuple[str, str | None]]:
+        me = await (await site.client.get("/api/v1/users/me", headers=headers)).json()
+        return [(i["provider"], i["last_used_at"]) for i in me["identities"]]
+
+    async def until(site: Site, check: Callable[[list[tuple[str, str | None]]], bool]) -> None:
+        async def wait() -> None:
+            while not check(await providers_on(site)):
+                await asyncio.sleep(0.02)
+        await asyncio.wait_for(wait(), timeout=20)
+
+    assert await providers_on(two) == []
+    assert await providers_on(two) == []
+    assert await _identity_hits(two) >= 1  # the second read was served from the cache
+
+    sub, _ = await new_person(one, email=unique_email("elsewhere"))
+    await _link(one, new_browser(), account["access_token"], sub)
+    await until(two, lambda found: [p for p, _ in found] == ["demo"])
+    assert [p for p, _ in await providers_on(one)] == ["demo"]
+    linked_used = (await providers_on(two))[0][1]
+
+    await asyncio.sleep(0.01)  # a later last_used_at
+    assert (await sign_in(one, new_browser(), sub)).status == 302
+    await until(two, lambda found: found[0][1] != linked_used)
+
+    resp = await one.client.delete(f"/api/v1/auth/oidc/{PROVIDER}/link", headers=headers)
+    assert resp.status == 204
+    await until(two, lambda found: found == [])
+    assert await providers_on(one) == []

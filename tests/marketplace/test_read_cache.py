@@ -620,3 +620,66 @@ async def test_a_review_on_one_node_shows_on_the_others_cached_reads(make_client
             await asyncio.sleep(0.02)
 
     await asyncio.wait_for(seen_on_two(), timeout=20)
+
+async def _cache_hits(client, namespace):
+    text = await (await client.get("/metrics")).text()
+    line = f'skillshare_read_cache_requests_total{{namespace="{namespace}",result="hit"}} '
+    return sum(float(row[len(line):]) for row in text.splitlines() if row.startswith(line))
+
+
+async def test_my_requests_are_cached_and_every_write_of_either_party_shows_on_every_node(
+        make_client, redis_url):
+    """A first page of GET /requests comes from the read cache; a request
+    created, accepted, completed or reviewed on one node shows on the
+    other at once, for both parties, whatever the role and status filter."""
+    one = await make_client(read_cache_ttl=LONG_TTL, redis_url=redis_url)
+    two = await make_client(read_cache_ttl=LONG_TTL, redis_url=redis_url)
+    ada, bob = await new_user(one, "Ada"), await new_user(one, "Bob")
+    listing = await create_listing(one, bob, title="Guitar for beginners")
+
+    async def seen(client, user, **params):
+        page = await _get(client, "/api/v1/requests?" + "&".join(
+            f"{k}={v}" for k, v in params.items()), user["headers"])
+        return [(r["id"], r["status"], r["reviewed"]) for r in page["items"]]
+
+    async def until(client, user, expected, **params):
+        async def wait():
+            while await seen(client, user, **params) != expected:
+                await asyncio.sleep(0.02)
+        await asyncio.wait_for(wait(), timeout=20)
+
+    views = [(ada, {}), (ada, {"role": "outgoing"}), (bob, {}), (bob, {"role": "incoming"}),
+             (bob, {"status": "accepted"}), (ada, {"status": "pending"})]
+    for user, params in views:  # cached on both nodes
+        for client in (one, two):
+            assert await seen(client, user, **params) == []
+    assert await seen(two, ada) == []
+    assert await _cache_hits(two, "requests") >= 1
+
+    resp = await one.post(f"/api/v1/skills/{listing['id']}/requests",
+                          json={"message": "Teach me"}, headers=ada["headers"])
+    assert resp.status == 201, await resp.text()
+    request_id = (await resp.json())["id"]
+    for client in (two, one):
+        await until(client, ada, [(request_id, "pending", False)])
+        await until(client, bob, [(request_id, "pending", False)], role="incoming")
+        await until(client, ada, [(request_id, "pending", False)], status="pending")
+        assert await seen(client, bob, role="outgoing") == []
+
+    resp = await one.post(f"/api/v1/requests/{request_id}/accept", headers=bob["headers"])
+    assert resp.status == 200, await resp.text()
+    for client in (two, one):
+        await until(client, ada, [(request_id, "accepted", False)], role="outgoing")
+        await until(client, bob, [(request_id, "accepted", False)], status="accepted")
+        assert await seen(client, ada, status="pending") == []
+
+    await talk(one, ada, request_id)
+    resp = await one.post(f"/api/v1/requests/{request_id}/complete", headers=ada["headers"])
+    assert resp.status == 200, await resp.text()
+    await until(two, bob, [(request_id, "completed", False)])
+    resp = await one.post(f"/api/v1/requests/{request_id}/review", headers=ada["headers"],
+                          json={"rating": 5, "comment": "Great"})
+    assert resp.status == 201, await resp.text()
+    for client in (two, one):
+        await until(client, ada, [(request_id, "completed", True)])
+        await until(client, bob, [(request_id, "completed", True)], role="incoming")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
+import aiohttp
 import pytest
 
 from server.clock import FrozenClock
@@ -14,6 +15,7 @@ from tests.support.realtime import (
     http_json,
     new_client_id,
     open_direct,
+    open_group,
     register_user,
 )
 
@@ -240,3 +242,160 @@ async def test_typing_is_throttled_on_the_injected_clock(make_client):
         assert (await a.call("typing", typing))["relayed"]
     finally:
         await a.close()
+
+
+async def _message_reads(url: str) -> float:
+    """``find`` commands this node has sent to the messages collection."""
+    async with aiohttp.ClientSession() as session, session.get(f"{url}/metrics") as resp:
+        text = await resp.text()
+    line = ('skillshare_db_commands_total{collection="messages",command="find",'
+            'outcome="ok"} ')
+    return sum(float(row[len(line):]) for row in text.splitlines() if row.startswith(line))
+
+
+async def test_a_page_of_rooms_is_summarised_in_one_read_of_its_messages(node):
+    """Each room's last message and the caller's unread count (messages from
+    others after their read marker) come from one read of the messages
+    collection for the whole page; only a room with more unread than are
+    read along (20) is counted on its own."""
+    bob = await register_user(node, "bob")
+    senders = [await register_user(node, name) for name in ("alice", "carol", "dan", "eve")]
+    rooms = [await open_direct(node, s["access_token"], bob["id"]) for s in senders]
+    sockets = [await SocketUser(node, s["access_token"], name=s["email"]).connect()
+               for s in senders]
+    b = await SocketUser(node, bob["access_token"], name="bob").connect()
+    try:
+        for sock, room, count in zip(sockets, rooms, (1, 3, 4, 25), strict=True):
+            for _ in range(count):
+                ack = await sock.call("message:send", {"room_id": room["id"],
+                                                       "client_id": new_client_id(), "body": "hi"})
+                assert ack["ok"], ack
+        assert (await b.call("message:read", {"room_id": rooms[2]["id"], "seq": 2}))["ok"]
+        ack = await b.call("message:send", {"room_id": rooms[1]["id"],
+                                            "client_id": new_client_id(), "body": "hello"})
+        assert ack["ok"], ack
+
+        async def summaries():
+            status, page = await http_json("GET", f"{node}/api/v1/rooms",
+                                           token=bob["access_token"])
+            assert status == 200
+            return {r["id"]: (r["last_seq"], r["read_seq"], r["unread_count"],
+                              r["last_message"]["seq"]) for r in page["items"]}
+
+        before = await _message_reads(node)
+        assert await summaries() == {
+            rooms[0]["id"]: (1, 0, 1, 1), rooms[1]["id"]: (4, 0, 3, 4),
+            rooms[2]["id"]: (4, 2, 2, 4), rooms[3]["id"]: (25, 0, 25, 25)}
+        assert await _message_reads(node) - before == 2  # the page's, and the room of 25
+    finally:
+        for sock in (*sockets, b):
+            await sock.close()
+
+
+async def test_a_room_read_to_its_end_is_summarised_without_searching_for_it(make_client,
+                                                                            redis_url):
+    """A node that never saw a room takes the caller's read marker as its
+    likely end: a room read to the end is confirmed in the page's one read;
+    one with newer messages is searched from the marker. Summaries stay
+    exact either way."""
+    one, two = (await make_client(redis_url=redis_url), await make_client(redis_url=redis_url))
+    url_one = str(one.make_url("")).rstrip("/")
+    url_two = str(two.make_url("")).rstrip("/")
+    alice, bob = await register_user(url_one, "alice"), await register_user(url_one, "bob")
+    room = await open_direct(url_one, alice["access_token"], bob["id"])
+    a = await SocketUser(url_one, alice["access_token"], name="alice").connect()
+    b = await SocketUser(url_one, bob["access_token"], name="bob").connect()
+
+    async def send(n):
+        for _ in range(n):
+            ack = await a.call("message:send", {"room_id": room["id"],
+                                                "client_id": new_client_id(), "body": "hi"})
+            assert ack["ok"], ack
+
+    async def summary(url):
+        status, page = await http_json("GET", f"{url}/api/v1/rooms", token=bob["access_token"])
+        assert status == 200
+        (item,) = page["items"]
+        return item["last_seq"], item["read_seq"], item["unread_count"], \
+            item["last_message"]["seq"]
+
+    try:
+        await send(3)
+        assert (await b.call("message:read", {"room_id": room["id"], "seq": 3}))["ok"]
+        before = await _message_reads(url_two)
+        assert await summary(url_two) == (3, 3, 0, 3)
+        assert await _message_reads(url_two) - before == 1
+        await send(2)
+        assert await summary(url_two) == (5, 3, 2, 5)
+        assert await summary(url_one) == (5, 3, 2, 5)
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_my_room_page_is_cached_and_membership_changes_show_on_every_node(make_client,
+                                                                              redis_url):
+    """The rooms of a first page of GET /rooms come from the read cache; a
+    room opened, a group created, people added and a member leaving on one
+    node show on the other at once, and so do new messages (read live)."""
+    one = await make_client(redis_url=redis_url, read_cache_ttl=3600.0)
+    two = await make_client(redis_url=redis_url, read_cache_ttl=3600.0)
+    url_one = str(one.make_url("")).rstrip("/")
+    url_two = str(two.make_url("")).rstrip("/")
+    alice, bob = await register_user(url_one, "alice"), await register_user(url_one, "bob")
+    carol = await register_user(url_one, "carol")
+
+    async def rooms_of(user, url):
+        status, page = await http_json("GET", f"{url}/api/v1/rooms", token=user["access_token"])
+        assert status == 200
+        return {r["id"]: (sorted(r["member_ids"]), r["last_seq"]) for r in page["items"]}
+
+    async def until(user, url, expected):
+        async def wait():
+            while await rooms_of(user, url) != expected:
+                await asyncio.sleep(0.02)
+        await asyncio.wait_for(wait(), timeout=20)
+
+    async def hits(url):
+        async with aiohttp.ClientSession() as session, session.get(f"{url}/metrics") as resp:
+            text = await resp.text()
+        line = 'skillshare_read_cache_requests_total{namespace="rooms",result="hit"} '
+        return sum(float(r[len(line):]) for r in text.splitlines() if r.startswith(line))
+
+    for url in (url_two, url_two, url_one):
+        assert await rooms_of(bob, url) == {}
+    assert await hits(url_two) >= 1
+
+    direct = await open_direct(url_one, alice["access_token"], bob["id"])
+    pair = sorted([alice["id"], bob["id"]])
+    for url in (url_two, url_one):
+        await until(bob, url, {direct["id"]: (pair, 0)})
+
+    a = await SocketUser(url_one, alice["access_token"], name="alice").connect()
+    try:
+        ack = await a.call("message:send", {"room_id": direct["id"],
+                                            "client_id": new_client_id(), "body": "hi"})
+        assert ack["ok"], ack
+    finally:
+        await a.close()
+    await until(bob, url_two, {direct["id"]: (pair, 1)})
+
+    group = await open_group(url_one, alice, [bob])
+    trio = sorted([alice["id"], bob["id"], carol["id"]])
+    await until(bob, url_two, {direct["id"]: (pair, 1), group["id"]: (pair, 0)})
+    await open_direct(url_one, carol["access_token"], alice["id"])  # a relation with alice
+    status, _ = await http_json("POST", f"{url_one}/api/v1/rooms/{group['id']}/members",
+                                token=alice["access_token"], json={"user_ids": [carol["id"]]})
+    assert status == 200
+    await until(bob, url_two, {direct["id"]: (pair, 1), group["id"]: (trio, 0)})
+    await until(carol, url_two, {group["id"]: (trio, 0),
+                                 **{k: v for k, v in (await rooms_of(carol, url_one)).items()
+                                    if k != group["id"]}})
+    status, _ = await http_json("POST", f"{url_one}/api/v1/rooms/{group['id']}/leave",
+                                token=bob["access_token"])
+    assert status in (200, 204)
+    await until(bob, url_two, {direct["id"]: (pair, 1)})
+    await until(alice, url_two, {direct["id"]: (pair, 1),
+                                 group["id"]: (sorted([alice["id"], carol["id"]]), 0),
+                                 **{k: v for k, v in (await rooms_of(alice, url_one)).items()
+                                    if k not in (direct["id"], group["id"])}})

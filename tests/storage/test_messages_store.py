@@ -63,21 +63,31 @@ async def test_ranges_are_in_seq_order(store):
     assert await store.count_from_others(ROOM, "s", after_seq=290, upto_seq=300) == 0
 
 
-async def test_last_messages_if_known_confirms_only_rooms_whose_end_is_known(store):
+async def test_ends_and_unread_confirms_only_rooms_whose_end_is_known(store):
     """One read for many rooms: a room is answered (its last message, or
-    None when empty) only when ``known`` is still its last seq; rooms whose
-    end moved on (or is not known) are left for ``last_seq``."""
-    rooms = {name: name * 24 for name in "abcde"}
-    counts = {"a": 0, "b": 3, "c": 3, "d": 5, "e": 1}
+    None when empty, and the reader's unread count) only when the given
+    last seq is still its last; rooms whose end moved on (or is not known)
+    are left for ``last_seq``. Unread messages are read along up to
+    ``max_unread``; beyond that the count is left to ``count_from_others``."""
+    rooms = {name: name * 24 for name in "abcdef"}
+    counts = {"a": 0, "b": 3, "c": 3, "d": 5, "e": 1, "f": 9}
     for name, count in counts.items():
         if count:
             await store.insert_many_unchecked([
-                {**_doc(i, client=f"{name}{i}"), "_id": message_id(rooms[name], i),
-                 "room_id": rooms[name]} for i in range(1, count + 1)])
-    known = {rooms["a"]: 0, rooms["b"]: 3, rooms["c"]: 2, rooms["d"]: 0, rooms["e"]: 1}
-    got = await store.last_messages_if_known(known)
-    assert set(got) == {rooms["a"], rooms["b"], rooms["e"]}
-    assert got[rooms["a"]] is None
-    assert (got[rooms["b"]]["seq"], got[rooms["b"]]["body"]) == (3, "b")
-    assert got[rooms["e"]]["seq"] == 1 and got[rooms["e"]]["room_id"] == rooms["e"]
-    assert await store.last_messages_if_known({}) == {}
+                {**_doc(i, sender="me" if i == 2 else "s", client=f"{name}{i}"),
+                 "_id": message_id(rooms[name], i), "room_id": rooms[name]}
+                for i in range(1, count + 1)])
+    asked = {rooms["a"]: (0, 0), rooms["b"]: (3, 0), rooms["c"]: (2, 0), rooms["d"]: (0, 0),
+             rooms["e"]: (1, 1), rooms["f"]: (9, 1)}
+    got, moved = await store.ends_and_unread(asked, reader_id="me", max_unread=4)
+    assert set(got) == {rooms["a"], rooms["b"], rooms["e"], rooms["f"]}
+    assert moved == {rooms["c"], rooms["d"]}
+    assert (got[rooms["a"]].last, got[rooms["a"]].message, got[rooms["a"]].unread) == (0, None, 0)
+    end = got[rooms["b"]]
+    assert (end.last, end.message["seq"], end.message["body"], end.unread) == (3, 3, "b", 2)
+    assert (got[rooms["e"]].message["room_id"], got[rooms["e"]].unread) == (rooms["e"], 0)
+    assert (got[rooms["f"]].last, got[rooms["f"]].unread) == (9, None)  # 8 unread: not read along
+    assert await store.ends_and_unread({}, reader_id="me", max_unread=4) == ({}, set())
+    # a seq the room never reached is neither an end nor moved on
+    assert await store.ends_and_unread({rooms["e"]: (4, 0)}, reader_id="me",
+                                       max_unread=4) == ({}, set())

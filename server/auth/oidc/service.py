@@ -180,7 +180,7 @@ class SignInService:
             user = await self._users.get_active(known["user_id"])
             if user is None:
                 raise SignInFailed("The account linked to this sign-in is no longer active.")
-            await self._identities.touch(known["_id"], now=now)
+            await self._identities.touch(known["_id"], user_id=known["user_id"], now=now)
             return await self._start_session(user, identity, client, how="linked")
         if not identity.email:
             raise SignInFailed(
@@ -275,8 +275,9 @@ class SignInService:
         await self._record("account.oidc_unlink", user_id, client, provider=provider)
 
     async def linked(self, user_id: str) -> list[dict[str, Any]]:
-        """The user's linked identities (documents of the identity store)."""
-        return await self._identities.for_user(user_id)
+        """The user's linked identities (documents of the identity store,
+        through the read cache: shared, read-only)."""
+        return await self._identities.linked(user_id)
 
     def provider_name(self, provider: str) -> str:
         """What the person sees for ``provider`` (its id when no longer configured)."""

@@ -8,6 +8,7 @@ from prometheus_client import CollectorRegistry, Counter
 from pymongo.asynchronous.database import AsyncDatabase
 
 from ...clock import Clock
+from ...read_cache import ReadCache
 from ...ratelimit import RateLimiter
 from ...storage.audit import AuditStore
 from ...storage.fields import FieldCrypto
@@ -26,7 +27,7 @@ def build_sign_in(
     providers: list[ProviderConfig], *, db: AsyncDatabase, fields: FieldCrypto, users: UserStore,
     sessions: SessionService, audit: AuditStore, public_url: str, flow_ttl: int,
     http_timeout: float, limiter: RateLimiter, start_limit: str, clock: Clock,
-    registry: CollectorRegistry | None = None,
+    registry: CollectorRegistry | None = None, cache: ReadCache | None = None,
 ) -> SignInService:
     http = aiohttp.ClientSession(headers={"User-Agent": USER_AGENT}) if providers else None
     clients = {}
@@ -34,7 +35,8 @@ def build_sign_in(
         clients = {p.name: build_client(p, http=http, timeout=http_timeout, clock=clock)
                    for p in providers}
     return SignInService(
-        providers=clients, flows=OidcFlowStore(db), identities=IdentityStore(db, fields), users=users,
+        providers=clients, flows=OidcFlowStore(db), identities=IdentityStore(db, fields, cache=cache),
+        users=users,
         sessions=sessions, audit=audit, public_url=public_url, flow_ttl=flow_ttl, clock=clock,
         limiter=limiter, start_limit=start_limit,
         outcomes=Counter("skillshare_oidc_callbacks_total",
