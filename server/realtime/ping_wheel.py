@@ -17,6 +17,7 @@ from collections import deque
 from typing import Any
 
 from engineio import async_socket
+from engineio import exceptions as eio_exceptions
 from engineio import packet as eio_packet
 
 # entries due within this many seconds of the earliest are handled in one wake-up
@@ -64,16 +65,14 @@ class PingWheel:
             self._ping(pings.popleft()[1])
         while deadlines and deadlines[0][0] <= horizon:
             _, socket, stamp = deadlines.popleft()
-            if socket.last_ping == stamp and not (socket.closing or socket.closed):
-                self._server.start_background_task(
-                    socket.close, wait=False, abort=False,
-                    reason=self._server.reason.PING_TIMEOUT)
+            if socket.last_ping == stamp and not _gone(socket):
+                self._server.start_background_task(socket.time_out)
         heads = [q[0][0] for q in (pings, deadlines) if q]
         if heads:
             self._arm(min(heads))
 
     def _ping(self, socket: Any) -> None:
-        if socket.closing or socket.closed or socket.last_ping is not None:
+        if _gone(socket) or socket.last_ping is not None:
             return  # gone, or already pinged (a PONG rescheduled it twice)
         stamp = socket.last_ping = self._wall_time()
         socket.queue.put_nowait(eio_packet.Packet(eio_packet.PING))
@@ -89,6 +88,16 @@ class PingWheel:
         self._deadlines.clear()
 
 
+def _gone(socket: Any) -> bool:
+    """Whether ``socket`` is closing or closed; a closed one's websocket is
+    closed too if nothing did it yet (its ``queue`` is a ``WebSocketLink``)."""
+    if socket.closed:
+        end = getattr(socket.queue, "end", None)
+        if end is not None:
+            end()
+    return bool(socket.closing or socket.closed)
+
+
 class WheelSocket(async_socket.AsyncSocket):
     """engine.io's socket whose pings are timed by its server's ``PingWheel``
     (``server.ping_wheel``) rather than a task of its own. Everything else,
@@ -102,3 +111,21 @@ class WheelSocket(async_socket.AsyncSocket):
         if self.last_ping:
             self.last_ping = None
             self.server.ping_wheel.schedule(self)
+
+    async def check_ping_timeout(self) -> bool:
+        if self.closed:
+            raise eio_exceptions.SocketIsClosedError()
+        last_ping = self.last_ping
+        if last_ping and time.time() - last_ping > self.server.ping_timeout:
+            await self.time_out()
+            return False
+        return True
+
+    async def time_out(self) -> None:
+        """Close: no PONG came within the ping timeout. engine.io's
+        ``check_ping_timeout`` means to send a CLOSE packet first (so the
+        websocket is closed after it), but its ``send`` runs the same check
+        again and drops the packet; the ping state is cleared first here."""
+        self.server.logger.info("%s: Client is gone, closing socket", self.sid)
+        self.last_ping = None
+        await self.close(wait=False, abort=False, reason=self.server.reason.PING_TIMEOUT)

@@ -15,7 +15,12 @@ of its ``AsyncSocket``. The broadcast fast path (``fanout.py``) adds: the
 driver's ``__call__`` (replaced, to pass ``compress=`` and serve the socket
 with ``serve_websocket``), ``AsyncSocket.queue``/``receive``/``poll``'s
 protocol and ``upgrading``/``upgraded``/``connected``, and
-``AsyncManager.emit`` (replaced by ``FanoutManager.emit``)."""
+``AsyncManager.emit`` (replaced by ``FanoutManager.emit``). Idle sockets
+(``wslink.py``, ``ping_wheel.py``) add: the ``connect`` event coming before
+engine.io's first ``schedule_ping`` (the socket's class becomes
+``WheelSocket`` there), ``schedule_ping``/``check_ping_timeout``/
+``last_ping``, ``socket.queue`` being replaceable (the link becomes it), and
+aiohttp's request handler letting go of a transport (``wslink.detach``)."""
 
 from __future__ import annotations
 
@@ -85,10 +90,12 @@ def _translate_request(request: web.Request) -> dict[str, Any]:
 
 
 class GuardedWebSocket(aiohttp_driver.WebSocket):
-    """Engine.IO's aiohttp websocket, checking each frame before Engine.IO
-    decodes it; stops reading once its socket is closed. permessage-deflate
-    is offered only when ``SendLimits.compress`` is on, and the connection
-    is served by ``fanout.serve_websocket`` (a ``DirectLink`` writer)."""
+    """Engine.IO's aiohttp websocket. By default the connection leaves
+    aiohttp after the handshake (``WebSocketLink.detach``, which checks
+    each frame the same way). With ``SendLimits.compress`` on, it stays an
+    aiohttp websocket offering permessage-deflate, checking each frame
+    before Engine.IO decodes it, stopping once its socket is closed, and
+    served by ``fanout.serve_websocket`` (a ``DirectLink`` writer)."""
 
     async def __call__(self, environ: dict[str, Any]) -> web.StreamResponse:
         request: web.Request = environ["aiohttp.request"]

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import hashlib
 from collections import deque
 from typing import Any
@@ -330,9 +329,10 @@ class WebSocketLink(asyncio.Protocol):
                 if not await self._receive(pending.popleft()):
                     self.end()
                     return
-                if len(pending) < MAX_PENDING_FRAMES and not self._transport.is_closing():
-                    with contextlib.suppress(RuntimeError):
-                        self._transport.resume_reading()
+                transport = self._transport
+                if len(pending) < MAX_PENDING_FRAMES and not transport.is_closing() \
+                        and not transport.is_reading():
+                    transport.resume_reading()
         finally:
             self._pump = None
             self._pending = None
@@ -362,7 +362,7 @@ class WebSocketLink(asyncio.Protocol):
             return False
         except Exception:
             server.logger.exception("Unknown receive error")
-        return True
+        return not socket.closed  # a CLOSE packet from the client closes it
 
     async def _upgrade_step(self, pkt: eio_packet.Packet) -> bool:
         """engine.io's upgrade from polling: PING "probe" is answered and the
