@@ -184,9 +184,6 @@ class WebSocketLink(asyncio.Protocol):
     def close_transport(self, grace: float) -> None:
         self._close(grace)
 
-    async def send(self, encoded: str | bytes) -> None:
-        self.write(websocket_frame(encoded))
-
     # ------------------------------------------------------------ closing
 
     def _close(self, grace: float) -> None:
