@@ -174,8 +174,16 @@ class GuardedEngineIO(engineio.AsyncServer):
                 socket.__class__ = WheelSocket  # its pings come from self.ping_wheel
         return await super()._trigger_event(event, *args, **kwargs)
 
-    async def shutdown(self) -> None:
+    def close_links(self) -> None:
+        """Close every websocket that left aiohttp (aiohttp's shutdown no
+        longer knows them) and stop the ping timer."""
+        for link in list(self.links.values()):
+            if isinstance(link, WebSocketLink):
+                link.end(WSCloseCode.GOING_AWAY)
         self.ping_wheel.stop()
+
+    async def shutdown(self) -> None:
+        self.close_links()
         await super().shutdown()
 
     def check_frame(self, eio_sid: str, frame: str | bytes) -> ProtocolViolation | None:

@@ -177,3 +177,20 @@ async def test_a_polling_client_upgrades_and_a_server_disconnect_closes_the_webs
         assert not sio.eio.links and not sio.eio.sockets
     finally:
         await polling.close()
+
+
+async def test_websockets_are_closed_when_the_node_stops(make_client):
+    client = await make_client()
+    node = _url(client)
+    user = await register_user(node, "stopping")
+    connected = await TcpWebSocket(node).open(user["access_token"])
+    bare = await TcpWebSocket(node).open()  # engine.io only: no Socket.IO CONNECT
+    try:
+        await client.close()
+        texts, code = await connected.drain(timeout=10)
+        assert "41" in texts and code in (1000, 1001)  # disconnected by the app, then closed
+        _, code = await bare.drain(timeout=10)
+        assert code == 1001  # going away
+    finally:
+        await connected.close()
+        await bare.close()
