@@ -26,6 +26,7 @@ from collections import deque
 from typing import Any
 
 from aiohttp import WSCloseCode, web
+from aiohttp._websocket.helpers import websocket_mask
 from engineio import exceptions as eio_exceptions
 from engineio import packet as eio_packet
 
@@ -48,9 +49,9 @@ def accept_key(key: str) -> str:
 
 
 def unmask(data: bytes, mask: bytes) -> bytes:
-    n = len(data)
-    key = int.from_bytes((mask * (n // 4 + 1))[:n], "little")
-    return (int.from_bytes(data, "little") ^ key).to_bytes(n, "little")
+    out = bytearray(data)
+    websocket_mask(mask, out)  # aiohttp's (compiled) masking, in place
+    return bytes(out)
 
 
 class _Detached(web.StreamResponse):

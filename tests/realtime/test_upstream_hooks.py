@@ -13,6 +13,7 @@ import inspect
 
 import socketio
 from aiohttp import web, web_protocol
+from aiohttp._websocket.helpers import websocket_mask
 from engineio import async_server, async_socket
 from engineio.async_drivers import aiohttp as aiohttp_driver
 from socketio import async_pubsub_manager, base_manager
@@ -140,6 +141,10 @@ def test_aiohttp_internals_are_the_ones_wslink_py_was_written_against():
     assert not changed, (f"upstream changed under aiohttp {importlib.metadata.version('aiohttp')}: "
                          f"{changed}; review server/realtime/wslink.py")
     assert "_message_tail" in web_protocol.RequestHandler.__slots__
+    data = bytearray(b"abcdef")
+    websocket_mask(b"\x01\x02\x03\x04", data)  # in place, RFC 6455 masking
+    assert bytes(data) == bytes(b ^ m for b, m in zip(b"abcdef", b"\x01\x02\x03\x04\x01\x02",
+                                                       strict=True))
 
 
 def test_the_hooks_are_wired(make_settings):
