@@ -5,8 +5,9 @@ queue or timer. Sockets that cannot take it right now (polling, mid-upgrade,
 packets still waiting in their Engine.IO queue) get the packet through their
 queue instead, so each socket still sees events in emit order.
 
-``DirectLink`` is one websocket connection's outgoing side (it replaces
-engine.io's per-socket writer, see ``serve_websocket``); ``FanoutManager``
+``DirectLink`` is one aiohttp websocket connection's outgoing side (it
+replaces engine.io's per-socket writer, see ``serve_websocket``; used with
+permessage-deflate on; without, ``wslink.WebSocketLink`` plays its part); ``FanoutManager``
 is the python-socketio manager whose ``emit`` uses it. A link whose unsent
 bytes pass ``SendLimits.buffer_limit`` is cut off (``on_overflow``): the
 ``slow_consumer`` path in ``transport.py``."""

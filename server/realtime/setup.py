@@ -67,6 +67,7 @@ class Realtime:
     async def stop(self) -> None:
         await self.chat.close()
         await self.connections.close_all()
+        self.sio.eio.close_links()
         await self.presence.stop()
         manager_task = getattr(self.sio.manager, "thread", None)
         if isinstance(manager_task, asyncio.Task):

@@ -15,7 +15,12 @@ of its ``AsyncSocket``. The broadcast fast path (``fanout.py``) adds: the
 driver's ``__call__`` (replaced, to pass ``compress=`` and serve the socket
 with ``serve_websocket``), ``AsyncSocket.queue``/``receive``/``poll``'s
 protocol and ``upgrading``/``upgraded``/``connected``, and
-``AsyncManager.emit`` (replaced by ``FanoutManager.emit``)."""
+``AsyncManager.emit`` (replaced by ``FanoutManager.emit``). Idle sockets
+(``wslink.py``, ``ping_wheel.py``) add: the ``connect`` event coming before
+engine.io's first ``schedule_ping`` (the socket's class becomes
+``WheelSocket`` there), ``schedule_ping``/``check_ping_timeout``/
+``last_ping``, ``socket.queue`` being replaceable (the link becomes it), and
+aiohttp's request handler letting go of a transport (``wslink.detach``)."""
 
 from __future__ import annotations
 
@@ -26,6 +31,7 @@ from typing import Any
 import engineio
 import socketio
 from aiohttp import WSCloseCode, web
+from engineio import async_socket
 from engineio import packet as eio_packet
 from engineio.async_drivers import aiohttp as aiohttp_driver
 from socketio import packet as sio_packet
@@ -49,13 +55,19 @@ from .protocol import (
     check_packet,
     decode_packet,
 )
+from .ping_wheel import PingWheel, WheelSocket
 from .token_bucket import TokenBucket
+from .wslink import WebSocketLink
 
 OnViolation = Callable[[str, "str | None", ProtocolViolation], Awaitable[None]]
 PAYLOAD_SEPARATOR = "\x1e"  # Engine.IO v4 polling bodies: packets joined by RS
 MAX_PACKETS_PER_POST = 16  # what python-engineio decodes from one polling body
 _POLLING_BODY = web.RequestKey("skillshare_polling_body", bytes)
 SLOW_CONSUMER_GRACE = 10.0  # seconds a cut-off consumer has to read its goodbye
+# what python-socketio keeps of a socket's WSGI-style environ after the handshake:
+# nothing the app reads (its connect handler ignores environ; REMOTE_ADDR is a
+# constant in engine.io's aiohttp driver)
+KEPT_ENVIRON: tuple[str, ...] = ()
 
 
 class _ReplayedBody:
@@ -78,14 +90,18 @@ def _translate_request(request: web.Request) -> dict[str, Any]:
 
 
 class GuardedWebSocket(aiohttp_driver.WebSocket):
-    """Engine.IO's aiohttp websocket, checking each frame before Engine.IO
-    decodes it; stops reading once its socket is closed. permessage-deflate
-    is offered only when ``SendLimits.compress`` is on, and the connection
-    is served by ``fanout.serve_websocket`` (a ``DirectLink`` writer)."""
+    """Engine.IO's aiohttp websocket. By default the connection leaves
+    aiohttp after the handshake (``WebSocketLink.detach``, which checks
+    each frame the same way). With ``SendLimits.compress`` on, it stays an
+    aiohttp websocket offering permessage-deflate, checking each frame
+    before Engine.IO decodes it, stopping once its socket is closed, and
+    served by ``fanout.serve_websocket`` (a ``DirectLink`` writer)."""
 
-    async def __call__(self, environ: dict[str, Any]) -> web.WebSocketResponse:
+    async def __call__(self, environ: dict[str, Any]) -> web.StreamResponse:
         request: web.Request = environ["aiohttp.request"]
         server: GuardedEngineIO = self.server
+        if not server.send_limits.compress:  # the connection leaves aiohttp (wslink.py)
+            return WebSocketLink.detach(self.handler.__self__, server, request)
         self._sock = web.WebSocketResponse(max_msg_size=server.max_http_buffer_size,
                                            compress=server.send_limits.compress)
         await self._sock.prepare(request)
@@ -141,7 +157,8 @@ class GuardedEngineIO(engineio.AsyncServer):
                  send_limits: SendLimits | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.send_limits = send_limits or SendLimits()
-        self.links: dict[str, DirectLink] = {}  # websocket connections, by eio sid
+        self.links: dict[str, DirectLink | WebSocketLink] = {}  # websockets, by eio sid
+        self.ping_wheel = PingWheel(self)
         self.cut_off: set[str] = set()  # slow consumers being closed: nothing more is queued
         self._async: dict[str, Any] = {**self._async, "websocket": GuardedWebSocket,
                        "translate_request": _translate_request}
@@ -149,6 +166,25 @@ class GuardedEngineIO(engineio.AsyncServer):
         self._frame_burst = frame_burst
         self._budgets: dict[str, TokenBucket] = {}
         self.refused: set[str] = set()
+
+    async def _trigger_event(self, event: str, *args: Any, **kwargs: Any) -> Any:
+        if event == "connect":  # a new socket, before engine.io schedules its first ping
+            socket = self.sockets.get(args[0])
+            if type(socket) is async_socket.AsyncSocket:
+                socket.__class__ = WheelSocket  # its pings come from self.ping_wheel
+        return await super()._trigger_event(event, *args, **kwargs)
+
+    def close_links(self) -> None:
+        """Close every websocket that left aiohttp (aiohttp's shutdown no
+        longer knows them) and stop the ping timer."""
+        for link in list(self.links.values()):
+            if isinstance(link, WebSocketLink):
+                link.end(WSCloseCode.GOING_AWAY)
+        self.ping_wheel.stop()
+
+    async def shutdown(self) -> None:
+        self.close_links()
+        await super().shutdown()
 
     def check_frame(self, eio_sid: str, frame: str | bytes) -> ProtocolViolation | None:
         violation = check_frame(frame)
@@ -184,7 +220,7 @@ class GuardedEngineIO(engineio.AsyncServer):
         if socket is not None and not socket.closed:
             await socket.close(wait=False, reason=self.reason.SERVER_DISCONNECT)
 
-    def slow_consumer(self, link: DirectLink) -> None:
+    def slow_consumer(self, link: DirectLink | WebSocketLink) -> None:
         """``link`` holds more unsent bytes than ``send_limits.buffer_limit``:
         nothing more is written to it but the goodbye (``session:ended
         {reason: slow_consumer}``) and a close frame; the socket leaves its
@@ -307,6 +343,16 @@ class GuardedServer(socketio.AsyncServer):
             return
         for data in datas:
             await self.emit(event, data, to=to, namespace=namespace)
+
+    async def _handle_eio_connect(self, eio_sid: str, environ: dict[str, Any]) -> Any:
+        """The environ python-socketio keeps for the life of a socket (it
+        hands it to connect handlers) holds the headers and the aiohttp
+        request (which keeps the whole parsed request alive): only
+        ``KEPT_ENVIRON`` is kept; the app's handlers read none of it."""
+        ret = await super()._handle_eio_connect(eio_sid, environ)
+        if eio_sid in self.environ:
+            self.environ[eio_sid] = {k: environ[k] for k in KEPT_ENVIRON if k in environ}
+        return ret
 
     def _connected_sid(self, eio_sid: str) -> str | None:
         sid = self.manager.sid_from_eio_sid(eio_sid, NAMESPACE)

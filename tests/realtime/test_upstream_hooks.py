@@ -1,6 +1,6 @@
-"""The python-socketio / python-engineio internals that protocol hygiene
-(server/realtime/transport.py), the broadcast fast path (server/realtime/fanout.py) and
-the Redis manager (redis_manager.py) build on. If an upgrade changes one of them,
+"""The python-socketio / python-engineio (and aiohttp) internals that protocol hygiene
+(server/realtime/transport.py), the broadcast fast path (server/realtime/fanout.py), idle
+sockets (wslink.py, ping_wheel.py) and the Redis manager (redis_manager.py) build on. If an upgrade changes one of them,
 this fails: re-read the upstream code, adapt transport.py, then update the
 fingerprints here."""
 
@@ -12,7 +12,8 @@ import importlib.metadata
 import inspect
 
 import socketio
-from aiohttp import web
+from aiohttp import web, web_protocol
+from aiohttp._websocket.helpers import websocket_mask
 from engineio import async_server, async_socket
 from engineio.async_drivers import aiohttp as aiohttp_driver
 from socketio import async_pubsub_manager, base_manager
@@ -75,6 +76,22 @@ UPSTREAM_FINGERPRINTS = {
                                          "c54317440865030d"),
     "engineio.AsyncSocket.check_ping_timeout": (async_socket.AsyncSocket.check_ping_timeout,
                                                 "77616d5ca7809257"),
+    # --- idle sockets (ping_wheel.py, wslink.py) ---
+    # creates async_socket.AsyncSocket, triggers 'connect' (GuardedEngineIO swaps the class
+    # to WheelSocket there) before the first schedule_ping(); for a websocket, returns
+    # what the websocket driver returned and deletes the socket only if it is closed
+    "engineio.AsyncServer._handle_connect": (async_server.AsyncServer._handle_connect,
+                                             "5bd7edc1d1ae115a"),
+    # replaced by WheelSocket.schedule_ping + PingWheel (same guard on last_ping)
+    "engineio.AsyncSocket.schedule_ping": (async_socket.AsyncSocket.schedule_ping,
+                                           "fe316639159cd70d"),
+    "engineio.AsyncSocket._send_ping": (async_socket.AsyncSocket._send_ping, "67db82a704ea49d0"),
+    # calls check_ping_timeout() (WheelSocket's) and deletes closed sockets
+    "engineio.AsyncServer._service_task": (async_server.AsyncServer._service_task,
+                                           "b6358bda51d0b34b"),
+    # stores the environ GuardedServer._handle_eio_connect then trims
+    "socketio.AsyncServer._handle_eio_connect": (socketio.AsyncServer._handle_eio_connect,
+                                                 "76704886d944a7e6"),
     # replaced by FanoutManager.emit: data normalisation, skip_sid, callbacks must match
     "socketio.AsyncManager.emit": (socketio.AsyncManager.emit, "01ccd5b82b4f955e"),
     # both hand local delivery to super().emit (FanoutManager.emit, by the MRO)
@@ -85,6 +102,23 @@ UPSTREAM_FINGERPRINTS = {
     # a list of rooms yields each participant once
     "socketio.BaseManager.get_participants": (base_manager.BaseManager.get_participants,
                                               "7d78ad681c95de5b"),
+}
+
+
+# aiohttp's request handler, which WebSocketLink.detach takes a connection from: bytes
+# after an upgrade request wait in _message_tail; connection_lost() with .transport set to
+# None closes nothing and (handler_cancellation off) cancels nothing, and lets the server
+# forget the handler when its task ends; finish_response() only calls the response's
+# prepare()/write_eof() and start() then stops on keep_alive False without a transport.
+AIOHTTP_FINGERPRINTS = {
+    "RequestHandler.connection_lost": (web_protocol.RequestHandler.connection_lost,
+                                       "df2fe6e95fd04c7c"),
+    "RequestHandler.force_close": (web_protocol.RequestHandler.force_close, "38d0e1e798e4d3b7"),
+    "RequestHandler.finish_response": (web_protocol.RequestHandler.finish_response,
+                                       "b7eb53db8f4b30ca"),
+    "RequestHandler.start": (web_protocol.RequestHandler.start, "2e565fd40c8e04fb"),
+    "RequestHandler.data_received": (web_protocol.RequestHandler.data_received,
+                                     "1ee57ebe052e6c80"),
 }
 
 
@@ -99,6 +133,18 @@ def test_upstream_internals_are_the_ones_transport_py_was_written_against():
                if _fingerprint(func) != expected}
     assert not changed, (f"upstream changed under python-socketio/engineio {versions}: {changed}; "
                          "review server/realtime/transport.py")
+
+
+def test_aiohttp_internals_are_the_ones_wslink_py_was_written_against():
+    changed = {name: _fingerprint(func) for name, (func, expected) in AIOHTTP_FINGERPRINTS.items()
+               if _fingerprint(func) != expected}
+    assert not changed, (f"upstream changed under aiohttp {importlib.metadata.version('aiohttp')}: "
+                         f"{changed}; review server/realtime/wslink.py")
+    assert "_message_tail" in web_protocol.RequestHandler.__slots__
+    data = bytearray(b"abcdef")
+    websocket_mask(b"\x01\x02\x03\x04", data)  # in place, RFC 6455 masking
+    assert bytes(data) == bytes(b ^ m for b, m in zip(b"abcdef", b"\x01\x02\x03\x04\x01\x02",
+                                                       strict=True))
 
 
 def test_the_hooks_are_wired(make_settings):

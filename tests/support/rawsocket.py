@@ -220,11 +220,22 @@ class TcpWebSocket:
         return self
 
     def send(self, text: str) -> None:
+        self.send_frame(text.encode())
+
+    def send_frame(self, data: bytes, opcode: int = 0x1, *, fin: bool = True,
+                   masked: bool = True) -> None:
+        """One frame exactly as given (fragments, control frames, unmasked)."""
         assert self._writer is not None
-        data, mask = text.encode(), os.urandom(4)
         n = len(data)
-        header = (struct.pack("!BB", 0x81, 0x80 | n) if n < 126
-                  else struct.pack("!BBH", 0x81, 0x80 | 126, n))
+        first = (0x80 if fin else 0) | opcode
+        bit = 0x80 if masked else 0
+        header = (struct.pack("!BB", first, bit | n) if n < 126
+                  else struct.pack("!BBH", first, bit | 126, n) if n < 1 << 16
+                  else struct.pack("!BBQ", first, bit | 127, n))
+        if not masked:
+            self._writer.write(header + data)
+            return
+        mask = os.urandom(4)
         self._writer.write(header + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(data)))
 
     async def frame(self) -> tuple[int, bytes]:
