@@ -12,6 +12,7 @@ from server.keys import DB
 from server.read_cache import LISTINGS, ReadCache
 from tests.support.api import error_of
 from tests.support.market import create_listing, new_admin, new_user, page_all, talk
+from tests.support.metrics import sample
 
 LONG_TTL = 3600.0
 
@@ -491,18 +492,10 @@ async def test_my_profile_shows_my_changes_at_once_on_every_node(make_client, re
         await asyncio.wait_for(refused(), timeout=20)
 
 
-def _sample(metrics: str, name: str, **labels: str) -> float:
-    wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
-    for line in metrics.splitlines():
-        if line.startswith(f"{name}{{{wanted}}} "):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
-
-
 async def _listing_finds(client) -> float:
     """The ``find`` commands this node sent to the listings collection so far."""
     metrics = await (await client.get("/metrics")).text()
-    return _sample(metrics, "skillshare_db_commands_total", command="find",
+    return sample(metrics, "skillshare_db_commands_total", command="find",
                    collection="listings", outcome="ok")
 
 
@@ -589,11 +582,11 @@ async def test_an_edit_that_moves_no_listing_keeps_the_cached_pages(make_client)
                               json={"description": "Variables, loops, functions!"})
     assert resp.status == 200, await resp.text()
     metrics = await (await client.get("/metrics")).text()
-    hits = _sample(metrics, "skillshare_read_cache_requests_total",
+    hits = sample(metrics, "skillshare_read_cache_requests_total",
                    namespace="listing_pages", result="hit")
     assert [i["description"] for i in await _newest(client)] == ["Variables, loops, functions!"]
     metrics = await (await client.get("/metrics")).text()
-    assert _sample(metrics, "skillshare_read_cache_requests_total",
+    assert sample(metrics, "skillshare_read_cache_requests_total",
                    namespace="listing_pages", result="hit") == hits + 1
 
 

@@ -20,6 +20,7 @@ from pymongo import monitoring
 from server.keys import DB
 from tests.support.market import create_listing, new_user, talk
 from tests.support.realtime import SocketUser, new_client_id
+from tests.support.metrics import sample
 
 READ_COMMANDS = ("find", "count", "aggregate", "distinct")
 
@@ -160,14 +161,6 @@ async def test_every_read_people_cause_is_planned_on_an_index(make_client, reads
     assert scans == [], scans
 
 
-def _sample(metrics: str, name: str, **labels: str) -> float:
-    wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
-    for line in metrics.splitlines():
-        if line.startswith(f"{name}{{{wanted}}} "):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
-
-
 async def test_the_database_commands_a_node_sends_are_counted_in_metrics(make_client):
     client = await make_client(rate_limits="off", read_cache_size=0)
     ada = await new_user(client, "Ada")
@@ -178,8 +171,8 @@ async def test_the_database_commands_a_node_sends_are_counted_in_metrics(make_cl
         assert resp.status == 200
     after = await (await client.get("/metrics")).text()
     labels = {"command": "find", "collection": "listings", "outcome": "ok"}
-    assert (_sample(after, "skillshare_db_commands_total", **labels)
-            - _sample(before, "skillshare_db_commands_total", **labels)) >= 3
-    assert _sample(after, "skillshare_db_command_seconds_count", command="find") > 0
-    assert _sample(after, "skillshare_db_commands_total", command="insert",
+    assert (sample(after, "skillshare_db_commands_total", **labels)
+            - sample(before, "skillshare_db_commands_total", **labels)) >= 3
+    assert sample(after, "skillshare_db_command_seconds_count", command="find") > 0
+    assert sample(after, "skillshare_db_commands_total", command="insert",
                    collection="listings", outcome="ok") >= 1
