@@ -186,6 +186,13 @@ async def test_a_stale_read_never_moves_the_marker_back_for_anyone(node):
         await b.close()
 
 
+async def _send(sock: SocketUser, room_id: str, count: int) -> None:
+    for _ in range(count):
+        ack = await sock.call("message:send", {"room_id": room_id,
+                                               "client_id": new_client_id(), "body": "hi"})
+        assert ack["ok"], ack
+
+
 async def test_room_summaries_stay_right_when_another_node_moves_a_room_on(make_client,
                                                                            redis_url):
     """``GET /rooms`` reads the ends of the rooms it knows in one batch and
@@ -202,10 +209,7 @@ async def test_room_summaries_stay_right_when_another_node_moves_a_room_on(make_
     a = await SocketUser(url_one, alice["access_token"], name="alice").connect()
 
     async def send(n):
-        for _ in range(n):
-            ack = await a.call("message:send", {"room_id": busy["id"],
-                                                "client_id": new_client_id(), "body": "hi"})
-            assert ack["ok"], ack
+        await _send(a, busy["id"], n)
 
     async def summaries(url):
         status, rooms = await http_json("GET", f"{url}/api/v1/rooms", token=bob["access_token"])
@@ -307,10 +311,7 @@ async def test_a_room_read_to_its_end_is_summarised_without_searching_for_it(mak
     b = await SocketUser(url_one, bob["access_token"], name="bob").connect()
 
     async def send(n):
-        for _ in range(n):
-            ack = await a.call("message:send", {"room_id": room["id"],
-                                                "client_id": new_client_id(), "body": "hi"})
-            assert ack["ok"], ack
+        await _send(a, room["id"], n)
 
     async def summary(url):
         status, page = await http_json("GET", f"{url}/api/v1/rooms", token=bob["access_token"])
