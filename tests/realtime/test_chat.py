@@ -208,9 +208,6 @@ async def test_room_summaries_stay_right_when_another_node_moves_a_room_on(make_
     quiet = await open_direct(url_one, carol["access_token"], bob["id"])
     a = await SocketUser(url_one, alice["access_token"], name="alice").connect()
 
-    async def send(n):
-        await _send(a, busy["id"], n)
-
     async def summaries(url):
         status, rooms = await http_json("GET", f"{url}/api/v1/rooms", token=bob["access_token"])
         assert status == 200
@@ -219,10 +216,10 @@ async def test_room_summaries_stay_right_when_another_node_moves_a_room_on(make_
                 for r in rooms["items"]}
 
     try:
-        await send(2)
+        await _send(a, busy["id"], 2)
         for url in (url_two, url_two, url_one):  # never seen, then known, then the sender's
             assert await summaries(url) == {busy["id"]: (2, 2, 2), quiet["id"]: (0, 0, None)}
-        await send(3)  # node two's known end (2) is stale now
+        await _send(a, busy["id"], 3)  # node two's known end (2) is stale now
         for url in (url_two, url_two, url_one):
             assert await summaries(url) == {busy["id"]: (5, 5, 5), quiet["id"]: (0, 0, None)}
     finally:
@@ -310,9 +307,6 @@ async def test_a_room_read_to_its_end_is_summarised_without_searching_for_it(mak
     a = await SocketUser(url_one, alice["access_token"], name="alice").connect()
     b = await SocketUser(url_one, bob["access_token"], name="bob").connect()
 
-    async def send(n):
-        await _send(a, room["id"], n)
-
     async def summary(url):
         status, page = await http_json("GET", f"{url}/api/v1/rooms", token=bob["access_token"])
         assert status == 200
@@ -321,12 +315,12 @@ async def test_a_room_read_to_its_end_is_summarised_without_searching_for_it(mak
             item["last_message"]["seq"]
 
     try:
-        await send(3)
+        await _send(a, room["id"], 3)
         assert (await b.call("message:read", {"room_id": room["id"], "seq": 3}))["ok"]
         before = await _message_reads(url_two)
         assert await summary(url_two) == (3, 3, 0, 3)
         assert await _message_reads(url_two) - before == 1
-        await send(2)
+        await _send(a, room["id"], 2)
         assert await summary(url_two) == (5, 3, 2, 5)
         assert await summary(url_one) == (5, 3, 2, 5)
     finally:
