@@ -108,12 +108,13 @@ def test_web_app_live_updates() -> None:
 
 
 def test_web_app_polish() -> None:
-    """Favicon everywhere, human validation messages, "No results",
-    "No answer" for the caller of a missed call."""
+    """Favicon everywhere, human validation messages, "No results", a
+    contact already online shown online, "No answer" for the caller of a
+    missed call."""
     _require_chromium()
     run = run_node_tests(["test/browser/app-polish.browser.test.mjs"])
     assert run.returncode == 0 and run.failed == 0, explain(run)
-    assert run.passed >= 4, explain(run)
+    assert run.passed >= 5, explain(run)
 
 
 def test_web_app_error_boundary_and_accessibility() -> None:

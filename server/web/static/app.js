@@ -774,7 +774,11 @@
     }
     await Promise.all(page.items.map((r) => { const o = otherMember(r); return o && !r.name ? nameOf(o) : null; }));
     const others = page.items.map(otherMember).filter(Boolean);
-    if (others.length && client.state === 'connected') client.presence.subscribe(others).then(renderRooms, () => {});
+    if (others.length && client.state === 'connected') client.presence.subscribe(others).then(() => {
+      // the answer carries statuses no event will repeat (someone already online)
+      renderRooms();
+      renderPresence();
+    }, () => {});
     return page.items;
   }
 

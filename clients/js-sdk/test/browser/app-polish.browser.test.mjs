@@ -58,12 +58,20 @@ describe('polish', () => {
     assert.equal(await ada.page.locator('#listings li', { hasText: 'Be the first' }).count(), 0);
   });
 
-  test('an unanswered call tells the caller "No answer"', async () => {
+  test('a contact who is already online shows "online" when the chat opens', async () => {
     await signUp(bob, server.url, 'Bob');
     await requestListing(bob, server.url, LISTING);
     await acceptRequest(ada, server.url, LISTING);
     await bob.page.goto(`${server.url}/#/chat`);
-    await ada.page.waitForFunction(() => document.getElementById('chat-presence').textContent === 'online');
+    await bob.page.waitForFunction(() => document.getElementById('conn-state').textContent === 'live');
+    // Bob stays connected from here on: Ada's page learns his status only
+    // from its own subscription's answer, never from an event.
+    await ada.page.reload();
+    await ada.page.waitForFunction(() => document.getElementById('chat-presence').textContent === 'online',
+      null, { timeout: 10_000 });
+  });
+
+  test('an unanswered call tells the caller "No answer"', async () => {
     await ada.page.click('#call-start');
     await bob.page.waitForSelector('#incoming-call:not([hidden])', { timeout: 10_000 });
     await ada.page.waitForSelector('#call-view', { state: 'hidden', timeout: 30_000 });
