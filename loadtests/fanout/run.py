@@ -38,6 +38,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -240,6 +241,23 @@ def publish_calls(redis_url: str) -> dict[str, int]:
             if command in PUBLISH_COMMANDS:
                 calls = int(stats.split(",")[0].split("=")[1])
                 out[command] = out.get(command, 0) + calls
+    return out
+
+
+def db_commands(urls: list[str]) -> dict[str, float]:
+    """Database commands the nodes sent so far, by ``command/outcome``,
+    summed over the nodes (``skillshare_db_commands_total`` in /metrics)."""
+    out: dict[str, float] = {}
+    for url in urls:
+        with urllib.request.urlopen(url + "/metrics", timeout=10) as resp:
+            text = resp.read().decode()
+        for line in text.splitlines():
+            if not line.startswith("skillshare_db_commands_total{"):
+                continue
+            labels, _, value = line.partition("} ")
+            fields = dict(part.split("=", 1) for part in labels.split("{", 1)[1].split(","))
+            key = f"{fields['command'].strip(chr(34))}/{fields['outcome'].strip(chr(34))}"
+            out[key] = out.get(key, 0.0) + float(value)
     return out
 
 

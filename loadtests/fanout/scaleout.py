@@ -52,6 +52,7 @@ from run import (  # noqa: E402  (run.py is a script beside this one)
     Options,
     Procs,
     cpu_seconds,
+    db_commands,
     follow_generator,
     free_port,
     publish_calls,
@@ -170,11 +171,13 @@ def run_once(scenario: str, nodes: int, mode: str, opts: Options, *, cluster: bo
                 "database": db.pid}
 
         redis_calls: list[dict[str, int]] = []
+        db_calls: list[dict[str, float]] = []
 
         def sample() -> dict[str, float]:
             cpu = {k: cpu_seconds(pid) for k, pid in pids.items()}
             cpu["redis"] = sum(cpu_seconds(p.pid) for p in redis_procs)
             redis_calls.append(publish_calls(redis_url))
+            db_calls.append(db_commands(urls))
             return cpu
 
         measured = follow_generator(gen, opts, sample)
@@ -197,6 +200,12 @@ def run_once(scenario: str, nodes: int, mode: str, opts: Options, *, cluster: bo
                 name: round((redis_calls[-1].get(name, 0) - redis_calls[0].get(name, 0))
                             / max(result["acked"], 1), 2)
                 for name in sorted(set(redis_calls[-1]) | set(redis_calls[0]))},
+            # database commands the nodes sent in the window per message acked
+            "db_commands_per_message": {
+                name: round((db_calls[-1].get(name, 0) - db_calls[0].get(name, 0))
+                            / max(result["acked"], 1), 2)
+                for name in sorted(set(db_calls[-1]) | set(db_calls[0]))
+                if db_calls[-1].get(name, 0) > db_calls[0].get(name, 0)},
         }
         if scenario == "busy1":
             busy = cpu["node1"] or 1e-9

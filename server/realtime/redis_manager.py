@@ -32,10 +32,12 @@ import asyncio
 import contextlib
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 import socketio
+from loguru import logger
 
 from ..redis_client import ClusterPubSubNodes, connect_redis, is_cluster_url, is_sentinel_url
 
@@ -71,6 +73,24 @@ class UrlAwareRedisManager(socketio.AsyncRedisManager):
     _cluster_nodes: ClusterPubSubNodes | None = None
     redis: Any  # python-socketio's client (set by _redis_connect)
     last_heard: float = 0.0  # monotonic; the NodeWatch Channel protocol
+    _remote_listeners: dict[str, list[Callable[[Any], None]]] | None = None
+
+    def on_remote_emit(self, event: str, listener: Callable[[Any], None]) -> None:
+        """Call ``listener(data)`` for every ``event`` another node emits
+        that reaches this node, before it is delivered here."""
+        if self._remote_listeners is None:
+            self._remote_listeners = {}
+        self._remote_listeners.setdefault(event, []).append(listener)
+
+    async def _handle_emit(self, message):
+        listeners = self._remote_listeners and self._remote_listeners.get(message.get("event"))
+        if listeners:
+            for listener in listeners:
+                try:
+                    listener(message.get("data"))
+                except Exception:
+                    logger.exception("a listener of remote {} emits failed", message.get("event"))
+        await super()._handle_emit(message)
 
     def set_server(self, server: Any) -> None:
         super().set_server(server)

@@ -37,6 +37,7 @@ from .notifier import Notifier
 from .presence import PresenceService
 from .presence_access import PresenceAccess
 from .rooms import RoomService
+from .redis_manager import UrlAwareRedisManager
 from .sequences import SequenceCache
 from .socket_registry import SocketRegistry
 
@@ -92,6 +93,8 @@ def build_realtime(
     rooms_store, markers = RoomStore(db, cache=cache), ReadMarkerStore(db)
     messages = MessageStore(db, fields)
     sequences = SequenceCache(messages)
+    if isinstance(sio.manager, UrlAwareRedisManager):
+        sio.manager.on_remote_emit("message", sequences.observe_message)
     notifier = Notifier(sio, on_error=metrics.bus_errors.inc)
     rooms = RoomService(rooms=rooms_store, messages=messages, markers=markers, users=users,
                         sequences=sequences, clock=clock, consent=consent,

@@ -10,11 +10,19 @@ import asyncio
 from contextlib import asynccontextmanager
 from typing import Any
 
+import aiohttp
 import pytest
 
 from server.keys import DB, REALTIME_METRICS
 from server.views.rooms import message_view
-from tests.support.realtime import SocketUser, new_client_id, open_group, register_user
+from tests.support.metrics import sample
+from tests.support.realtime import (
+    SocketUser,
+    new_client_id,
+    open_direct,
+    open_group,
+    register_user,
+)
 
 HOLD_MS = 400  # long enough for every send of a test to queue behind the held insert
 
@@ -325,3 +333,39 @@ async def test_a_batch_reaches_every_member_socket_once_in_seq_order(make_client
             await js.wait()
         for s in [*senders, polling]:
             await s.close()
+
+
+async def _message_inserts(url: str) -> float:
+    """``insert`` commands this node has sent to the messages collection (a
+    seq clash is an insert the database answers with a duplicate key)."""
+    async with aiohttp.ClientSession() as session, session.get(f"{url}/metrics") as resp:
+        text = await resp.text()
+    return sample(text, "skillshare_db_commands_total", collection="messages",
+                  command="insert", outcome="ok")
+
+
+async def test_a_reply_on_another_node_takes_the_next_seq_with_one_insert(make_client, redis_url):
+    """The two people of a 1:1 room on two nodes, taking turns: each node
+    learns the room's newest seq from the message it delivers, so a reply
+    is stored at the next seq at once instead of first clashing with the
+    seq the other node took."""
+    node_a = await make_client(redis_url=redis_url)
+    node_b = await make_client(redis_url=redis_url)
+    base_a, base_b = _base(node_a), _base(node_b)
+    ada, bob = await register_user(base_a, "ada"), await register_user(base_a, "bob")
+    room = await open_direct(base_a, ada["access_token"], bob["id"])
+    a = await SocketUser(base_a, ada["access_token"], name="ada").connect()
+    b = await SocketUser(base_b, bob["access_token"], name="bob").connect()
+    try:
+        turns = [(a, b, base_a), (b, a, base_b)] * 3
+        for seq, (sender, receiver, base) in enumerate(turns, start=1):
+            before = await _message_inserts(base)
+            ack = await _send(sender, room["id"], new_client_id(), f"turn {seq}")
+            assert ack["ok"] and ack["message"]["seq"] == seq, ack
+            assert await _message_inserts(base) - before == 1, f"turn {seq}: one insert"
+            await receiver.wait_for("message", lambda e, seq=seq: e["seq"] == seq)
+        stored = await _sync_all(a, room["id"])
+        assert [m["seq"] for m in stored] == list(range(1, len(turns) + 1))
+    finally:
+        await a.close()
+        await b.close()
