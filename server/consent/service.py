@@ -12,7 +12,9 @@ relation towards the viewer, or made their presence public
 (``presence_visibility: "public"``), and neither blocked the other.
 
 Blocks are read from the database on every check (one lookup by ``_id``),
-so a block holds on every node as soon as it is stored. Changes that may
+so a block holds on every node as soon as it is stored; only relays made
+many times a conversation (typing indicators) trust a pair found open until
+a consent change about either person reaches the node (``OpenPairs``). Changes that may
 alter who sees whom are announced on the bus topic ``consent_changed``
 (``{"user_ids": [...]}``); the real-time layer re-checks the presence
 subscriptions of those people on every node."""
@@ -34,6 +36,7 @@ from ..storage.blocks import BlockStore
 from ..storage.rooms import DIRECT, RoomStore
 from ..storage.skill_requests import ACCEPTED, COMPLETED, PENDING, SkillRequestStore
 from ..storage.users import UserStore
+from .open_pairs import OpenPairs
 
 CONSENT_CHANGED_TOPIC = "consent_changed"
 PRESENCE_CONTACTS = "contacts"
@@ -59,8 +62,12 @@ class ConsentService:
     def __init__(
         self, *, blocks: BlockStore, rooms: RoomStore, requests: SkillRequestStore,
         users: UserStore, audit: AuditStore, bus: Bus, clock: Clock, max_blocks: int,
+        open_pairs: OpenPairs | None = None,
     ) -> None:
         self._blocks = blocks
+        self._open_pairs = open_pairs or OpenPairs(timer=clock.monotonic)
+        bus.subscribe(CONSENT_CHANGED_TOPIC, self._on_changed)
+        bus.on_reconnect(self._forget_open_pairs)
         self._rooms = rooms
         self._requests = requests
         self._users = users
@@ -137,6 +144,25 @@ class ConsentService:
         if user_id != other_id and await self._blocks.between(user_id, other_id):
             raise Blocked()
 
+    async def ensure_not_blocked_for_relay(self, user_id: str, other_id: str) -> None:
+        """``ensure_not_blocked`` for relays made many times a conversation
+        (typing indicators): a pair found open is trusted on this node until
+        a consent change about either person arrives here (``OpenPairs``)."""
+        if user_id == other_id or self._open_pairs.is_open(user_id, other_id):
+            return
+        version = self._open_pairs.version()
+        if await self._blocks.between(user_id, other_id):
+            raise Blocked()
+        self._open_pairs.remember_open(user_id, other_id, version)
+
+    async def _on_changed(self, payload: dict[str, Any]) -> None:
+        ids = payload.get("user_ids")
+        if isinstance(ids, list):
+            self._open_pairs.changed(str(u) for u in ids)
+
+    async def _forget_open_pairs(self) -> None:
+        self._open_pairs.forget_all()  # changes published while away were missed
+
     async def blocked_among(self, user_id: str, others: Iterable[str]) -> list[str]:
         involved = await self._blocks.involving(user_id)
         return [o for o in others if o in involved]
@@ -183,6 +209,7 @@ class ConsentService:
         ids = sorted(set(user_ids))
         if not ids:
             return
+        self._open_pairs.changed(ids)  # here before the caller answers; elsewhere by the bus
         try:
             await self._bus.publish(CONSENT_CHANGED_TOPIC, {"user_ids": ids})
         except Exception:

@@ -37,6 +37,7 @@ class RoomConsent(Protocol):
     """What rooms need of the consent area (server/consent)."""
 
     async def ensure_not_blocked(self, user_id: str, other_id: str) -> None: ...
+    async def ensure_not_blocked_for_relay(self, user_id: str, other_id: str) -> None: ...
     async def blocked_among(self, user_id: str, others: Iterable[str]) -> list[str]: ...
     async def related(self, viewer_id: str, person_ids: Iterable[str]) -> set[str]: ...
     async def changed(self, user_ids: Iterable[str]) -> None: ...
@@ -126,12 +127,18 @@ class RoomService:
         await self.ensure_open(room, user_id)
         await self.mark_active(room, user_id)
 
-    async def ensure_open(self, room: dict[str, Any], user_id: str) -> None:
-        """``blocked`` in a direct room whose two members blocked either way."""
+    async def ensure_open(self, room: dict[str, Any], user_id: str, *, relay: bool = False
+                          ) -> None:
+        """``blocked`` in a direct room whose two members blocked either way;
+        ``relay``: for typing indicators (``ensure_not_blocked_for_relay``)."""
         if room["type"] != DIRECT:
             return
         for other in room["member_ids"]:
-            if other != user_id:
+            if other == user_id:
+                continue
+            if relay:
+                await self._consent.ensure_not_blocked_for_relay(user_id, other)
+            else:
                 await self._consent.ensure_not_blocked(user_id, other)
 
     async def create_group(

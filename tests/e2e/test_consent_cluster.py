@@ -4,12 +4,15 @@ presence), and leaving a group stops delivery on every node."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Iterator
 
+import aiohttp
 import pytest
 
 from tests.conftest import TEST_SECRET
+from tests.support.metrics import sample
 from tests.support.realtime import SocketUser, http_json, new_client_id, open_direct, register_user
 from tests.support.services import RedisProcess, cluster_node_env, running_nodes
 
@@ -110,3 +113,51 @@ async def test_leaving_a_group_stops_delivery_on_every_node(nodes):
     finally:
         await a.close()
         await b.close()
+
+
+async def _block_reads(url: str) -> float:
+    async with aiohttp.ClientSession() as session, session.get(f"{url}/metrics") as resp:
+        text = await resp.text()
+    return sample(text, "skillshare_db_commands_total", collection="blocks", command="find",
+                  outcome="ok")
+
+
+async def test_typing_checks_blocks_once_per_pair_and_a_block_on_another_node_stops_it(nodes):
+    """Typing indicators (many per conversation) read the pair's blocks
+    once per node; a block made on the other node reaches this node's
+    answer through the bus at once, not after the cache's lifetime."""
+    one, two = nodes
+    dave = await register_user(one, "dave")
+    erin = await register_user(two, "erin")
+    room = await _befriend(one, dave, erin)
+    d = await SocketUser(one, dave["access_token"], name="dave@1").connect()
+    e = await SocketUser(two, erin["access_token"], name="erin@2").connect()
+    try:
+        before = await _block_reads(one)
+        for typing in (True, False) * 3:
+            ack = await d.call("typing", {"room_id": room["id"], "typing": typing})
+            assert ack["ok"] and ack["relayed"], ack
+        await e.wait_for("typing", lambda t: t["user_id"] == dave["id"] and not t["typing"])
+        assert await _block_reads(one) - before == 1, "one read of the pair's blocks"
+
+        status, _ = await http_json("POST", f"{two}/api/v1/users/{dave['id']}/block",
+                                    token=erin["access_token"])
+        assert status == 200
+        deadline = asyncio.get_running_loop().time() + 2.0  # the cache lives 10 s
+        while True:
+            ack = await d.call("typing", {"room_id": room["id"], "typing": True})
+            if not ack["ok"]:
+                break
+            await d.call("typing", {"room_id": room["id"], "typing": False})
+            assert asyncio.get_running_loop().time() < deadline, "typing still relayed"
+            await asyncio.sleep(0.05)
+        assert ack["error"]["code"] == "blocked", ack
+
+        status, _ = await http_json("DELETE", f"{two}/api/v1/users/{dave['id']}/block",
+                                    token=erin["access_token"])
+        assert status == 204
+        ack = await d.call("typing", {"room_id": room["id"], "typing": True})
+        assert ack["ok"] and ack["relayed"], ack
+    finally:
+        await d.close()
+        await e.close()
