@@ -1,16 +1,19 @@
 """Where sharded fan-out channels live and how publishes reach them
 (``ShardMap``: one Redis or a Sentinel's master, ``SingleShard``; a Redis
-Cluster, ``ClusterShards``), and ``BatchPublisher``, which sends every
-publish queued meanwhile in one pipeline per Redis node. Subscriptions are
-``server/realtime/shards.py``."""
+Cluster, ``ClusterShards``), and ``BatchPublisher``, which keeps a queue per
+master and sends everything queued on it meanwhile in one pipeline.
+Subscriptions are ``server/realtime/shards.py``."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import defaultdict
-from collections.abc import Callable
-from typing import Protocol
+import heapq
+import itertools
+from collections import deque
+from collections.abc import Callable, Coroutine, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import redis.asyncio as redis
 from loguru import logger
@@ -21,6 +24,20 @@ from ..redis_client import PUBSUB_CONNECT_TIMEOUT_S
 from ..tasks import cancel_and_wait
 
 CLOSE_TIMEOUT_S = 2.0
+# A master that does not answer a pipeline of SPUBLISHes (milliseconds when
+# healthy) within this long is taken as gone: the batch fails, the slot map is
+# re-read and the batch retried (on the promoted replica once the cluster
+# failed over), so fan-out resumes well within issue 10's 10 s of a promotion.
+# A master that was only slow may then get the retried publishes twice.
+PUBLISH_TIMEOUT_S = 5.0
+# Publishes waiting for one master (or for the slot map) at most; past it the
+# oldest are dropped and counted, since the node keeps serving while a master
+# is down. A cluster fails a master over within seconds (its node timeout,
+# then PUBLISH_TIMEOUT_S here), and the busiest node measured sent a few
+# thousand publishes a second (~3,400 deliveries/s, docs/scaling.md): this
+# holds ~3 s of them, a few MB at most. Older ones would reach clients late
+# anyway; the clients catch up with ``room:sync``.
+QUEUE_LIMIT = 10_000
 
 Sent = Callable[[list[tuple[bytes, int]]], None]  # (channel, receivers) per publish
 
@@ -39,14 +56,16 @@ class ShardMap(Protocol):
     async def prepare(self) -> None:
         """Read the slot map if it was never read (before the first ``node_for``)."""
 
-    async def publish_many(self, items: list[tuple[bytes, bytes | str]]) -> list[int]:
-        """``SPUBLISH`` each; the receivers of each, in order."""
+    async def publish_on(self, node: str, items: list[tuple[bytes, bytes | str]]) -> list[int]:
+        """``SPUBLISH`` each on ``node`` in one round trip; the receivers of
+        each, in order. A channel that moved off ``node`` fails the call."""
 
     async def refresh(self) -> None:
         """Re-read the slot map; drop every connection."""
 
-    async def reroute(self) -> None:
-        """Re-read the slot map for publishing (a publish failed)."""
+    async def reroute(self, failed: str | None = None) -> None:
+        """Re-read the slot map for publishing (a publish to ``failed``
+        failed: its publishing connection is dropped too)."""
 
     async def close(self) -> None: ...
 
@@ -71,17 +90,13 @@ class SingleShard:
     async def prepare(self) -> None:
         return None
 
-    async def publish_many(self, items: list[tuple[bytes, bytes | str]]) -> list[int]:
-        """One round trip (a pipeline) for several channels."""
-        async with self._client.pipeline(transaction=False) as pipe:
-            for channel, data in items:
-                pipe.spublish(channel, data)
-            return await pipe.execute()
+    async def publish_on(self, node: str, items: list[tuple[bytes, bytes | str]]) -> list[int]:
+        return await _pipelined(self._client, items)
 
     async def refresh(self) -> None:
         return None
 
-    async def reroute(self) -> None:
+    async def reroute(self, failed: str | None = None) -> None:
         return None
 
     async def close(self) -> None:
@@ -121,50 +136,45 @@ class ClusterShards:
     async def prepare(self) -> None:
         await self._ensure()
 
-    def _client(self, clients: dict[str, redis.Redis], node: str) -> redis.Redis:
+    def _client(self, clients: dict[str, redis.Redis], node: str,
+                timeout: float | None = None) -> redis.Redis:
         client = clients.get(node)
         if client is None:
             host, _, port = node.rpartition(":")
             client = clients[node] = redis.Redis(
                 host=host, port=int(port), password=self._password, socket_keepalive=True,
-                socket_connect_timeout=PUBSUB_CONNECT_TIMEOUT_S)
+                socket_connect_timeout=PUBSUB_CONNECT_TIMEOUT_S, socket_timeout=timeout)
         return client
 
-    async def publish_many(self, items: list[tuple[bytes, bytes | str]]) -> list[int]:
-        """One pipeline per master owning some of the channels, all at once;
-        a slot that moved meanwhile (MOVED) fails the call: the caller retries."""
-        await self._ensure()
-        by_node: dict[str, list[int]] = defaultdict(list)
-        for i, (channel, _data) in enumerate(items):
-            by_node[self.node_for(channel)].append(i)
-        counts = [0] * len(items)
-
-        async def send(node: str, indexes: list[int]) -> None:
-            async with self._client(self._publishers, node).pipeline(transaction=False) as pipe:
-                for i in indexes:
-                    pipe.spublish(*items[i])
-                for i, count in zip(indexes, await pipe.execute(), strict=True):
-                    counts[i] = count
-
-        await asyncio.gather(*(send(node, indexes) for node, indexes in by_node.items()))
-        return counts
+    async def publish_on(self, node: str, items: list[tuple[bytes, bytes | str]]) -> list[int]:
+        """A slot that moved off ``node`` meanwhile (MOVED) fails the call: the caller retries."""
+        return await _pipelined(self._client(self._publishers, node, PUBLISH_TIMEOUT_S), items)
 
     async def refresh(self) -> None:
         await self.reroute()
         await _close_all(self._clients)
+        await _close_all(self._publishers)
 
-    async def reroute(self) -> None:
+    async def reroute(self, failed: str | None = None) -> None:
         if not self._ready:
             await self._ensure()
         else:
             await self._cluster.nodes_manager.initialize()
-        await _close_all(self._publishers)
+        if failed is not None and (client := self._publishers.pop(failed, None)) is not None:
+            await _close_all({failed: client})
 
     async def close(self) -> None:
         await _close_all(self._clients)
         await _close_all(self._publishers)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._cluster.aclose(), CLOSE_TIMEOUT_S)
+
+
+async def _pipelined(client: redis.Redis, items: list[tuple[bytes, bytes | str]]) -> list[int]:
+    async with client.pipeline(transaction=False) as pipe:
+        for channel, data in items:
+            pipe.spublish(channel, data)
+        return await pipe.execute()
 
 
 async def _close_all(clients: dict[str, redis.Redis]) -> None:
@@ -175,61 +185,217 @@ async def _close_all(clients: dict[str, redis.Redis]) -> None:
             await asyncio.wait_for(client.aclose(), CLOSE_TIMEOUT_S)
 
 
+@dataclass(slots=True)
+class _Publish:
+    seq: int  # queue order across the node's queues
+    channel: bytes
+    data: bytes | str
+    retried: bool = False
+
+
+class _Queue:
+    """Publishes oldest first (by ``seq``) and the task sending them."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.items: deque[_Publish] = deque()
+        self.wake = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+        self.overflowing = False  # dropping since the last batch was taken
+
+    def add(self, items: list[_Publish]) -> None:
+        """``items`` in order; older ones than some queued (a retry, a
+        rerouted queue) go in their place."""
+        if not self.items or self.items[-1].seq < items[0].seq:
+            self.items.extend(items)
+        else:
+            self.items = deque(heapq.merge(self.items, items, key=lambda p: p.seq))
+
+
+@dataclass(slots=True)
+class _Hold:
+    channels: set[bytes]
+    items: list[_Publish] = field(default_factory=list)
+
+
 class BatchPublisher:
-    """Publishes in the background, everything queued meanwhile in one round
-    trip (a pipeline per Redis node): an emit costs its sender a list append,
-    not a connection and a round trip each (a busy node had a hundred
-    publishes in flight and ran out of pooled connections). One batch at a
-    time, in queue order, so each channel keeps the emit order. A batch that
-    fails is retried once after re-reading a cluster's slot map, then
-    dropped and counted (python-socketio's rule for a failed publish)."""
+    """Publishes in the background, each master's from a queue of its own:
+    an emit costs its sender a list append, not a connection and a round
+    trip each (a busy node had a hundred publishes in flight and ran out of
+    pooled connections). Each publish is routed to its channel's master when
+    it is queued; per master, everything queued while the previous batch was
+    in flight goes in one pipeline, one batch at a time, so each channel
+    keeps the emit order, and a master that stops answering holds up only
+    its own channels. A batch that fails is retried once after re-reading a
+    cluster's slot map (a channel that moved goes to its new master's queue,
+    in its place), then dropped and counted (python-socketio's rule for a
+    failed publish). Publishes wait in one more queue while the slot map is
+    not read yet or does not cover their slot."""
 
     def __init__(self, shards: ShardMap, *, on_error: Callable[[], None] | None = None,
-                 on_sent: Sent | None = None) -> None:
+                 on_sent: Sent | None = None, queue_limit: int = QUEUE_LIMIT) -> None:
         self._shards = shards
         self._on_error = on_error
         self._on_sent = on_sent
-        self._pending: list[tuple[bytes, bytes | str]] = []
-        self._wake = asyncio.Event()
+        self._limit = queue_limit
+        self._queues: dict[str, _Queue] = {}
+        self._unrouted = _Queue("slot map")
+        self._holds: list[_Hold] = []  # channels whose publishes wait for a retry
+        self._seq = itertools.count()
+        self._outstanding = 0  # queued or in flight
         self._idle = asyncio.Event()
         self._idle.set()
-        self._task: asyncio.Task[None] | None = None
+        self.dropped = 0  # publishes given up on
 
     def publish(self, items: list[tuple[bytes, bytes | str]]) -> None:
-        self._pending.extend(items)
+        if not items:
+            return
+        self._outstanding += len(items)
         self._idle.clear()
-        self._wake.set()
-        if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(
-                self._run(), name="socketio-shard-publisher")
+        self._route(_Publish(next(self._seq), channel, data) for channel, data in items)
 
-    async def _run(self) -> None:
+    def _route(self, items: Iterable[_Publish]) -> None:
+        """Onto their masters' queues, in order; while some wait for the slot
+        map, everything newer waits behind them."""
+        by_node: dict[str, list[_Publish]] = {}
+        unrouted: list[_Publish] = []
+        for item in items:
+            if self._holds and self._held(item):
+                continue
+            node = None
+            if not self._unrouted.items and not unrouted:
+                with contextlib.suppress(SlotNotCoveredError):
+                    node = self._shards.node_for(item.channel)
+            if node is None:
+                unrouted.append(item)
+            else:
+                by_node.setdefault(node, []).append(item)
+        for node, queued in by_node.items():
+            queue = self._queues.get(node)
+            if queue is None:
+                queue = self._queues[node] = _Queue(node)
+            self._add(queue, queued, self._send_loop)
+        if unrouted:
+            self._add(self._unrouted, unrouted, self._route_loop)
+
+    def _held(self, item: _Publish) -> bool:
+        for hold in self._holds:
+            if item.channel in hold.channels:
+                hold.items.append(item)
+                return True
+        return False
+
+    def _add(self, queue: _Queue, items: list[_Publish],
+             run: Callable[[_Queue], Coroutine[Any, Any, None]]) -> None:
+        queue.add(items)
+        excess = len(queue.items) - self._limit
+        if excess > 0:
+            if not queue.overflowing:
+                logger.warning("socket.io sharded fan-out: more than {} publishes wait for {};"
+                               " dropping the oldest", self._limit, queue.name)
+            queue.overflowing = True
+            for _ in range(excess):
+                queue.items.popleft()
+            self._drop(excess)
+        queue.wake.set()
+        if queue.task is None or queue.task.done():
+            queue.task = asyncio.get_running_loop().create_task(
+                run(queue), name=f"socketio-shard-publisher-{queue.name}")
+
+    async def _send_loop(self, queue: _Queue) -> None:
         while True:
-            await self._wake.wait()
-            self._wake.clear()
-            while self._pending:
-                batch, self._pending = self._pending, []
-                await self._send(batch)
-            self._idle.set()
-
-    async def _send(self, batch: list[tuple[bytes, bytes | str]]) -> None:
-        for attempt in range(2):
-            try:
-                counts = await self._shards.publish_many(batch)
-                if self._on_sent is not None:
-                    self._on_sent([(c, n) for (c, _d), n in zip(batch, counts, strict=True)])
+            await queue.wake.wait()
+            queue.wake.clear()
+            while queue.items:
+                batch, queue.items = list(queue.items), deque()
+                queue.overflowing = False
+                await self._send(queue, batch)
+            if queue.name not in self._shards.masters() and self._queues.get(queue.name) is queue:
+                del self._queues[queue.name]  # failed over or moved away: no more publishes
                 return
+
+    async def _send(self, queue: _Queue, batch: list[_Publish]) -> None:
+        try:
+            counts = await self._shards.publish_on(queue.name, [(p.channel, p.data) for p in batch])
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            await self._retry(queue, batch, exc)
+            return
+        self._settled(len(batch))
+        if self._on_sent is not None:
+            self._on_sent([(p.channel, n) for p, n in zip(batch, counts, strict=True)])
+
+    async def _retry(self, queue: _Queue, batch: list[_Publish], exc: Exception) -> None:
+        """Re-reads the slot map, then routes the batch's first tries and the
+        queue behind them again; second tries are given up. Meanwhile newer
+        publishes to their channels are held, lest a channel that moved gets
+        them on its new master first."""
+        hold = _Hold({p.channel for p in batch} | {p.channel for p in queue.items})
+        self._holds.append(hold)
+        try:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._shards.reroute(queue.name), PUBLISH_TIMEOUT_S)
+        finally:
+            self._holds.remove(hold)
+        again = [p for p in batch if not p.retried]
+        if len(again) < len(batch):
+            logger.error("socket.io sharded fan-out: {} publishes to {} dropped ({!r})",
+                         len(batch) - len(again), queue.name, exc)
+            self._drop(len(batch) - len(again))
+        for item in again:
+            item.retried = True
+        queued, queue.items = queue.items, deque()
+        self._route(heapq.merge(again, queued, hold.items, key=lambda p: p.seq))
+
+    async def _route_loop(self, queue: _Queue) -> None:
+        """Reads the slot map, then routes what waited for it; a publish
+        whose slot is still not covered after a second read is given up."""
+        read_map = self._shards.prepare
+        while queue.items:
+            try:
+                await asyncio.wait_for(read_map(), PUBLISH_TIMEOUT_S)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                if attempt:
-                    if self._on_error is not None:
-                        self._on_error()
-                    logger.error("socket.io sharded fan-out: {} publishes dropped ({!r})",
-                                 len(batch), exc)
-                else:
-                    with contextlib.suppress(Exception):
-                        await self._shards.reroute()
+                logger.warning("socket.io sharded fan-out: reading the slot map failed ({!r})", exc)
+            read_map = self._shards.reroute
+            waiting, queue.items = list(queue.items), deque()
+            queue.overflowing = False
+            routable: list[_Publish] = []
+            stuck: list[_Publish] = []
+            for item in waiting:
+                if self._covered(item.channel):
+                    routable.append(item)
+                elif not item.retried:
+                    item.retried = True
+                    stuck.append(item)
+            if len(routable) + len(stuck) < len(waiting):
+                lost = len(waiting) - len(routable) - len(stuck)
+                logger.error("socket.io sharded fan-out: {} publishes dropped (slot not covered)",
+                             lost)
+                self._drop(lost)
+            self._route(routable)  # different slots than the stuck ones: not held up by them
+            if stuck:
+                queue.add(stuck)
+
+    def _covered(self, channel: bytes) -> bool:
+        try:
+            self._shards.node_for(channel)
+        except SlotNotCoveredError:
+            return False
+        return True
+
+    def _drop(self, count: int) -> None:
+        self.dropped += count
+        if self._on_error is not None:
+            self._on_error()
+        self._settled(count)
+
+    def _settled(self, count: int) -> None:
+        self._outstanding -= count
+        if self._outstanding <= 0:
+            self._idle.set()
 
     async def flush(self, timeout: float = CLOSE_TIMEOUT_S) -> None:
         """Until everything queued so far went out (at most ``timeout`` s)."""
@@ -238,5 +404,6 @@ class BatchPublisher:
 
     async def close(self) -> None:
         await self.flush()
-        await cancel_and_wait([self._task])
+        queues = [*self._queues.values(), self._unrouted]
+        await cancel_and_wait([q.task for q in queues])
         await self._shards.close()
