@@ -16,7 +16,8 @@ import pytest
 import redis.asyncio as redis
 
 from server.keys import SIO
-from server.realtime.shard_publish import BatchPublisher, ClusterShards
+from server.realtime.batch_publish import BatchPublisher
+from server.realtime.shard_publish import ClusterShards
 from server.redis_client import connect_cluster
 from tests.conftest import TEST_SECRET
 from tests.support.calls import CallSocket
