@@ -59,6 +59,9 @@ class _Queue:
 
 @dataclass(slots=True)
 class _Hold:
+    """Publishes to ``channels`` made while a batch holding some is retried
+    (for as long as the slot map takes to read, PUBLISH_TIMEOUT_S at most)."""
+
     channels: set[bytes]
     items: list[_Publish] = field(default_factory=list)
 
@@ -191,7 +194,8 @@ class BatchPublisher:
         for item in again:
             item.retried = True
         queued, queue.items = queue.items, deque()
-        self._route(heapq.merge(again, queued, hold.items, key=lambda p: p.seq))
+        held = sorted(hold.items, key=lambda p: p.seq)  # another retry may have added older ones
+        self._route(heapq.merge(again, queued, held, key=lambda p: p.seq))
 
     async def _route_loop(self, queue: _Queue) -> None:
         """Reads the slot map, then routes what waited for it; a publish

@@ -215,9 +215,12 @@ async def _hears_on_every_master(manager, redis_cluster: RedisClusterProcess, ma
     await _eventually(lambda: _is(manager.last_heard > sent), "every canary heard")
 
     # a master whose connection goes quiet (stopped, well within the cluster's
-    # failover timeout), not the one of the node's first canary channel
-    quiet_channel = next(c for c in manager._canaries if c != manager._node_channel())
-    quiet = redis_cluster.master_of(quiet_channel.decode())
+    # failover timeout), not the one of the node's first canary channel, nor
+    # the node the broadcast channel goes through: its canary is published
+    # first and, through a stopped node, held up the sharded ones for a minute
+    bus_port = manager.redis.connection_pool.connection_kwargs["port"]
+    quiet = next(master for c in manager._canaries if c != manager._node_channel()
+                 if (master := redis_cluster.master_of(c.decode())).port != bus_port)
     quiet.proc.send_signal(signal.SIGSTOP)
     try:
         sent = time.monotonic()
@@ -317,12 +320,30 @@ async def test_a_publish_whose_slot_moved_is_retried_on_its_new_master_in_order(
     assert errors == []
 
 
+async def test_publishes_made_before_the_slot_map_was_read_go_out_in_order(redis_cluster):
+    async with _publisher(redis_cluster) as (shards, _publisher_):
+        channels = _channels_on_two_masters(shards)
+        nodes = [shards.node_for(c) for c in channels]
+    sent: list[tuple[bytes, int]] = []
+    async with _publisher(redis_cluster, prepare=False, on_sent=sent.extend) as (_shards, publisher), \
+            _subscribed(nodes[0], channels[0]) as first, _subscribed(nodes[1], channels[1]) as second:
+        for i in range(10):
+            publisher.publish([(c, f"m{i}") for c in channels])
+        await publisher.flush(timeout=5.0)
+        expected = [f"m{i}".encode() for i in range(10)]
+        assert await _received(first, 10, 5.0) == expected
+        assert await _received(second, 10, 5.0) == expected
+    assert sorted(sent) == sorted([(c, 1) for c in channels] * 10)
+    assert publisher.dropped == 0
+
+
 @contextlib.asynccontextmanager
-async def _publisher(cluster: RedisClusterProcess, **options):
+async def _publisher(cluster: RedisClusterProcess, *, prepare: bool = True, **options):
     shards = ClusterShards(connect_cluster(cluster.url))
     publisher = BatchPublisher(shards, **options)
     try:
-        await shards.prepare()
+        if prepare:
+            await shards.prepare()
         yield shards, publisher
     finally:
         await publisher.close()
