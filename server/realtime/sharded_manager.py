@@ -10,7 +10,8 @@ from typing import Any
 
 from ..redis_client import cluster_nodes, connect_cluster, connect_redis, is_cluster_url
 from .redis_manager import CANARY_METHOD, UrlAwareRedisManager
-from .shard_publish import BatchPublisher, ClusterShards, ShardMap, SingleShard
+from .batch_publish import BatchPublisher
+from .shard_publish import ClusterShards, ShardMap, SingleShard
 from .shards import SUBSCRIBE_WAIT_S, ShardChannels
 
 _CANARY_PREFIX = b'{"method":"' + CANARY_METHOD.encode() + b'"'
