@@ -141,9 +141,11 @@ class ShardedRedisManager(UrlAwareRedisManager):
         return channels
 
     async def send_canary(self) -> None:
-        await super().send_canary()
+        # The sharded ones first: they are only queued, while the broadcast
+        # publish goes through one node of the URL and waits on it if it hangs.
         for channel in self._canary_channels():
             await self._spublish(channel, {"method": CANARY_METHOD, "host_id": self.host_id})
+        await super().send_canary()
 
     def _shard_channels(self) -> ShardChannels | None:
         if not self.sharded or getattr(self, "write_only", False):
