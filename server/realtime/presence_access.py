@@ -10,9 +10,12 @@ It stays true when consent changes later: whatever may change who sees whom
 (a block or unblock, leaving or joining a room, a first message in a direct
 room, a skill request, the ``presence_visibility`` setting) is announced on
 the bus topic ``consent_changed`` with the people concerned; every node then
-re-checks the subscriptions of its sockets that belong to, or watch, those
-people: a watcher who may no longer see someone leaves that room, one who
-now may joins it and gets the current presence at once. The bus is
+re-checks its sockets' subscriptions to those people: a watcher who may no
+longer see someone leaves that room, one who now may joins it and gets the
+current presence at once. Every change names all the people whose view of
+each other it may alter (both sides of a block or a request, every member of
+a room; a ``presence_visibility`` change its owner, whom the others watch),
+so a socket's subscriptions to anyone else need no second look. The bus is
 at-most-once, so when it reconnects every local subscription is re-checked."""
 
 from __future__ import annotations
@@ -78,16 +81,13 @@ class PresenceAccess:
         await self._recheck(None)
 
     async def _recheck(self, changed: set[str] | None) -> None:
-        """Re-check the subscriptions of local sockets belonging to, or
-        watching, someone in ``changed`` (every socket when None)."""
+        """Re-check local sockets' subscriptions to someone in ``changed``
+        (every subscription when None)."""
         work: dict[str, list[tuple[SocketState, set[str]]]] = defaultdict(list)
         for state in self._registry.all():
             if state.closing or not state.presence:
                 continue
-            if changed is None or state.user_id in changed:
-                ids = set(state.presence)
-            else:
-                ids = state.presence & changed
+            ids = set(state.presence) if changed is None else state.presence & changed
             if ids:
                 work[state.user_id].append((state, ids))
         for viewer, items in work.items():

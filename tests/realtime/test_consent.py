@@ -8,9 +8,11 @@ import asyncio
 from datetime import datetime, UTC
 from typing import Any
 
+import aiohttp
 import pytest
 
 from server.keys import DB, PRESENCE_ACCESS
+from tests.support.metrics import sample
 from tests.support.realtime import (
     SocketUser,
     http_json,
@@ -417,3 +419,35 @@ async def test_a_skill_request_relates_the_two_until_declined(node):
     finally:
         await a.close()
         await b.close()
+
+
+async def _reads_of(node: str, collection: str) -> float:
+    async with aiohttp.ClientSession() as session, session.get(f"{node}/metrics") as resp:
+        text = await resp.text()
+    return sample(text, "skillshare_db_commands_total", collection=collection, command="find",
+                  outcome="ok")
+
+
+async def test_a_change_between_two_people_rechecks_only_subscriptions_to_them(node):
+    """A skill request from bob to ada changes what ada and bob may see of
+    each other, nothing else: ada's subscription to carol (a contact) is not
+    checked again (checking costs three reads: blocks, rooms, requests)."""
+    ada, bob, carol = [await register_user(node, n) for n in ("ada", "bob", "carol")]
+    await befriend(node, ada, carol)
+    status, listing = await http_json("POST", f"{node}/api/v1/skills", token=ada["access_token"],
+                                      json={"title": "Pottery", "description": "Wheel.",
+                                            "category": "design", "tags": [],
+                                            "level": "beginner", "mode": "online"})
+    assert status == 201, listing
+    a = await SocketUser(node, ada["access_token"], name="ada").connect()
+    try:
+        ack = await a.call("presence:subscribe", {"user_ids": [carol["id"]]})
+        assert carol["id"] in ack["presence"], ack
+        before = await _reads_of(node, "blocks")
+        status, request = await http_json("POST", f"{node}/api/v1/skills/{listing['id']}/requests",
+                                          token=bob["access_token"], json={"message": "hi"})
+        assert status == 201, request
+        await barrier(a)
+        assert await _reads_of(node, "blocks") - before == 1, "only the request's own block check"
+    finally:
+        await a.close()
