@@ -392,13 +392,18 @@ async def test_the_block_limit_holds_under_concurrency(make_client):
     assert await block(next(o for o in others if o["id"] == first)) == 409
 
 
-async def test_a_skill_request_relates_the_two_until_declined(node):
-    ada, bob = await register_user(node, "ada"), await register_user(node, "bob")
-    status, listing = await http_json("POST", f"{node}/api/v1/skills", token=ada["access_token"],
-                                      json={"title": "Watercolour", "description": "Washes.",
+async def _publish_listing(node: str, owner: dict, title: str) -> dict:
+    status, listing = await http_json("POST", f"{node}/api/v1/skills", token=owner["access_token"],
+                                      json={"title": title, "description": "Lessons.",
                                             "category": "design", "tags": [],
                                             "level": "beginner", "mode": "online"})
     assert status == 201, listing
+    return listing
+
+
+async def test_a_skill_request_relates_the_two_until_declined(node):
+    ada, bob = await register_user(node, "ada"), await register_user(node, "bob")
+    listing = await _publish_listing(node, ada, "Watercolour")
     a = await SocketUser(node, ada["access_token"], name="ada").connect()
     b = await SocketUser(node, bob["access_token"], name="bob").connect()
     try:
@@ -434,11 +439,7 @@ async def test_a_change_between_two_people_rechecks_only_subscriptions_to_them(n
     checked again (checking costs three reads: blocks, rooms, requests)."""
     ada, bob, carol = [await register_user(node, n) for n in ("ada", "bob", "carol")]
     await befriend(node, ada, carol)
-    status, listing = await http_json("POST", f"{node}/api/v1/skills", token=ada["access_token"],
-                                      json={"title": "Pottery", "description": "Wheel.",
-                                            "category": "design", "tags": [],
-                                            "level": "beginner", "mode": "online"})
-    assert status == 201, listing
+    listing = await _publish_listing(node, ada, "Pottery")
     a = await SocketUser(node, ada["access_token"], name="ada").connect()
     try:
         ack = await a.call("presence:subscribe", {"user_ids": [carol["id"]]})
