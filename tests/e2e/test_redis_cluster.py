@@ -185,7 +185,10 @@ async def test_a_node_hears_its_canary_on_every_master_and_notices_one_gone_deaf
     channel of its own on every master, so a quiet one is not hidden by the
     others still answering. (After the tests of the module's node processes:
     stopping a master must not disturb them.)"""
-    client = await make_client(redis_url=redis_cluster.url)
+    # the test sends the canaries itself; the node's own watch must not
+    # re-subscribe everything meanwhile (a master an earlier test killed can
+    # leave the broadcast canary unanswered for its 10 s timeout)
+    client = await make_client(redis_url=redis_cluster.url, bus_canary_timeout=600)
     manager = client.app[SIO].manager
     masters = redis_cluster.masters()
     url = str(client.make_url("")).rstrip("/")
