@@ -44,6 +44,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from prometheus_client.parser import text_string_to_metric_families
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -250,14 +252,14 @@ def db_commands(urls: list[str]) -> dict[str, float]:
     out: dict[str, float] = {}
     for url in urls:
         with urllib.request.urlopen(url + "/metrics", timeout=10) as resp:
-            text = resp.read().decode()
-        for line in text.splitlines():
-            if not line.startswith("skillshare_db_commands_total{"):
+            families = text_string_to_metric_families(resp.read().decode())
+        for family in families:
+            if family.name != "skillshare_db_commands":
                 continue
-            labels, _, value = line.partition("} ")
-            fields = dict(part.split("=", 1) for part in labels.split("{", 1)[1].split(","))
-            key = f"{fields['command'].strip(chr(34))}/{fields['outcome'].strip(chr(34))}"
-            out[key] = out.get(key, 0.0) + float(value)
+            for s in family.samples:
+                if s.name == "skillshare_db_commands_total":
+                    key = f"{s.labels['command']}/{s.labels['outcome']}"
+                    out[key] = out.get(key, 0.0) + s.value
     return out
 
 
