@@ -10,6 +10,7 @@ import time
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
+from loguru import logger
 
 from .edge_errors import to_api_error
 from .errors import (
@@ -109,6 +110,10 @@ def error_response(error: ApiError) -> web.Response:
     return json_response(body, status=error.status, headers=error.headers)
 
 
+def _client_gone(request: web.Request) -> bool:
+    return request.transport is None or request.transport.is_closing()
+
+
 @web.middleware
 async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
@@ -122,6 +127,11 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         error.headers = {h: exc.headers[h] for h in KEPT_HTTP_HEADERS if h in exc.headers}
         return error_response(error)
     except Exception as exc:
+        if isinstance(exc, ConnectionResetError) and _client_gone(request):
+            # Gone before its body was read: not a server error, and nobody
+            # to answer (aiohttp drops the response quietly).
+            logger.info("client went away during {} {}", request.method, request.path)
+            return error_response(BadRequest("The connection closed before the body was read."))
         return error_response(to_api_error(
             exc, where=f"{request.method} {request.path}",
             tags={"request_id": request_id_var.get() or "-", "route": _route_label(request)},
