@@ -70,11 +70,11 @@ describe('admin screens', () => {
     const { page } = cleo;
     await page.goto(`${server.url}/#/browse`);
     const card = page.locator('#listings li', { hasText: LISTING });
-    await card.getByRole('button', { name: 'Hide' }).click();
-    await card.getByRole('button', { name: 'Unhide' }).waitFor();
+    await card.getByRole('button', { name: 'Hide', exact: true }).click();
+    await card.getByRole('button', { name: 'Unhide', exact: true }).waitFor();
     assert.equal(await publicCount(), 0, 'hidden from everyone else');
-    await card.getByRole('button', { name: 'Unhide' }).click();
-    await card.getByRole('button', { name: 'Hide' }).waitFor();
+    await card.getByRole('button', { name: 'Unhide', exact: true }).click();
+    await card.getByRole('button', { name: 'Hide', exact: true }).waitFor();
     assert.equal(await publicCount(), 1, 'visible again');
   });
 
@@ -87,10 +87,10 @@ describe('admin screens', () => {
     await row.getByText('Mal', { exact: true }).waitFor();
     await row.getByText('active', { exact: true }).waitFor();
     page.once('dialog', (dialog) => dialog.accept());
-    await row.getByRole('button', { name: 'Ban' }).click();
+    await row.getByRole('button', { name: 'Ban', exact: true }).click();
     await row.getByText('banned', { exact: true }).waitFor();
     await mal.page.waitForSelector('#view-auth:not([hidden])', { timeout: 15_000 });
-    await row.getByRole('button', { name: 'Unban' }).click();
+    await row.getByRole('button', { name: 'Unban', exact: true }).click();
     await row.getByText('active', { exact: true }).waitFor();
     await row.getByRole('button', { name: 'Make admin' }).click();
     await row.getByText('admin', { exact: true }).waitFor();
