@@ -121,6 +121,17 @@ class WheelSocket(async_socket.AsyncSocket):
             return False
         return True
 
+    async def close(self, wait: bool = True, abort: bool = False, reason: Any = None) -> None:
+        """engine.io's close; an abort of a polling socket (its client sent
+        CLOSE, or the server cut it off) also answers a long-poll in flight
+        with a CLOSE packet, as the Node.js server does, instead of leaving
+        it waiting up to ping_interval + ping_timeout (the client's
+        ``disconnect()`` waits for that poll)."""
+        was_open = not (self.closed or self.closing)
+        await super().close(wait=wait, abort=abort, reason=reason)
+        if was_open and abort and not self.upgraded:
+            self.queue.put_nowait(eio_packet.Packet(eio_packet.CLOSE))
+
     async def time_out(self) -> None:
         """Close: no PONG came within the ping timeout. engine.io's
         ``check_ping_timeout`` means to send a CLOSE packet first (so the

@@ -194,3 +194,23 @@ async def test_websockets_are_closed_when_the_node_stops(make_client):
     finally:
         await connected.close()
         await bare.close()
+
+
+async def test_a_polling_client_disconnects_without_waiting_for_its_long_poll(make_client):
+    """The client's CLOSE ends its long-poll in flight at once (answered
+    with a CLOSE packet), so ``disconnect()`` returns promptly instead of
+    after ping_interval + ping_timeout (45 s here), and the node forgets
+    the socket."""
+    client = await make_client(socket_ping_interval=25.0, socket_ping_timeout=20.0)
+    node = _url(client)
+    user = await register_user(node, "poller")
+    sockets = [await SocketUser(node, user["access_token"], name=f"polling {i}",
+                                transports=["polling"]).connect() for i in range(3)]
+    await asyncio.sleep(0.3)  # each has its long-poll waiting on the server
+    eio = client.app[SIO].eio
+    assert len(eio.sockets) == 3
+    await asyncio.wait_for(asyncio.gather(*(s.close() for s in sockets)), 10)
+    assert all(s.disconnected.is_set() and not s.sio.connected for s in sockets)
+    async with asyncio.timeout(5):
+        while any(not s.closed for s in eio.sockets.values()):
+            await asyncio.sleep(0.05)

@@ -75,8 +75,9 @@ class SocketUser:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise AssertionError(
-                        f"{self.name or 'socket'}: no {event!r} matching within {timeout}s; "
-                        f"got {self.events[-10:]}"
+                        f"{self.name or 'socket'}: no {event!r} matching within {timeout}s "
+                        f"(connected: {self.sio.connected}, disconnected: "
+                        f"{self.disconnected.is_set()}); got {self.events[-10:]}"
                     )
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._changed.wait(), left)
