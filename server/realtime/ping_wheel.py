@@ -19,6 +19,7 @@ from typing import Any
 from engineio import async_socket
 from engineio import exceptions as eio_exceptions
 from engineio import packet as eio_packet
+from engineio import payload as eio_payload
 
 # entries due within this many seconds of the earliest are handled in one wake-up
 PING_BATCH_WINDOW = 0.05
@@ -100,9 +101,10 @@ def _gone(socket: Any) -> bool:
 
 class WheelSocket(async_socket.AsyncSocket):
     """engine.io's socket whose pings are timed by its server's ``PingWheel``
-    (``server.ping_wheel``) rather than a task of its own. Everything else,
-    including when a ping is due (``schedule_ping`` after connect and after
-    each PONG), is engine.io's."""
+    (``server.ping_wheel``) rather than a task of its own, and whose polling
+    responses fit python-engineio's client (``poll``, ``close``). Everything
+    else, including when a ping is due (``schedule_ping`` after connect and
+    after each PONG), is engine.io's."""
 
     last_ping: float | None
 
@@ -120,6 +122,33 @@ class WheelSocket(async_socket.AsyncSocket):
             await self.time_out()
             return False
         return True
+
+    async def poll(self) -> list[Any]:
+        """engine.io's ``poll``, with at most ``Payload.max_decode_packets``
+        (16) packets in one polling response: python-engineio's client
+        refuses a longer payload and drops the connection, and a broadcast
+        batch (``FanoutManager.emit_many``) queues many at once. The rest
+        wait for the next poll, in order."""
+        try:
+            first = await asyncio.wait_for(self.queue.get(),
+                                           self.server.ping_interval + self.server.ping_timeout)
+            self.queue.task_done()
+        except (TimeoutError, asyncio.CancelledError):
+            raise eio_exceptions.QueueEmpty() from None
+        if first is None:
+            return []
+        packets = [first]
+        while len(packets) < eio_payload.Payload.max_decode_packets:
+            try:
+                pkt = self.queue.get_nowait()
+            except asyncio.QueueEmpty:
+                break
+            self.queue.task_done()
+            if pkt is None:
+                self.queue.put_nowait(None)
+                break
+            packets.append(pkt)
+        return packets
 
     async def close(self, wait: bool = True, abort: bool = False, reason: Any = None) -> None:
         """engine.io's close; an abort of a polling socket (its client sent

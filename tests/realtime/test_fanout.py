@@ -257,3 +257,23 @@ async def test_permessage_deflate_is_negotiated_only_when_enabled(make_client, e
     finally:
         await raw.close()
         await plain.close()
+
+
+async def test_a_batch_longer_than_a_polling_payload_reaches_a_python_polling_client(make_client):
+    """python-engineio's client refuses a polling payload of more than 16
+    packets (and drops the connection); a batch of 40 events queued at once
+    reaches it over several polls, in order, and it stays connected."""
+    client = await make_client()
+    node = _url(client)
+    user = await register_user(node, "poller")
+    polling = await SocketUser(node, user["access_token"], name="polling",
+                               transports=["polling"]).connect()
+    try:
+        bodies = [f"batch #{n}" for n in range(40)]
+        await client.app[SIO].emit_many("message", [{"body": b} for b in bodies],
+                                        to=f"user:{user['id']}")
+        await polling.wait_for("message", lambda e: e["body"] == bodies[-1], timeout=15)
+        assert [e["body"] for e in polling.received("message")] == bodies
+        assert polling.sio.connected and not polling.disconnected.is_set()
+    finally:
+        await polling.close()

@@ -14,7 +14,7 @@ import inspect
 import socketio
 from aiohttp import web, web_protocol
 from aiohttp._websocket.helpers import websocket_mask
-from engineio import async_server, async_socket
+from engineio import async_server, async_socket, payload
 from engineio.async_drivers import aiohttp as aiohttp_driver
 from socketio import async_pubsub_manager, base_manager
 from socketio.async_pubsub_manager import AsyncPubSubManager
@@ -38,8 +38,12 @@ UPSTREAM_FINGERPRINTS = {
     # reads environ['wsgi.input'] once, decodes UTF-8, splits the payload
     "engineio.AsyncSocket.handle_post_request": (async_socket.AsyncSocket.handle_post_request,
                                                  "82dca119a261a959"),
-    # close(wait=False) triggers 'disconnect' and queues CLOSE without waiting
+    # close(wait=False) triggers 'disconnect' and queues CLOSE without waiting;
+    # close(abort=True) queues nothing (WheelSocket.close then ends a long-poll)
     "engineio.AsyncSocket.close": (async_socket.AsyncSocket.close, "faa2e93902543244"),
+    # python-engineio's client refuses a polling payload of more than
+    # max_decode_packets packets: WheelSocket.poll sends at most that many
+    "engineio.Payload.decode": (payload.Payload.decode, "9c7975664d815d3d"),
     # server/realtime/redis_manager.py: replaces the listener loop (keeps the PubSub it
     # reads), connects sentinel/cluster URLs itself, filters canaries out of _listen(),
     # and reads `thread` (set by initialize()) to know whether the manager listens
@@ -58,7 +62,8 @@ UPSTREAM_FINGERPRINTS = {
     # --- the fast path (fanout.py) ---
     # serve_websocket is this handler with its writer replaced: re-read both together
     # (the _websocket_handler entry above); the writer's protocol is poll()'s: a None
-    # in the queue ends it, packets are engine.io Packets with encode()
+    # in the queue ends it, packets are engine.io Packets with encode(); WheelSocket.poll
+    # is this one taking at most Payload.max_decode_packets packets
     "engineio.AsyncSocket.poll": (async_socket.AsyncSocket.poll, "826f58a9f3606db2"),
     # send() is check_ping_timeout() then queue.put(): FanoutManager puts on the queue itself
     "engineio.AsyncSocket.send": (async_socket.AsyncSocket.send, "0437276ccba7ab09"),
@@ -133,6 +138,7 @@ def test_upstream_internals_are_the_ones_transport_py_was_written_against():
                if _fingerprint(func) != expected}
     assert not changed, (f"upstream changed under python-socketio/engineio {versions}: {changed}; "
                          "review server/realtime/transport.py")
+    assert payload.Payload.max_decode_packets == 16
 
 
 def test_aiohttp_internals_are_the_ones_wslink_py_was_written_against():

@@ -5,6 +5,7 @@ would see."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from collections.abc import Callable
@@ -29,7 +30,11 @@ class SocketUser:
         self.token = token
         self.name = name
         self.transports = transports or ["websocket"]
-        self.sio = socketio.AsyncClient(reconnection=False)
+        # the libraries' warnings (why a client dropped its connection) show
+        # in a failing test's captured log
+        self.sio = socketio.AsyncClient(reconnection=False,
+                                        logger=logging.getLogger("socketio.client"),
+                                        engineio_logger=logging.getLogger("engineio.client"))
         self.events: list[tuple[str, Any]] = []
         self.disconnected = asyncio.Event()
         self._changed = asyncio.Condition()
