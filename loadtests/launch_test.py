@@ -34,13 +34,15 @@ PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
 SEED_USERS = 1000
 
 
-def node_env(data: Path, port: int) -> dict[str, str]:
+def node_env(data: Path, port: int, settings: dict[str, str] | None = None) -> dict[str, str]:
+    """``settings``: more ``SKILLSHARE_*`` variables for the node (tuning runs)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SKILLSHARE_")}
     env.update({
         "SKILLSHARE_DATA_DIR": str(data), "SKILLSHARE_PORT": str(port),
         "SKILLSHARE_RATE_LIMITS": "off",  # one IP plays 1,000 people
         "SKILLSHARE_ACCESS_TOKEN_TTL": "86400",  # the seed's tokens outlive the test
         "SKILLSHARE_LOG_LEVEL": "WARNING",
+        **(settings or {}),
     })
     return env
 
@@ -147,10 +149,11 @@ def seed(data: Path, tokens: Path, port: int) -> None:
 
 def run_one(users: int, *, data: Path, tokens: Path, out: Path, port: int, duration: int,
             spawn_rate: int, node_core: str, load_core: str,
-            node_src: Path | None = None, db_cores: str = "0,1") -> dict:
+            node_src: Path | None = None, db_cores: str = "0,1",
+            settings: dict[str, str] | None = None) -> dict:
     url = f"http://127.0.0.1:{port}"
     log = open(out / f"node-{users}.log", "w")  # noqa: SIM115 (the node's log while it runs)
-    env, cwd, command = node_env(data, port), ROOT, [str(BIN / "skillshare"), "serve"]
+    env, cwd, command = node_env(data, port, settings), ROOT, [str(BIN / "skillshare"), "serve"]
     if node_src is not None:  # another checkout of the server (a "before" run)
         env["PYTHONPATH"], cwd = str(node_src), node_src
         command = [sys.executable, "-m", "server", "serve"]
@@ -218,7 +221,13 @@ def main() -> None:
                         help="run the node from this checkout instead (e.g. the code before)")
     parser.add_argument("--db-cores", default="0,1",
                         help="cores for the embedded database's child process ('' = the node's)")
+    parser.add_argument("--set", action="append", default=[], metavar="SKILLSHARE_X=VALUE",
+                        help="a setting for the node (repeatable), e.g. "
+                             "SKILLSHARE_EMBEDDED_DB_POOL_SIZE=8")
     args = parser.parse_args()
+    settings = dict(item.split("=", 1) for item in args.set)
+    if any(not k.startswith("SKILLSHARE_") for k in settings):
+        parser.error("--set takes SKILLSHARE_* variables")
     args.out.mkdir(parents=True, exist_ok=True)
     tokens = args.data.parent / f"{args.data.name}-tokens.jsonl"
     if args.fresh and args.data.exists():
@@ -229,7 +238,7 @@ def main() -> None:
         summary = run_one(users, data=args.data, tokens=tokens, out=args.out, port=args.port,
                           duration=args.duration, spawn_rate=args.spawn_rate,
                           node_core=args.node_core, load_core=args.load_core,
-                          node_src=args.node_src, db_cores=args.db_cores)
+                          node_src=args.node_src, db_cores=args.db_cores, settings=settings)
         print(json.dumps(summary), flush=True)
 
 

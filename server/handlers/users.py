@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 
 from ..http.auth import authenticate
@@ -23,10 +25,13 @@ PREFIX = "/api/v1/users"
             errors=[401])
 async def get_me(request: web.Request) -> web.Response:
     claims = await authenticate(request)
-    me = private_user_view(await request.app[PROFILES].me(claims.user_id))
     sign_in = request.app[SIGN_IN]
+    # both through the read cache; on a miss, one wait for two reads
+    user, identities = await asyncio.gather(request.app[PROFILES].me(claims.user_id),
+                                            sign_in.linked(claims.user_id))
+    me = private_user_view(user)
     me["identities"] = [identity_view(i, provider_name=sign_in.provider_name(i["provider"]))
-                        for i in await sign_in.linked(claims.user_id)]
+                        for i in identities]
     return json_response(me)
 
 
