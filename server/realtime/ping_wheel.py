@@ -7,7 +7,11 @@ has not answered a ping ``ping_timeout`` seconds after it was sent is
 closed (``PING_TIMEOUT``, a CLOSE packet first, as engine.io's
 ``check_ping_timeout`` does). Every socket waits the same interval, so the
 due times come in the order they are scheduled: two FIFO queues and one
-``call_at`` handle for the earliest entry cover all sockets."""
+``call_at`` handle for the earliest entry cover all sockets.
+
+``WheelSocket``, the socket class these sockets take on, also shapes its
+polling responses for python-engineio's client: at most 16 packets each,
+and a long-poll answered at once when the socket is aborted."""
 
 from __future__ import annotations
 

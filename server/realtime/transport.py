@@ -19,8 +19,10 @@ protocol and ``upgrading``/``upgraded``/``connected``, and
 (``wslink.py``, ``ping_wheel.py``) add: the ``connect`` event coming before
 engine.io's first ``schedule_ping`` (the socket's class becomes
 ``WheelSocket`` there), ``schedule_ping``/``check_ping_timeout``/
-``last_ping``, ``socket.queue`` being replaceable (the link becomes it), and
-aiohttp's request handler letting go of a transport (``wslink.detach``)."""
+``last_ping``, ``socket.queue`` being replaceable (the link becomes it),
+aiohttp's request handler letting go of a transport (``wslink.detach``), and
+(``WheelSocket.poll``/``close``) ``AsyncSocket.poll``'s and ``close``'s
+bodies and the client's ``Payload.max_decode_packets``."""
 
 from __future__ import annotations
 
