@@ -138,7 +138,7 @@ class EmbeddedDatabase:
             "host": EMBEDDED_HOST, "port": self._port, "path": str(self.path),
             "password": self._password, "user": NODE_USER, "auth_db": AUTH_DB,
             "roles": self._roles, "enable_test_commands": self._enable_test_commands,
-            "parent_pid": os.getpid(),
+            "parent_pid": os.getpid(), "stop_timeout": self._stop_timeout,
         }
         self._proc.stdin.write(json.dumps(config).encode() + b"\n")
         self._proc.stdin.flush()

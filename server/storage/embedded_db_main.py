@@ -10,7 +10,9 @@ listens or ``{"error": "busy"|"failed", "message": "..."}`` and exits 1.
 Afterwards stdin stays open: end-of-file means the node is gone (stopped,
 crashed or SIGKILLed), and the child shuts the database down cleanly and
 exits. SIGTERM does the same; on Linux the kernel also sends SIGTERM when the
-parent dies (``PR_SET_PDEATHSIG``), so no child outlives its node."""
+parent dies (``PR_SET_PDEATHSIG``), so no child outlives its node. Stopping
+takes at most the node's stop timeout (sent in the first line), after which
+the kernel ends the process (``SIGALRM``)."""
 
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from typing import Any
 
 PR_SET_PDEATHSIG = 1
@@ -36,6 +39,12 @@ def _die_with_parent(parent_pid: int) -> None:
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
     if os.getppid() != parent_pid:  # the parent died before prctl
         sys.exit(0)
+
+
+def _log(line: str) -> None:
+    """One line on stderr: the node sends it to the database's log file."""
+    sys.stderr.write(f"embedded database (pid {os.getpid()}): {line}\n")
+    sys.stderr.flush()
 
 
 def _answer(message: dict[str, Any]) -> None:
@@ -120,8 +129,20 @@ def main() -> int:
     threading.Thread(target=watch_parent, name="parent-watch", daemon=True).start()
     while not stop.wait(1.0):
         pass
+    # A clean stop takes a few seconds. Should one wedge, the kernel ends the
+    # process when the node's own stop timeout has passed (SIGALRM, no
+    # handler: it works whatever a thread holds), as the node would SIGKILL
+    # it; an orphan has no node to do that. WiredTiger's journal recovers
+    # an unclean exit at the next start.
+    timeout = max(1, round(float(config.get("stop_timeout", 30.0))))
+    signal.alarm(timeout)
+    started = time.monotonic()
+    _log(f"stopping the database (at most {timeout} s)")
     _stop(server, config["auth_db"], config["user"])
-    return 0
+    _log(f"database stopped in {time.monotonic() - started:.1f} s")
+    # Nothing is left to finish: leave without the interpreter's shutdown,
+    # which would wait for any thread SecantusDB left behind.
+    os._exit(0)
 
 
 if __name__ == "__main__":
