@@ -10,7 +10,8 @@ listens or ``{"error": "busy"|"failed", "message": "..."}`` and exits 1.
 Afterwards stdin stays open: end-of-file means the node is gone (stopped,
 crashed or SIGKILLed), and the child shuts the database down cleanly and
 exits. SIGTERM does the same; on Linux the kernel also sends SIGTERM when the
-parent dies (``PR_SET_PDEATHSIG``), so no child outlives its node. Stopping
+parent dies (``PR_SET_PDEATHSIG``), and the child checks every second that
+its parent is still the node, so no child outlives its node. Stopping
 takes at most the node's stop timeout (sent in the first line), after which
 the kernel ends the process (``SIGALRM``)."""
 
@@ -128,7 +129,8 @@ def main() -> int:
 
     threading.Thread(target=watch_parent, name="parent-watch", daemon=True).start()
     while not stop.wait(1.0):
-        pass
+        if os.getppid() != config["parent_pid"]:  # reparented: the node is gone,
+            break  # whether or not its death signal or the pipe's end got here
     # A clean stop takes a few seconds. Should one wedge, the kernel ends the
     # process when the node's own stop timeout has passed (SIGALRM, no
     # handler: it works whatever a thread holds), as the node would SIGKILL
