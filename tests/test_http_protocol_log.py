@@ -35,7 +35,6 @@ async def test_malformed_http_requests_log_one_short_line(client):
     assert len(text) < 20 * 300, text[:2000]
 
 
-
 async def test_a_client_gone_before_its_body_was_read_is_no_server_error(make_settings):
     """A client that closes mid-body (the chaos soak's clients do when a node
     dies) is logged as gone, not as an unhandled error, and the node keeps
