@@ -243,6 +243,7 @@ async def consent_ctx(app: web.Application) -> AsyncIterator[None]:
     consent = build_consent(
         db=app[DB], fields=app[FIELDS], users=app[USERS], audit=app[AUDIT], bus=app[BUS],
         clock=app[CLOCK], profiles=app[PROFILES], max_blocks=app[SETTINGS].max_blocks_per_user,
+        cache=app[READ_CACHE],
     )
     app[CONSENT] = consent.service
     async with running(consent):

@@ -43,6 +43,16 @@ class Bus:
         was unreachable): Redis may have lost what it held meanwhile."""
         self._reconnect_handlers.append(handler)
 
+    async def reconnected(self) -> None:
+        """The connection is back: run the reconnect handlers, in the order
+        they were added."""
+        logger.info("bus: redis connection is back")
+        for handler in list(self._reconnect_handlers):
+            try:
+                await handler()
+            except Exception:
+                logger.exception("bus: reconnect handler failed")
+
     async def publish(self, topic: str, payload: dict[str, Any], *, log_errors: bool = True) -> None:
         """``log_errors=False``: the caller reports failures itself (a
         periodic publisher would log one traceback per period)."""
@@ -86,14 +96,6 @@ class RedisBus(Bus):
         self._subscribed = asyncio.Event()
         self._reconnect_tasks: set[asyncio.Task[None]] = set()
 
-    async def _reconnected(self) -> None:
-        logger.info("bus: redis connection is back")
-        for handler in list(self._reconnect_handlers):
-            try:
-                await handler()
-            except Exception:
-                logger.exception("bus: reconnect handler failed")
-
     async def publish(self, topic: str, payload: dict[str, Any], *, log_errors: bool = True) -> None:
         data = msgpack.packb(payload, use_bin_type=True)
         try:
@@ -127,7 +129,7 @@ class RedisBus(Bus):
         """redis-py reconnected the subscription by itself (its command
         retry) and the listener saw no error; Redis may still have restarted
         empty, so the reconnect handlers run all the same."""
-        task = asyncio.get_running_loop().create_task(self._reconnected(),
+        task = asyncio.get_running_loop().create_task(self.reconnected(),
                                                       name="redis-bus-reconnected")
         self._reconnect_tasks.add(task)
         task.add_done_callback(self._reconnect_tasks.discard)
@@ -147,7 +149,7 @@ class RedisBus(Bus):
                 delay = 0.5
                 if lost:
                     lost = False
-                    await self._reconnected()
+                    await self.reconnected()
                 async for message in pubsub.listen():
                     if message.get("type") != "pmessage":
                         continue

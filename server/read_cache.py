@@ -5,9 +5,10 @@ invalidation.
 Every write that changes a cached read calls ``changed(namespace, key)``
 after it lands: the entry (or, without a key, the whole namespace) is
 dropped here at once and the change is announced on the bus (topic
-``read_cache_changed``), so every other node drops it too. Entries also
-expire after ``ttl`` seconds, which bounds staleness if a bus message is
-lost (the bus is at-most-once).
+``read_cache_changed``), so every other node drops it too. The bus is
+at-most-once: when it reconnects (a message may have been missed) the
+whole cache is forgotten, and entries expire after ``ttl`` seconds
+(longer for the namespaces in ``NAMESPACE_TTLS``) whatever happens.
 
 A read that began before a change in its namespace does not store what it
 read (a per-namespace version is taken when the read starts and compared
@@ -20,10 +21,10 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable, Mapping
 from typing import Any, TypeVar
 
-from cachetools import TTLCache
+from cachetools import TLRUCache
 from loguru import logger
 from prometheus_client import CollectorRegistry, Counter
 
@@ -39,16 +40,30 @@ MATCHES = "matches"  # each person's match ranking (any change of anyone's skill
 IDENTITIES = "identities"  # each person's linked sign-in providers, by user id
 REQUESTS = "requests"  # each person's newest skill requests (both sides), by user id
 ROOMS = "rooms"  # each person's newest room documents (their /rooms page), by user id
+BLOCKS = "blocks"  # everyone each person blocked or was blocked by, by user id
+# Namespaces dropped by every change that can alter them, on every node
+# (server/consent: blocks by the awaited consent_changed announcement), live
+# longer than the public reads: here the lifetime bounds only a publish that
+# failed while the other nodes' subscriptions stayed up.
+NAMESPACE_TTLS = {BLOCKS: 120.0}
 
 
 class ReadCache:
     def __init__(self, *, maxsize: int, ttl: float, bus: Bus | None = None,
                  registry: CollectorRegistry | None = None,
-                 timer: Callable[[], float] | None = None) -> None:
+                 timer: Callable[[], float] | None = None,
+                 ttls: Mapping[str, float] = NAMESPACE_TTLS) -> None:
+        """``ttl``: seconds an entry lives; ``ttls``: per namespace, where longer."""
         self.enabled = maxsize > 0 and ttl > 0
         kwargs: dict[str, Any] = {"timer": timer} if timer is not None else {}
-        self._entries: TTLCache[tuple[Any, ...], Any] = TTLCache(
-            maxsize=max(maxsize, 1), ttl=max(ttl, 0.001), **kwargs)
+        lifetimes = {ns: max(ttl, t) for ns, t in ttls.items()}
+        default = max(ttl, 0.001)
+
+        def expires(key: tuple[Any, ...], _value: Any, now: float) -> float:
+            return now + lifetimes.get(key[0], default)
+
+        self._entries: TLRUCache[tuple[Any, ...], Any] = TLRUCache(
+            maxsize=max(maxsize, 1), ttu=expires, **kwargs)
         self._epoch: dict[str, int] = defaultdict(int)  # part of every key: drops a namespace
         self._version: dict[str, int] = defaultdict(int)  # any change: guards reads in flight
         self._bus = bus
@@ -63,6 +78,7 @@ class ReadCache:
             ["namespace", "origin"], registry=registry)
         if bus is not None:
             bus.subscribe(TOPIC, self._on_bus)
+            bus.on_reconnect(self._forget_all)
 
     def _key(self, namespace: str, key: Hashable) -> tuple[Any, ...]:
         return (namespace, self._epoch[namespace], key)
@@ -135,6 +151,12 @@ class ReadCache:
             self._epoch[namespace] += 1
         else:
             self._entries.pop(self._key(namespace, key), None)
+
+    async def _forget_all(self) -> None:
+        """The bus reconnected: changes announced meanwhile were missed."""
+        for namespace in list(self._version):
+            self.drop(namespace)
+        self._entries.clear()
 
     def changed(self, namespace: str, key: Hashable | None = None) -> None:
         """A write changed what ``namespace``/``key`` reads: drop it here and

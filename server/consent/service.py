@@ -11,13 +11,17 @@ Presence of ``person`` is visible to ``viewer`` when the person has a
 relation towards the viewer, or made their presence public
 (``presence_visibility: "public"``), and neither blocked the other.
 
-Blocks are read from the database on every check (one lookup by ``_id``),
-so a block holds on every node as soon as it is stored; only relays made
-many times a conversation (typing indicators) trust a pair found open until
-a consent change about either person reaches the node (``OpenPairs``). Changes that may
-alter who sees whom are announced on the bus topic ``consent_changed``
-(``{"user_ids": [...]}``); the real-time layer re-checks the presence
-subscriptions of those people on every node."""
+Each node keeps, per person, everyone they blocked or were blocked by (the
+read cache's ``blocks`` namespace), so a check is a set lookup, not a
+database read per message. A block or unblock drops both people's sets on
+its node before the request answers, and on every other node when the
+change announced on the bus topic ``consent_changed`` (``{"user_ids":
+[...], "blocks": true}``, awaited before the answer) arrives there:
+milliseconds. A bus reconnect forgets every set (a change may have been
+missed), and a set lives at most two minutes. Every change that may alter
+who sees whom is announced the same way (``"blocks": false`` unless blocks
+changed); the real-time layer re-checks the presence subscriptions of those
+people on every node."""
 
 from __future__ import annotations
 
@@ -31,12 +35,12 @@ from ..auth.sessions import ClientInfo
 from ..bus import Bus
 from ..clock import Clock
 from ..errors import BlockLimitReached, Blocked, NotFound, ValidationFailed
+from ..read_cache import BLOCKS, ReadCache
 from ..storage.audit import AuditStore
 from ..storage.blocks import BlockStore
 from ..storage.rooms import DIRECT, RoomStore
 from ..storage.skill_requests import ACCEPTED, COMPLETED, PENDING, SkillRequestStore
 from ..storage.users import UserStore
-from .open_pairs import OpenPairs
 
 CONSENT_CHANGED_TOPIC = "consent_changed"
 PRESENCE_CONTACTS = "contacts"
@@ -62,12 +66,11 @@ class ConsentService:
     def __init__(
         self, *, blocks: BlockStore, rooms: RoomStore, requests: SkillRequestStore,
         users: UserStore, audit: AuditStore, bus: Bus, clock: Clock, max_blocks: int,
-        open_pairs: OpenPairs | None = None,
+        cache: ReadCache | None = None,
     ) -> None:
         self._blocks = blocks
-        self._open_pairs = open_pairs or OpenPairs(timer=clock.monotonic)
+        self._cache = cache
         bus.subscribe(CONSENT_CHANGED_TOPIC, self._on_changed)
-        bus.on_reconnect(self._forget_open_pairs)
         self._rooms = rooms
         self._requests = requests
         self._users = users
@@ -106,7 +109,7 @@ class ConsentService:
                 request_id=client.request_id, at=self._clock.now(),
             )
             logger.info("user {} blocked {}", blocker_id, target_id)
-            await self.changed([blocker_id, target_id])
+            await self.changed([blocker_id, target_id], blocks=True)
         return BlockEntry(doc, target), created
 
     async def unblock(self, blocker_id: str, target_id: str, client: ClientInfo) -> None:
@@ -118,7 +121,7 @@ class ConsentService:
                 request_id=client.request_id, at=self._clock.now(),
             )
             logger.info("user {} unblocked {}", blocker_id, target_id)
-            await self.changed([blocker_id, target_id])
+            await self.changed([blocker_id, target_id], blocks=True)
 
     async def list_blocks(self, blocker_id: str, *, before: str | None, limit: int
                           ) -> tuple[list[BlockEntry], str | None]:
@@ -136,35 +139,37 @@ class ConsentService:
         return [{"user_id": d["blocked_id"], "created_at": d["created_at"]}
                 for d in await self._blocks.all_by(user_id)]
 
+    async def _involving(self, user_id: str) -> frozenset[str]:
+        """Everyone ``user_id`` blocked or was blocked by (cached: see the
+        module docstring)."""
+        async def load() -> frozenset[str]:
+            return frozenset(await self._blocks.involving(user_id))
+
+        if self._cache is None:
+            return await load()
+        return await self._cache.read(BLOCKS, user_id, load)
+
     async def is_blocked(self, user_a: str, user_b: str) -> bool:
-        return await self._blocks.between(user_a, user_b)
+        return user_b in await self._involving(user_a)
 
     async def ensure_not_blocked(self, user_id: str, other_id: str) -> None:
         """``blocked`` when either of the two blocked the other."""
-        if user_id != other_id and await self._blocks.between(user_id, other_id):
+        if user_id != other_id and await self.is_blocked(user_id, other_id):
             raise Blocked()
 
-    async def ensure_not_blocked_for_relay(self, user_id: str, other_id: str) -> None:
-        """``ensure_not_blocked`` for relays made many times a conversation
-        (typing indicators): a pair found open is trusted on this node until
-        a consent change about either person arrives here (``OpenPairs``)."""
-        if user_id == other_id or self._open_pairs.is_open(user_id, other_id):
-            return
-        version = self._open_pairs.version()
-        if await self._blocks.between(user_id, other_id):
-            raise Blocked()
-        self._open_pairs.remember_open(user_id, other_id, version)
+    def _forget_blocks(self, user_ids: Iterable[str]) -> None:
+        if self._cache is not None:
+            for user_id in user_ids:
+                self._cache.drop(BLOCKS, user_id)
 
     async def _on_changed(self, payload: dict[str, Any]) -> None:
         ids = payload.get("user_ids")
-        if isinstance(ids, list):
-            self._open_pairs.changed(str(u) for u in ids)
-
-    async def _forget_open_pairs(self) -> None:
-        self._open_pairs.forget_all()  # changes published while away were missed
+        # (a change without the flag, from an older node, may be a block)
+        if isinstance(ids, list) and payload.get("blocks", True):
+            self._forget_blocks(str(u) for u in ids)
 
     async def blocked_among(self, user_id: str, others: Iterable[str]) -> list[str]:
-        involved = await self._blocks.involving(user_id)
+        involved = await self._involving(user_id)
         return [o for o in others if o in involved]
 
     # --- relations -------------------------------------------------------
@@ -185,7 +190,7 @@ class ConsentService:
             found |= await self._requests.counterparts(
                 viewer_id, statuses=RELATING_REQUEST_STATUSES) & wanted
         if found:
-            found -= await self._blocks.involving(viewer_id)
+            found -= await self._involving(viewer_id)
         return found
 
     async def presence_visible(self, viewer_id: str, person_ids: Iterable[str]) -> set[str]:
@@ -196,22 +201,25 @@ class ConsentService:
             visible.add(viewer_id)
         rest = list(wanted - visible)
         if rest:
-            blocked = await self._blocks.involving(viewer_id)
+            blocked = await self._involving(viewer_id)
             for user in await self._users.get_many_active(rest):
                 if presence_visibility(user) == PRESENCE_PUBLIC and user["_id"] not in blocked:
                     visible.add(user["_id"])
         return visible
 
-    async def changed(self, user_ids: Iterable[str]) -> None:
+    async def changed(self, user_ids: Iterable[str], *, blocks: bool = False) -> None:
         """Tell every node that relations or settings of these people
-        changed. A failed publish is logged: the other nodes re-check every
-        subscription when their bus reconnects."""
+        changed (``blocks``: who blocked whom among them). A failed publish
+        is logged: the other nodes re-check every subscription, and forget
+        every cached block, when their bus reconnects; cached blocks live
+        at most two minutes."""
         ids = sorted(set(user_ids))
         if not ids:
             return
-        self._open_pairs.changed(ids)  # here before the caller answers; elsewhere by the bus
+        if blocks:
+            self._forget_blocks(ids)  # here before the caller answers; elsewhere by the bus
         try:
-            await self._bus.publish(CONSENT_CHANGED_TOPIC, {"user_ids": ids})
+            await self._bus.publish(CONSENT_CHANGED_TOPIC, {"user_ids": ids, "blocks": blocks})
         except Exception:
             logger.warning("consent: could not announce a change for {} users", len(ids))
 

@@ -10,6 +10,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from ..bus import Bus
 from ..clock import Clock
 from ..profiles import ProfileService
+from ..read_cache import ReadCache
 from ..storage.audit import AuditStore
 from ..storage.blocks import BlockStore
 from ..storage.fields import FieldCrypto
@@ -32,11 +33,11 @@ class Consent:
 
 def build_consent(
     *, db: AsyncDatabase, fields: FieldCrypto, users: UserStore, audit: AuditStore, bus: Bus, clock: Clock,
-    profiles: ProfileService, max_blocks: int,
+    profiles: ProfileService, max_blocks: int, cache: ReadCache | None = None,
 ) -> Consent:
     service = ConsentService(
         blocks=BlockStore(db), rooms=RoomStore(db), requests=SkillRequestStore(db, fields),
-        users=users, audit=audit, bus=bus, clock=clock, max_blocks=max_blocks,
+        users=users, audit=audit, bus=bus, clock=clock, max_blocks=max_blocks, cache=cache,
     )
     profiles.add_exporter("blocks", service.export)
     return Consent(service)

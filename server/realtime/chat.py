@@ -270,7 +270,7 @@ class ChatService:
         last = self._typing_last.get(key)
         if last is not None and last[1] == typing and (not typing or now - last[0] < self._typing_interval):
             return False
-        await self._rooms.ensure_open(room, user_id, relay=True)
+        await self._rooms.ensure_open(room, user_id)
         self._typing_last[key] = (now, typing)
         others = [m for m in room["member_ids"] if m != user_id]
         await self._notifier.notify_users(

@@ -37,7 +37,6 @@ class RoomConsent(Protocol):
     """What rooms need of the consent area (server/consent)."""
 
     async def ensure_not_blocked(self, user_id: str, other_id: str) -> None: ...
-    async def ensure_not_blocked_for_relay(self, user_id: str, other_id: str) -> None: ...
     async def blocked_among(self, user_id: str, others: Iterable[str]) -> list[str]: ...
     async def related(self, viewer_id: str, person_ids: Iterable[str]) -> set[str]: ...
     async def changed(self, user_ids: Iterable[str]) -> None: ...
@@ -127,19 +126,12 @@ class RoomService:
         await self.ensure_open(room, user_id)
         await self.mark_active(room, user_id)
 
-    async def ensure_open(self, room: dict[str, Any], user_id: str, *, relay: bool = False
-                          ) -> None:
-        """``blocked`` in a direct room whose two members blocked either way;
-        ``relay``: for typing indicators (``ensure_not_blocked_for_relay``)."""
+    async def ensure_open(self, room: dict[str, Any], user_id: str) -> None:
+        """``blocked`` in a direct room whose two members blocked either way."""
         if room["type"] != DIRECT:
             return
         for other in room["member_ids"]:
-            if other == user_id:
-                continue
-            if relay:
-                await self._consent.ensure_not_blocked_for_relay(user_id, other)
-            else:
-                await self._consent.ensure_not_blocked(user_id, other)
+            await self._consent.ensure_not_blocked(user_id, other)
 
     async def create_group(
         self, user_id: str, *, name: str, member_ids: list[str]

@@ -1,6 +1,7 @@
 """The ``blocks`` collection: who blocked whom. ``_id`` is
-``"<blocker_id>:<blocked_id>"``, so a block is unique and the check between
-two people is one lookup by ``_id``.
+``"<blocker_id>:<blocked_id>"``, so a block is unique; checks read everyone
+a person blocked or was blocked by (``involving``, two indexed finds), which
+the consent area caches per person.
 
 ``block_counts`` holds, per blocker, how many blocks they hold, so the limit
 is a unit taken atomically before the insert (a conditional ``$inc``, the
@@ -70,14 +71,6 @@ class BlockStore:
     async def release(self, blocker_id: str) -> None:
         await self._counts.update_one({"_id": blocker_id, "count": {"$gt": 0}},
                                       {"$inc": {"count": -1}})
-
-    async def between(self, user_a: str, user_b: str) -> bool:
-        """Whether either of the two blocked the other."""
-        found = await self._blocks.find_one(
-            {"_id": {"$in": [block_id(user_a, user_b), block_id(user_b, user_a)]}},
-            projection={"_id": 1},
-        )
-        return found is not None
 
     async def involving(self, user_id: str) -> set[str]:
         """Everyone ``user_id`` blocked or was blocked by."""

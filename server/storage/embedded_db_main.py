@@ -70,6 +70,32 @@ def _provision_node_user(server: Any, *, user: str, auth_db: str, password: str,
     server.storage.add_user(auth_db, user, record, replace=True)
 
 
+def _keep_profile_settings_in_memory(storage: Any) -> None:
+    """SecantusDB reads a database's profiling settings from WiredTiger on
+    every command (a tenth of its CPU in the launch test). Only
+    ``set_profile`` (the ``profile`` command) writes them, in this process,
+    so they are read once and forgotten when set. A lock makes a read that
+    misses and a concurrent set take turns, so no old value is kept.
+    (tests/storage/test_embedded_db_process.py fingerprints both methods.)"""
+    read, write = storage.get_profile, storage.set_profile
+    known: dict[str, dict[str, Any]] = {}
+    lock = threading.Lock()
+
+    def get_profile(db: str) -> dict[str, Any]:
+        settings = known.get(db)
+        if settings is None:
+            with lock:
+                settings = known[db] = read(db)
+        return dict(settings)
+
+    def set_profile(db: str, **settings: Any) -> None:
+        with lock:
+            known.pop(db, None)
+            write(db, **settings)
+
+    storage.get_profile, storage.set_profile = get_profile, set_profile
+
+
 def _start(config: dict[str, Any]) -> Any:
     from secantus import SecantusDBServer
 
@@ -85,6 +111,7 @@ def _start(config: dict[str, Any]) -> Any:
         raise
     _provision_node_user(server, user=config["user"], auth_db=config["auth_db"],
                          password=config["password"], roles=config["roles"])
+    _keep_profile_settings_in_memory(server.storage)
     server.start()
     return server
 

@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from server.keys import DB, PRESENCE_ACCESS
+from server.keys import BUS, DB
 from tests.support.metrics import sample
 from tests.support.realtime import (
     SocketUser,
@@ -360,7 +360,7 @@ async def test_subscriptions_are_rechecked_when_the_bus_reconnects(make_client):
             "blocked_id": alice["id"], "created_at": datetime.now(UTC)})
         assert (await b.call("presence:set", {"status": "away"}))["ok"]
         await a.wait_for("presence", lambda p: p["status"] == "away")  # not re-checked yet
-        await client.app[PRESENCE_ACCESS].recheck_all()  # what the bus runs on reconnect
+        await client.app[BUS].reconnected()  # what the bus runs when it reconnects
         assert (await b.call("presence:set", {"status": "dnd"}))["ok"]
         await barrier(a)
         assert a.received("presence", lambda p: p["status"] == "dnd") == []
@@ -436,7 +436,7 @@ async def _reads_of(node: str, collection: str) -> float:
 async def test_a_change_between_two_people_rechecks_only_subscriptions_to_them(node):
     """A skill request from bob to ada changes what ada and bob may see of
     each other, nothing else: ada's subscription to carol (a contact) is not
-    checked again (checking costs three reads: blocks, rooms, requests)."""
+    checked again (checking costs reads: blocks, rooms, requests)."""
     ada, bob, carol = [await register_user(node, n) for n in ("ada", "bob", "carol")]
     await befriend(node, ada, carol)
     listing = await _publish_listing(node, ada, "Pottery")
@@ -449,6 +449,13 @@ async def test_a_change_between_two_people_rechecks_only_subscriptions_to_them(n
                                           token=bob["access_token"], json={"message": "hi"})
         assert status == 201, request
         await barrier(a)
-        assert await _reads_of(node, "blocks") - before == 1, "only the request's own block check"
+        # the request's own check: bob's blocks, both sides (two finds)
+        assert await _reads_of(node, "blocks") - before == 2, "only the request's own block check"
+        # A request changes relations, not blocks: bob's stay cached.
+        second = await _publish_listing(node, ada, "Glazing")
+        status, request = await http_json("POST", f"{node}/api/v1/skills/{second['id']}/requests",
+                                          token=bob["access_token"], json={"message": "hi"})
+        assert status == 201, request
+        assert await _reads_of(node, "blocks") - before == 2, "bob's blocks read again"
     finally:
         await a.close()

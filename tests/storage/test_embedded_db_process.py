@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import hashlib
+import inspect
 import os
 import signal
 import socket
@@ -268,3 +270,43 @@ async def test_a_database_process_that_stops_answering_is_replaced(tmp_path):
         await supervisor.stop()
         await client.close()
         await asyncio.to_thread(embedded.stop)
+
+
+async def test_profiling_settings_take_effect_at_once_though_the_database_keeps_them_in_memory(
+        tmp_path):
+    """The child keeps each database's profiling settings in memory
+    (``_keep_profile_settings_in_memory``): setting them still changes what
+    the very next command records."""
+    async with open_database(mongo_url=None, db_name="skillshare_t",
+                             data_dir=tmp_path / "data") as db:
+        assert (await db.command("profile", -1))["was"] == 0
+        await db["users"].find_one({"_id": "before"})
+        await db.command("profile", 2)
+        await db["users"].find_one({"_id": "while-on"})
+        await db.command("profile", 0)
+        await db["users"].find_one({"_id": "after"})
+        recorded = [e["command"].get("filter") async for e in db["system.profile"].find(
+            {"op": "query"})]
+    assert recorded == [{"_id": "while-on"}], recorded
+
+
+def test_the_profiling_settings_secantusdb_reads_are_the_ones_kept_in_memory():
+    """``embedded_db_main._keep_profile_settings_in_memory`` relies on
+    ``set_profile`` being the only writer of the settings ``get_profile``
+    reads (SecantusDB 0.7.0b3). If an upgrade changes either, re-read them,
+    then update this."""
+    from secantus import commands
+    from secantus.storage import Storage
+
+    fingerprints = {
+        name: hashlib.sha256(inspect.getsource(func).encode()).hexdigest()[:16]
+        for name, func in (("Storage.get_profile", Storage.get_profile),
+                           ("Storage.set_profile", Storage.set_profile),
+                           ("commands._maybe_record_profile", commands._maybe_record_profile))}
+    assert fingerprints == {
+        "Storage.get_profile": "375bae489145c215",
+        "Storage.set_profile": "eb5d146a9d95ef0f",
+        "commands._maybe_record_profile": "b42dfe93cf9ec0fc",
+    }
+    storage_source = inspect.getsource(Storage)
+    assert storage_source.count("_cursor(_PROFILE_TABLE)") == 2  # one read, one write
