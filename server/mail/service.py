@@ -1,12 +1,21 @@
 """Durable mail sending: ``MailService.send`` stores the mail, a background
 worker delivers it and retries with backoff; a failure is logged and never
-reaches the request that caused the mail."""
+reaches the request that caused the mail.
+
+A node whose worker runs stores each mail it queues already claimed by
+itself (a lease, as ``claim_due`` takes) and hands it to its worker in
+memory: two database writes per mail (store, mark sent) instead of a claim
+round of four more. Should the node die first, the lease runs out and any
+node's worker finds the mail in its next poll of the queue (every
+``IDLE_POLL_S``), which also picks up retries and mails queued elsewhere."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import deque
 from datetime import datetime, timedelta
+from typing import Any
 from email.message import EmailMessage
 from email.utils import make_msgid
 
@@ -25,6 +34,9 @@ BASE_BACKOFF_S = 5
 MAX_BACKOFF_S = 3600
 SEND_LEASE = timedelta(minutes=2)
 IDLE_POLL_S = 5.0
+# Mails claimed at queueing and waiting for this node's worker; past this
+# many a new mail is queued unclaimed, for the next poll.
+MAX_CLAIMED_WAITING = 1000
 
 
 def one_line(value: str) -> str:
@@ -65,21 +77,27 @@ class MailService:
         self._metrics = metrics
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._claimed: deque[dict[str, Any]] = deque()  # queued here, leased to this worker
 
     async def send(self, *, to: str, mail: RenderedMail, kind: str,
                    user_ids: list[str] | None = None) -> str:
         """Queue a mail; ``user_ids`` are the accounts it is to or about
         (the purge of a deleted account removes such mails)."""
-        mail_id = await self._store.enqueue(
+        claim = self._task is not None and len(self._claimed) < MAX_CLAIMED_WAITING
+        stored = await self._store.enqueue(
             to=to, subject=mail.subject, text=mail.text, html=mail.html, kind=kind,
-            now=self._clock.now(), user_ids=user_ids,
+            now=self._clock.now(), user_ids=user_ids, lease=SEND_LEASE if claim else None,
         )
+        if claim:
+            self._claimed.append(stored)
         self._wake.set()
-        return mail_id
+        return stored["_id"]
 
     async def forget(self, user_id: str, *, email: str | None, deleted_at: datetime) -> int:
         """Remove every queued or kept mail to or about a purged account,
         and the transport's copies (the outbox's files)."""
+        self._claimed = deque(m for m in self._claimed
+                              if user_id not in m["user_ids"] and m["to"] != email)
         mail_ids = await self._store.delete_concerning(
             user_id=user_id, email=email, created_before=deleted_at
         )
@@ -94,24 +112,52 @@ class MailService:
         self._task = None
 
     async def _run(self) -> None:
+        next_poll = 0.0
         while True:
             try:
-                while await self.deliver_one():
+                while await self._deliver_claimed():
                     pass
+                if self._clock.monotonic() >= next_poll:
+                    while await self._deliver_due():
+                        pass
+                    next_poll = self._clock.monotonic() + IDLE_POLL_S
             except asyncio.CancelledError:
                 raise
             except Exception:
                 logger.exception("mail worker: queue unavailable")
+                next_poll = self._clock.monotonic() + IDLE_POLL_S
             self._wake.clear()
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=IDLE_POLL_S)
+            if not self._claimed:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(),
+                                           timeout=max(0.0, next_poll - self._clock.monotonic()))
 
     async def deliver_one(self) -> bool:
-        """Send the next due mail, if any; True when one was attempted."""
+        """Send the next mail: one this node claimed when it queued it, else
+        the next due in the queue; True when one was attempted."""
+        return await self._deliver_claimed() or await self._deliver_due()
+
+    async def _deliver_claimed(self) -> bool:
+        while self._claimed:
+            mail = self._claimed.popleft()
+            now = self._clock.now()
+            # (one left waiting for half its lease goes back to the poll,
+            # after the lease, rather than race another node's worker)
+            if now - mail["created_at"] < SEND_LEASE / 2:
+                await self._attempt(mail, now)
+                return True
+        return False
+
+    async def _deliver_due(self) -> bool:
         now = self._clock.now()
         mail = await self._store.claim_due(now=now, lease=SEND_LEASE)
         if mail is None:
             return False
+        await self._attempt(mail, now)
+        return True
+
+    async def _attempt(self, mail: dict[str, Any], now: datetime) -> None:
+        """One attempt at sending a claimed mail: sent, or a retry scheduled."""
         try:
             message = _build(mail, sender=self._sender)
         except (ValueError, TypeError) as exc:
@@ -120,7 +166,7 @@ class MailService:
                                              next_attempt_at=now)
             self._metrics.mails.labels("failed").inc()
             logger.error("mail {} ({}) cannot be built: {}; dropped", mail["_id"], mail["kind"], exc)
-            return True
+            return
         try:
             await self._transport.send(message)
         except Exception as exc:
@@ -137,8 +183,7 @@ class MailService:
                 mail["_id"], mail["kind"], mask_email(mail["to"]), attempts, exc,
                 "giving up" if give_up else f"retrying in {delay}s",
             )
-            return True
+            return
         await self._store.mark_sent(mail["_id"], now=self._clock.now())
         self._metrics.mails.labels("sent").inc()
         logger.info("mail {} ({}) sent to {}", mail["_id"], mail["kind"], mask_email(mail["to"]))
-        return True

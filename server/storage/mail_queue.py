@@ -40,17 +40,21 @@ class MailQueueStore:
 
     async def enqueue(
         self, *, to: str, subject: str, text: str, html: str, kind: str, now: datetime,
-        user_ids: list[str] | None = None,
-    ) -> str:
-        """``user_ids``: the accounts the mail is to or about, so the purge
-        of one of them finds it."""
-        mail_id = new_id()
-        await self._mails.insert_one(self._fields.seal(COLLECTION, {
-            "_id": mail_id, "to": to, "subject": subject, "text": text, "html": html,
-            "kind": kind, "status": PENDING, "attempts": 0, "created_at": now,
-            "next_attempt_at": now, "last_error": None, "user_ids": user_ids or [],
-        }))
-        return mail_id
+        user_ids: list[str] | None = None, lease: timedelta | None = None,
+    ) -> dict[str, Any]:
+        """Store a mail; returns it (not encrypted). ``user_ids``: the
+        accounts the mail is to or about, so the purge of one of them finds
+        it. ``lease``: the mail is stored claimed by the caller, as
+        ``claim_due`` would claim it (its first attempt; no other worker
+        takes it before the lease ends)."""
+        mail = {
+            "_id": new_id(), "to": to, "subject": subject, "text": text, "html": html,
+            "kind": kind, "status": PENDING, "attempts": 0 if lease is None else 1,
+            "created_at": now, "next_attempt_at": now if lease is None else now + lease,
+            "last_error": None, "user_ids": user_ids or [],
+        }
+        await self._mails.insert_one(self._fields.seal(COLLECTION, mail))
+        return mail
 
     async def claim_due(self, *, now: datetime, lease: timedelta) -> dict[str, Any] | None:
         """Lease the oldest due mail to this worker; another worker racing

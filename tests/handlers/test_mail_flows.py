@@ -8,8 +8,10 @@ from urllib.parse import parse_qs, urlsplit
 
 from server.clock import FrozenClock
 from server.keys import DB, FIELDS, MAIL
-from server.storage.mail_queue import PENDING, SENT
+from server.mail.service import SEND_LEASE
+from server.storage.mail_queue import PENDING, SENT, MailQueueStore
 from tests.support.api import DEFAULT_PASSWORD, bearer, error_of, register, unique_email
+from tests.support.metrics import sample
 from tests.support.smtp import link_in
 
 NEW_PASSWORD = "a brand new password 42"
@@ -215,3 +217,44 @@ async def test_change_password_signs_out_the_other_sessions(client):
     fresh = await client.post("/api/v1/auth/refresh",
                               json={"refresh_token": account["refresh_token"]})
     assert fresh.status == 200
+
+
+async def _mail_updates(client) -> float:
+    resp = await client.get("/metrics")
+    return sample(await resp.text(), "skillshare_db_commands_total", collection="mail_queue",
+                  command="update", outcome="ok")
+
+
+async def test_a_mail_queued_here_is_sent_without_a_claim_round(make_client, smtp_server):
+    """The node stores the mail already leased to its own worker and hands
+    it over in memory: the only update is marking it sent."""
+    client = await make_client(smtp_url=smtp_server.url)
+    before = await _mail_updates(client)
+    account = await register(client)
+    await smtp_server.wait_for(account["email"], "Confirm")
+    queue = client.app[DB]["mail_queue"]
+    to_index = client.app[FIELDS].blind_index(account["email"])
+    for _ in range(100):
+        mail = await queue.find_one({"to_index": to_index})
+        if mail["status"] == SENT:
+            break
+        await asyncio.sleep(0.05)
+    assert mail["status"] == SENT and mail["attempts"] == 1
+    assert await _mail_updates(client) - before == 1
+
+
+async def test_a_mail_claimed_by_a_node_that_died_is_sent_after_its_lease(make_client,
+                                                                        smtp_server):
+    """A mail stored claimed by a node that died before sending it waits
+    for the lease, then any worker's poll sends it."""
+    clock = FrozenClock()
+    client = await make_client(smtp_url=smtp_server.url, clock=clock)
+    store = MailQueueStore(client.app[DB], client.app[FIELDS])
+    await store.enqueue(to="orphan@example.com", subject="Left behind", text="t", html="<p>t</p>",
+                        kind="test", now=clock.now(), lease=SEND_LEASE)
+    mail_service = client.app[MAIL]
+    assert not await mail_service.deliver_one()  # leased to the dead node
+    clock.advance(SEND_LEASE.total_seconds() + 1)
+    await mail_service.deliver_one()  # (or the worker's next poll takes it)
+    message = await smtp_server.wait_for("orphan@example.com", "Left behind")
+    assert message["Subject"] == "Left behind"
