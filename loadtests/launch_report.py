@@ -31,7 +31,12 @@ def seconds(history: Path) -> float:
 
 def report(out: Path, users: int) -> str:
     stats = rows(out / f"launch-{users}_stats.csv")
-    duration = seconds(out / f"launch-{users}_stats_history.csv")
+    total = next(r for r in stats if not r["Type"])
+    # locust's own span (since the start, or since --reset-stats when the
+    # statistics cover the steady state only)
+    duration = (int(total["Request Count"]) / float(total["Requests/s"])
+                if float(total["Requests/s"]) else
+                seconds(out / f"launch-{users}_stats_history.csv"))
     lines = [f"### {users} people", "",
              "| type | name | requests | failures | req/s | p50 ms | p95 ms | p99 ms |",
              "|---|---|---|---|---|---|---|---|"]
@@ -42,7 +47,6 @@ def report(out: Path, users: int) -> str:
                      f"{float(r['Requests/s']):.1f} | {r['50%']} | {r['95%']} | {r['99%']} |")
         if r["Type"] and r["Name"] not in NOT_WAITS:
             waited += float(r["Average Response Time"]) * int(r["Request Count"]) / 1000
-    total = next(r for r in stats if not r["Type"])
     node = rows(out / f"node-{users}.csv")
     steady = node[len(node) // 5:] or node
     cpu = sum(float(r["cpu_percent"]) for r in steady) / max(len(steady), 1)

@@ -3,7 +3,7 @@ one core, the seed's 1,000 signed-in people, locust (loadtests/locustfile.py)
 headless pinned to the other core, the node's CPU and memory from /proc.
 
     .venv/bin/python loadtests/launch_test.py --users 250 500 1000 2000 \\
-        [--duration 90] [--out loadtests/out] [--data /tmp/launch-lab] [--fresh]
+        [--duration 90] [--out loadtests/out] [--data /tmp/launch-lab] [--fresh] [--steady]
 
 Per user count it writes ``<out>/launch-<N>_stats.csv`` (locust's, HTTP
 requests and socket events side by side), ``<out>/launch-<N>_failures.csv``,
@@ -150,7 +150,7 @@ def seed(data: Path, tokens: Path, port: int) -> None:
 def run_one(users: int, *, data: Path, tokens: Path, out: Path, port: int, duration: int,
             spawn_rate: int, node_core: str, load_core: str,
             node_src: Path | None = None, db_cores: str = "0,1",
-            settings: dict[str, str] | None = None) -> dict:
+            settings: dict[str, str] | None = None, steady_stats: bool = False) -> dict:
     url = f"http://127.0.0.1:{port}"
     log = open(out / f"node-{users}.log", "w")  # noqa: SIM115 (the node's log while it runs)
     env, cwd, command = node_env(data, port, settings), ROOT, [str(BIN / "skillshare"), "serve"]
@@ -174,7 +174,8 @@ def run_one(users: int, *, data: Path, tokens: Path, out: Path, port: int, durat
             ["taskset", "-c", load_core, str(BIN / "locust"), "-f",
              str(ROOT / "loadtests" / "locustfile.py"), "--host", url, "--headless",
              "-u", str(users), "-r", str(spawn_rate), "-t", f"{int(duration + ramp)}s",
-             "--csv", str(out / f"launch-{users}"), "--only-summary", "--stop-timeout", "5"],
+             "--csv", str(out / f"launch-{users}"), "--only-summary", "--stop-timeout", "5",
+             *(["--reset-stats"] if steady_stats else [])],
             env={**os.environ, "LAUNCH_TOKENS": str(tokens)}, cwd=ROOT,
             stdout=open(out / f"locust-{users}.log", "w"),  # noqa: SIM115 (locust's log while it runs)
             stderr=subprocess.STDOUT)
@@ -221,6 +222,9 @@ def main() -> None:
                         help="run the node from this checkout instead (e.g. the code before)")
     parser.add_argument("--db-cores", default="0,1",
                         help="cores for the embedded database's child process ('' = the node's)")
+    parser.add_argument("--steady", action="store_true",
+                        help="statistics of the steady state only: locust resets them once "
+                             "every user has started (--reset-stats)")
     parser.add_argument("--set", action="append", default=[], metavar="SKILLSHARE_X=VALUE",
                         help="a setting for the node (repeatable), e.g. "
                              "SKILLSHARE_EMBEDDED_DB_POOL_SIZE=8")
@@ -238,7 +242,8 @@ def main() -> None:
         summary = run_one(users, data=args.data, tokens=tokens, out=args.out, port=args.port,
                           duration=args.duration, spawn_rate=args.spawn_rate,
                           node_core=args.node_core, load_core=args.load_core,
-                          node_src=args.node_src, db_cores=args.db_cores, settings=settings)
+                          node_src=args.node_src, db_cores=args.db_cores, settings=settings,
+                          steady_stats=args.steady)
         print(json.dumps(summary), flush=True)
 
 
