@@ -15,9 +15,9 @@ import asyncio
 import contextlib
 from collections import deque
 from datetime import datetime, timedelta
-from typing import Any
 from email.message import EmailMessage
 from email.utils import make_msgid
+from typing import Any
 
 from loguru import logger
 
