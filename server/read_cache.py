@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 from cachetools import TLRUCache
 from loguru import logger
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from .bus import Bus
 
@@ -76,6 +76,9 @@ class ReadCache:
         self._changes = Counter(
             "skillshare_read_cache_changes", "Invalidations by namespace and origin",
             ["namespace", "origin"], registry=registry)
+        Gauge("skillshare_read_cache_entries",
+              "Entries the read cache holds, all namespaces (at its size, it evicts)",
+              registry=registry).set_function(lambda: len(self._entries))
         if bus is not None:
             bus.subscribe(TOPIC, self._on_bus)
             bus.on_reconnect(self._forget_all)

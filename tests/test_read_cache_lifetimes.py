@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 
 import redis.asyncio as redis
+from prometheus_client import CollectorRegistry
 
 from server.bus import RedisBus
 from server.read_cache import BLOCKS, LISTINGS, NAMESPACE_TTLS, ReadCache
@@ -73,3 +74,15 @@ async def test_a_bus_reconnect_forgets_every_entry(redis_url: str, redis_process
     finally:
         await bus.stop()
         await client.aclose()
+
+
+async def test_the_number_of_entries_is_exported():
+    registry = CollectorRegistry()
+    cache = ReadCache(maxsize=2, ttl=30.0, registry=registry)
+    entries = lambda: registry.get_sample_value("skillshare_read_cache_entries")  # noqa: E731
+    assert entries() == 0
+    await cache.read(LISTINGS, "l1", Loads())
+    await cache.read(BLOCKS, "ada", Loads())
+    assert entries() == 2
+    await cache.read(LISTINGS, "l2", Loads())  # full: the least recently used goes
+    assert entries() == 2
