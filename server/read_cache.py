@@ -41,6 +41,7 @@ IDENTITIES = "identities"  # each person's linked sign-in providers, by user id
 REQUESTS = "requests"  # each person's newest skill requests (both sides), by user id
 ROOMS = "rooms"  # each person's newest room documents (their /rooms page), by user id
 BLOCKS = "blocks"  # everyone each person blocked or was blocked by, by user id
+READ_MARKERS = "read_markers"  # each (room, person)'s read marker, by its _id
 # Namespaces dropped by every change that can alter them, on every node
 # (server/consent: blocks by the awaited consent_changed announcement), live
 # longer than the public reads: here the lifetime bounds only a publish that

@@ -167,7 +167,7 @@ def build_purge(
         stores=PurgeStores(
             users=users, sessions=SessionStore(db, fields), user_tokens=UserTokenStore(db),
             audit=audit, rooms=RoomStore(db, cache=cache), messages=MessageStore(db, fields),
-            read_markers=ReadMarkerStore(db), listings=ListingStore(db, cache=cache),
+            read_markers=ReadMarkerStore(db, cache=cache), listings=ListingStore(db, cache=cache),
             skill_requests=SkillRequestStore(db, fields, cache=cache),
             reviews=ReviewStore(db, fields, cache=cache),
             skill_index=SkillIndexStore(db), snapshots=RankingSnapshotStore(db),

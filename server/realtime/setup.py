@@ -90,7 +90,7 @@ def build_realtime(
     sessions: SessionService, consent: ConsentService, profiles: ProfileService, bus: Bus,
     redis: Redis | None, node_id: str, clock: Clock, cache: ReadCache | None = None,
 ) -> Realtime:
-    rooms_store, markers = RoomStore(db, cache=cache), ReadMarkerStore(db)
+    rooms_store, markers = RoomStore(db, cache=cache), ReadMarkerStore(db, cache=cache)
     messages = MessageStore(db, fields)
     sequences = SequenceCache(messages)
     if isinstance(sio.manager, UrlAwareRedisManager):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 
 from server.clock import FrozenClock
-from server.keys import DB
+from server.keys import CHAT, DB
 from server.read_cache import LISTINGS, ReadCache
 from tests.support.api import error_of
 from tests.support.market import create_listing, new_admin, new_user, page_all, talk
@@ -676,3 +676,46 @@ async def test_my_requests_are_cached_and_every_write_of_either_party_shows_on_e
     for client in (two, one):
         await until(client, ada, [(request_id, "completed", True)])
         await until(client, bob, [(request_id, "completed", True)], role="incoming")
+
+
+async def _marker_finds(client) -> float:
+    resp = await client.get("/metrics")
+    return sample(await resp.text(), "skillshare_db_commands_total", collection="read_markers",
+                  command="find", outcome="ok")
+
+
+async def test_a_read_on_one_node_shows_in_rooms_on_the_other(make_client, redis_url):
+    """GET /rooms reads each room's read marker from the read cache: the
+    owner reading the room on another node moves it there at once."""
+    one = await make_client(read_cache_ttl=LONG_TTL, redis_url=redis_url)
+    two = await make_client(read_cache_ttl=LONG_TTL, redis_url=redis_url)
+    ada, bob = await new_user(one, "Ada"), await new_user(one, "Bob")
+    listing = await create_listing(one, bob, title="Guitar")
+    resp = await one.post(f"/api/v1/skills/{listing['id']}/requests", json={"message": "hi"},
+                          headers=ada["headers"])
+    assert resp.status == 201, await resp.text()
+    request_id = (await resp.json())["id"]
+    resp = await one.post(f"/api/v1/requests/{request_id}/accept", headers=bob["headers"])
+    assert resp.status == 200, await resp.text()
+    message = await talk(one, bob, request_id)
+
+    async def room_on(client):
+        rooms = (await _get(client, "/api/v1/rooms", ada["headers"]))["items"]
+        return next(r for r in rooms if r["id"] == message["room_id"])
+
+    room = await room_on(two)
+    assert (room["read_seq"], room["unread_count"]) == (0, 1)
+    finds = await _marker_finds(two)
+    assert (await room_on(two))["read_seq"] == 0
+    assert await _marker_finds(two) == finds, "the marker came from the cache"
+
+    await one.app[CHAT].mark_read(ada["id"], message["room_id"], message["seq"])
+
+    async def read_on_two():
+        while (room := await room_on(two))["read_seq"] != message["seq"]:
+            await asyncio.sleep(0.02)
+        return room
+
+    room = await asyncio.wait_for(read_on_two(), timeout=20)
+    assert room["unread_count"] == 0
+    assert (await room_on(one))["read_seq"] == message["seq"]
