@@ -162,11 +162,14 @@ class Settings(BaseSettings):
     digest_delay: float = Field(900.0, ge=0)  # s away before a digest is considered
     digest_sweep_interval: float = Field(60.0, gt=0)  # s between checks for due digests
     max_blocks_per_user: int = Field(1000, ge=1)  # people one user may block at once
-    # Hot public reads (listing pages, listings, reviews, public people):
-    # entries at most; seconds an entry lives (bounds staleness if a bus
-    # message is lost). 0 turns the cache off. docs/marketplace.md.
+    # Hot reads (listing pages, listings, reviews, people, each person's
+    # rooms, requests, markers and blocks): entries at most; seconds an entry
+    # lives (every write drops what it changes on every node and a bus
+    # reconnect drops everything, so this bounds only a failed publish or a
+    # tool writing to the database directly). 0 turns the cache off.
+    # docs/marketplace.md.
     read_cache_size: int = Field(10000, ge=0, le=1_000_000)
-    read_cache_ttl: float = Field(30.0, ge=0, le=3600)
+    read_cache_ttl: float = Field(120.0, ge=0, le=3600)
     # AI-assisted matching (docs/marketplace.md, "Semantic ranking with Gemini")
     ai_provider: Literal["local", "gemini"] = "local"
     gemini_api_key: str | None = None

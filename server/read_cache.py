@@ -42,10 +42,10 @@ REQUESTS = "requests"  # each person's newest skill requests (both sides), by us
 ROOMS = "rooms"  # each person's newest room documents (their /rooms page), by user id
 BLOCKS = "blocks"  # everyone each person blocked or was blocked by, by user id
 READ_MARKERS = "read_markers"  # each (room, person)'s read marker, by its _id
-# Namespaces dropped by every change that can alter them, on every node
-# (server/consent: blocks by the awaited consent_changed announcement), live
-# longer than the public reads: here the lifetime bounds only a publish that
-# failed while the other nodes' subscriptions stayed up.
+# Blocks live at least this long even where the cache-wide ttl is set
+# shorter: every change drops them on every node (server/consent, through
+# the awaited consent_changed announcement), so the lifetime bounds only a
+# publish that failed while the other nodes' subscriptions stayed up.
 NAMESPACE_TTLS = {BLOCKS: 120.0}
 
 

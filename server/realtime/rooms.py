@@ -22,7 +22,7 @@ from .notifier import Notifier
 from .sequences import SequenceCache
 
 MAX_GROUP_MEMBERS = 100
-ROOM_CACHE_TTL_S = 30.0  # bounds a cached room's staleness should a room_changed be lost
+ROOM_CACHE_TTL_S = 120.0  # bounds a cached room's staleness should a room_changed publish fail
 MAX_ROOMS_CACHED = 50_000  # room documents one node keeps (a few KB each)
 UNREAD_CAP = 999  # unread counts above this are reported as 999 ("999+")
 # Unread messages per room read along with the room's end (one query for a
