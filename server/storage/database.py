@@ -25,6 +25,7 @@ from .embedded_db import (
     EmbeddedDatabaseUnavailable,
 )
 from .command_metrics import CommandMetrics
+from .embedded_expiry import EmbeddedExpiry
 from .embedded_supervisor import EmbeddedSupervisor
 from .schema import create_all_indexes
 
@@ -54,8 +55,10 @@ async def open_database(
     embedded_pool_size: int = EMBEDDED_POOL_SIZE,
 ) -> AsyncIterator[AsyncDatabase]:
     """The database, with every store's indexes created (idempotently)
-    before the caller can write anything. ``create_indexes=False`` is for
-    readers that must leave the database exactly as it is (backups).
+    before the caller can write anything, and on the embedded database
+    documents expired by their TTL indexes (``EmbeddedExpiry``).
+    ``create_indexes=False`` is for readers that must leave the database
+    exactly as it is (backups): neither happens.
     ``registry`` takes the embedded database's supervisor metrics and the
     driver's command counts and times (``CommandMetrics``)."""
     embedded: EmbeddedDatabase | None = None
@@ -88,12 +91,18 @@ async def open_database(
     client = (_client(mongo_url, retryWrites=False, event_listeners=listeners,
                       maxPoolSize=embedded_pool_size)
               if embedded is not None else _client(mongo_url, event_listeners=listeners))
+    expiry: EmbeddedExpiry | None = None
     try:
         db = client[db_name]
         if create_indexes:
             await create_all_indexes(db)
+            if embedded is not None:
+                expiry = EmbeddedExpiry(db)
+                expiry.start()
         yield db
     finally:
+        if expiry is not None:
+            await expiry.stop()
         if supervisor is not None:
             await supervisor.stop()
         if health is not None:

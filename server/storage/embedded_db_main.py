@@ -103,6 +103,10 @@ def _start(config: dict[str, Any]) -> Any:
         server = SecantusDBServer(
             host=config["host"], port=config["port"], storage_path=config["path"],
             require_auth=True, enable_test_commands=config["enable_test_commands"],
+            # its sweep scans every document of each TTL collection under the
+            # storage-wide lock; the node expires by index instead
+            # (server/storage/embedded_expiry.py)
+            ttl_sweep_seconds=0,
         )
     except Exception as exc:  # WiredTigerError; its module is SecantusDB's own
         if any(hint in str(exc).lower() for hint in BUSY_HINTS):
