@@ -61,11 +61,11 @@ def report(out: Path, users: int) -> str:
         db_steady = db[len(db) // 5:] or db
         wait += (f"; the database process: CPU "
                  f"{sum(float(r['cpu_percent']) for r in db_steady) / max(len(db_steady), 1):.0f}%"
-                 f" of one core, RSS max {max((float(r['rss_mib']) for r in db), default=0):.0f} MiB; the node:")
+                 f" of one core, RSS max {max((float(r['rss_mib']) for r in db), default=0):.0f} MiB")
     lines += ["", f"{float(total['Requests/s']):.0f} req/s over {duration:.0f} s, "
               f"{total['Failure Count']} failures, {100 * served:.0f}% of the offered load "
-              f"served; node CPU {cpu:.0f}% of one core (mean, after the first fifth){wait}, "
-              f"RSS max {rss:.0f} MiB.", ""]
+              f"served; node CPU {cpu:.0f}% of one core (mean, after the first fifth){wait}; "
+              f"node RSS max {rss:.0f} MiB.", ""]
     return "\n".join(lines)
 
 
